@@ -1,0 +1,1 @@
+//! node binding of meshplane-core (being written).

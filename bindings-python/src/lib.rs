@@ -1,0 +1,1 @@
+//! python binding of meshplane-core (being written).

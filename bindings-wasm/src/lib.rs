@@ -1,0 +1,1 @@
+//! wasm binding of meshplane-core (being written).

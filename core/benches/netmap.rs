@@ -1,0 +1,2 @@
+//! Network-map benchmarks (being written).
+fn main() {}

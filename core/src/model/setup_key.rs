@@ -1,0 +1,47 @@
+//! Setup keys: how peers join without a user login.
+
+use serde::{Deserialize, Serialize};
+
+use super::ids::{GroupId, SetupKeyId};
+use crate::time::Timestamp;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SetupKeyType {
+    Reusable,
+    OneOff,
+}
+
+/// A setup key as stored: the secret only as its hash, plus the masked form
+/// shown after creation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetupKey {
+    pub id: SetupKeyId,
+    pub name: String,
+    /// base64(SHA-256(key)).
+    pub hashed_key: String,
+    /// First 5 characters of the key followed by `****`.
+    pub masked_key: String,
+    #[serde(rename = "type")]
+    pub kind: SetupKeyType,
+    /// `None` for a key that never expires.
+    #[serde(default)]
+    pub expires_at: Option<Timestamp>,
+    #[serde(default)]
+    pub revoked: bool,
+    #[serde(default)]
+    pub used_times: u32,
+    #[serde(default)]
+    pub last_used: Option<Timestamp>,
+    #[serde(default)]
+    pub auto_groups: Vec<GroupId>,
+    /// 0 = unlimited; forced to 1 for one-off keys.
+    #[serde(default)]
+    pub usage_limit: u32,
+    #[serde(default)]
+    pub ephemeral: bool,
+    #[serde(default)]
+    pub allow_extra_dns_labels: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
