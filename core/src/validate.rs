@@ -207,7 +207,10 @@ fn check_domain(d: &str) -> Result<(), ValidationError> {
         return Err(err());
     }
     // The top-level label is never all digits (that would be an IP address).
-    if labels.last().is_some_and(|l| l.bytes().all(|c| c.is_ascii_digit())) {
+    if labels
+        .last()
+        .is_some_and(|l| l.bytes().all(|c| c.is_ascii_digit()))
+    {
         return Err(err());
     }
     Ok(())
@@ -435,7 +438,10 @@ mod tests {
         assert!("12345".parse::<Pin>().is_err());
         assert!("12345a".parse::<Pin>().is_err());
         assert!("١٢٣٤٥٦".parse::<Pin>().is_err());
-        assert_eq!(format!("{:?}", "123456".parse::<Pin>().unwrap()), "Pin(******)");
+        assert_eq!(
+            format!("{:?}", "123456".parse::<Pin>().unwrap()),
+            "Pin(******)"
+        );
     }
 
     #[test]

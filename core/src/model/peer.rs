@@ -114,7 +114,11 @@ impl Peer {
 
     /// Whether the peer's login has expired at `now` under the account's
     /// settings. Only peers added by a user (SSO) expire, as in the reference.
-    pub fn login_expired(&self, settings: &super::account::AccountSettings, now: Timestamp) -> bool {
+    pub fn login_expired(
+        &self,
+        settings: &super::account::AccountSettings,
+        now: Timestamp,
+    ) -> bool {
         if !self.login_expiration_enabled
             || !settings.peer_login_expiration_enabled
             || self.user_id.is_none()
