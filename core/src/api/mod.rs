@@ -22,6 +22,7 @@ mod expose;
 mod keys;
 mod netmap;
 mod policy;
+mod posture;
 mod validate;
 
 /// One area's ops: `dispatch` answers `None` for an op it does not own.
@@ -42,6 +43,10 @@ const AREAS: &[Area] = &[
     Area {
         ops: policy::OPS,
         dispatch: policy::dispatch,
+    },
+    Area {
+        ops: posture::OPS,
+        dispatch: posture::dispatch,
     },
     Area {
         ops: netmap::OPS,
