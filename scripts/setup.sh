@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs on a fresh Debian machine (run as
+# root). Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== setup: %s\n' "$*"; }
+
+log "rust components and targets"
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+rustup target add wasm32-unknown-unknown
+
+need_apt=()
+command -v pg_ctlcluster >/dev/null 2>&1 || need_apt+=(postgresql)
+command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+if [ "${#need_apt[@]}" -gt 0 ]; then
+    log "apt packages: ${need_apt[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if [ -x scripts/setup-bindings.sh ]; then
+    log "bindings toolchain"
+    scripts/setup-bindings.sh
+fi
+
+log "done"
