@@ -14,6 +14,49 @@
 //!
 //! Every operation is also reachable as JSON in / JSON out through [`api`],
 //! which is what the language bindings and the conformance vectors use.
+//!
+//! ## A first look
+//!
+//! Validated values are newtypes: once you hold a [`validate::NamePrefix`],
+//! it is valid, and a bad input says exactly what is wrong.
+//!
+//! ```
+//! use meshplane_core::validate::NamePrefix;
+//! use meshplane_core::ErrorCode;
+//!
+//! let ok: NamePrefix = "demo".parse().unwrap();
+//! assert_eq!(ok.as_str(), "demo");
+//!
+//! let err = "Demo".parse::<NamePrefix>().unwrap_err();
+//! assert_eq!(err.code(), "invalid_name_prefix");
+//! assert_eq!(
+//!     err.to_string(),
+//!     "invalid name prefix \"Demo\": must be lowercase alphanumeric with optional hyphens, 1-32 characters"
+//! );
+//! ```
+//!
+//! Randomness is an argument, so a seeded generator reproduces every output:
+//!
+//! ```
+//! use meshplane_core::keys;
+//! use rand_chacha::{rand_core::SeedableRng, ChaCha8Rng};
+//!
+//! let token = keys::generate_pat(&mut ChaCha8Rng::seed_from_u64(1));
+//! assert!(keys::check_pat(&token).is_ok());
+//! assert_eq!(token, keys::generate_pat(&mut ChaCha8Rng::seed_from_u64(1)));
+//! // Only the hash is ever stored.
+//! assert!(keys::verify_secret_hash(&token, &keys::hash_secret(&token)));
+//! ```
+//!
+//! The same operations as JSON, the form every binding uses:
+//!
+//! ```
+//! let answer = meshplane_core::api::call(r#"{"op":"validate_pin","input":{"value":"12345"}}"#);
+//! assert_eq!(
+//!     answer,
+//!     r#"{"error":{"code":"invalid_pin","message":"invalid pin: must be exactly 6 digits"}}"#
+//! );
+//! ```
 
 pub mod api;
 pub mod dns_label;
