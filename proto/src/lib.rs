@@ -1,5 +1,19 @@
-//! The `meshplane.management.v1` protocol. The service definitions arrive
-//! with the daemon and gRPC work; until then this crate only names itself.
+//! The `meshplane.management.v1` protocol: the generated messages and tonic
+//! service ([`v1`]), the sealed envelope every peer call travels in
+//! ([`envelope`]), and the mapping of core errors to gRPC statuses
+//! ([`status`]).
+
+pub mod envelope;
+pub mod status;
+
+/// Generated protobuf messages, client and server of the management service.
+#[allow(missing_debug_implementations, clippy::all)]
+pub mod v1 {
+    tonic::include_proto!("meshplane.management.v1");
+}
 
 /// The protobuf package of the management service.
 pub const PACKAGE: &str = "meshplane.management.v1";
+
+/// The protocol version `GetServerKey` reports.
+pub const PROTOCOL_VERSION: u32 = 1;
