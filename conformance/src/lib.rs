@@ -71,6 +71,21 @@ pub struct Report {
     pub ops_covered: BTreeSet<String>,
 }
 
+impl Report {
+    /// Prints every failure to stderr and returns the closing line,
+    /// `conformance: N passed, M failed`, that runners are compared on.
+    pub fn summarise(&self) -> String {
+        for f in &self.failures {
+            eprintln!("FAIL {f}");
+        }
+        format!(
+            "conformance: {} passed, {} failed",
+            self.passed,
+            self.failures.len()
+        )
+    }
+}
+
 /// The vectors directory of this crate.
 pub fn vectors_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("vectors")

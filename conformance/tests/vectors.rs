@@ -6,14 +6,7 @@ use meshplane_conformance::{run_dir, vectors_dir};
 #[test]
 fn every_vector_passes() {
     let report = run_dir(&vectors_dir()).expect("vectors load");
-    for f in &report.failures {
-        eprintln!("FAIL {f}");
-    }
-    println!(
-        "conformance: {} passed, {} failed",
-        report.passed,
-        report.failures.len()
-    );
+    println!("{}", report.summarise());
     assert!(
         report.failures.is_empty(),
         "{} vectors failed",

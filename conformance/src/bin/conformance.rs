@@ -14,14 +14,7 @@ fn main() -> ExitCode {
         .unwrap_or_else(vectors_dir);
     match run_dir(&dir) {
         Ok(report) => {
-            for f in &report.failures {
-                eprintln!("FAIL {f}");
-            }
-            println!(
-                "conformance: {} passed, {} failed",
-                report.passed,
-                report.failures.len()
-            );
+            println!("{}", report.summarise());
             if report.failures.is_empty() {
                 ExitCode::SUCCESS
             } else {
