@@ -90,7 +90,12 @@ fn pat_checksum(secret: &str) -> String {
 /// A fresh personal access token.
 pub fn generate_pat(rng: &mut impl RngCore) -> String {
     let secret: String = (0..PAT_SECRET_LEN)
-        .map(|_| char::from(BASE62[rng.gen_range(0..BASE62.len())]))
+        .map(|_| {
+            // Drawn as u32, not usize, so 32-bit targets (wasm32) give the
+            // same token for the same seed.
+            let i = rng.gen_range(0..BASE62.len() as u32) as usize;
+            char::from(BASE62[i])
+        })
         .collect();
     let checksum = pat_checksum(&secret);
     format!("{PAT_PREFIX}{secret}{checksum}")
