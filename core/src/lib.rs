@@ -62,6 +62,7 @@ pub mod api;
 pub mod dns_label;
 pub mod error;
 pub mod expose;
+pub mod firewall;
 pub mod generate;
 pub mod index;
 pub mod ipam;

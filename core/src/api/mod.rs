@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 use crate::error::ApiError;
 
 mod expose;
+mod firewall;
 mod keys;
 mod netmap;
 mod policy;
@@ -55,6 +56,10 @@ const AREAS: &[Area] = &[
     Area {
         ops: expose::OPS,
         dispatch: expose::dispatch,
+    },
+    Area {
+        ops: firewall::OPS,
+        dispatch: firewall::dispatch,
     },
 ];
 

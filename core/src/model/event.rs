@@ -43,6 +43,7 @@ activities! {
     SETUP_KEY_UPDATED = 13, "setupkey.update", "Setup key updated";
     SETUP_KEY_REVOKED = 14, "setupkey.revoke", "Setup key revoked";
     SETUP_KEY_OVERUSED = 15, "setupkey.overuse", "Setup key overused";
+    SETUP_KEY_DELETED = 75, "setupkey.delete", "Setup key deleted";
     GROUP_CREATED = 16, "group.add", "Group created";
     GROUP_UPDATED = 17, "group.update", "Group updated";
     GROUP_ADDED_TO_PEER = 18, "peer.group.add", "Group added to peer";

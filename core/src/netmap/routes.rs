@@ -1,0 +1,447 @@
+//! Routes and route firewall rules.
+//!
+//! A peer gets the enabled routes it serves (as `peer` or through
+//! `peer_groups`) and, for every enabled route distributed to one of its
+//! groups, one entry per routing peer it can see; HA routes share their
+//! `network_id`. Network resources become routes too: a peer that may reach
+//! a resource gets one entry per active router peer of the resource's
+//! network, and a router peer gets every enabled resource of the networks it
+//! routes. Entries are sorted by network id, id and routing peer IP.
+//!
+//! A routing peer also gets route firewall rules for what it serves: a route
+//! without access-control groups permits all from `0.0.0.0/0`; a route with
+//! them permits what each rule whose destinations name one of those groups
+//! permits (and, for a bidirectional rule whose sources name one, the reverse),
+//! from the rule's peers; a resource permits what each rule towards it
+//! permits, from the rule's peers.
+
+use std::borrow::Cow;
+use std::cell::OnceCell;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use serde::ser::{SerializeSeq, Serializer};
+use serde::Serialize;
+
+use super::firewall::port_slots;
+use super::reach::Reach;
+use crate::index::{iter_words, AccountIndex, PeerSet, SideOf};
+use crate::model::{Action, PeerId, PortRange, Protocol, ResourceKind};
+use crate::validate::Cidr;
+
+/// What an entry routes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Via {
+    /// A route, by position.
+    Route(u32),
+    /// A network resource through one of its network's routers.
+    Resource { resource: u32, router: u32 },
+}
+
+/// One route of a map before it is written out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RouteEntry {
+    pub via: Via,
+    /// Rank of the routing peer.
+    pub peer: u32,
+}
+
+impl RouteEntry {
+    /// The identity of an entry: network id, id, routing peer, kind.
+    pub fn key<'a>(&self, index: &AccountIndex<'a>) -> (&'a str, &'a str, u32, bool) {
+        let (network, id) = ids(index, self.via);
+        (
+            network,
+            id,
+            self.peer,
+            matches!(self.via, Via::Resource { .. }),
+        )
+    }
+}
+
+/// Network id and id of what an entry routes to.
+fn ids<'a>(index: &AccountIndex<'a>, via: Via) -> (&'a str, &'a str) {
+    match via {
+        Via::Route(pos) => {
+            let r = &index.account.routes[pos as usize];
+            (r.network_id.as_str(), r.id.as_str())
+        }
+        Via::Resource { resource, .. } => {
+            let r = index.resource_at(resource);
+            (r.network_id.as_str(), r.id.as_str())
+        }
+    }
+}
+
+/// Sorts entries and drops repeated ones (the first router wins).
+pub(crate) fn sort_entries(index: &AccountIndex<'_>, entries: &mut Vec<RouteEntry>) {
+    entries.sort_unstable_by(|a, b| (a.key(index), a.via).cmp(&(b.key(index), b.via)));
+    entries.dedup_by(|a, b| a.key(index) == b.key(index));
+}
+
+/// The routes and resources among served entries, once each (whatever the
+/// router), sorted by id: the order of their route firewall rules.
+pub(crate) fn served_vias(index: &AccountIndex<'_>, served: &[RouteEntry]) -> Vec<Via> {
+    let mut vias: Vec<Via> = served
+        .iter()
+        .map(|e| match e.via {
+            Via::Resource { resource, .. } => Via::Resource {
+                resource,
+                router: 0,
+            },
+            via => via,
+        })
+        .collect();
+    vias.sort_by_key(|&via| (ids(index, via).1, via));
+    vias.dedup();
+    vias
+}
+
+/// The routed prefix (CIDR) or domains of a route or resource.
+fn destination<'a>(index: &AccountIndex<'a>, via: Via) -> (Option<Cow<'a, str>>, &'a [String]) {
+    match via {
+        Via::Route(pos) => {
+            let r = &index.account.routes[pos as usize];
+            (r.network.as_deref().map(Cow::Borrowed), &r.domains)
+        }
+        Via::Resource { resource, .. } => {
+            let r = index.resource_at(resource);
+            if r.kind == ResourceKind::Domain {
+                (None, std::slice::from_ref(&r.address))
+            } else {
+                let cidr = Cidr::parse_host_or_cidr(&r.address)
+                    .map(|c| Cow::Owned(c.to_string()))
+                    .unwrap_or(Cow::Borrowed(r.address.as_str()));
+                (Some(cidr), &[])
+            }
+        }
+    }
+}
+
+/// Entries of the enabled routes distributed to `groups`, through the
+/// routing peers in `visible` that are active.
+pub(crate) fn distributed_routes(
+    reach: &Reach<'_>,
+    groups: &[u32],
+    visible: &PeerSet,
+) -> Vec<RouteEntry> {
+    let index = reach.index;
+    let mut out = Vec::new();
+    for (pos, route) in index.account.routes.iter().enumerate() {
+        let distributed = route
+            .groups
+            .iter()
+            .filter_map(|g| index.group(g.as_str()))
+            .any(|g| groups.binary_search(&g).is_ok());
+        if !route.enabled || !distributed {
+            continue;
+        }
+        let via = Via::Route(pos as u32);
+        let peers = index.route_peers(pos as u32).words();
+        let words = peers
+            .iter()
+            .zip(visible.words())
+            .zip(reach.active.words())
+            .map(|((p, v), a)| p & v & a);
+        out.extend(iter_words(words).map(|peer| RouteEntry { via, peer }));
+    }
+    out
+}
+
+/// Entries of `resources` through the active peers of their networks'
+/// enabled routers (only through `only` when given).
+pub(crate) fn resource_routes(
+    reach: &Reach<'_>,
+    resources: &[u32],
+    only: Option<u32>,
+) -> Vec<RouteEntry> {
+    let index = reach.index;
+    let mut out = Vec::new();
+    for &resource in resources {
+        let network = index.resource_at(resource).network_id.as_str();
+        for &router in index.network_routers(network) {
+            if !index.account.network_routers[router as usize].enabled {
+                continue;
+            }
+            let via = Via::Resource { resource, router };
+            let mut peers = index.router_peers(router).clone();
+            peers.intersect_with(&reach.active);
+            match only {
+                Some(me) if peers.contains(me) => out.push(RouteEntry { via, peer: me }),
+                Some(_) => {}
+                None => out.extend(peers.iter().map(|peer| RouteEntry { via, peer })),
+            }
+        }
+    }
+    out
+}
+
+/// The enabled routes the peer at `rank` serves.
+pub(crate) fn served_routes(reach: &Reach<'_>, rank: u32) -> Vec<RouteEntry> {
+    let index = reach.index;
+    (0..index.account.routes.len() as u32)
+        .filter(|&pos| {
+            index.account.routes[pos as usize].enabled && index.route_peers(pos).contains(rank)
+        })
+        .map(|pos| RouteEntry {
+            via: Via::Route(pos),
+            peer: rank,
+        })
+        .collect()
+}
+
+/// The enabled resources of the networks whose enabled routers include the
+/// peer at `rank`.
+pub(crate) fn served_resources(reach: &Reach<'_>, rank: u32) -> Vec<u32> {
+    let index = reach.index;
+    let mut out: Vec<u32> = index
+        .account
+        .network_routers
+        .iter()
+        .enumerate()
+        .filter(|(pos, r)| r.enabled && index.router_peers(*pos as u32).contains(rank))
+        .flat_map(|(_, r)| {
+            index
+                .network_resources(r.network_id.as_str())
+                .iter()
+                .copied()
+        })
+        .filter(|&res| index.resource_at(res).enabled)
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// A route as it appears in a map.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Route<'a> {
+    pub id: &'a str,
+    pub network_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub domains: &'a [String],
+    pub peer: &'a PeerId,
+    pub peer_ip: Ipv4Addr,
+    pub metric: u32,
+    pub masquerade: bool,
+    pub keep_route: bool,
+}
+
+/// Writes out an entry.
+pub(crate) fn route<'a>(index: &AccountIndex<'a>, entry: &RouteEntry) -> Route<'a> {
+    let (network_id, id) = ids(index, entry.via);
+    let (network, domains) = destination(index, entry.via);
+    let peer = index.peer(entry.peer);
+    let (metric, masquerade, keep_route) = match entry.via {
+        Via::Route(pos) => {
+            let r = &index.account.routes[pos as usize];
+            (r.metric, r.masquerade, r.keep_route)
+        }
+        Via::Resource { router, .. } => {
+            let r = &index.account.network_routers[router as usize];
+            (r.metric, r.masquerade, false)
+        }
+    };
+    Route {
+        id,
+        network_id,
+        network,
+        domains,
+        peer: &peer.id,
+        peer_ip: peer.ip,
+        metric,
+        masquerade,
+        keep_route,
+    }
+}
+
+/// One policy rule's permission on a route or resource, before ports are
+/// expanded. `rule` is `None` for a route that permits all.
+#[derive(Debug)]
+pub(crate) struct RouteRule {
+    via: Via,
+    rule: Option<u32>,
+    sources: PeerSet,
+}
+
+/// A route firewall rule as it appears in a map.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteFirewallRule<'a> {
+    pub route_id: &'a str,
+    pub source_ranges: SourceRanges<'a>,
+    pub action: Action,
+    /// The routed prefix; `0.0.0.0/0` for domain routes (see `domains`).
+    pub destination: Cow<'a, str>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub domains: &'a [String],
+    pub protocol: Protocol,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port_range: Option<PortRange>,
+}
+
+/// Source ranges: `0.0.0.0/0`, or `<ip>/32` per peer in IP order.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceRanges<'a> {
+    index: &'a AccountIndex<'a>,
+    peers: Option<&'a PeerSet>,
+}
+
+impl SourceRanges<'_> {
+    /// The ranges as text.
+    pub fn to_strings(&self) -> Vec<String> {
+        match self.peers {
+            None => vec!["0.0.0.0/0".to_string()],
+            Some(set) => set
+                .iter()
+                .map(|r| format!("{}/32", self.index.peer(r).ip))
+                .collect(),
+        }
+    }
+}
+
+impl Serialize for SourceRanges<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(None)?;
+        match self.peers {
+            None => seq.serialize_element("0.0.0.0/0")?,
+            Some(set) => {
+                for r in set.iter() {
+                    seq.serialize_element(&format_args!("{}/32", self.index.peer(r).ip))?;
+                }
+            }
+        }
+        seq.end()
+    }
+}
+
+/// Route firewall rules per route and per resource, each computed once.
+#[derive(Debug)]
+pub(crate) struct RouteRules {
+    routes: Vec<OnceCell<Arc<[RouteRule]>>>,
+    resources: Vec<OnceCell<Arc<[RouteRule]>>>,
+}
+
+impl RouteRules {
+    pub fn new(index: &AccountIndex<'_>) -> Self {
+        RouteRules {
+            routes: (0..index.account.routes.len())
+                .map(|_| OnceCell::new())
+                .collect(),
+            resources: (0..index.account.network_resources.len())
+                .map(|_| OnceCell::new())
+                .collect(),
+        }
+    }
+
+    /// The rules of a route or resource a peer serves.
+    pub fn of(&self, reach: &Reach<'_>, via: Via) -> Arc<[RouteRule]> {
+        match via {
+            Via::Route(pos) => self.routes[pos as usize]
+                .get_or_init(|| route_rules(reach, pos).into())
+                .clone(),
+            Via::Resource { resource, .. } => self.resources[resource as usize]
+                .get_or_init(|| resource_rules(reach, resource).into())
+                .clone(),
+        }
+    }
+}
+
+fn route_rules(reach: &Reach<'_>, pos: u32) -> Vec<RouteRule> {
+    let index = reach.index;
+    let via = Via::Route(pos);
+    let acg = index.group_positions(&index.account.routes[pos as usize].access_control_groups);
+    if acg.is_empty() {
+        return vec![RouteRule {
+            via,
+            rule: None,
+            sources: PeerSet::default(),
+        }];
+    }
+    let names = |groups: &[u32]| groups.iter().any(|g| acg.binary_search(g).is_ok());
+    let sides = index.rules().iter().enumerate().flat_map(|(i, rule)| {
+        let i = i as u32;
+        let fwd = names(&rule.destinations.groups).then_some((i, SideOf::Sources));
+        let back = (rule.bidirectional && names(&rule.sources.groups))
+            .then_some((i, SideOf::Destinations));
+        fwd.into_iter().chain(back)
+    });
+    collect_rules(reach, via, sides)
+}
+
+fn resource_rules(reach: &Reach<'_>, pos: u32) -> Vec<RouteRule> {
+    let via = Via::Resource {
+        resource: pos,
+        router: 0,
+    };
+    collect_rules(reach, via, reach.resource_rules(pos))
+}
+
+/// One rule per policy rule from the active peers of the given sides,
+/// sorted by policy id and rule id.
+fn collect_rules(
+    reach: &Reach<'_>,
+    via: Via,
+    sides: impl Iterator<Item = (u32, SideOf)>,
+) -> Vec<RouteRule> {
+    let index = reach.index;
+    let mut out: Vec<RouteRule> = Vec::new();
+    for (rule, side) in sides {
+        let mut peers = (**reach.side(rule, side)).clone();
+        peers.intersect_with(&reach.active);
+        match out.last_mut() {
+            Some(last) if last.rule == Some(rule) => last.sources.union_with(&peers),
+            _ => out.push(RouteRule {
+                via,
+                rule: Some(rule),
+                sources: peers,
+            }),
+        }
+    }
+    out.retain(|r| !r.sources.is_empty());
+    out.sort_by_cached_key(|r| {
+        r.rule.map(|i| {
+            let rule = &index.rules()[i as usize];
+            let (policy, pr) = index.policy_rule(rule);
+            (&policy.id, &pr.id, i)
+        })
+    });
+    out
+}
+
+/// Writes out a route rule, one per port slot.
+pub(crate) fn route_firewall_rules<'a>(
+    index: &'a AccountIndex<'a>,
+    rule: &'a RouteRule,
+) -> impl Iterator<Item = RouteFirewallRule<'a>> + 'a {
+    let (_, route_id) = ids(index, rule.via);
+    let (network, domains) = destination(index, rule.via);
+    let destination = network.unwrap_or(Cow::Borrowed("0.0.0.0/0"));
+    let (action, protocol, spec) = match rule.rule {
+        None => (Action::Accept, Protocol::All, None),
+        Some(i) => {
+            let r = &index.rules()[i as usize];
+            (r.action, r.protocol, Some(&r.ports))
+        }
+    };
+    let peers = rule.rule.map(|_| &rule.sources);
+    let slots: Vec<(Option<u16>, Option<PortRange>)> = match spec {
+        Some(spec) => port_slots(spec).collect(),
+        None => vec![(None, None)],
+    };
+    slots
+        .into_iter()
+        .map(move |(port, port_range)| RouteFirewallRule {
+            route_id,
+            source_ranges: SourceRanges { index, peers },
+            action,
+            destination: destination.clone(),
+            domains,
+            protocol,
+            port,
+            port_range,
+        })
+}
