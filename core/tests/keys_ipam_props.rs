@@ -18,9 +18,7 @@ fn prefix_oracle(p: &str) -> bool {
     let inner = |c: &char| edge(c) || *c == '-';
     match chars.len() {
         1 => edge(&chars[0]),
-        2..=32 => {
-            edge(&chars[0]) && edge(&chars[chars.len() - 1]) && chars.iter().all(inner)
-        }
+        2..=32 => edge(&chars[0]) && edge(&chars[chars.len() - 1]) && chars.iter().all(inner),
         _ => false,
     }
 }
