@@ -71,6 +71,7 @@ pub mod model;
 pub mod netmap;
 pub mod policy;
 pub mod posture;
+pub mod registration;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod time;

@@ -24,6 +24,7 @@ mod keys;
 mod netmap;
 mod policy;
 mod posture;
+mod registration;
 mod validate;
 
 /// One area's ops: `dispatch` answers `None` for an op it does not own.
@@ -44,6 +45,10 @@ const AREAS: &[Area] = &[
     Area {
         ops: policy::OPS,
         dispatch: policy::dispatch,
+    },
+    Area {
+        ops: registration::OPS,
+        dispatch: registration::dispatch,
     },
     Area {
         ops: posture::OPS,

@@ -31,5 +31,5 @@ pub use posture::{
     OsVersionCheck, PeerNetworkRangeCheck, PostureCheck, Process, ProcessCheck,
 };
 pub use route::Route;
-pub use setup_key::{SetupKey, SetupKeyType};
+pub use setup_key::{SetupKey, SetupKeyState, SetupKeyType};
 pub use user::{PersonalAccessToken, Role, User, UserStatus};

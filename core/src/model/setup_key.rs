@@ -45,3 +45,40 @@ pub struct SetupKey {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
+
+/// Whether a setup key can register a peer now; the REST `state` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SetupKeyState {
+    Valid,
+    Revoked,
+    Expired,
+    Overused,
+}
+
+impl SetupKeyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SetupKeyState::Valid => "valid",
+            SetupKeyState::Revoked => "revoked",
+            SetupKeyState::Expired => "expired",
+            SetupKeyState::Overused => "overused",
+        }
+    }
+}
+
+impl SetupKey {
+    /// The key's state at `now`. Revocation is reported first, then expiry,
+    /// then exhaustion, so an administrator sees the most deliberate cause.
+    pub fn state(&self, now: Timestamp) -> SetupKeyState {
+        if self.revoked {
+            SetupKeyState::Revoked
+        } else if self.expires_at.is_some_and(|t| t <= now) {
+            SetupKeyState::Expired
+        } else if self.usage_limit > 0 && self.used_times >= self.usage_limit {
+            SetupKeyState::Overused
+        } else {
+            SetupKeyState::Valid
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! Peer registration and login: what happens when a daemon presents a setup
+//! key (a new peer) or its WireGuard key (a registered one).
+//!
+//! Registration decides everything about the new peer — whether the key may
+//! be used, its address (random free host, [`crate::ipam`]), its DNS label
+//! (with the collision fallback, [`crate::dns_label`]), its groups (`All`
+//! plus the key's auto groups), whether it waits for approval — and returns
+//! the peer together with the key's updated usage, for the shell to persist
+//! in one transaction.
+//!
+//! The setup-key refusals name their cause (expired, revoked, used up) rather
+//! than the reference's single "setup key is invalid": an operator reading a
+//! daemon's error should not have to guess. An unknown key keeps the
+//! reference's wording.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use rand_core::RngCore;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::dns_label;
+use crate::error::{ErrorCode, Kind};
+use crate::ipam::{self, IpamError};
+use crate::model::{
+    Account, GroupId, Peer, PeerId, PeerMeta, SetupKey, SetupKeyState, SetupKeyType, UserStatus,
+};
+use crate::time::Timestamp;
+use crate::validate::{self, Cidr, ValidationError};
+
+/// Why a peer may not register or log in.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RegistrationError {
+    #[error("couldn't add peer: setup key is invalid")]
+    UnknownSetupKey,
+    #[error("couldn't add peer: setup key has expired")]
+    SetupKeyExpired,
+    #[error("couldn't add peer: setup key is revoked")]
+    SetupKeyRevoked,
+    #[error("couldn't add peer: setup key has reached its usage limit")]
+    SetupKeyExhausted,
+    #[error("peer has been already registered")]
+    AlreadyRegistered,
+    #[error("setup key does not allow extra DNS labels")]
+    ExtraLabelsNotAllowed,
+    #[error("invalid extra DNS label: {0}")]
+    ExtraLabel(ValidationError),
+    #[error("invalid WireGuard public key: must be 32 bytes in base64")]
+    BadWireGuardKey,
+    #[error("peer is not registered")]
+    NotRegistered,
+    #[error("peer login has expired, please log in once more")]
+    LoginExpired,
+    #[error("user is blocked")]
+    UserBlocked,
+    #[error("account network {0} is invalid")]
+    BadNetwork(String),
+    #[error(transparent)]
+    Ipam(#[from] IpamError),
+}
+
+impl ErrorCode for RegistrationError {
+    fn code(&self) -> &'static str {
+        match self {
+            RegistrationError::UnknownSetupKey => "setup_key_invalid",
+            RegistrationError::SetupKeyExpired => "setup_key_expired",
+            RegistrationError::SetupKeyRevoked => "setup_key_revoked",
+            RegistrationError::SetupKeyExhausted => "setup_key_exhausted",
+            RegistrationError::AlreadyRegistered => "peer_already_registered",
+            RegistrationError::ExtraLabelsNotAllowed => "extra_dns_labels_not_allowed",
+            RegistrationError::ExtraLabel(_) => "invalid_extra_dns_label",
+            RegistrationError::BadWireGuardKey => "invalid_wireguard_key",
+            RegistrationError::NotRegistered => "peer_not_registered",
+            RegistrationError::LoginExpired => "peer_login_expired",
+            RegistrationError::UserBlocked => "user_blocked",
+            RegistrationError::BadNetwork(_) => "invalid_account_network",
+            RegistrationError::Ipam(e) => e.code(),
+        }
+    }
+
+    fn kind(&self) -> Kind {
+        match self {
+            RegistrationError::UnknownSetupKey
+            | RegistrationError::SetupKeyExpired
+            | RegistrationError::SetupKeyRevoked
+            | RegistrationError::SetupKeyExhausted
+            | RegistrationError::LoginExpired
+            | RegistrationError::UserBlocked => Kind::PermissionDenied,
+            RegistrationError::AlreadyRegistered => Kind::AlreadyExists,
+            RegistrationError::NotRegistered => Kind::NotFound,
+            RegistrationError::ExtraLabelsNotAllowed
+            | RegistrationError::ExtraLabel(_)
+            | RegistrationError::BadWireGuardKey => Kind::InvalidArgument,
+            RegistrationError::BadNetwork(_) | RegistrationError::Ipam(_) => {
+                Kind::FailedPrecondition
+            }
+        }
+    }
+}
+
+/// What the daemon sends when it registers.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RegistrationRequest {
+    /// The peer's WireGuard public key, base64.
+    pub wg_key: String,
+    pub hostname: String,
+    pub meta: PeerMeta,
+    pub extra_dns_labels: Vec<String>,
+    /// The address the server saw the request come from.
+    pub connection_ip: Option<String>,
+}
+
+/// The outcome of a registration: the new peer, the groups it joins, and the
+/// setup key with its usage counted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Registration {
+    pub peer: Peer,
+    pub groups: Vec<GroupId>,
+    pub setup_key: SetupKey,
+}
+
+impl Registration {
+    /// Adds the peer to `account` (memberships included) and stores the
+    /// updated key: what the shell persists, applied in memory.
+    pub fn apply(self, account: &mut Account) {
+        let joins: BTreeSet<&GroupId> = self.groups.iter().collect();
+        for g in account.groups.iter_mut().filter(|g| joins.contains(&g.id)) {
+            g.peers.push(self.peer.id.clone());
+        }
+        account.peers.push(self.peer);
+        account.serial += 1;
+    }
+}
+
+/// Checks that `key` may register a peer at `now`.
+pub fn check_setup_key(key: &SetupKey, now: Timestamp) -> Result<(), RegistrationError> {
+    match key.state(now) {
+        SetupKeyState::Valid => Ok(()),
+        SetupKeyState::Revoked => Err(RegistrationError::SetupKeyRevoked),
+        SetupKeyState::Expired => Err(RegistrationError::SetupKeyExpired),
+        SetupKeyState::Overused => Err(RegistrationError::SetupKeyExhausted),
+    }
+}
+
+/// Whether `b64` is a 32-byte key in standard base64 (as WireGuard writes
+/// it: 43 characters and one `=`).
+fn is_wireguard_key(b64: &str) -> bool {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine as _;
+    STANDARD.decode(b64).is_ok_and(|b| b.len() == 32)
+}
+
+/// Registers a new peer with setup key `key` (already found by its hash).
+pub fn register_with_setup_key(
+    account: &Account,
+    key: &SetupKey,
+    request: &RegistrationRequest,
+    peer_id: PeerId,
+    now: Timestamp,
+    rng: &mut impl RngCore,
+) -> Result<Registration, RegistrationError> {
+    check_setup_key(key, now)?;
+    if !is_wireguard_key(&request.wg_key) {
+        return Err(RegistrationError::BadWireGuardKey);
+    }
+    if account.peers.iter().any(|p| p.key == request.wg_key) {
+        return Err(RegistrationError::AlreadyRegistered);
+    }
+    if !request.extra_dns_labels.is_empty() && !key.allow_extra_dns_labels {
+        return Err(RegistrationError::ExtraLabelsNotAllowed);
+    }
+    for label in &request.extra_dns_labels {
+        validate::dns_label(label).map_err(RegistrationError::ExtraLabel)?;
+    }
+
+    let network: Cidr = account
+        .settings
+        .network_range
+        .parse()
+        .map_err(|_| RegistrationError::BadNetwork(account.settings.network_range.clone()))?;
+    let taken_ips: BTreeSet<Ipv4Addr> = account.peers.iter().map(|p| p.ip).collect();
+    let ip = ipam::allocate(network, |ip| taken_ips.contains(&ip), rng)?;
+    let taken_labels: BTreeSet<&str> = account.peers.iter().map(|p| p.dns_label.as_str()).collect();
+    let label = dns_label::label_for(&request.hostname, ip, key.ephemeral, |l| {
+        taken_labels.contains(l)
+    });
+
+    let mut peer = Peer::new(peer_id.0, request.hostname.clone(), ip);
+    peer.key = request.wg_key.clone();
+    peer.dns_label = label;
+    peer.extra_dns_labels = request.extra_dns_labels.clone();
+    peer.hostname = request.hostname.clone();
+    peer.meta = request.meta.clone();
+    peer.last_seen = now;
+    peer.last_login = now;
+    peer.created_at = now;
+    peer.ephemeral = key.ephemeral;
+    peer.approval_required = account.settings.extra.peer_approval_enabled;
+    peer.connection_ip = request.connection_ip.clone();
+
+    let mut groups: Vec<GroupId> = account
+        .groups
+        .iter()
+        .filter(|g| g.is_all() || (key.auto_groups.contains(&g.id)))
+        .map(|g| g.id.clone())
+        .collect();
+    groups.sort();
+    groups.dedup();
+
+    let mut setup_key = key.clone();
+    setup_key.used_times += 1;
+    setup_key.last_used = Some(now);
+    if setup_key.kind == SetupKeyType::OneOff {
+        setup_key.usage_limit = 1;
+    }
+    Ok(Registration {
+        peer,
+        groups,
+        setup_key,
+    })
+}
+
+/// Checks that a registered peer may log in (and sync) at `now`: its login
+/// has not expired and the user that added it is not blocked.
+pub fn check_login<'a>(
+    account: &'a Account,
+    wg_key: &str,
+    now: Timestamp,
+) -> Result<&'a Peer, RegistrationError> {
+    let peer = account
+        .peers
+        .iter()
+        .find(|p| p.key == wg_key)
+        .ok_or(RegistrationError::NotRegistered)?;
+    if let Some(user_id) = &peer.user_id {
+        let blocked = account
+            .users
+            .iter()
+            .find(|u| &u.id == user_id)
+            .is_none_or(|u| u.is_blocked || u.status == UserStatus::Blocked);
+        if blocked {
+            return Err(RegistrationError::UserBlocked);
+        }
+    }
+    if peer.login_expired(&account.settings, now) {
+        return Err(RegistrationError::LoginExpired);
+    }
+    Ok(peer)
+}
