@@ -1,0 +1,191 @@
+//! Throughput through the WireGuard tunnel compared with the same transfer
+//! without it.
+//!
+//! - netstack mode: two engines on 127.0.0.1, TCP from A's smoltcp stack to
+//!   B's; baseline: kernel TCP over loopback.
+//! - TUN mode (root with `ip netns` only): two namespaces joined by veth,
+//!   kernel TCP from A to B's mesh IP through the TUN interfaces; baseline:
+//!   kernel TCP over the veth itself.
+//!
+//! `cargo bench -p meshplane --bench throughput`; `MESHPLANE_BENCH_BYTES`
+//! sets the transfer size (default 1 GiB).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use common::{allow_all, join, Side, IP_A, IP_B};
+use ipnet::Ipv4Net;
+use meshplane::netstack::Netstack;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+const CHUNK: usize = 256 * 1024;
+
+fn report(what: &str, bytes: u64, took: Duration) {
+    let secs = took.as_secs_f64();
+    println!(
+        "{what:<48} {bytes} bytes in {secs:>7.2} s = {:>8.1} MiB/s ({:.2} Gbit/s)",
+        bytes as f64 / secs / (1 << 20) as f64,
+        bytes as f64 * 8.0 / secs / 1e9
+    );
+}
+
+/// Reads to EOF and answers with the count.
+async fn sink<S: AsyncRead + AsyncWrite + Unpin>(mut s: S) -> std::io::Result<()> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut total: u64 = 0;
+    loop {
+        let n = s.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+    }
+    s.write_all(&total.to_be_bytes()).await
+}
+
+/// Writes `len` bytes, closes its side and waits for the count.
+async fn source<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, len: u64) -> std::io::Result<u64> {
+    let chunk = vec![0x5au8; CHUNK];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(CHUNK as u64) as usize;
+        s.write_all(&chunk[..n]).await?;
+        left -= n as u64;
+    }
+    s.shutdown().await?;
+    let mut count = [0u8; 8];
+    s.read_exact(&mut count).await?;
+    Ok(u64::from_be_bytes(count))
+}
+
+/// Moves `len` bytes from the connected stream to the accepted one; the
+/// time from connection to the receiver's count.
+async fn timed<A, C>(
+    accepted: impl Future<Output = std::io::Result<A>> + Send + 'static,
+    connected: impl Future<Output = std::io::Result<C>>,
+    len: u64,
+) -> std::io::Result<Duration>
+where
+    A: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let server = tokio::spawn(async move { sink(accepted.await?).await });
+    let s = connected.await?;
+    let start = Instant::now();
+    let got = source(s, len).await?;
+    let took = start.elapsed();
+    server.await.map_err(std::io::Error::other)??;
+    assert_eq!(got, len, "every byte arrived");
+    Ok(took)
+}
+
+async fn netstack(len: u64) -> std::io::Result<Duration> {
+    let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    let (a, tunnel_a) = Side::start(IP_A, loopback).await;
+    let (b, tunnel_b) = Side::start(IP_B, loopback).await;
+    let stack_a = Netstack::start(Ipv4Net::new(IP_A, 10).expect("prefix"), tunnel_a);
+    let stack_b = Netstack::start(Ipv4Net::new(IP_B, 10).expect("prefix"), tunnel_b);
+    join(&a, allow_all(), &b, allow_all()).await;
+    let mut listener = stack_b.listen(5201)?;
+    let accepted = async move { Ok(listener.accept().await?.0) };
+    timed(
+        accepted,
+        stack_a.connect(SocketAddrV4::new(IP_B, 5201)),
+        len,
+    )
+    .await
+}
+
+async fn plain_loopback(len: u64) -> std::io::Result<Duration> {
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+    let at = listener.local_addr()?;
+    let accepted = async move { Ok(listener.accept().await?.0) };
+    timed(accepted, tokio::net::TcpStream::connect(at), len).await
+}
+
+#[cfg(target_os = "linux")]
+fn tun_mode(len: u64) {
+    use common::netns::{
+        count_server, ns_peer, send_bytes, unsupported, Namespaces, NsPeer, UNDERLAY_A, UNDERLAY_B,
+    };
+    use meshplane::key::PrivateKey;
+    use meshplane::wg::NetworkUpdate;
+
+    if let Some(why) = unsupported() {
+        println!("TUN mode skipped: {why}");
+        return;
+    }
+    let ns = Namespaces::create("bench");
+    let (key_a, key_b) = (PrivateKey::generate(), PrivateKey::generate());
+    let a = NsPeer::start(
+        &ns.a,
+        key_a.clone(),
+        IP_A,
+        NetworkUpdate {
+            peers: vec![ns_peer(&key_b, IP_B, UNDERLAY_B)],
+            firewall: allow_all(),
+        },
+    );
+    let b = NsPeer::start(
+        &ns.b,
+        key_b,
+        IP_B,
+        NetworkUpdate {
+            peers: vec![ns_peer(&key_a, IP_A, UNDERLAY_A)],
+            firewall: allow_all(),
+        },
+    );
+    for (what, to) in [
+        (
+            "TUN tunnel (namespaces over veth)",
+            SocketAddrV4::new(IP_B, 5201),
+        ),
+        (
+            "plain TCP over the same veth (no tunnel)",
+            SocketAddrV4::new(UNDERLAY_B, 5202),
+        ),
+    ] {
+        let server = count_server(&ns.b, to);
+        let start = Instant::now();
+        let got = send_bytes(&ns.a, to, len).expect("transfer");
+        let took = start.elapsed();
+        server.join().expect("server thread");
+        assert_eq!(got, len, "every byte arrived");
+        report(what, len, took);
+    }
+    a.stop();
+    b.stop();
+}
+
+fn main() -> std::io::Result<()> {
+    // `cargo test` runs benches with `--bench` absent: keep that quick.
+    let benching = std::env::args().any(|a| a == "--bench");
+    let len: u64 = std::env::var("MESHPLANE_BENCH_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if benching { 1 << 30 } else { 1 << 20 });
+    // One thread carries both peers, both stacks and both ends of each
+    // transfer: the figures are what one core does, and hopping between
+    // worker threads (the multi-threaded runtime) costs more than it gains
+    // on a two-core machine.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    report(
+        "netstack tunnel (loopback, smoltcp both ends)",
+        len,
+        rt.block_on(netstack(len))?,
+    );
+    report(
+        "plain TCP on loopback (no tunnel)",
+        len,
+        rt.block_on(plain_loopback(len))?,
+    );
+    #[cfg(target_os = "linux")]
+    tun_mode(len);
+    Ok(())
+}

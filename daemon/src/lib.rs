@@ -1,0 +1,43 @@
+//! # meshplane (daemon crate)
+//!
+//! The peer side of meshplane. This crate holds the data plane: a
+//! WireGuard engine ([`wg::Engine`]) that carries IP packets between this
+//! peer and the peers of its network map over one UDP socket, filtered by
+//! the map's firewall rules as decided by
+//! [`meshplane_core::firewall`]; and two ways to attach it to the host:
+//!
+//! - [`kernel_tun`] (Linux, privileged): a kernel TUN interface with the
+//!   mesh address, so every program on the host can use the mesh;
+//! - [`netstack`] (no privileges): a userspace TCP/IP stack on smoltcp that
+//!   gives this process's own services TCP connect/listen on the mesh IP,
+//!   and answers ICMP echo.
+//!
+//! The engine knows nothing of the management protocol: whoever receives
+//! the network map turns it into a [`wg::NetworkUpdate`]
+//! ([`wg::NetworkUpdate::from_map`] does it for the core's map) and hands
+//! it to [`wg::Engine::update`], as often as maps arrive.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use meshplane::key::PrivateKey;
+//! use meshplane::netstack::Netstack;
+//! use meshplane::wg::{Engine, EngineConfig, NetworkUpdate};
+//!
+//! let (engine, tunnel) = Engine::start(EngineConfig {
+//!     private_key: PrivateKey::generate(),
+//!     listen: "0.0.0.0:51820".parse().unwrap(),
+//!     mesh_ip: "100.64.0.1".parse().unwrap(),
+//! })
+//! .await?;
+//! let stack = Netstack::start("100.64.0.1/10".parse().unwrap(), tunnel);
+//! engine.update(NetworkUpdate::default()).await;
+//! let listener = stack.listen(8080)?;
+//! # Ok(()) }
+//! ```
+
+#[cfg(target_os = "linux")]
+pub mod kernel_tun;
+pub mod key;
+pub mod netstack;
+pub mod packet;
+pub mod wg;

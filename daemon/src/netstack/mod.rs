@@ -1,0 +1,210 @@
+//! The userspace network stack (`--netstack`): smoltcp on top of the
+//! engine's [`Tunnel`], for hosts where the daemon may not create a TUN
+//! interface.
+//!
+//! It gives the daemon's own services TCP on the mesh IP —
+//! [`Netstack::connect`] and [`Netstack::listen`] hand out [`TcpStream`]s
+//! that implement tokio's `AsyncRead`/`AsyncWrite` — and answers ICMP echo
+//! requests to its address, so peers can ping it.
+//!
+//! One driver task owns the interface's clock: it feeds packets from the
+//! tunnel into smoltcp, sends what smoltcp emits, and sleeps until smoltcp's
+//! next timer, a new packet, or a stream's wake-up. Streams lock the shared
+//! state only to copy bytes in or out of their socket buffers.
+
+mod device;
+mod tcp;
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use rand_core::{OsRng, RngCore};
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::socket::tcp::{Socket as TcpSocket, State as TcpState};
+use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::wg::Tunnel;
+use device::Queues;
+pub use tcp::{TcpListener, TcpStream};
+
+/// How long the driver sleeps when smoltcp has no timer pending.
+const IDLE: Duration = Duration::from_secs(1);
+/// Inbound packets taken from the tunnel per poll.
+const BATCH: usize = 256;
+/// Local ports for outgoing connections.
+const EPHEMERAL: std::ops::RangeInclusive<u16> = 49_152..=65_535;
+
+/// State shared by the driver and every stream.
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    /// Wakes the driver: a stream queued data or freed receive window.
+    wake: Notify,
+    epoch: std::time::Instant,
+}
+
+struct State {
+    iface: Interface,
+    sockets: SocketSet<'static>,
+    device: Queues,
+    address: Ipv4Addr,
+    next_port: u16,
+    /// Sockets whose stream is gone, removed once they have closed.
+    closing: Vec<SocketHandle>,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves smoltcp's state usable.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn now(&self) -> smoltcp::time::Instant {
+        let micros = i64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(i64::MAX);
+        smoltcp::time::Instant::from_micros(micros)
+    }
+}
+
+impl State {
+    /// Runs smoltcp and drops the sockets that have finished closing.
+    fn poll(&mut self, now: smoltcp::time::Instant) {
+        self.iface.poll(now, &mut self.device, &mut self.sockets);
+        let sockets = &mut self.sockets;
+        self.closing.retain(|&h| {
+            let done = matches!(
+                sockets.get::<TcpSocket>(h).state(),
+                TcpState::Closed | TcpState::TimeWait
+            );
+            if done {
+                sockets.remove(h);
+            }
+            !done
+        });
+    }
+
+    fn ephemeral_port(&mut self) -> u16 {
+        let port = self.next_port;
+        self.next_port = if port == *EPHEMERAL.end() {
+            *EPHEMERAL.start()
+        } else {
+            port + 1
+        };
+        port
+    }
+}
+
+/// A running userspace stack on one mesh address. Dropping it stops the
+/// driver; streams still open then make no more progress.
+#[derive(Debug)]
+pub struct Netstack {
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+impl Netstack {
+    /// Starts the stack on `address` (the mesh IP with the mesh prefix, so
+    /// every peer is on-link) over an engine's tunnel.
+    pub fn start(address: Ipv4Net, tunnel: Tunnel) -> Netstack {
+        let mut device = Queues::default();
+        let epoch = std::time::Instant::now();
+        let mut config = Config::new(HardwareAddress::Ip);
+        config.random_seed = OsRng.next_u64();
+        let mut iface = Interface::new(config, &mut device, smoltcp::time::Instant::ZERO);
+        iface.update_ip_addrs(|addrs| {
+            // A fresh interface has room for its one address.
+            let _ = addrs.push(IpCidr::new(
+                IpAddress::Ipv4(address.addr()),
+                address.prefix_len(),
+            ));
+        });
+        let span = u32::from(*EPHEMERAL.end() - *EPHEMERAL.start()) + 1;
+        let first = *EPHEMERAL.start() + (OsRng.next_u32() % span) as u16;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                iface,
+                sockets: SocketSet::new(Vec::new()),
+                device,
+                address: address.addr(),
+                next_port: first,
+                closing: Vec::new(),
+            }),
+            wake: Notify::new(),
+            epoch,
+        });
+        let task = tokio::spawn(drive(Arc::clone(&shared), tunnel));
+        Netstack { shared, task }
+    }
+
+    pub fn address(&self) -> Ipv4Addr {
+        self.shared.state().address
+    }
+
+    /// Opens a TCP connection from this stack's address to `remote`.
+    /// Waits for the handshake as long as SYNs go unanswered (a peer that
+    /// is absent or filtered never answers), so callers put a timeout on
+    /// it; a refused connection (RST) fails at once.
+    pub async fn connect(&self, remote: SocketAddrV4) -> io::Result<TcpStream> {
+        TcpStream::connect(Arc::clone(&self.shared), remote).await
+    }
+
+    /// Listens for TCP connections on `port` of this stack's address.
+    pub fn listen(&self, port: u16) -> io::Result<TcpListener> {
+        TcpListener::bind(Arc::clone(&self.shared), port)
+    }
+}
+
+impl Drop for Netstack {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The driver loop; ends when the engine closes the tunnel.
+async fn drive(shared: Arc<Shared>, mut tunnel: Tunnel) {
+    loop {
+        let (outgoing, delay) = {
+            let mut st = shared.state();
+            let now = shared.now();
+            st.poll(now);
+            let outgoing: Vec<Vec<u8>> = st.device.tx.drain(..).collect();
+            let State { iface, sockets, .. } = &mut *st;
+            let delay = iface
+                .poll_delay(now, sockets)
+                .map_or(IDLE, |d| Duration::from_micros(d.total_micros()));
+            (outgoing, delay)
+        };
+        for packet in outgoing {
+            if tunnel.outbound.send(packet).await.is_err() {
+                return;
+            }
+        }
+        tokio::select! {
+            packet = tunnel.inbound.recv() => {
+                let Some(packet) = packet else { return };
+                let mut st = shared.state();
+                st.device.rx.push_back(packet);
+                while st.device.rx.len() < BATCH {
+                    match tunnel.inbound.try_recv() {
+                        Ok(p) => st.device.rx.push_back(p),
+                        Err(_) => break,
+                    }
+                }
+            }
+            _ = shared.wake.notified() => {}
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! The WireGuard engine: one UDP socket, one boringtun [`Tunn`] per peer.
+//!
+//! [`Engine::start`] binds the socket and spawns the task that owns every
+//! tunnel; it answers with the [`Engine`] handle (to feed network maps and
+//! read `status`) and the [`Tunnel`], the packet side that a front-end
+//! ([`crate::kernel_tun`] or [`crate::netstack`]) attaches to: IP packets the
+//! host sends go into `Tunnel::outbound`, packets from peers come out of
+//! `Tunnel::inbound`.
+//!
+//! Outgoing packets are routed by destination mesh IP to the peer that owns
+//! it. Incoming datagrams are matched to a peer by the receiver index of the
+//! session (or, for a handshake initiation, by the initiator's static key),
+//! decrypted, checked against the peer's mesh IP (a peer may only send from
+//! its own address) and filtered by [`meshplane_core::firewall`] in both
+//! directions. WireGuard's timers (handshake retries, rekeying, keep-alives,
+//! session expiry) run from a 100 ms tick, as boringtun expects.
+//!
+//! [`Tunn`]: boringtun::noise::Tunn
+
+mod dataplane;
+mod peers;
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+
+use meshplane_core::firewall::Rule;
+use meshplane_core::netmap::NetworkMap;
+use meshplane_core::Timestamp;
+use serde::Serialize;
+use thiserror::Error;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::key::{PrivateKey, PublicKey};
+use dataplane::Dataplane;
+
+/// How many packets may wait between the engine and a front-end in each
+/// direction. The engine never waits for a front-end: past this many
+/// undelivered inbound packets it drops, as a full NIC ring would.
+pub const QUEUE: usize = 4096;
+
+/// The UDP socket's buffers, each way.
+const SOCKET_BUFFER: usize = 4 << 20;
+
+/// The largest IP packet the tunnel carries (the interface MTU).
+pub const MTU: u16 = 1420;
+
+/// What the engine needs to start.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub private_key: PrivateKey,
+    /// The UDP address to listen on (port 0 picks one).
+    pub listen: SocketAddr,
+    /// This peer's own mesh address.
+    pub mesh_ip: Ipv4Addr,
+}
+
+/// One remote peer as the network map describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerConfig {
+    pub public_key: PublicKey,
+    /// The one address (/32) the peer may send from and is routed to.
+    pub mesh_ip: Ipv4Addr,
+    /// Where to reach it, when known; learned from its packets otherwise.
+    pub endpoint: Option<SocketAddr>,
+    /// Persistent keep-alive interval in seconds.
+    pub keepalive: Option<u16>,
+}
+
+/// The data-plane part of a network map: the whole peer list and this
+/// peer's firewall rules. Each update replaces the previous one: peers
+/// missing from it are removed, new ones added, and peers that stay keep
+/// their sessions (an endpoint change takes effect without a new handshake).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetworkUpdate {
+    pub peers: Vec<PeerConfig>,
+    pub firewall: Vec<Rule>,
+}
+
+impl NetworkUpdate {
+    /// The data-plane part of a peer's network map from the core: the
+    /// map's peers (offline peers carry no traffic and are left out) and
+    /// its firewall rules. The map has no endpoints; `endpoint` supplies
+    /// them by key where the caller knows one. A peer whose key is not a
+    /// valid WireGuard key is left out (and logged) rather than refusing the
+    /// whole map.
+    pub fn from_map(
+        map: &NetworkMap<'_>,
+        endpoint: impl Fn(&PublicKey) -> Option<SocketAddr>,
+        keepalive: Option<u16>,
+    ) -> NetworkUpdate {
+        let peers = map
+            .peers()
+            .filter_map(|p| match p.key.parse::<PublicKey>() {
+                Ok(public_key) => Some(PeerConfig {
+                    public_key,
+                    mesh_ip: p.ip,
+                    endpoint: endpoint(&public_key),
+                    keepalive,
+                }),
+                Err(e) => {
+                    tracing::warn!("peer {} left out: {e}", p.id);
+                    None
+                }
+            })
+            .collect();
+        let firewall = map.firewall_rules().map(|r| Rule::from(&r)).collect();
+        NetworkUpdate { peers, firewall }
+    }
+}
+
+/// The front-end's side of the engine.
+#[derive(Debug)]
+pub struct Tunnel {
+    /// IP packets from this host towards the mesh.
+    pub outbound: mpsc::Sender<Vec<u8>>,
+    /// IP packets from peers that the firewall let in.
+    pub inbound: mpsc::Receiver<Vec<u8>>,
+}
+
+/// One peer in `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PeerStatus {
+    pub public_key: String,
+    pub mesh_ip: Ipv4Addr,
+    pub endpoint: Option<SocketAddr>,
+    pub last_handshake: Option<Timestamp>,
+    /// WireGuard bytes (UDP payloads) received from and sent to the peer.
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    /// A session younger than WireGuard's reject-after time (180 s) exists.
+    pub connected: bool,
+}
+
+/// The engine's state for `status`; peers in mesh IP order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Status {
+    pub public_key: String,
+    pub mesh_ip: Ipv4Addr,
+    pub listen: SocketAddr,
+    pub peers: Vec<PeerStatus>,
+}
+
+/// The engine's task is gone (it only stops when its handle is dropped, so
+/// this means it panicked).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("the WireGuard engine has stopped")]
+pub struct EngineStopped;
+
+enum Command {
+    Update(NetworkUpdate, oneshot::Sender<()>),
+    Status(oneshot::Sender<Status>),
+}
+
+/// The handle to a running engine; dropping it stops the engine.
+#[derive(Debug)]
+pub struct Engine {
+    commands: mpsc::Sender<Command>,
+    local_addr: SocketAddr,
+    public_key: PublicKey,
+    task: JoinHandle<()>,
+}
+
+impl Engine {
+    /// Binds the UDP socket and starts the engine with no peers (and so no
+    /// traffic) until the first [`Engine::update`].
+    pub async fn start(config: EngineConfig) -> io::Result<(Engine, Tunnel)> {
+        let socket = UdpSocket::bind(config.listen).await?;
+        grow_buffers(&socket);
+        let local_addr = socket.local_addr()?;
+        let (outbound, from_host) = mpsc::channel(QUEUE);
+        let (to_host, inbound) = mpsc::channel(QUEUE);
+        let (commands, command_rx) = mpsc::channel(16);
+        let public_key = config.private_key.public_key();
+        let dataplane = Dataplane::new(socket, local_addr, config, to_host);
+        let task = tokio::spawn(dataplane.run(command_rx, from_host));
+        Ok((
+            Engine {
+                commands,
+                local_addr,
+                public_key,
+                task,
+            },
+            Tunnel { outbound, inbound },
+        ))
+    }
+
+    /// The bound UDP address (to publish as this peer's endpoint).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn public_key(&self) -> PublicKey {
+        self.public_key
+    }
+
+    /// Applies a new map; returns once it is in effect.
+    pub async fn update(&self, update: NetworkUpdate) -> Result<(), EngineStopped> {
+        let (done, wait) = oneshot::channel();
+        self.commands
+            .send(Command::Update(update, done))
+            .await
+            .map_err(|_| EngineStopped)?;
+        wait.await.map_err(|_| EngineStopped)
+    }
+
+    pub async fn status(&self) -> Result<Status, EngineStopped> {
+        let (reply, wait) = oneshot::channel();
+        self.commands
+            .send(Command::Status(reply))
+            .await
+            .map_err(|_| EngineStopped)?;
+        wait.await.map_err(|_| EngineStopped)
+    }
+}
+
+/// Asks for socket buffers that hold a burst of full-size datagrams, so a
+/// busy moment drops fewer of them. The kernel caps the sizes
+/// (`net.core.rmem_max`); a refusal only costs throughput.
+fn grow_buffers(socket: &UdpSocket) {
+    let s = socket2::SockRef::from(socket);
+    for result in [
+        s.set_recv_buffer_size(SOCKET_BUFFER),
+        s.set_send_buffer_size(SOCKET_BUFFER),
+    ] {
+        if let Err(e) = result {
+            tracing::debug!("udp socket buffer: {e}");
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
