@@ -14,6 +14,9 @@ need_apt=()
 command -v pg_ctlcluster >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+# The data plane's namespace test uses the kernel's ping and ip(8).
+command -v ping >/dev/null 2>&1 || need_apt+=(iputils-ping)
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     log "apt packages: ${need_apt[*]}"
     export DEBIAN_FRONTEND=noninteractive

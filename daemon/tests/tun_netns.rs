@@ -44,9 +44,7 @@ fn have_ping() -> bool {
 #[test]
 fn kernel_ping_and_tcp_cross_the_tunnel_between_namespaces() {
     let why = unsupported().or_else(|| {
-        (!have_ping()).then(|| {
-            "`ping` is not installed (daemon/scripts/setup-dataplane.sh installs it)".to_string()
-        })
+        (!have_ping()).then(|| "`ping` is not installed (scripts/setup.sh installs it)".to_string())
     });
     if let Some(why) = why {
         println!("SKIPPED kernel TUN namespace test: {why}");
