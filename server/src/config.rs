@@ -1,0 +1,205 @@
+//! Command line, environment and TOML configuration.
+//!
+//! Precedence, highest first: command-line flags, `MESHPLANE_*` environment
+//! variables, the TOML file given with `--config`, built-in defaults.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+use serde::Deserialize;
+use thiserror::Error;
+
+/// Where the embedded SQLite database lives when nothing else is said.
+pub const DEFAULT_DATA_DIR: &str = "./meshplane-data";
+/// The port the API listens on (on 127.0.0.1) when nothing else is said.
+pub const DEFAULT_PORT: u16 = 33073;
+/// File name of the embedded database inside the data directory.
+const SQLITE_FILE: &str = "meshplane.db";
+
+/// meshplane management server: the REST API under /api, backed by an
+/// embedded SQLite database (default) or PostgreSQL.
+///
+/// Every option can also be set with the environment variable shown, or as a
+/// key of the TOML file given with --config (keys: data_dir, store, listen,
+/// log). Flags win over environment variables, which win over the file.
+#[derive(Debug, Parser)]
+#[command(name = "meshplane-server", version, about, long_about)]
+pub struct Cli {
+    /// Directory of the embedded SQLite database (created if missing).
+    /// Default: ./meshplane-data. Ignored when --store is given.
+    #[arg(long, value_name = "DIR", env = "MESHPLANE_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+
+    /// Database URL: postgres://user:pass@host/db for PostgreSQL, or
+    /// sqlite://path/to/file.db for a SQLite file elsewhere.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "MESHPLANE_STORE",
+        hide_env_values = true,
+        global = true
+    )]
+    pub store: Option<String>,
+
+    /// Address to listen on. Default: 127.0.0.1:33073.
+    #[arg(long, value_name = "ADDR", env = "MESHPLANE_LISTEN", global = true)]
+    pub listen: Option<SocketAddr>,
+
+    /// Optional TOML configuration file.
+    #[arg(long, value_name = "FILE", env = "MESHPLANE_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+
+    /// Log filter in tracing's EnvFilter syntax (for example `info` or
+    /// `meshplane_server=debug`). Default: info. Logs go to stderr.
+    #[arg(long, value_name = "FILTER", env = "MESHPLANE_LOG", global = true)]
+    pub log: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the account and its owner user if none exist yet, create a
+    /// personal access token for the owner and print the plain token alone
+    /// on stdout.
+    AdminToken {
+        /// Name of the new token.
+        #[arg(long, value_name = "NAME", default_value = "admin")]
+        name: String,
+    },
+}
+
+/// The keys the TOML file may hold.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    store: Option<String>,
+    listen: Option<SocketAddr>,
+    log: Option<String>,
+}
+
+/// Why the configuration could not be read.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: String,
+        source: Box<toml::de::Error>,
+    },
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// The resolved settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The sqlx database URL.
+    pub store_url: String,
+    pub listen: SocketAddr,
+    pub log: String,
+}
+
+impl Cli {
+    /// Merges flags and environment (already in `self`) with the file and the
+    /// defaults, and makes sure an embedded database has its directory.
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let store_url = match self.store.clone().or(file.store) {
+            Some(url) => url,
+            None => {
+                let dir = self
+                    .data_dir
+                    .clone()
+                    .or(file.data_dir)
+                    .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+                std::fs::create_dir_all(&dir).map_err(|source| ConfigError::DataDir {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+                sqlite_url(&dir.join(SQLITE_FILE))
+            }
+        };
+        let listen = self
+            .listen
+            .or(file.listen)
+            .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_PORT)));
+        let log = self
+            .log
+            .clone()
+            .or(file.log)
+            .unwrap_or_else(|| "info".to_string());
+        Ok(Settings {
+            store_url,
+            listen,
+            log,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.display().to_string(),
+        source: Box::new(source),
+    })
+}
+
+/// The sqlx URL of a SQLite file, created on first use.
+fn sqlite_url(file: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", file.display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_file_and_file_over_defaults() {
+        let dir = std::env::temp_dir().join(format!("meshplane-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("server.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:4000\"\nstore = \"postgres://x@localhost/db\"\n",
+        )
+        .unwrap();
+        let cli = Cli::parse_from([
+            "meshplane-server",
+            "--config",
+            file.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:5000",
+        ]);
+        let s = cli.settings().unwrap();
+        assert_eq!(s.listen.port(), 5000);
+        assert_eq!(s.store_url, "postgres://x@localhost/db");
+        assert_eq!(s.log, "info");
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let dir = std::env::temp_dir().join(format!("meshplane-config2-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("bad.toml");
+        std::fs::write(&file, "lisen = \"x\"\n").unwrap();
+        let cli = Cli::parse_from(["meshplane-server", "--config", file.to_str().unwrap()]);
+        assert!(matches!(cli.settings(), Err(ConfigError::Parse { .. })));
+    }
+}

@@ -1,0 +1,116 @@
+//! The REST API under `/api`. Handlers parse, call the core, persist and
+//! respond; each area is one module with its own `routes()`.
+
+mod accounts;
+pub mod auth;
+mod crud;
+mod dns;
+mod events;
+pub mod failure;
+mod groups;
+mod networks;
+mod peers;
+mod policies;
+mod posture_checks;
+mod routes;
+mod routing;
+mod setup_keys;
+pub mod tokens;
+mod users;
+
+use axum::http::StatusCode;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use crate::store::{Store, Stored, Tx};
+use auth::{meta, Caller};
+use failure::Failure;
+use meshplane_core::model::Activity;
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub store: Store,
+}
+
+/// The whole API.
+pub fn router(app: App) -> Router {
+    Router::new()
+        .merge(accounts::routes())
+        .merge(users::routes())
+        .merge(tokens::routes())
+        .merge(groups::routes())
+        .merge(setup_keys::routes())
+        .merge(policies::routes())
+        .merge(posture_checks::routes())
+        .merge(routes::routes())
+        .merge(networks::routes())
+        .merge(peers::routes())
+        .merge(dns::routes())
+        .merge(events::routes())
+        .fallback(|| async { Failure::new(StatusCode::NOT_FOUND, "no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            Failure::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+        })
+        .with_state(app)
+}
+
+/// How a required time that is not set appears (Go's zero time, as the
+/// reference sends it).
+pub const NEVER: &str = "0001-01-01T00:00:00Z";
+
+/// The body of a successful delete.
+pub fn deleted() -> Json<Value> {
+    Json(json!({}))
+}
+
+/// A resource of the caller's account by id, or 404 naming its kind.
+pub async fn load<T: Stored>(tx: &mut Tx, account: &str, id: &str) -> Result<T, Failure> {
+    tx.get::<T>(account, id)
+        .await?
+        .ok_or_else(|| Failure::not_found(&T::KIND.replace('_', " "), id))
+}
+
+/// 422 unless every id in `wanted` names one of `known` (of `T`'s kind).
+pub fn require_all<T: Stored, I: std::fmt::Display>(
+    known: &[T],
+    wanted: &[I],
+) -> Result<(), Failure> {
+    match wanted
+        .iter()
+        .map(ToString::to_string)
+        .find(|id| !known.iter().any(|k| k.key() == id))
+    {
+        Some(missing) => Err(Failure::invalid(format!(
+            "{} {missing} not found",
+            T::KIND.replace('_', " ")
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Stores `value` and records `activity` about it (meta: its label), in `tx`.
+pub async fn save<T: Stored>(
+    tx: &mut Tx,
+    caller: &Caller,
+    value: &T,
+    activity: Activity,
+) -> Result<(), Failure> {
+    tx.put(caller.account_id(), value).await?;
+    caller
+        .audit(tx, activity, value.key(), meta([("name", value.label())]))
+        .await
+}
+
+/// Deletes `value` and records `activity` about it (meta: its label), in `tx`.
+pub async fn discard<T: Stored>(
+    tx: &mut Tx,
+    caller: &Caller,
+    value: &T,
+    activity: Activity,
+) -> Result<(), Failure> {
+    tx.delete::<T>(caller.account_id(), value.key()).await?;
+    caller
+        .audit(tx, activity, value.key(), meta([("name", value.label())]))
+        .await
+}

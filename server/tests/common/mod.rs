@@ -1,0 +1,451 @@
+//! Starts the real `meshplane-server` binary on a free loopback port with a
+//! fresh store and talks to it over HTTP.
+//!
+//! Every test runs on the embedded SQLite store; when
+//! `MESHPLANE_TEST_POSTGRES_URL` is set (a URL of a role that may create
+//! databases), the `_postgres` twin of each test runs against a fresh
+//! PostgreSQL database too.
+
+#![allow(dead_code)]
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_meshplane-server");
+pub const PG_ENV: &str = "MESHPLANE_TEST_POSTGRES_URL";
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Configuration variables of the server a developer may have set: the
+/// tests pass everything as flags.
+const SERVER_VARS: [&str; 5] = [
+    "MESHPLANE_CONFIG",
+    "MESHPLANE_DATA_DIR",
+    "MESHPLANE_STORE",
+    "MESHPLANE_LISTEN",
+    "MESHPLANE_LOG",
+];
+
+/// Which store a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs `body` against a fresh server on each backend the environment
+/// offers, as `<name>_sqlite` and `<name>_postgres`.
+#[macro_export]
+macro_rules! both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test]
+            fn $name() {
+                let mut s = $crate::common::Server::start($crate::common::Backend::Sqlite);
+                super::$name(&mut s);
+            })*
+        }
+        mod postgres {
+            $(#[test]
+            fn $name() {
+                if std::env::var($crate::common::PG_ENV).is_err() {
+                    eprintln!("{} not set: PostgreSQL run skipped", $crate::common::PG_ENV);
+                    return;
+                }
+                let mut s = $crate::common::Server::start($crate::common::Backend::Postgres);
+                super::$name(&mut s);
+            })*
+        }
+    };
+}
+
+/// A running server with an owner token.
+#[derive(Debug)]
+pub struct Server {
+    child: Option<Child>,
+    dir: PathBuf,
+    store_args: Vec<String>,
+    postgres_db: Option<String>,
+    store_url: String,
+    pub base: String,
+    pub port: u16,
+    pub token: String,
+}
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// Runs one statement on the PostgreSQL server of `MESHPLANE_TEST_POSTGRES_URL`.
+fn postgres_admin(statement: &str) {
+    let base = std::env::var(PG_ENV).expect("postgres url");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&base)
+            .await
+            .expect("connect to postgres");
+        sqlx::query(statement)
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    });
+}
+
+/// A fresh PostgreSQL database; returns its name and URL.
+fn fresh_postgres_db() -> (String, String) {
+    let base = std::env::var(PG_ENV).expect("postgres url");
+    let name = unique("meshplane_test");
+    postgres_admin(&format!("CREATE DATABASE {name}"));
+    let (head, query) = match base.split_once('?') {
+        Some((h, q)) => (h, format!("?{q}")),
+        None => (base.as_str(), String::new()),
+    };
+    let (server, _db) = head.rsplit_once('/').expect("postgres url has a database");
+    let url = format!("{server}/{name}{query}");
+    (name, url)
+}
+
+/// The server binary, with none of the developer's configuration variables.
+fn server_command() -> Command {
+    let mut command = Command::new(BIN);
+    for var in SERVER_VARS {
+        command.env_remove(var);
+    }
+    command
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+impl Server {
+    pub fn start(backend: Backend) -> Server {
+        let dir = std::env::temp_dir().join(unique("meshplane-server-test"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (store_args, postgres_db) = match backend {
+            Backend::Sqlite => (
+                vec![
+                    "--data-dir".to_string(),
+                    dir.join("data").display().to_string(),
+                ],
+                None,
+            ),
+            Backend::Postgres => {
+                let (name, url) = fresh_postgres_db();
+                (vec!["--store".to_string(), url], Some(name))
+            }
+        };
+        let store_url = match &store_args[..] {
+            [flag, url] if flag == "--store" => url.clone(),
+            _ => format!(
+                "sqlite://{}?mode=rwc",
+                dir.join("data").join("meshplane.db").display()
+            ),
+        };
+        let token = admin_token(&store_args);
+        let port = free_port();
+        let mut s = Server {
+            child: None,
+            dir,
+            store_args,
+            postgres_db,
+            store_url,
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            token,
+        };
+        s.launch();
+        s
+    }
+
+    /// Another `admin-token` run against this server's store.
+    pub fn admin_token(&self) -> String {
+        admin_token(&self.store_args)
+    }
+
+    fn launch(&mut self) {
+        let log = std::fs::File::create(self.dir.join("server.log")).unwrap();
+        let child = server_command()
+            .args(&self.store_args)
+            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start server");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "server did not start: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    /// `kill -9` and start again on the same store and port.
+    pub fn crash_and_restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+        self.launch();
+    }
+
+    /// A request with the owner token.
+    pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let auth = format!("Token {}", self.token);
+        self.call_as(Some(&auth), method, path, body)
+    }
+
+    /// A request with a given `Authorization` header (or none).
+    pub fn call_as(
+        &self,
+        auth: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = ureq::request(method, &format!("{}{path}", self.base));
+        if let Some(a) = auth {
+            req = req.set("Authorization", a);
+        }
+        let result = match body {
+            Some(b) => req.send_json(b),
+            None => req.call(),
+        };
+        response(result)
+    }
+
+    /// A request with a raw body and content type, with the owner token.
+    pub fn raw(&self, method: &str, path: &str, content_type: &str, body: &str) -> (u16, Value) {
+        let req = ureq::request(method, &format!("{}{path}", self.base))
+            .set("Authorization", &format!("Token {}", self.token))
+            .set("Content-Type", content_type);
+        response(req.send_string(body))
+    }
+
+    pub fn get(&self, path: &str) -> Value {
+        let (status, body) = self.call("GET", path, None);
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    pub fn post(&self, path: &str, body: Value) -> Value {
+        let (status, out) = self.call("POST", path, Some(body));
+        assert_eq!(status, 200, "POST {path}: {out}");
+        out
+    }
+
+    pub fn put(&self, path: &str, body: Value) -> Value {
+        let (status, out) = self.call("PUT", path, Some(body));
+        assert_eq!(status, 200, "PUT {path}: {out}");
+        out
+    }
+
+    pub fn delete(&self, path: &str) {
+        let (status, out) = self.call("DELETE", path, None);
+        assert_eq!(status, 200, "DELETE {path}: {out}");
+    }
+
+    /// Asserts an error answer: status, the JSON shape and the exact message.
+    pub fn expect_error(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        status: u16,
+        message: &str,
+    ) {
+        let (got, out) = self.call(method, path, body);
+        assert_eq!(got, status, "{method} {path}: {out}");
+        assert_eq!(out["code"], status, "{out}");
+        assert_eq!(out["message"], message, "{out}");
+    }
+
+    /// The id of the `All` group.
+    pub fn all_group(&self) -> String {
+        let groups = self.get("/api/groups?name=All");
+        groups[0]["id"].as_str().unwrap().to_string()
+    }
+
+    /// Puts a peer straight into the store (peers join over gRPC, which the
+    /// REST tests do not drive) and adds it to the `All` group and `groups`.
+    pub fn insert_peer(&self, id: &str, name: &str, ip: &str, groups: &[&str]) {
+        let groups = groups.iter().map(|g| g.to_string()).collect();
+        self.insert_peers(vec![(
+            id.to_string(),
+            name.to_string(),
+            ip.to_string(),
+            groups,
+        )]);
+    }
+
+    /// [`Server::insert_peer`] for many peers (id, name, ip, groups) in one
+    /// transaction.
+    pub fn insert_peers(&self, peers: Vec<(String, String, String, Vec<String>)>) {
+        let account = self.get("/api/accounts")[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let all = self.all_group();
+        let url = self.store_url.clone();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            use sqlx::{Connection, Row};
+            sqlx::any::install_default_drivers();
+            let mut conn = sqlx::AnyConnection::connect(&url)
+                .await
+                .expect("connect to the store");
+            let mut tx = conn.begin().await.unwrap();
+            let rows = sqlx::query("SELECT id, data FROM objects WHERE account_id = $1 AND kind = 'group'")
+                .bind(&account)
+                .fetch_all(&mut *tx)
+                .await
+                .unwrap();
+            let mut groups: std::collections::BTreeMap<String, Value> = rows
+                .iter()
+                .map(|r| {
+                    let data = serde_json::from_str(&r.get::<String, _>("data")).unwrap();
+                    (r.get::<String, _>("id"), data)
+                })
+                .collect();
+            for (id, name, ip, member_of) in peers {
+                let peer = serde_json::json!({
+                    "id": id, "name": name, "ip": ip, "dns_label": name, "hostname": name,
+                    "meta": {"os": "linux", "os_version": "6.1", "version": "0.40.0"},
+                    "created_at": 1_700_000_000_000_i64, "last_seen": 1_700_000_000_000_i64,
+                });
+                sqlx::query("INSERT INTO objects (account_id, kind, id, data) VALUES ($1, 'peer', $2, $3)")
+                    .bind(&account)
+                    .bind(&id)
+                    .bind(peer.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                for g in member_of.iter().chain([&all]) {
+                    let group = groups.get_mut(g).expect("group exists");
+                    group["peers"].as_array_mut().unwrap().push(Value::from(id.as_str()));
+                }
+            }
+            for (id, data) in groups {
+                sqlx::query("UPDATE objects SET data = $1 WHERE account_id = $2 AND kind = 'group' AND id = $3")
+                    .bind(data.to_string())
+                    .bind(&account)
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+            }
+            tx.commit().await.unwrap();
+        });
+    }
+
+    /// Puts a resource row straight into the store, as another part of the
+    /// system (gRPC login, SSO sign-up) would.
+    pub fn insert_object(&self, kind: &str, value: &Value) {
+        let account = self.get("/api/accounts")[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let url = self.store_url.clone();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            use sqlx::Connection;
+            sqlx::any::install_default_drivers();
+            let mut conn = sqlx::AnyConnection::connect(&url)
+                .await
+                .expect("connect to the store");
+            sqlx::query("INSERT INTO objects (account_id, kind, id, data) VALUES ($1, $2, $3, $4)")
+                .bind(&account)
+                .bind(kind)
+                .bind(value["id"].as_str().unwrap())
+                .bind(value.to_string())
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        });
+    }
+
+    /// The activity codes of the audit log, newest first.
+    pub fn activities(&self) -> Vec<String> {
+        let events = self.get("/api/events/audit");
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["activity_code"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+fn response(result: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
+    let resp = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("transport error: {e}"),
+    };
+    let status = resp.status();
+    let text = resp.into_string().unwrap();
+    let body =
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text:?}"));
+    (status, body)
+}
+
+fn admin_token(store_args: &[String]) -> String {
+    let out = server_command()
+        .args(store_args)
+        .arg("admin-token")
+        .output()
+        .expect("run admin-token");
+    assert!(
+        out.status.success(),
+        "admin-token failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert_eq!(token.len(), 40, "{token}");
+    token
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+            if let Some(db) = &self.postgres_db {
+                postgres_admin(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
+            }
+        }
+    }
+}
