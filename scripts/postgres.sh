@@ -7,7 +7,7 @@ cluster_state=$(pg_lsclusters --no-header 2>/dev/null | awk -v v="$version" '$1 
 if [ -z "$cluster_state" ]; then
     pg_createcluster "$version" main >/dev/null
 fi
-pg_ctlcluster "$version" main start 2>/dev/null || true
+pg_ctlcluster "$version" main start >/dev/null 2>&1 || true
 for _ in $(seq 1 50); do
     su postgres -c "pg_isready -q" && break
     sleep 0.2

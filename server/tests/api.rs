@@ -106,13 +106,10 @@ fn accounts(s: &mut Server) {
     let path = format!("/api/accounts/{id}");
     let mut req = json!({"settings": settings.clone()});
     req["settings"]["peer_expose_enabled"] = json!(true);
-    s.expect_error(
-        "PUT",
-        &path,
-        Some(req.clone()),
-        422,
-        "peer expose requires at least one group",
-    );
+    // Enabled with no groups: every peer may expose.
+    let open = s.put(&path, req.clone());
+    assert_eq!(open["settings"]["peer_expose_enabled"], true);
+    assert_eq!(open["settings"]["peer_expose_groups"], json!([]));
     req["settings"]["peer_expose_groups"] = json!(["nope"]);
     s.expect_error("PUT", &path, Some(req.clone()), 422, "group nope not found");
     let all = s.all_group();

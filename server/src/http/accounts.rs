@@ -87,9 +87,9 @@ async fn check(
             ));
         }
     }
-    if new.peer_expose_enabled && new.peer_expose_groups.is_empty() {
-        return Err(Failure::invalid("peer expose requires at least one group"));
-    }
+    // Peer expose enabled with an empty group list allows every peer (the
+    // seed's "leave the group list empty to allow all peers"); the rule
+    // itself lives in meshplane_core::expose.
     let groups = tx.list::<Group>(&account.id).await?;
     require_all(&groups, &new.peer_expose_groups)?;
     require_all(&groups, &new.extra.network_traffic_logs_groups)?;

@@ -6,8 +6,10 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use meshplane_core::keys;
-use meshplane_core::model::{Activity, Group, GroupId, SetupKey, SetupKeyId, SetupKeyType};
-use meshplane_core::{Duration, Timestamp};
+use meshplane_core::model::{
+    Activity, Group, GroupId, SetupKey, SetupKeyId, SetupKeyState, SetupKeyType,
+};
+use meshplane_core::Duration;
 use rand_core::OsRng;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -51,33 +53,20 @@ struct SetupKeyRequest {
     auto_groups: Vec<GroupId>,
 }
 
-/// `valid`, `revoked`, `expired` or `overused` at `now`.
-fn state(k: &SetupKey, now: Timestamp) -> &'static str {
-    if k.revoked {
-        "revoked"
-    } else if k.expires_at.is_some_and(|t| t <= now) {
-        "expired"
-    } else if k.usage_limit > 0 && k.used_times >= k.usage_limit {
-        "overused"
-    } else {
-        "valid"
-    }
-}
-
 /// The REST `SetupKey`, with `key` as given (masked, or plain once).
 fn view(k: &SetupKey, key: &str) -> Value {
-    let state = state(k, ids::now());
+    let state = k.state(ids::now());
     json!({
         "id": k.id,
         "name": k.name,
         "key": key,
         "expires": k.expires_at.map_or(json!(NEVER), |t| json!(t)),
         "type": k.kind,
-        "valid": state == "valid",
+        "valid": state == SetupKeyState::Valid,
         "revoked": k.revoked,
         "used_times": k.used_times,
         "last_used": k.last_used.map_or(json!(NEVER), |t| json!(t)),
-        "state": state,
+        "state": state.as_str(),
         "auto_groups": k.auto_groups,
         "updated_at": k.updated_at,
         "usage_limit": k.usage_limit,
