@@ -1,11 +1,11 @@
 //! `SessionTable` and `KeepAlive` as JavaScript classes: shells over the
-//! shared `expose_json` module, which holds the state machines.
+//! shared `meshplane_core::api::stateful` module, which holds the state machines.
 
 use napi_derive::napi;
 use serde_json::Value;
 
-use crate::expose_json::{KeepAliveJson, TableJson};
 use crate::{from_js, js_error};
+use meshplane_core::api::stateful::{KeepAliveJson, TableJson};
 
 /// The management server's table of expose sessions (TTL, per-peer limit,
 /// permission, generated names, audit events). Time is an argument of every

@@ -11,10 +11,6 @@ use napi_derive::napi;
 use serde_json::Value;
 
 pub mod classes;
-/// The expose state machines behind a JSON face, shared with the wasm and
-/// Python bindings.
-#[path = "../../bindings-wasm/src/expose_json.rs"]
-mod expose_json;
 pub mod named;
 
 /// A thrown JavaScript `Error` whose `code` is the core's error code. (The

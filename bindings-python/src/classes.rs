@@ -1,11 +1,11 @@
 //! `SessionTable` and `KeepAlive` as Python classes: shells over the shared
-//! `expose_json` module, which holds the state machines.
+//! `meshplane_core::api::stateful` module, which holds the state machines.
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::expose_json::{KeepAliveJson, TableJson};
 use crate::{from_py, kwargs, py_error, to_py};
+use meshplane_core::api::stateful::{KeepAliveJson, TableJson};
 
 /// The management server's table of expose sessions (TTL, per-peer limit,
 /// permission, generated names, audit events). Time is an argument of every
@@ -27,7 +27,7 @@ impl SessionTable {
     }
 
     /// Creates a session for `context["peer"]`; raises PermissionDenied,
-    /// LimitReached, ValidationError, ...
+    /// FailedPrecondition, ValidationError, ...
     fn create(
         &mut self,
         py: Python<'_>,

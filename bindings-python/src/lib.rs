@@ -14,10 +14,6 @@ use pyo3::types::PyDict;
 use serde_json::Value;
 
 mod classes;
-/// The expose state machines behind a JSON face, shared with the wasm and
-/// Node bindings.
-#[path = "../../bindings-wasm/src/expose_json.rs"]
-mod expose_json;
 mod named;
 
 /// Raises a core error as the exception class of its family; the mapping
@@ -26,7 +22,7 @@ fn py_error(py: Python<'_>, e: ApiError) -> PyErr {
     let raised = py
         .import("meshplane._errors")
         .and_then(|m| m.getattr("error_for"))
-        .and_then(|f| f.call1((e.code, e.message)));
+        .and_then(|f| f.call1((e.code, e.message, e.kind.as_str())));
     match raised {
         Ok(exc) => PyErr::from_value(exc),
         Err(err) => err,
@@ -35,12 +31,7 @@ fn py_error(py: Python<'_>, e: ApiError) -> PyErr {
 
 /// A Python value the core cannot read is the caller's bad input.
 fn from_py(py: Python<'_>, input: &Bound<'_, PyAny>) -> PyResult<Value> {
-    pythonize::depythonize(input).map_err(|e| {
-        py_error(
-            py,
-            ApiError::new("invalid_input", format!("invalid input: {e}")),
-        )
-    })
+    pythonize::depythonize(input).map_err(|e| py_error(py, ApiError::invalid_input(e)))
 }
 
 /// A core answer as Python objects, or its error raised.

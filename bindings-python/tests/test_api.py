@@ -47,23 +47,53 @@ def test_missing_peer_is_not_found() -> None:
 
 
 @pytest.mark.parametrize(
-    ("code", "family"),
+    ("op", "op_input", "family", "code"),
     [
-        ("invalid_input", meshplane.InvalidInput),
-        ("invalid_pin", meshplane.ValidationError),
-        ("pat_checksum", meshplane.ValidationError),
-        ("permission_denied", meshplane.PermissionDenied),
-        ("peer_not_found", meshplane.NotFound),
-        ("session_not_found", meshplane.NotFound),
-        ("domain_taken", meshplane.AlreadyExists),
-        ("session_limit", meshplane.LimitReached),
-        ("network_exhausted", meshplane.LimitReached),
+        ("no_such_op", {}, meshplane.InvalidInput, "unknown_op"),
+        ("validate_pin", {"pin": "123456"}, meshplane.InvalidInput, "invalid_input"),
+        ("validate_pin", {"value": "12345"}, meshplane.ValidationError, "invalid_pin"),
+        ("pat_validate", {"token": "nbp_"}, meshplane.ValidationError, "pat_length"),
+        ("check_login", {"account": {}, "wg_key": "k", "now": 0}, meshplane.NotFound, "peer_not_registered"),
+        (
+            "ipam_allocate",
+            {"network": "10.0.0.0/30", "taken": ["10.0.0.1", "10.0.0.2"], "seed": 1},
+            meshplane.FailedPrecondition,
+            "network_exhausted",
+        ),
     ],
 )
-def test_families(code: str, family: type[MeshplaneError]) -> None:
-    err = meshplane.error_for(code, "m")
-    assert type(err) is family
-    assert (err.code, err.message) == (code, "m")
+def test_families_follow_the_core_error_kind(
+    op: str, op_input: dict[str, object], family: type[MeshplaneError], code: str
+) -> None:
+    with pytest.raises(MeshplaneError) as raised:
+        meshplane.call(op, op_input)
+    assert type(raised.value) is family
+    assert raised.value.code == code
+
+
+def test_permission_and_conflict_families() -> None:
+    peer: ExposePeer = {"id": "p1", "name": "laptop"}
+    table = meshplane.SessionTable(seed=1)
+    with pytest.raises(meshplane.PermissionDenied) as denied:
+        table.create({"peer": peer}, {"port": 8080}, 0)
+    assert denied.value.message == "permission denied"
+    key = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="
+    account = {
+        "settings": {"network_range": "100.64.0.0/30"},
+        "peers": [{"id": "a", "name": "a", "ip": "100.64.0.1", "key": key}],
+        "groups": [{"id": "all", "name": "All", "peers": ["a"]}],
+    }
+    setup_key = {
+        "id": "k", "name": "k", "hashed_key": "h", "masked_key": "m", "type": "reusable",
+        "created_at": 0, "updated_at": 0,
+    }
+    with pytest.raises(meshplane.AlreadyExists) as taken:
+        meshplane.call(
+            "register_peer",
+            {"account": account, "setup_key": setup_key, "request": {"wg_key": key},
+             "peer_id": "b", "now": 0, "seed": 1},
+        )
+    assert taken.value.code == "peer_already_registered"
 
 
 def test_keyword_ops_match_the_generic_call() -> None:
@@ -116,7 +146,7 @@ def test_session_table_matches_the_table_run_op() -> None:
     t0 = 1_750_000_000_000
     table = meshplane.SessionTable(seed=9, config={"max_sessions_per_peer": 1})
     session = table.create({"peer": peer, "settings": settings}, {"port": 8080, "name_prefix": "demo"}, t0)
-    with pytest.raises(meshplane.LimitReached) as raised:
+    with pytest.raises(meshplane.FailedPrecondition) as raised:
         table.create({"peer": peer, "settings": settings}, {"port": 8081}, t0)
     assert raised.value.code == "limit_reached"
     deadline = table.renew("p1", session["domain"], t0 + 30_000)

@@ -1,10 +1,10 @@
 //! `SessionTable` and `KeepAlive` as JavaScript classes: shells over
-//! [`crate::expose_json`], which holds the state machines.
+//! [`meshplane_core::api::stateful`], which holds the state machines.
 
 use wasm_bindgen::prelude::*;
 
-use crate::expose_json::{KeepAliveJson, TableJson};
 use crate::{from_js, js_error, to_js};
+use meshplane_core::api::stateful::{KeepAliveJson, TableJson};
 
 /// The management server's table of expose sessions (TTL, per-peer limit,
 /// permission, generated names, audit events). Time is an argument of every

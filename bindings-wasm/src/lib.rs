@@ -13,7 +13,6 @@ use serde_json::Value;
 use wasm_bindgen::prelude::*;
 
 mod classes;
-mod expose_json;
 mod named;
 
 /// The JSON shapes of the ops, in the package's TypeScript declarations.
@@ -25,6 +24,7 @@ fn js_error(e: ApiError) -> JsValue {
     let err = js_sys::Error::new(&e.message);
     // Setting a property on a fresh Error object cannot fail.
     let _ = js_sys::Reflect::set(&err, &"code".into(), &e.code.into());
+    let _ = js_sys::Reflect::set(&err, &"kind".into(), &e.kind.as_str().into());
     err.into()
 }
 
@@ -33,24 +33,14 @@ fn from_js(input: JsValue) -> Result<Value, JsValue> {
     if input.is_undefined() {
         return Ok(Value::Object(Default::default()));
     }
-    serde_wasm_bindgen::from_value(input).map_err(|e| {
-        js_error(ApiError::new(
-            "invalid_input",
-            format!("invalid input: {e}"),
-        ))
-    })
+    serde_wasm_bindgen::from_value(input).map_err(|e| js_error(ApiError::invalid_input(e)))
 }
 
 /// Plain objects (not `Map`s) so the answer reads like parsed JSON.
 fn to_js(value: &Value) -> Result<JsValue, JsValue> {
     value
         .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(|e| {
-            js_error(ApiError::new(
-                "internal",
-                format!("cannot convert output: {e}"),
-            ))
-        })
+        .map_err(|e| js_error(ApiError::internal(format!("cannot convert output: {e}"))))
 }
 
 /// Runs one op on a parsed input: the value-in, value-out form of every call.

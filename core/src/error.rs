@@ -22,9 +22,23 @@ pub enum Kind {
     AlreadyExists,
     /// A limit or state forbids it (HTTP 400/412, gRPC RESOURCE_EXHAUSTED for limits).
     FailedPrecondition,
+    /// Not the caller's fault (HTTP 500, gRPC INTERNAL); never expected.
+    Internal,
 }
 
 impl Kind {
+    /// The snake_case name, as serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::InvalidArgument => "invalid_argument",
+            Kind::PermissionDenied => "permission_denied",
+            Kind::NotFound => "not_found",
+            Kind::AlreadyExists => "already_exists",
+            Kind::FailedPrecondition => "failed_precondition",
+            Kind::Internal => "internal",
+        }
+    }
+
     /// The HTTP status a REST shell answers with.
     pub fn http_status(self) -> u16 {
         match self {
@@ -33,6 +47,7 @@ impl Kind {
             Kind::NotFound => 404,
             Kind::AlreadyExists => 409,
             Kind::FailedPrecondition => 412,
+            Kind::Internal => 500,
         }
     }
 }
@@ -45,18 +60,42 @@ pub trait ErrorCode: std::error::Error {
     fn kind(&self) -> Kind;
 }
 
-/// An error as it crosses a language or process boundary.
+/// An error as it crosses a language or process boundary. `kind` lets a
+/// binding raise the right exception family without knowing every code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {
     pub code: String,
     pub message: String,
+    pub kind: Kind,
 }
 
 impl ApiError {
-    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+    /// A call the core could not even read: malformed JSON, an input of the
+    /// wrong shape, an unknown op.
+    pub fn invalid_call(code: impl Into<String>, message: impl Into<String>) -> Self {
         ApiError {
             code: code.into(),
             message: message.into(),
+            kind: Kind::InvalidArgument,
+        }
+    }
+
+    /// An input of the wrong shape (`detail` says how).
+    pub fn invalid_input(detail: impl std::fmt::Display) -> Self {
+        ApiError::invalid_call("invalid_input", format!("invalid input: {detail}"))
+    }
+
+    /// An op name the core does not know.
+    pub fn unknown_op(op: &str) -> Self {
+        ApiError::invalid_call("unknown_op", format!("unknown op \"{op}\""))
+    }
+
+    /// A failure inside the core (an output that cannot be serialised).
+    pub fn internal(message: impl Into<String>) -> Self {
+        ApiError {
+            code: "internal".to_string(),
+            message: message.into(),
+            kind: Kind::Internal,
         }
     }
 }
@@ -66,6 +105,7 @@ impl<E: ErrorCode> From<E> for ApiError {
         ApiError {
             code: e.code().to_string(),
             message: e.to_string(),
+            kind: e.kind(),
         }
     }
 }

@@ -1,10 +1,9 @@
 """The exception families a core error is raised as.
 
-Every error from the core has a stable snake_case ``code`` and an exact
-human ``message`` (worded as in SEMANTICS.md). The class only says which
-family the code belongs to, so callers can catch broadly (``NotFound``) and
-still branch on ``err.code``. This module is the one place that maps codes to
-families.
+Every error from the core has a stable snake_case ``code``, an exact human
+``message`` (worded as in SEMANTICS.md) and a kind. The class follows the
+kind, so callers can catch broadly (``NotFound``) and still branch on
+``err.code``. This module is the one place that maps kinds to classes.
 """
 
 from __future__ import annotations
@@ -46,35 +45,29 @@ class AlreadyExists(MeshplaneError):
 
 
 class FailedPrecondition(MeshplaneError):
-    """The current state forbids it."""
+    """A limit or the current state forbids it (sessions per peer, addresses in a network)."""
 
 
-class LimitReached(FailedPrecondition):
-    """A limit is reached (sessions per peer, addresses in a network)."""
-
-
+# The call itself could not be read; these codes come from the JSON layer.
 _CALL_ERRORS = frozenset({"invalid_input", "invalid_json", "unknown_op"})
 
+# The core's error kinds (meshplane_core::error::Kind) and their classes.
+_KINDS: dict[str, type[MeshplaneError]] = {
+    "invalid_argument": ValidationError,
+    "permission_denied": PermissionDenied,
+    "not_found": NotFound,
+    "already_exists": AlreadyExists,
+    "failed_precondition": FailedPrecondition,
+}
 
-def family(code: str) -> type[MeshplaneError]:
-    """The exception class for an error code."""
+
+def family(code: str, kind: str) -> type[MeshplaneError]:
+    """The exception class for an error of ``kind`` (and ``code``)."""
     if code in _CALL_ERRORS:
         return InvalidInput
-    if code == "internal":
-        return MeshplaneError
-    if code.endswith(("permission_denied", "_denied", "_not_allowed", "_forbidden")):
-        return PermissionDenied
-    if code.endswith("not_found"):
-        return NotFound
-    if code.endswith(("already_exists", "_exists", "_taken")) or code.startswith("duplicate_"):
-        return AlreadyExists
-    if "limit" in code or code.endswith("exhausted") or code.startswith("too_many"):
-        return LimitReached
-    if code.endswith(("_expired", "_stopped", "_revoked")) or code.startswith("not_"):
-        return FailedPrecondition
-    return ValidationError
+    return _KINDS.get(kind, MeshplaneError)
 
 
-def error_for(code: str, message: str) -> MeshplaneError:
+def error_for(code: str, message: str, kind: str) -> MeshplaneError:
     """The exception to raise for a core error."""
-    return family(code)(code, message)
+    return family(code, kind)(code, message)

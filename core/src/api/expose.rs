@@ -172,7 +172,7 @@ fn table_run(run: TableRun) -> TableOutput {
         let answer: Result<Value, ApiError> = match step.action {
             TableAction::Create { peer, request } => {
                 match run.peers.iter().find(|p| p.id == peer) {
-                    None => Err(ApiError::new(
+                    None => Err(ApiError::invalid_call(
                         "unknown_peer",
                         format!("unknown peer \"{peer}\""),
                     )),

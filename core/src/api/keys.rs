@@ -134,6 +134,6 @@ fn run(op: &str, input: Value) -> Result<Value, ApiError> {
                 dns_label::label_for(&l.hostname, l.ip, l.ephemeral, |c| l.taken.contains(c));
             Ok(json!({ "label": label }))
         }
-        _ => Err(ApiError::new("unknown_op", format!("unknown op \"{op}\""))),
+        _ => Err(ApiError::unknown_op(op)),
     }
 }

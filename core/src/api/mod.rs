@@ -25,6 +25,7 @@ mod netmap;
 mod policy;
 mod posture;
 mod registration;
+pub mod stateful;
 mod validate;
 
 /// One area's ops: `dispatch` answers `None` for an op it does not own.
@@ -87,12 +88,10 @@ pub fn ops() -> Vec<&'static str> {
 pub fn call_value(op: &str, input: Value) -> Result<Value, ApiError> {
     for area in AREAS {
         if area.ops.contains(&op) {
-            return (area.dispatch)(op, input).unwrap_or_else(|| {
-                Err(ApiError::new("unknown_op", format!("unknown op \"{op}\"")))
-            });
+            return (area.dispatch)(op, input).unwrap_or_else(|| Err(ApiError::unknown_op(op)));
         }
     }
-    Err(ApiError::new("unknown_op", format!("unknown op \"{op}\"")))
+    Err(ApiError::unknown_op(op))
 }
 
 /// Runs a request given as JSON text and answers JSON text (the envelope
@@ -100,7 +99,7 @@ pub fn call_value(op: &str, input: Value) -> Result<Value, ApiError> {
 pub fn call(request: &str) -> String {
     let answer = match serde_json::from_str::<Request>(request) {
         Ok(req) => call_value(&req.op, req.input),
-        Err(e) => Err(ApiError::new(
+        Err(e) => Err(ApiError::invalid_call(
             "invalid_json",
             format!("invalid request: {e}"),
         )),
@@ -118,14 +117,12 @@ pub fn envelope(answer: Result<Value, ApiError>) -> Value {
 
 /// Parses an op's input into its typed form; a mismatch is `invalid_input`.
 pub(crate) fn parse<T: DeserializeOwned>(input: Value) -> Result<T, ApiError> {
-    serde_json::from_value(input)
-        .map_err(|e| ApiError::new("invalid_input", format!("invalid input: {e}")))
+    serde_json::from_value(input).map_err(ApiError::invalid_input)
 }
 
 /// Serialises an op's output.
 pub(crate) fn to_value<T: Serialize>(v: &T) -> Result<Value, ApiError> {
-    serde_json::to_value(v)
-        .map_err(|e| ApiError::new("internal", format!("cannot serialise output: {e}")))
+    serde_json::to_value(v).map_err(|e| ApiError::internal(format!("cannot serialise output: {e}")))
 }
 
 /// The deterministic generator behind every `seed` field.

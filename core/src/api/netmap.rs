@@ -52,10 +52,9 @@ pub(super) fn dispatch(op: &str, input: Value) -> Option<Result<Value, ApiError>
         })),
         "generate_bench_account" => Some(parse::<BenchInput>(input).and_then(|i| {
             if i.peers > MAX_BENCH_PEERS {
-                return Err(ApiError::new(
-                    "invalid_input",
-                    format!("invalid input: peers must be at most {MAX_BENCH_PEERS}"),
-                ));
+                return Err(ApiError::invalid_input(format!(
+                    "peers must be at most {MAX_BENCH_PEERS}"
+                )));
             }
             to_value(&bench_account(i.peers, i.groups, i.now))
         })),

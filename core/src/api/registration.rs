@@ -65,6 +65,6 @@ fn run(op: &str, input: Value) -> Result<Value, ApiError> {
                 json!({ "state": state.as_str(), "valid": state == crate::model::SetupKeyState::Valid }),
             )
         }
-        _ => Err(ApiError::new("unknown_op", format!("unknown op \"{op}\""))),
+        _ => Err(ApiError::unknown_op(op)),
     }
 }

@@ -84,6 +84,6 @@ fn run(op: &str, input: Value) -> Result<Value, ApiError> {
             validate::policy(&parse::<PolicyInput>(input)?.policy)?;
             Ok(json!({ "valid": true }))
         }
-        _ => Err(ApiError::new("unknown_op", format!("unknown op \"{op}\""))),
+        _ => Err(ApiError::unknown_op(op)),
     }
 }

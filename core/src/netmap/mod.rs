@@ -223,6 +223,10 @@ pub struct PeerView<'a> {
     pub ip: Ipv4Addr,
     pub fqdn: &'a str,
     pub ssh_enabled: bool,
+    /// Where the peer reported its WireGuard socket reachable, so others can
+    /// dial it; left out of the JSON while it has reported none.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub endpoints: &'a [String],
 }
 
 impl<'a> NetworkMap<'a> {
@@ -375,6 +379,7 @@ impl Serialize for NetworkMap<'_> {
                 ip: p.ip,
                 fqdn: index.fqdn(rank),
                 ssh_enabled: p.ssh_enabled,
+                endpoints: &p.endpoints,
             }
         };
         let mut st = s.serialize_struct("NetworkMap", 9)?;

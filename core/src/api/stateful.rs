@@ -1,37 +1,26 @@
 //! The two expose state machines behind a JSON face, for the bindings'
-//! classes. The wasm, napi and pyo3 crates all compile this one file (the
-//! others by `#[path]`), so each language class is only a shell that turns
-//! its host values into JSON values and back: the methods map one to one
-//! onto [`SessionTable`] and [`KeepAlive`].
+//! classes: each language class (wasm, napi, pyo3) is only a shell that
+//! turns its host values into JSON values and back, and the methods map one
+//! to one onto [`SessionTable`] and [`KeepAlive`]. Unlike the rest of the
+//! JSON API these keep state between calls.
 //!
 //! Time (`now`) is RFC 3339 text or integer milliseconds, as everywhere in
 //! the JSON API; the table's random generator is ChaCha8 seeded once by the
 //! caller, as in the `expose_table_run` op, so the same seed and the same
 //! calls give the same names and hashes.
 
-use meshplane_core::expose::{
-    ExposeContext, ExposePeer, ExposeRequest, KeepAlive, KeepAliveConfig, SessionTable, TableConfig,
-};
-use meshplane_core::model::{AccountSettings, Group};
-use meshplane_core::validate::Domain;
-use meshplane_core::{ApiError, Timestamp};
-use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
-/// Reads a JSON value as `T`; a mismatch is the caller's `invalid_input`.
-fn parse<T: DeserializeOwned>(v: Value) -> Result<T, ApiError> {
-    serde_json::from_value(v)
-        .map_err(|e| ApiError::new("invalid_input", format!("invalid input: {e}")))
-}
-
-/// Writes `v` as a JSON value.
-fn json<T: Serialize>(v: &T) -> Result<Value, ApiError> {
-    serde_json::to_value(v)
-        .map_err(|e| ApiError::new("internal", format!("cannot serialise output: {e}")))
-}
+use super::{parse, rng, to_value as json};
+use crate::error::ApiError;
+use crate::expose::{
+    ExposeContext, ExposePeer, ExposeRequest, KeepAlive, KeepAliveConfig, SessionTable, TableConfig,
+};
+use crate::model::{AccountSettings, Group};
+use crate::time::Timestamp;
+use crate::validate::Domain;
 
 /// How to build a table: `{seed, config?: {ttl, max_sessions_per_peer, proxy_domain}}`.
 #[derive(Deserialize)]
@@ -68,24 +57,24 @@ struct Context {
 
 /// The management server's expose session table with its seeded generator.
 #[derive(Debug)]
-pub(crate) struct TableJson {
+pub struct TableJson {
     table: SessionTable,
     rng: ChaCha8Rng,
 }
 
 impl TableJson {
     /// `options`: `{seed, config?}`.
-    pub(crate) fn new(options: Value) -> Result<Self, ApiError> {
+    pub fn new(options: Value) -> Result<Self, ApiError> {
         let o: TableOptions = parse(options)?;
         Ok(TableJson {
             table: SessionTable::new(o.config),
-            rng: ChaCha8Rng::seed_from_u64(o.seed),
+            rng: rng(o.seed),
         })
     }
 
     /// `context`: `{peer: {id, name, groups?}, settings?, groups?,
     /// custom_domains?}`; `request`: the expose flags. Answers the session.
-    pub(crate) fn create(
+    pub fn create(
         &mut self,
         context: Value,
         request: Value,
@@ -107,112 +96,111 @@ impl TableJson {
     }
 
     /// Answers the new deadline.
-    pub(crate) fn renew(
-        &mut self,
-        peer: &str,
-        domain: &str,
-        now: Value,
-    ) -> Result<Value, ApiError> {
+    pub fn renew(&mut self, peer: &str, domain: &str, now: Value) -> Result<Value, ApiError> {
         json(&self.table.renew(&peer.into(), domain, parse(now)?)?)
     }
 
-    pub(crate) fn stop(&mut self, peer: &str, domain: &str, now: Value) -> Result<(), ApiError> {
+    pub fn stop(&mut self, peer: &str, domain: &str, now: Value) -> Result<(), ApiError> {
         Ok(self.table.stop(&peer.into(), domain, parse(now)?)?)
     }
 
     /// Ends every session of a deleted peer; answers how many.
-    pub(crate) fn remove_peer(&mut self, peer: &str, now: Value) -> Result<usize, ApiError> {
+    pub fn remove_peer(&mut self, peer: &str, now: Value) -> Result<usize, ApiError> {
         Ok(self.table.remove_peer(&peer.into(), parse(now)?))
     }
 
     /// Expires every session whose deadline is at or before `now`.
-    pub(crate) fn handle_timeout(&mut self, now: Value) -> Result<(), ApiError> {
+    pub fn handle_timeout(&mut self, now: Value) -> Result<(), ApiError> {
         self.table.handle_timeout(parse(now)?);
         Ok(())
     }
 
     /// The earliest deadline, or `null`.
-    pub(crate) fn poll_timeout(&self) -> Result<Value, ApiError> {
+    pub fn poll_timeout(&self) -> Result<Value, ApiError> {
         json(&self.table.poll_timeout())
     }
 
     /// The next audit event, or `null`.
-    pub(crate) fn poll_event(&mut self) -> Result<Value, ApiError> {
+    pub fn poll_event(&mut self) -> Result<Value, ApiError> {
         json(&self.table.poll_event())
     }
 
     /// Every active session, by domain.
-    pub(crate) fn sessions(&self) -> Result<Value, ApiError> {
+    pub fn sessions(&self) -> Result<Value, ApiError> {
         json(&self.table.sessions().collect::<Vec<_>>())
     }
 
     /// The session of a domain, or `null`.
-    pub(crate) fn get(&self, domain: &str) -> Result<Value, ApiError> {
+    pub fn get(&self, domain: &str) -> Result<Value, ApiError> {
         json(&self.table.get(domain))
     }
 
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.table.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
     }
 }
 
 /// The daemon's keep-alive machine for one exposed service.
 #[derive(Debug)]
-pub(crate) struct KeepAliveJson(KeepAlive);
+pub struct KeepAliveJson(KeepAlive);
 
 impl KeepAliveJson {
     /// `options`: `{now, config?}`.
-    pub(crate) fn new(options: Value) -> Result<Self, ApiError> {
+    pub fn new(options: Value) -> Result<Self, ApiError> {
         let o: KeepAliveOptions = parse(options)?;
         Ok(KeepAliveJson(KeepAlive::new(o.config, o.now)))
     }
 
-    pub(crate) fn handle_timeout(&mut self, now: Value) -> Result<(), ApiError> {
+    pub fn handle_timeout(&mut self, now: Value) -> Result<(), ApiError> {
         self.0.handle_timeout(parse(now)?);
         Ok(())
     }
 
-    pub(crate) fn handle_renew_ok(&mut self, now: Value) -> Result<(), ApiError> {
+    pub fn handle_renew_ok(&mut self, now: Value) -> Result<(), ApiError> {
         self.0.handle_renew_ok(parse(now)?);
         Ok(())
     }
 
-    pub(crate) fn handle_renew_failed(&mut self, reason: &str, now: Value) -> Result<(), ApiError> {
+    pub fn handle_renew_failed(&mut self, reason: &str, now: Value) -> Result<(), ApiError> {
         self.0.handle_renew_failed(reason, parse(now)?);
         Ok(())
     }
 
-    pub(crate) fn stop(&mut self, now: Value) -> Result<(), ApiError> {
+    pub fn stop(&mut self, now: Value) -> Result<(), ApiError> {
         self.0.stop(parse(now)?);
         Ok(())
     }
 
-    pub(crate) fn handle_stop_done(&mut self, now: Value) -> Result<(), ApiError> {
+    pub fn handle_stop_done(&mut self, now: Value) -> Result<(), ApiError> {
         self.0.handle_stop_done(parse(now)?);
         Ok(())
     }
 
     /// The next message for the server, or `null`.
-    pub(crate) fn poll_transmit(&mut self) -> Result<Value, ApiError> {
+    pub fn poll_transmit(&mut self) -> Result<Value, ApiError> {
         json(&self.0.poll_transmit())
     }
 
     /// The next thing to tell the user, or `null`.
-    pub(crate) fn poll_event(&mut self) -> Result<Value, ApiError> {
+    pub fn poll_event(&mut self) -> Result<Value, ApiError> {
         json(&self.0.poll_event())
     }
 
     /// When to call `handle_timeout` next, or `null` once finished.
-    pub(crate) fn poll_timeout(&self) -> Result<Value, ApiError> {
+    pub fn poll_timeout(&self) -> Result<Value, ApiError> {
         json(&self.0.poll_timeout())
     }
 
     /// `{state: "active" | "renewing" | "stopping" | "stopped" | "failed", ...}`.
-    pub(crate) fn state(&self) -> Result<Value, ApiError> {
+    pub fn state(&self) -> Result<Value, ApiError> {
         json(self.0.state())
     }
 
-    pub(crate) fn is_finished(&self) -> bool {
+    pub fn is_finished(&self) -> bool {
         self.0.is_finished()
     }
 }
