@@ -15,6 +15,7 @@ pub fn code_of(kind: Kind) -> Code {
         Kind::NotFound => Code::NotFound,
         Kind::AlreadyExists => Code::AlreadyExists,
         Kind::FailedPrecondition => Code::ResourceExhausted,
+        Kind::Internal => Code::Internal,
     }
 }
 

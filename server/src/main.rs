@@ -3,6 +3,7 @@
 
 mod bootstrap;
 mod config;
+mod grpc;
 mod http;
 mod ids;
 mod records;
@@ -93,8 +94,12 @@ async fn serve(settings: &Settings) -> Result<(), String> {
     let app = http::router(http::App {
         store: store.clone(),
     });
+    let (app, streams) = grpc::mount(app, &store).await?;
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            streams.close();
+        })
         .await
         .map_err(|e| format!("server error: {e}"))?;
     store.close().await;

@@ -7,6 +7,7 @@
 //! read-check-write sequence never races another request, and SQLite runs
 //! with `synchronous = FULL` so an acknowledged commit survives `kill -9`.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
@@ -14,7 +15,11 @@ use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 use thiserror::Error;
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::sync::{broadcast, Mutex, OwnedMutexGuard};
+
+/// How many committed-write notices a slow listener may fall behind before
+/// it is told it lagged (and must assume every account changed).
+const CHANGE_BACKLOG: usize = 1024;
 
 /// Migrations shared by both backends (the SQL is portable).
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -49,6 +54,9 @@ pub trait Stored: Serialize + DeserializeOwned {
 pub struct Store {
     pool: AnyPool,
     writer: Arc<Mutex<()>>,
+    /// The id of each account a committed write transaction touched, so
+    /// live views (the gRPC Sync streams) learn about every change.
+    changed: broadcast::Sender<String>,
 }
 
 impl Store {
@@ -73,6 +81,7 @@ impl Store {
         Ok(Store {
             pool,
             writer: Arc::new(Mutex::new(())),
+            changed: broadcast::channel(CHANGE_BACKLOG).0,
         })
     }
 
@@ -81,6 +90,8 @@ impl Store {
         Ok(Tx {
             tx: self.pool.begin().await?,
             _writer: None,
+            changed: None,
+            touched: BTreeSet::new(),
         })
     }
 
@@ -90,7 +101,15 @@ impl Store {
         Ok(Tx {
             tx: self.pool.begin().await?,
             _writer: Some(guard),
+            changed: Some(self.changed.clone()),
+            touched: BTreeSet::new(),
         })
+    }
+
+    /// Receives the id of every account a write transaction changed, after
+    /// its commit.
+    pub fn changes(&self) -> broadcast::Receiver<String> {
+        self.changed.subscribe()
     }
 
     /// Closes every connection (used on shutdown).
@@ -104,6 +123,10 @@ impl Store {
 pub struct Tx {
     tx: Transaction<'static, Any>,
     _writer: Option<OwnedMutexGuard<()>>,
+    /// Where the commit announces `touched` (write transactions only).
+    changed: Option<broadcast::Sender<String>>,
+    /// The accounts this transaction wrote to.
+    touched: BTreeSet<String>,
 }
 
 fn decode<T: DeserializeOwned>(row: &AnyRow) -> Result<T, StoreError> {
@@ -113,7 +136,14 @@ fn decode<T: DeserializeOwned>(row: &AnyRow) -> Result<T, StoreError> {
 
 impl Tx {
     pub async fn commit(self) -> Result<(), StoreError> {
-        Ok(self.tx.commit().await?)
+        self.tx.commit().await?;
+        if let Some(changed) = self.changed {
+            for account in self.touched {
+                // Nobody listening is fine: no view needs refreshing.
+                let _ = changed.send(account);
+            }
+        }
+        Ok(())
     }
 
     /// One resource by id.
@@ -161,6 +191,7 @@ impl Tx {
 
     /// Inserts or replaces a resource.
     pub async fn put<T: Stored>(&mut self, account: &str, value: &T) -> Result<(), StoreError> {
+        self.touched.insert(account.to_string());
         let data = serde_json::to_string(value)?;
         sqlx::query(
             "INSERT INTO objects (account_id, kind, id, data) VALUES ($1, $2, $3, $4) \
@@ -177,6 +208,7 @@ impl Tx {
 
     /// Deletes a resource and any secret pointing at it; true if it existed.
     pub async fn delete<T: Stored>(&mut self, account: &str, id: &str) -> Result<bool, StoreError> {
+        self.touched.insert(account.to_string());
         sqlx::query("DELETE FROM secrets WHERE account_id = $1 AND kind = $2 AND id = $3")
             .bind(account)
             .bind(T::KIND)
@@ -195,6 +227,7 @@ impl Tx {
 
     /// Deletes everything an account holds, its audit log included.
     pub async fn delete_account(&mut self, account: &str) -> Result<(), StoreError> {
+        self.touched.insert(account.to_string());
         for table in ["objects", "secrets", "events"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE account_id = $1"))
                 .bind(account)

@@ -9,7 +9,7 @@ mod events;
 pub mod failure;
 mod groups;
 mod networks;
-mod peers;
+pub mod peers;
 mod policies;
 mod posture_checks;
 mod routes;

@@ -53,7 +53,7 @@ struct PeerRequest {
 }
 
 /// The whole account as the core sees it.
-async fn aggregate(tx: &mut Tx, record: &AccountRecord) -> Result<Account, Failure> {
+pub async fn aggregate(tx: &mut Tx, record: &AccountRecord) -> Result<Account, Failure> {
     let id = record.id.as_str();
     Ok(Account {
         id: meshplane_core::model::AccountId::new(id),

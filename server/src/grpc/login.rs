@@ -1,0 +1,218 @@
+//! Login: a registered peer (found by its WireGuard key) logs in again; a
+//! new one registers with a setup key. Registration persists everything in
+//! one write transaction: the peer, the key-to-peer lookup, its group
+//! memberships, the setup key's usage and the audit event.
+//!
+//! A peer is found by its key through the store's secret index (row
+//! `wg:<key>`, kind `peer`), so a login costs one indexed lookup whatever
+//! the number of accounts, and deleting the peer removes the entry too.
+
+use meshplane_core::keys::hash_secret;
+use meshplane_core::model::{
+    Account, Activity, AuditEvent, Group, Peer, PeerId, PeerMeta, SetupKey,
+};
+use meshplane_core::registration::{
+    check_login, register_with_setup_key, RegistrationError, RegistrationRequest,
+};
+use meshplane_core::validate::Cidr;
+use meshplane_core::Timestamp;
+use meshplane_proto::status::from_core;
+use meshplane_proto::v1::{LoginRequest, LoginResponse, PeerSystemMeta};
+use rand_core::OsRng;
+use tonic::Status;
+
+use super::internal;
+use super::service::Shared;
+use crate::http::auth::meta;
+use crate::http::peers::aggregate;
+use crate::ids;
+use crate::records::AccountRecord;
+use crate::store::Tx;
+
+/// The secret-index entry that leads from a WireGuard key to its peer.
+fn key_entry(key: &str) -> String {
+    format!("wg:{key}")
+}
+
+/// The account holding the peer with WireGuard key `key`, if any.
+pub async fn account_of(tx: &mut Tx, key: &str) -> Result<Option<Account>, Status> {
+    let Some((account_id, _)) = tx
+        .find_secret::<Peer>(&key_entry(key))
+        .await
+        .map_err(internal)?
+    else {
+        return Ok(None);
+    };
+    let record = tx
+        .get::<AccountRecord>(&account_id, &account_id)
+        .await
+        .map_err(internal)?;
+    match record {
+        Some(record) => Ok(Some(
+            aggregate(tx, &record)
+                .await
+                .map_err(|f| internal(f.message()))?,
+        )),
+        None => Ok(None),
+    }
+}
+
+/// The registered peer holding `key` and its account, if it may log in (or
+/// sync, or report) at `now`; NOT_FOUND or PERMISSION_DENIED otherwise.
+pub async fn checked_peer(
+    tx: &mut Tx,
+    key: &str,
+    now: Timestamp,
+) -> Result<(Account, Peer), Status> {
+    let account = account_of(tx, key)
+        .await?
+        .ok_or_else(|| from_core(&RegistrationError::NotRegistered))?;
+    let peer = check_login(&account, key, now)
+        .map_err(|e| from_core(&e))?
+        .clone();
+    Ok((account, peer))
+}
+
+/// Records that the peer is online now, with what it reports (if it did).
+pub fn mark_seen(peer: &mut Peer, meta: Option<PeerSystemMeta>, now: Timestamp) {
+    if let Some(m) = meta {
+        peer.hostname = m.hostname.clone();
+        peer.meta = peer_meta(m);
+    }
+    peer.connected = true;
+    peer.last_seen = now;
+}
+
+/// What the daemon reported about its machine, in the core's terms.
+fn peer_meta(m: PeerSystemMeta) -> PeerMeta {
+    PeerMeta {
+        os: m.os,
+        os_version: m.os_version,
+        kernel_version: m.kernel_version,
+        version: m.client_version,
+        ui_version: m.ui_version,
+        serial_number: m.serial_number,
+        network_addresses: m.network_addresses,
+        processes: m.processes,
+    }
+}
+
+/// Logs in (or registers) the peer holding WireGuard key `key`.
+pub async fn login(shared: &Shared, key: &str, req: LoginRequest) -> Result<LoginResponse, Status> {
+    let now = ids::now();
+    let mut tx = shared.store.write().await.map_err(internal)?;
+    let (account, peer) = match account_of(&mut tx, key).await? {
+        Some(account) => {
+            let mut peer = check_login(&account, key, now)
+                .map_err(|e| from_core(&e))?
+                .clone();
+            peer.last_login = now;
+            mark_seen(&mut peer, req.meta, now);
+            tx.put(account.id.as_str(), &peer).await.map_err(internal)?;
+            (account, peer)
+        }
+        None => register(&mut tx, key, req, now).await?,
+    };
+    tx.commit().await.map_err(internal)?;
+    answer(&account, &peer)
+}
+
+/// Registers a new peer with the request's setup key, in `tx`.
+async fn register(
+    tx: &mut Tx,
+    key: &str,
+    req: LoginRequest,
+    now: Timestamp,
+) -> Result<(Account, Peer), Status> {
+    let setup_key = req.setup_key.trim();
+    if setup_key.is_empty() {
+        return Err(Status::not_found(format!(
+            "{}: a setup key is required to register it",
+            RegistrationError::NotRegistered
+        )));
+    }
+    // Keys are upper-case UUIDs; daemons may send them in lower case.
+    let (account_id, setup_key) = tx
+        .find_secret::<SetupKey>(&hash_secret(&setup_key.to_uppercase()))
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| from_core(&RegistrationError::UnknownSetupKey))?;
+    let record = tx
+        .get::<AccountRecord>(&account_id, &account_id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| from_core(&RegistrationError::UnknownSetupKey))?;
+    let account = aggregate(tx, &record)
+        .await
+        .map_err(|f| internal(f.message()))?;
+    let meta_in = req.meta.unwrap_or_default();
+    let request = RegistrationRequest {
+        wg_key: key.to_string(),
+        hostname: meta_in.hostname.clone(),
+        meta: peer_meta(meta_in),
+        extra_dns_labels: req.extra_dns_labels,
+        connection_ip: None,
+    };
+    let peer_id = PeerId::new(ids::new_id());
+    let mut done =
+        register_with_setup_key(&account, &setup_key, &request, peer_id, now, &mut OsRng)
+            .map_err(|e| from_core(&e))?;
+    done.peer.connected = true;
+    let peer = done.peer.clone();
+    let account_id = account_id.as_str();
+    tx.put(account_id, &peer).await.map_err(internal)?;
+    tx.put_secret(account_id, &key_entry(key), &peer)
+        .await
+        .map_err(internal)?;
+    for group_id in &done.groups {
+        if let Some(mut group) = tx
+            .get::<Group>(account_id, group_id.as_str())
+            .await
+            .map_err(internal)?
+        {
+            group.peers.push(peer.id.clone());
+            tx.put(account_id, &group).await.map_err(internal)?;
+        }
+    }
+    tx.put(account_id, &done.setup_key)
+        .await
+        .map_err(internal)?;
+    let details = meta([
+        ("name", peer.name.as_str()),
+        ("ip", &peer.ip.to_string()),
+        ("fqdn", &fqdn(&account, &peer)),
+        ("setup_key_name", &setup_key.name),
+    ]);
+    tx.append_event(account_id, |seq| {
+        AuditEvent::new(
+            seq.to_string(),
+            now,
+            Activity::PEER_ADDED_WITH_SETUP_KEY,
+            setup_key.id.as_str(),
+            peer.id.as_str(),
+            details,
+        )
+    })
+    .await
+    .map_err(internal)?;
+    Ok((account, peer))
+}
+
+/// `<label>.<dns domain>`.
+fn fqdn(account: &Account, peer: &Peer) -> String {
+    format!("{}.{}", peer.dns_label, account.settings.dns_domain)
+}
+
+/// The login answer: who the peer is in the mesh.
+fn answer(account: &Account, peer: &Peer) -> Result<LoginResponse, Status> {
+    let range = &account.settings.network_range;
+    let network: Cidr = range
+        .parse()
+        .map_err(|_| from_core(&RegistrationError::BadNetwork(range.clone())))?;
+    Ok(LoginResponse {
+        peer_id: peer.id.to_string(),
+        address: format!("{}/{}", peer.ip, network.0.prefix_len()),
+        fqdn: fqdn(account, peer),
+        dns_domain: account.settings.dns_domain.clone(),
+    })
+}

@@ -1,0 +1,86 @@
+//! The management gRPC service (`meshplane.management.v1.Management`), on
+//! the same listener as the REST API: a request whose content type starts
+//! with `application/grpc` goes to tonic, anything else to the REST router.
+//!
+//! Every call but `GetServerKey` travels sealed to the server's key
+//! ([`meshplane_proto::envelope`]), so a peer can act only as the holder of
+//! its WireGuard private key. [`service`] opens and seals; [`login`]
+//! registers and logs peers in; [`sync`] serves the network-map streams that
+//! [`updates`] keeps current; [`endpoints`] records where peers listen.
+
+mod endpoints;
+mod keys;
+mod login;
+mod service;
+mod sync;
+mod updates;
+
+use std::fmt::Display;
+
+use axum::extract::Request;
+use axum::http::header::CONTENT_TYPE;
+use axum::middleware::{self, Next};
+use axum::Router;
+use meshplane_proto::v1::management_server::ManagementServer;
+use tokio::sync::watch;
+use tonic::service::Routes;
+use tonic::Status;
+use tower::ServiceExt as _;
+
+use crate::store::Store;
+
+/// Ends the open Sync streams when the server stops: they never end on
+/// their own, and a graceful shutdown waits for every open call.
+#[derive(Debug)]
+pub struct Streams(watch::Sender<bool>);
+
+impl Streams {
+    /// Ends every open stream (UNAVAILABLE, so daemons reconnect) and
+    /// refuses new ones.
+    pub fn close(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+/// `rest` with the management service mounted beside it, and the handle
+/// that ends its streams.
+pub async fn mount(rest: Router, store: &Store) -> Result<(Router, Streams), String> {
+    let (closing, closed) = watch::channel(false);
+    let service = service::Management::start(store, closed)
+        .await
+        .map_err(|e| format!("cannot load the server key: {e}"))?;
+    let grpc = Routes::new(ManagementServer::new(service))
+        .prepare()
+        .into_axum_router();
+    let dispatch = move |req: Request, next: Next| {
+        let grpc = grpc.clone();
+        async move {
+            if is_grpc(&req) {
+                match grpc.oneshot(req).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                }
+            } else {
+                next.run(req).await
+            }
+        }
+    };
+    let router = Router::new()
+        .fallback_service(rest)
+        .layer(middleware::from_fn(dispatch));
+    Ok((router, Streams(closing)))
+}
+
+/// Whether the request is a gRPC call (`application/grpc`, `+proto`, ...).
+fn is_grpc(req: &Request) -> bool {
+    req.headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
+}
+
+/// A failure of the server itself: logged, and answered without details.
+fn internal(e: impl Display) -> Status {
+    tracing::error!(error = %e, "management call failed");
+    Status::internal("internal error")
+}

@@ -1,0 +1,122 @@
+//! The Sync stream: the peer's full map first, then a new one each time its
+//! map changes (see [`super::updates`]). The peer counts as connected while
+//! a stream is open; when its last stream ends it is marked disconnected
+//! with `last_seen`. A deleted, blocked or expired peer's stream is closed
+//! with the reason.
+
+use std::sync::Arc;
+
+use crypto_box::PublicKey;
+use meshplane_core::model::Peer;
+use meshplane_proto::v1::{SealedMessage, SyncRequest, SyncResponse};
+use tokio::sync::{mpsc, watch};
+use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+
+use super::internal;
+use super::login::{checked_peer, mark_seen};
+use super::service::{Opened, SealedStream, Shared};
+use super::updates::{Subscription, Update};
+use crate::ids;
+
+/// Messages a slow peer may have waiting before the stream stops reading
+/// updates (it then gets the latest map once it catches up).
+const BACKLOG: usize = 4;
+
+/// Opens the stream of the peer that sent `opened`.
+pub async fn start(
+    shared: Arc<Shared>,
+    opened: Opened<SyncRequest>,
+) -> Result<SealedStream, Status> {
+    if *shared.closing.borrow() {
+        return Err(shutting_down());
+    }
+    let now = ids::now();
+    let mut tx = shared.store.write().await.map_err(internal)?;
+    let (account, mut peer) = checked_peer(&mut tx, &opened.key, now).await?;
+    mark_seen(&mut peer, opened.message.meta.clone(), now);
+    let account_id = account.id.to_string();
+    tx.put(&account_id, &peer).await.map_err(internal)?;
+    tx.commit().await.map_err(internal)?;
+    let subscription = shared
+        .hubs
+        .subscribe(&account_id, peer.id.as_str(), &opened.key);
+    let (out, stream) = mpsc::channel(BACKLOG);
+    tokio::spawn(serve(shared, opened.sender, subscription, out, account_id));
+    Ok(ReceiverStream::new(stream))
+}
+
+/// Forwards the peer's updates until it hangs up or must be cut off.
+async fn serve(
+    shared: Arc<Shared>,
+    sender: PublicKey,
+    mut subscription: Subscription,
+    out: mpsc::Sender<Result<SealedMessage, Status>>,
+    account_id: String,
+) {
+    let mut sent: Option<Arc<str>> = None;
+    let mut closing = shared.closing.clone();
+    loop {
+        let update = tokio::select! {
+            () = out.closed() => break,
+            () = stopped(&mut closing) => {
+                let _ = out.send(Err(shutting_down())).await;
+                break;
+            }
+            update = subscription.next() => update,
+        };
+        match update {
+            Some(Update::Map { json, serial }) => {
+                if sent.as_ref() == Some(&json) {
+                    continue;
+                }
+                let response = SyncResponse {
+                    network_map_json: json.to_string(),
+                    serial,
+                };
+                if out.send(Ok(shared.seal(&response, &sender))).await.is_err() {
+                    break;
+                }
+                sent = Some(json);
+            }
+            Some(Update::Close { code, message }) => {
+                let _ = out.send(Err(Status::new(code, message))).await;
+                break;
+            }
+            None => break,
+        }
+    }
+    let peer_id = subscription.peer_id().to_string();
+    if subscription.leave() {
+        if let Err(e) = disconnect(&shared, &account_id, &peer_id).await {
+            tracing::warn!(peer = peer_id, error = %e, "peer not marked disconnected");
+        }
+    }
+}
+
+/// Resolves once the server stops.
+async fn stopped(closing: &mut watch::Receiver<bool>) {
+    // A dropped sender means the server is gone too.
+    let _ = closing.wait_for(|c| *c).await.map(|_| ());
+}
+
+/// Why streams end when the server stops; daemons reconnect.
+fn shutting_down() -> Status {
+    Status::unavailable("the server is shutting down")
+}
+
+/// Marks the peer disconnected, last seen now (unless it is gone).
+async fn disconnect(shared: &Shared, account_id: &str, peer_id: &str) -> Result<(), Status> {
+    let mut tx = shared.store.write().await.map_err(internal)?;
+    let Some(mut peer) = tx
+        .get::<Peer>(account_id, peer_id)
+        .await
+        .map_err(internal)?
+    else {
+        return Ok(());
+    };
+    peer.connected = false;
+    peer.last_seen = ids::now();
+    tx.put(account_id, &peer).await.map_err(internal)?;
+    tx.commit().await.map_err(internal)
+}

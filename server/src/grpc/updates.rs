@@ -1,0 +1,328 @@
+//! Keeps every open Sync stream's map current.
+//!
+//! Each account with at least one open stream has a hub: one task that
+//! listens for the store's commit notices about that account, reloads the
+//! account and recomputes the maps of the peers with open streams (sharing
+//! work between them through one [`MapBuilder`]), and publishes them as one
+//! snapshot. Streams compare their peer's map with the last one they sent
+//! and send only when it differs.
+//!
+//! Bursts are coalesced: the first change after a quiet spell is recomputed
+//! at once, later ones at most once per [`COALESCE`], so a change reaches
+//! peers well within a second however busy the REST API is. Without any
+//! change the maps are still recomputed every [`REVALIDATE`], because a
+//! login expires with time alone. A hub ends when its last stream does.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use meshplane_core::index::AccountIndex;
+use meshplane_core::model::Account;
+use meshplane_core::netmap::MapBuilder;
+use meshplane_core::registration::{check_login, RegistrationError};
+use meshplane_core::{ErrorCode, Timestamp};
+use meshplane_proto::status::code_of;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
+use tonic::{Code, Status};
+
+use super::internal;
+use crate::http::peers::aggregate;
+use crate::ids;
+use crate::records::AccountRecord;
+use crate::store::Store;
+
+/// Least time between two recomputations of one account.
+const COALESCE: Duration = Duration::from_millis(100);
+/// Longest time between two recomputations of one account.
+const REVALIDATE: Duration = Duration::from_secs(15);
+
+/// What a stream should do for its peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Update {
+    /// Send this map (the core's JSON) unless it is the one last sent.
+    Map { json: Arc<str>, serial: u64 },
+    /// End the stream with this status (the peer was deleted, blocked, or
+    /// its login expired).
+    Close { code: Code, message: String },
+}
+
+impl Update {
+    fn close(e: &impl ErrorCode) -> Update {
+        Update::Close {
+            code: code_of(e.kind()),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// One computation of an account's maps.
+#[derive(Debug, Default)]
+struct Snapshot {
+    /// Counts computations; a stream waits for one newer than it.
+    generation: u64,
+    /// By peer id, for the peers that had streams when it was computed.
+    updates: BTreeMap<String, Update>,
+}
+
+/// A peer with open streams.
+#[derive(Debug)]
+struct Member {
+    /// Its WireGuard key, for the login checks.
+    key: String,
+    streams: usize,
+}
+
+/// The shared state of one account's hub.
+#[derive(Debug)]
+struct Hub {
+    snapshots: watch::Sender<Arc<Snapshot>>,
+    members: Mutex<BTreeMap<String, Member>>,
+    /// Asks for a recomputation (a new stream wants its first map).
+    poke: Notify,
+}
+
+/// Every account's hub.
+#[derive(Debug, Clone)]
+pub struct Hubs {
+    store: Store,
+    hubs: Arc<Mutex<HashMap<String, Arc<Hub>>>>,
+}
+
+/// An open stream's view of its account's hub.
+#[derive(Debug)]
+pub struct Subscription {
+    hub: Arc<Hub>,
+    peer_id: String,
+    seen: u64,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    left: bool,
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Hubs {
+    pub fn new(store: Store) -> Hubs {
+        Hubs {
+            store,
+            hubs: Arc::default(),
+        }
+    }
+
+    /// Joins the hub of `account` for the peer `peer_id` holding `key`,
+    /// starting the hub if it is not running; asks for a fresh computation.
+    pub fn subscribe(&self, account: &str, peer_id: &str, key: &str) -> Subscription {
+        let mut hubs = locked(&self.hubs);
+        let hub = hubs
+            .entry(account.to_string())
+            .or_insert_with(|| {
+                let hub = Arc::new(Hub {
+                    snapshots: watch::Sender::new(Arc::default()),
+                    members: Mutex::default(),
+                    poke: Notify::new(),
+                });
+                tokio::spawn(run(self.clone(), account.to_string(), hub.clone()));
+                hub
+            })
+            .clone();
+        locked(&hub.members)
+            .entry(peer_id.to_string())
+            .or_insert_with(|| Member {
+                key: key.to_string(),
+                streams: 0,
+            })
+            .streams += 1;
+        let snapshots = hub.snapshots.subscribe();
+        let seen = snapshots.borrow().generation;
+        hub.poke.notify_one();
+        Subscription {
+            hub,
+            peer_id: peer_id.to_string(),
+            seen,
+            snapshots,
+            left: false,
+        }
+    }
+
+    /// Removes the hub of `account` if no stream uses it any more.
+    fn retire(&self, account: &str, hub: &Hub) -> bool {
+        let mut hubs = locked(&self.hubs);
+        if hub.snapshots.receiver_count() > 0 {
+            return false;
+        }
+        hubs.remove(account);
+        true
+    }
+}
+
+impl Subscription {
+    /// The next update for this peer, computed after the subscription
+    /// began; `None` when the hub stopped.
+    pub async fn next(&mut self) -> Option<Update> {
+        loop {
+            {
+                let snapshot = self.snapshots.borrow_and_update();
+                if snapshot.generation > self.seen {
+                    self.seen = snapshot.generation;
+                    if let Some(update) = snapshot.updates.get(&self.peer_id) {
+                        return Some(update.clone());
+                    }
+                }
+            }
+            self.snapshots.changed().await.ok()?;
+        }
+    }
+
+    /// The peer this stream serves.
+    pub fn peer_id(&self) -> &str {
+        &self.peer_id
+    }
+
+    /// Ends this stream; true when it was its peer's last open stream.
+    pub fn leave(mut self) -> bool {
+        self.release()
+    }
+
+    fn release(&mut self) -> bool {
+        if self.left {
+            return false;
+        }
+        self.left = true;
+        let mut members = locked(&self.hub.members);
+        let Some(member) = members.get_mut(&self.peer_id) else {
+            return false;
+        };
+        member.streams -= 1;
+        if member.streams > 0 {
+            return false;
+        }
+        members.remove(&self.peer_id);
+        true
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// The hub task of `account`.
+async fn run(hubs: Hubs, account: String, hub: Arc<Hub>) {
+    let mut changes = hubs.store.changes();
+    let mut generation = 0;
+    let mut serial = 0;
+    let mut last: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            () = hub.snapshots.closed() => {
+                if hubs.retire(&account, &hub) {
+                    return;
+                }
+                continue;
+            }
+            () = hub.poke.notified() => {}
+            () = tokio::time::sleep(REVALIDATE) => {}
+            change = changes.recv() => match change {
+                Ok(touched) if touched != account => continue,
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            },
+        }
+        if let Some(at) = last {
+            tokio::time::sleep_until(at + COALESCE).await;
+        }
+        // Whatever was committed until now is in the account read below.
+        while !matches!(
+            changes.try_recv(),
+            Err(TryRecvError::Empty | TryRecvError::Closed)
+        ) {}
+        last = Some(Instant::now());
+        let members: Vec<(String, String)> = locked(&hub.members)
+            .iter()
+            .map(|(id, m)| (id.clone(), m.key.clone()))
+            .collect();
+        let now = ids::now();
+        // A serial that only grows, also across hubs and restarts.
+        serial = u64::try_from(now.as_millis()).unwrap_or(0).max(serial + 1);
+        match compute(&hubs.store, &account, members, now, serial).await {
+            Ok(updates) => {
+                generation += 1;
+                hub.snapshots.send_replace(Arc::new(Snapshot {
+                    generation,
+                    updates,
+                }));
+            }
+            Err(e) => tracing::warn!(account, error = %e, "network maps not recomputed"),
+        }
+    }
+}
+
+/// The updates of `members` (peer id, key) from the stored account.
+async fn compute(
+    store: &Store,
+    account_id: &str,
+    members: Vec<(String, String)>,
+    now: Timestamp,
+    serial: u64,
+) -> Result<BTreeMap<String, Update>, Status> {
+    let mut tx = store.read().await.map_err(internal)?;
+    let record = tx
+        .get::<AccountRecord>(account_id, account_id)
+        .await
+        .map_err(internal)?;
+    let Some(record) = record else {
+        let gone = Update::close(&RegistrationError::NotRegistered);
+        return Ok(members
+            .into_iter()
+            .map(|(id, _)| (id, gone.clone()))
+            .collect());
+    };
+    let account = aggregate(&mut tx, &record)
+        .await
+        .map_err(|f| internal(f.message()))?;
+    drop(tx);
+    tokio::task::spawn_blocking(move || updates(&account, &members, now, serial))
+        .await
+        .map_err(internal)
+}
+
+/// Each member's map, or why its stream must end. CPU-bound.
+fn updates(
+    account: &Account,
+    members: &[(String, String)],
+    now: Timestamp,
+    serial: u64,
+) -> BTreeMap<String, Update> {
+    let index = AccountIndex::new(account);
+    let mut maps = MapBuilder::new(&index, now);
+    members
+        .iter()
+        .map(|(id, key)| {
+            let update = match check_login(account, key, now) {
+                Err(e) => Update::close(&e),
+                Ok(peer) if peer.id.as_str() != id => {
+                    Update::close(&RegistrationError::NotRegistered)
+                }
+                Ok(_) => match index.rank(id) {
+                    None => Update::close(&RegistrationError::NotRegistered),
+                    Some(rank) => match serde_json::to_string(&maps.map(rank)) {
+                        Ok(json) => Update::Map {
+                            json: json.into(),
+                            serial,
+                        },
+                        Err(e) => Update::Close {
+                            code: Code::Internal,
+                            message: format!("network map does not serialise: {e}"),
+                        },
+                    },
+                },
+            };
+            (id.clone(), update)
+        })
+        .collect()
+}

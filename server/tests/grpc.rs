@@ -1,0 +1,461 @@
+//! The management gRPC service of the real server binary, driven by a real
+//! tonic client holding its own X25519 (WireGuard) key pair: registration
+//! with setup keys, Sync streams that follow REST changes, and refusals of
+//! bad keys, replays, forgeries and garbage.
+
+// A failed unwrap is a failed test here.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::future::Future;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::Server;
+use crypto_box::{PublicKey, SecretKey};
+use meshplane_core::Timestamp;
+use meshplane_proto::envelope::{encode_public_key, open, parse_public_key, seal, ReplayGuard};
+use meshplane_proto::v1::management_client::ManagementClient;
+use meshplane_proto::v1::{
+    CreateExposeRequest, GetServerKeyRequest, LoginRequest, LoginResponse, PeerSystemMeta,
+    ReportEndpointsRequest, ReportEndpointsResponse, SealedMessage, SyncRequest, SyncResponse,
+};
+use meshplane_proto::PROTOCOL_VERSION;
+use prost::Message;
+use rand_core::OsRng;
+use serde_json::{json, Value};
+use tonic::transport::Channel;
+use tonic::{Code, Status, Streaming};
+
+/// How long a change may take to reach an open stream.
+const PROMPT: Duration = Duration::from_secs(2);
+
+fn now() -> Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    Timestamp::from_millis(i64::try_from(ms).unwrap())
+}
+
+/// Runs `body` on a runtime with worker threads, so the client's connection
+/// keeps going while the test blocks on a REST call.
+fn run<F: Future<Output = ()>>(body: F) {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(body);
+}
+
+/// A daemon's side of the protocol: a WireGuard key pair and a client.
+struct Peer {
+    hostname: String,
+    secret: SecretKey,
+    key: String,
+    server: PublicKey,
+    client: ManagementClient<Channel>,
+    guard: ReplayGuard,
+}
+
+impl Peer {
+    async fn connect(s: &Server, hostname: &str) -> Peer {
+        let mut client = ManagementClient::connect(s.base.clone()).await.unwrap();
+        let answer = client
+            .get_server_key(GetServerKeyRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(answer.version, PROTOCOL_VERSION);
+        let secret = SecretKey::generate(&mut OsRng);
+        Peer {
+            hostname: hostname.to_string(),
+            key: encode_public_key(&secret.public_key()),
+            secret,
+            server: parse_public_key(&answer.key).unwrap(),
+            client,
+            guard: ReplayGuard::default(),
+        }
+    }
+
+    fn seal<M: Message>(&self, message: &M) -> SealedMessage {
+        seal(
+            message,
+            &self.key,
+            &self.secret,
+            &self.server,
+            now(),
+            &mut OsRng,
+        )
+    }
+
+    fn open<M: Message + Default>(&mut self, sealed: &SealedMessage) -> M {
+        open(sealed, &self.secret, &self.server, &mut self.guard, now()).unwrap()
+    }
+
+    fn login_request(&self, setup_key: &str) -> LoginRequest {
+        LoginRequest {
+            setup_key: setup_key.to_string(),
+            meta: Some(PeerSystemMeta {
+                hostname: self.hostname.clone(),
+                os: "linux".into(),
+                os_version: "12".into(),
+                kernel_version: "6.1.0".into(),
+                client_version: "0.1.0".into(),
+                ..PeerSystemMeta::default()
+            }),
+            extra_dns_labels: Vec::new(),
+        }
+    }
+
+    async fn login(&mut self, setup_key: &str) -> Result<LoginResponse, Status> {
+        let sealed = self.seal(&self.login_request(setup_key));
+        let answer = self.client.login(sealed).await?.into_inner();
+        Ok(self.open(&answer))
+    }
+
+    async fn sync(&mut self) -> Streaming<SealedMessage> {
+        let sealed = self.seal(&SyncRequest::default());
+        self.client.sync(sealed).await.unwrap().into_inner()
+    }
+
+    /// The next map on `stream`, which must come within [`PROMPT`].
+    async fn next_map(&mut self, stream: &mut Streaming<SealedMessage>) -> Value {
+        let sealed = tokio::time::timeout(PROMPT, stream.message())
+            .await
+            .expect("a map within 2 s")
+            .expect("a map, not an error")
+            .expect("a map, not the end");
+        let response: SyncResponse = self.open(&sealed);
+        assert!(response.serial > 0);
+        serde_json::from_str(&response.network_map_json).unwrap()
+    }
+
+    async fn report(&mut self, endpoints: &[&str]) -> Result<(), Status> {
+        let request = ReportEndpointsRequest {
+            endpoints: endpoints.iter().map(|e| e.to_string()).collect(),
+        };
+        let sealed = self.seal(&request);
+        let answer = self.client.report_endpoints(sealed).await?.into_inner();
+        let _: ReportEndpointsResponse = self.open(&answer);
+        Ok(())
+    }
+}
+
+/// The WireGuard keys of the peers a map lists.
+fn listed(map: &Value) -> Vec<&str> {
+    map["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["key"].as_str().unwrap())
+        .collect()
+}
+
+/// A new setup key of `kind` (`reusable`, `one-off`) valid for
+/// `expires_in` seconds (0: forever): its plain value and id.
+fn setup_key(s: &Server, kind: &str, expires_in: i64) -> (String, String) {
+    let body = json!({"name": format!("{kind} key"), "type": kind,
+        "expires_in": expires_in, "auto_groups": [], "usage_limit": 0});
+    let k = s.post("/api/setup-keys", body);
+    (
+        k["key"].as_str().unwrap().to_string(),
+        k["id"].as_str().unwrap().to_string(),
+    )
+}
+
+fn reusable(s: &Server) -> String {
+    setup_key(s, "reusable", 0).0
+}
+
+fn assert_status(got: Result<impl std::fmt::Debug, Status>, code: Code, message: &str) {
+    let status = got.expect_err("refused");
+    assert_eq!(status.code(), code, "{status:?}");
+    assert_eq!(status.message(), message);
+}
+
+/// Waits until `check` holds on the REST view of peer `id`.
+fn wait_for_peer(s: &Server, id: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + PROMPT;
+    loop {
+        let peer = s.get(&format!("/api/peers/{id}"));
+        if check(&peer) {
+            return peer;
+        }
+        assert!(Instant::now() < deadline, "peer never matched: {peer}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn peers_join_and_follow_rest_changes(s: &mut Server) {
+    run(async {
+        let key = reusable(s);
+        let mut a = Peer::connect(s, "alpha").await;
+        let la = a.login(&key.to_lowercase()).await.unwrap();
+        let rest_a = s.get(&format!("/api/peers/{}", la.peer_id));
+        assert_eq!(rest_a["name"], "alpha");
+        assert_eq!(rest_a["os"], "linux 12");
+        assert_eq!(
+            la.address.split('/').next().unwrap(),
+            rest_a["ip"].as_str().unwrap()
+        );
+        assert!(la.address.contains('/'));
+        assert_eq!(la.fqdn, format!("alpha.{}", la.dns_domain));
+        assert_eq!(rest_a["dns_label"], la.fqdn.as_str());
+        let all = s.all_group();
+        assert!(rest_a["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["id"] == all.as_str()));
+        assert!(s.activities().contains(&"peer.setupkey.add".to_string()));
+
+        let mut b = Peer::connect(s, "beta").await;
+        let lb = b.login(&key).await.unwrap();
+        assert_ne!(la.peer_id, lb.peer_id);
+        let keys = s.get("/api/setup-keys");
+        assert_eq!(keys[0]["used_times"], 2);
+        assert_eq!(s.get("/api/peers").as_array().unwrap().len(), 2);
+
+        // Both sync and each sees the other.
+        let mut sa = a.sync().await;
+        let ma = a.next_map(&mut sa).await;
+        assert_eq!(listed(&ma), [b.key.as_str()]);
+        assert_eq!(ma["peer_config"]["address"], la.address.as_str());
+        let mut sb = b.sync().await;
+        let mb = b.next_map(&mut sb).await;
+        assert_eq!(listed(&mb), [a.key.as_str()]);
+        wait_for_peer(s, &lb.peer_id, |p| p["connected"] == true);
+
+        // Reported endpoints reach the other peer's map.
+        b.report(&["127.0.0.1:51820", "127.0.0.1:51820"])
+            .await
+            .unwrap();
+        let ma = a.next_map(&mut sa).await;
+        assert_eq!(ma["peers"][0]["endpoints"], json!(["127.0.0.1:51820"]));
+        assert_status(
+            b.report(&["nowhere"]).await,
+            Code::InvalidArgument,
+            "invalid endpoint \"nowhere\": must be ip:port",
+        );
+
+        // A REST change: without the Default policy nobody sees anybody.
+        let policies = s.get("/api/policies");
+        let changed = Instant::now();
+        for p in policies.as_array().unwrap() {
+            s.delete(&format!("/api/policies/{}", p["id"].as_str().unwrap()));
+        }
+        assert!(listed(&a.next_map(&mut sa).await).is_empty());
+        eprintln!("REST change reached the stream in {:?}", changed.elapsed());
+        assert!(listed(&b.next_map(&mut sb).await).is_empty());
+
+        // A group-limited policy brings them back together.
+        let web = s.post(
+            "/api/groups",
+            json!({"name": "web", "peers": [la.peer_id.clone()]}),
+        );
+        let rule = json!({"name": "r", "enabled": true, "action": "accept",
+            "bidirectional": false, "protocol": "tcp", "ports": ["8080"],
+            "sources": [all], "destinations": [web["id"]]});
+        s.post(
+            "/api/policies",
+            json!({"name": "web", "enabled": true, "rules": [rule]}),
+        );
+        assert_eq!(listed(&a.next_map(&mut sa).await), [b.key.as_str()]);
+        assert_eq!(listed(&b.next_map(&mut sb).await), [a.key.as_str()]);
+
+        // Deleting a peer closes its stream and takes it out of the other map.
+        s.delete(&format!("/api/peers/{}", lb.peer_id));
+        let end = tokio::time::timeout(PROMPT, sb.message())
+            .await
+            .expect("the stream ends within 2 s");
+        assert_status(end, Code::NotFound, "peer is not registered");
+        assert!(listed(&a.next_map(&mut sa).await).is_empty());
+
+        // Hanging up marks the peer disconnected, with last_seen.
+        let before = wait_for_peer(s, &la.peer_id, |p| p["connected"] == true);
+        drop(sa);
+        let after = wait_for_peer(s, &la.peer_id, |p| p["connected"] == false);
+        assert_ne!(before["last_seen"], after["last_seen"]);
+
+        // A registered peer logs in again without a setup key.
+        let again = a.login("").await.unwrap();
+        assert_eq!(again.peer_id, la.peer_id);
+        assert_eq!(again.address, la.address);
+        assert_eq!(s.get("/api/peers").as_array().unwrap().len(), 1);
+    });
+}
+
+fn setup_key_refusals(s: &mut Server) {
+    run(async {
+        let mut p = Peer::connect(s, "gamma").await;
+        assert_status(
+            p.login("A2C8E62B-38F5-4553-B31E-DD66C696CEBB").await,
+            Code::PermissionDenied,
+            "couldn't add peer: setup key is invalid",
+        );
+        assert_status(
+            p.login("").await,
+            Code::NotFound,
+            "peer is not registered: a setup key is required to register it",
+        );
+
+        let (revoked, id) = setup_key(s, "reusable", 0);
+        s.put(
+            &format!("/api/setup-keys/{id}"),
+            json!({"revoked": true, "auto_groups": []}),
+        );
+        assert_status(
+            p.login(&revoked).await,
+            Code::PermissionDenied,
+            "couldn't add peer: setup key is revoked",
+        );
+
+        let (expiring, _) = setup_key(s, "reusable", 1);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert_status(
+            p.login(&expiring).await,
+            Code::PermissionDenied,
+            "couldn't add peer: setup key has expired",
+        );
+
+        let (once, _) = setup_key(s, "one-off", 0);
+        p.login(&once).await.unwrap();
+        let mut q = Peer::connect(s, "delta").await;
+        assert_status(
+            q.login(&once).await,
+            Code::PermissionDenied,
+            "couldn't add peer: setup key has reached its usage limit",
+        );
+        // Nothing was registered by the refused attempts.
+        assert_eq!(s.get("/api/peers").as_array().unwrap().len(), 1);
+    });
+}
+
+fn sealing_is_enforced(s: &mut Server) {
+    run(async {
+        let key = reusable(s);
+        let mut p = Peer::connect(s, "epsilon").await;
+
+        // The same sealed bytes twice: the second is a replay.
+        let sealed = p.seal(&p.login_request(&key));
+        p.client.login(sealed.clone()).await.unwrap();
+        assert_status(
+            p.client.login(sealed).await,
+            Code::Unauthenticated,
+            "message was already received",
+        );
+
+        // Claiming the peer's key without holding it.
+        let thief = SecretKey::generate(&mut OsRng);
+        let forged = seal(
+            &p.login_request(""),
+            &p.key,
+            &thief,
+            &p.server,
+            now(),
+            &mut OsRng,
+        );
+        assert_status(
+            p.client.login(forged.clone()).await,
+            Code::Unauthenticated,
+            "message could not be authenticated",
+        );
+        assert_status(
+            p.client.sync(forged).await,
+            Code::Unauthenticated,
+            "message could not be authenticated",
+        );
+        let garbled = SealedMessage {
+            wg_pub_key: "not a key".into(),
+            body: vec![1, 2, 3],
+        };
+        assert_status(
+            p.client.login(garbled).await,
+            Code::InvalidArgument,
+            "invalid WireGuard public key",
+        );
+
+        // The expose calls are not offered yet.
+        let status = p
+            .client
+            .create_expose(p.seal(&CreateExposeRequest::default()))
+            .await
+            .expect_err("unimplemented");
+        assert_eq!(status.code(), Code::Unimplemented);
+        assert!(status.message().contains("not supported"), "{status:?}");
+    });
+}
+
+fn garbage_does_not_hurt(s: &mut Server) {
+    for junk in [
+        &b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage"[..],
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\xff\xff\xff\xff\xff\xff\xff\xff\xff",
+        b"POST /meshplane.management.v1.Management/Login HTTP/1.1\r\ncontent-type: application/grpc\r\ncontent-length: 5\r\n\r\n\x00\x00\x00\x00\xff",
+    ] {
+        let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        c.write_all(junk).unwrap();
+        let mut buf = [0u8; 512];
+        let _ = c.read(&mut buf);
+    }
+    run(async {
+        // A sealed body that is not a LoginRequest inside.
+        let mut p = Peer::connect(s, "zeta").await;
+        let mut sealed = p.seal(&p.login_request(""));
+        sealed.body.truncate(10);
+        assert_status(
+            p.client.login(sealed).await,
+            Code::InvalidArgument,
+            "sealed message is too short",
+        );
+    });
+    assert_eq!(s.get("/api/peers"), json!([]));
+}
+
+fn server_key_survives_restart(s: &mut Server) {
+    run(async {
+        let key = reusable(s);
+        let mut p = Peer::connect(s, "eta").await;
+        let before = p.server.clone();
+        let joined = p.login(&key).await.unwrap();
+        s.crash_and_restart();
+        let mut again = Peer::connect(s, "eta").await;
+        assert_eq!(again.server, before);
+        // The same WireGuard key logs in as the same peer.
+        again.secret = p.secret.clone();
+        again.key = p.key.clone();
+        assert_eq!(again.login("").await.unwrap().peer_id, joined.peer_id);
+    });
+}
+
+fn shutdown_ends_open_streams(s: &mut Server) {
+    run(async {
+        let key = reusable(s);
+        let mut p = Peer::connect(s, "theta").await;
+        p.login(&key).await.unwrap();
+        let mut stream = p.sync().await;
+        p.next_map(&mut stream).await;
+        let status = s.terminate(Duration::from_secs(5));
+        assert!(
+            status.is_some_and(|st| st.success()),
+            "the server did not stop with a stream open: {status:?}"
+        );
+        let end = tokio::time::timeout(PROMPT, stream.message())
+            .await
+            .expect("the stream ends");
+        assert_status(end, Code::Unavailable, "the server is shutting down");
+    });
+}
+
+both_stores!(
+    peers_join_and_follow_rest_changes,
+    setup_key_refusals,
+    sealing_is_enforced,
+    garbage_does_not_hurt,
+    server_key_survives_restart,
+    shutdown_ends_open_streams,
+);
