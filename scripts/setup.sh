@@ -12,7 +12,6 @@ rustup target add wasm32-unknown-unknown
 
 need_apt=()
 command -v pg_ctlcluster >/dev/null 2>&1 || need_apt+=(postgresql)
-command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 # The data plane's namespace test uses the kernel's ping and ip(8).
 command -v ping >/dev/null 2>&1 || need_apt+=(iputils-ping)
