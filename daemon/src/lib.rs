@@ -12,6 +12,12 @@
 //!   gives this process's own services TCP connect/listen on the mesh IP,
 //!   and answers ICMP echo.
 //!
+//! The daemon around it ([`service::Daemon`], run by `meshplane daemon`
+//! from [`cli`]) keeps its key and settings in a state directory
+//! ([`state`]), logs in to the management server over sealed gRPC
+//! ([`management`]), follows the Sync stream and applies every map
+//! ([`link`], [`map`]), and answers the CLI on a Unix socket ([`control`]).
+//!
 //! The engine knows nothing of the management protocol: whoever receives
 //! the network map turns it into a [`wg::NetworkUpdate`]
 //! ([`wg::NetworkUpdate::from_map`] does it for the core's map) and hands
@@ -35,9 +41,16 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cli;
+pub mod control;
 #[cfg(target_os = "linux")]
 pub mod kernel_tun;
 pub mod key;
+pub mod link;
+pub mod management;
+pub mod map;
 pub mod netstack;
 pub mod packet;
+pub mod service;
+pub mod state;
 pub mod wg;

@@ -250,8 +250,23 @@ impl Dataplane {
     }
 
     /// WireGuard's timers: handshake retries, rekeys and keep-alives.
+    ///
+    /// A peer with persistent keep-alive and a known endpoint but no
+    /// session yet starts its handshake at once, as WireGuard does when
+    /// keep-alive is configured, instead of after the first interval; an
+    /// initiation already in flight is left to boringtun's retry timer.
     async fn on_tick(&mut self, out: &mut [u8]) {
         for peer in self.peers.iter_mut() {
+            let eager = peer.keepalive.is_some()
+                && peer.endpoint.is_some()
+                && peer.tunn.time_since_last_handshake().is_none();
+            if eager {
+                if let TunnResult::WriteToNetwork(p) =
+                    peer.tunn.format_handshake_initiation(out, false)
+                {
+                    send(&self.socket, peer, p).await;
+                }
+            }
             if let TunnResult::WriteToNetwork(p) = peer.tunn.update_timers(out) {
                 send(&self.socket, peer, p).await;
             }

@@ -26,7 +26,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use meshplane_core::firewall::Rule;
 use meshplane_core::netmap::NetworkMap;
 use meshplane_core::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
@@ -120,7 +120,7 @@ pub struct Tunnel {
 }
 
 /// One peer in `status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerStatus {
     pub public_key: String,
     pub mesh_ip: Ipv4Addr,

@@ -24,7 +24,7 @@ pub(super) struct Peer {
     /// The endpoint the last map gave, so that a map repeating it does not
     /// undo what roaming learned.
     configured_endpoint: Option<SocketAddr>,
-    keepalive: Option<u16>,
+    pub(super) keepalive: Option<u16>,
     pub(super) rx_bytes: u64,
     pub(super) tx_bytes: u64,
 }

@@ -1,0 +1,252 @@
+//! The command line: `meshplane daemon` runs the daemon; `up`, `down` and
+//! `status` are clients of its control socket.
+
+use std::fmt::Write as _;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::control::{self, Reply, Request, StatusReport};
+use crate::service::Daemon;
+use crate::state::StateDir;
+
+/// The control socket's file name inside the state directory.
+const SOCKET_FILE: &str = "meshplane.sock";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "meshplane",
+    version,
+    about = "meshplane: WireGuard mesh peer daemon and CLI"
+)]
+pub struct Cli {
+    /// The daemon's control socket [default: meshplane.sock in the state
+    /// directory]
+    #[arg(long, global = true, env = "MESHPLANE_SOCKET")]
+    socket: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon (keeps the WireGuard key and settings in the state
+    /// directory, listens on the control socket).
+    Daemon {
+        /// Where the key and settings live [default: /var/lib/meshplane as
+        /// root, ~/.local/state/meshplane otherwise]
+        #[arg(long, env = "MESHPLANE_STATE_DIR")]
+        state_dir: Option<PathBuf>,
+        /// Use the userspace network stack even when a kernel TUN interface
+        /// could be created.
+        #[arg(long)]
+        netstack: bool,
+        /// The kernel TUN interface's name (when not in netstack mode).
+        #[arg(long, default_value = "meshplane0")]
+        interface: String,
+    },
+    /// Connect to the management server and join the mesh.
+    Up {
+        /// The management server, e.g. http://127.0.0.1:33073 [default:
+        /// the last one used]
+        #[arg(long)]
+        management_url: Option<String>,
+        /// The setup key; needed only the first time, to register.
+        #[arg(long)]
+        setup_key: Option<String>,
+    },
+    /// Leave the mesh: close the management stream and stop the tunnel.
+    Down,
+    /// Show this peer, the management connection and every peer.
+    Status {
+        /// Print the status as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Daemon {
+            state_dir,
+            netstack,
+            interface,
+        } => {
+            let kernel = (!netstack && is_root()).then_some(interface);
+            run_daemon(state_dir, cli.socket, kernel)
+        }
+        Command::Up {
+            management_url,
+            setup_key,
+        } => client(
+            cli.socket,
+            &Request::Up {
+                management_url,
+                setup_key,
+            },
+            false,
+        ),
+        Command::Down => client(cli.socket, &Request::Down, false),
+        Command::Status { json } => client(cli.socket, &Request::Status, json),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(message) => {
+            eprintln!("{message}");
+            1
+        }
+    }
+}
+
+/// Whether this process runs as root (the effective user owns
+/// `/proc/self`).
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+fn default_state_dir() -> PathBuf {
+    if is_root() {
+        return PathBuf::from("/var/lib/meshplane");
+    }
+    if let Some(dir) = std::env::var_os("XDG_STATE_HOME") {
+        return PathBuf::from(dir).join("meshplane");
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".local/state/meshplane"),
+        None => std::env::temp_dir().join("meshplane"),
+    }
+}
+
+/// Runs the daemon until SIGINT or SIGTERM; `kernel` names the TUN
+/// interface to create, netstack mode when `None`.
+fn run_daemon(
+    state_dir: Option<PathBuf>,
+    socket: Option<PathBuf>,
+    kernel: Option<String>,
+) -> Result<(), String> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MESHPLANE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let state =
+        StateDir::open(&state_dir.unwrap_or_else(default_state_dir)).map_err(|e| e.to_string())?;
+    let socket = socket.unwrap_or_else(|| state.path().join(SOCKET_FILE));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async {
+        let listener = control::bind(&socket)
+            .map_err(|e| format!("control socket {}: {e}", socket.display()))?;
+        tracing::info!(
+            "meshplane daemon {} listening on {} (state in {}, {})",
+            env!("CARGO_PKG_VERSION"),
+            socket.display(),
+            state.path().display(),
+            kernel
+                .as_deref()
+                .map_or("netstack".to_string(), |k| format!("kernel TUN {k}"))
+        );
+        let daemon = Arc::new(Daemon::new(state, kernel));
+        tokio::select! {
+            () = control::serve(listener, daemon) => {}
+            () = shutdown_signal() => tracing::info!("shutting down"),
+        }
+        let _ = std::fs::remove_file(&socket);
+        Ok(())
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Sends `request` to the daemon and prints the answer.
+fn client(socket: Option<PathBuf>, request: &Request, json: bool) -> Result<(), String> {
+    let socket = socket.unwrap_or_else(|| default_state_dir().join(SOCKET_FILE));
+    match control::call(&socket, request).map_err(|e| e.to_string())? {
+        Reply::Up(info) => {
+            println!("meshplane is up: {} ({})", info.ip, info.fqdn);
+            println!("IP:   {}", info.ip);
+            println!("FQDN: {}", info.fqdn);
+        }
+        Reply::Down => println!("meshplane is down"),
+        Reply::Status(report) if json => {
+            let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+            println!("{text}");
+        }
+        Reply::Status(report) => print!("{}", render_status(&report)),
+        Reply::Error(message) => return Err(message),
+    }
+    Ok(())
+}
+
+/// The human form of `status`.
+fn render_status(r: &StatusReport) -> String {
+    let mut out = String::new();
+    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
+    let state = match &r.mode {
+        Some(mode) if r.up => format!("up ({mode})"),
+        _ => "down".to_string(),
+    };
+    let management = match (r.up, r.management_connected, &r.management_error) {
+        (false, _, _) => "not connected".to_string(),
+        (true, true, _) => "connected".to_string(),
+        (true, false, Some(e)) => format!("disconnected ({e})"),
+        (true, false, None) => "connecting".to_string(),
+    };
+    let _ = writeln!(out, "Status:      {state}");
+    let _ = writeln!(
+        out,
+        "Management:  {management} {}",
+        or_dash(r.management_url.clone())
+    );
+    let _ = writeln!(out, "Peer id:     {}", or_dash(r.peer_id.clone()));
+    let _ = writeln!(out, "IP:          {}", or_dash(r.ip.map(|i| i.to_string())));
+    let _ = writeln!(out, "FQDN:        {}", or_dash(r.fqdn.clone()));
+    let _ = writeln!(out, "Public key:  {}", r.public_key);
+    let _ = writeln!(
+        out,
+        "Listen:      {}",
+        or_dash(r.listen.map(|l| l.to_string()))
+    );
+    let connected = r.peers.iter().filter(|p| p.wireguard.connected).count();
+    let _ = writeln!(out, "Peers:       {connected}/{} connected", r.peers.len());
+    for (p, wg) in r.peers.iter().map(|p| (p, &p.wireguard)) {
+        let _ = writeln!(
+            out,
+            "  {} {}\n    endpoint: {}  last handshake: {}  received: {} B  sent: {} B  {}",
+            wg.mesh_ip,
+            or_dash(p.fqdn.clone()),
+            or_dash(wg.endpoint.map(|e| e.to_string())),
+            or_dash(wg.last_handshake.map(|t| t.to_string())),
+            wg.rx_bytes,
+            wg.tx_bytes,
+            if wg.connected {
+                "connected"
+            } else {
+                "not connected"
+            },
+        );
+    }
+    out
+}

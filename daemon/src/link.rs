@@ -1,0 +1,300 @@
+//! A live link to the mesh: the WireGuard engine, the front-end that
+//! attaches it to the host, and the task that follows the management
+//! server's Sync stream, applies every map to the engine and reconnects
+//! with backoff when the stream drops.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use tokio::task::JoinHandle;
+use tonic::codegen::http::Uri;
+
+use crate::key::PrivateKey;
+use crate::management::{ManagementError, Session};
+use crate::map::Map;
+use crate::netstack::Netstack;
+use crate::wg::{Engine, EngineConfig, Status};
+
+/// First wait before reconnecting; doubles up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// How the engine is attached to the host.
+#[derive(Debug)]
+enum Frontend {
+    Netstack(Netstack),
+    #[cfg(target_os = "linux")]
+    Kernel(crate::kernel_tun::KernelTun),
+}
+
+/// Starts the engine and attaches it: a kernel TUN interface named
+/// `kernel` when given (privileged) and the interface can be created, the
+/// userspace stack otherwise.
+async fn attach(
+    kernel: Option<&str>,
+    config: EngineConfig,
+    address: Ipv4Net,
+) -> io::Result<(Engine, Frontend)> {
+    #[cfg(target_os = "linux")]
+    if let Some(name) = kernel {
+        let (engine, tunnel) = Engine::start(config.clone()).await?;
+        match crate::kernel_tun::KernelTun::start(name, address, tunnel) {
+            Ok(tun) => return Ok((engine, Frontend::Kernel(tun))),
+            Err(e) => {
+                tracing::warn!("kernel TUN {name}: {e}; using the userspace network stack");
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = kernel;
+    let (engine, tunnel) = Engine::start(config).await?;
+    Ok((engine, Frontend::Netstack(Netstack::start(address, tunnel))))
+}
+
+/// What the Sync task learns, for `status`.
+#[derive(Debug, Default)]
+pub struct SyncState {
+    pub connected: bool,
+    /// Why the last session ended, while not connected.
+    pub last_error: Option<String>,
+    pub map: Option<Map>,
+}
+
+/// This peer as the server registered it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub peer_id: String,
+    pub address: Ipv4Net,
+    pub fqdn: String,
+}
+
+/// A running link; dropping it stops the Sync task and the engine.
+#[derive(Debug)]
+pub struct Link {
+    pub url: String,
+    pub identity: Identity,
+    engine: Arc<Engine>,
+    frontend: Frontend,
+    sync: Arc<Mutex<SyncState>>,
+    task: JoinHandle<()>,
+}
+
+/// Why a link could not be brought up.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error(transparent)]
+    Management(#[from] ManagementError),
+    #[error("the server gave an invalid address {0:?}")]
+    Address(String),
+    #[error("cannot start the WireGuard engine: {0}")]
+    Engine(io::Error),
+}
+
+impl Link {
+    /// Logs in at `url` (registering with `setup_key` when given), starts
+    /// the engine and begins following the Sync stream.
+    pub async fn up(
+        url: &str,
+        setup_key: &str,
+        key: PrivateKey,
+        kernel: Option<&str>,
+    ) -> Result<Link, LinkError> {
+        let mut session = Session::connect(url, &key).await?;
+        let login = session.login(setup_key).await?;
+        let address: Ipv4Net = login
+            .address
+            .parse()
+            .map_err(|_| LinkError::Address(login.address.clone()))?;
+        let config = EngineConfig {
+            private_key: key.clone(),
+            listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+            mesh_ip: address.addr(),
+        };
+        let (engine, frontend) = attach(kernel, config, address)
+            .await
+            .map_err(LinkError::Engine)?;
+        let engine = Arc::new(engine);
+        let sync = Arc::new(Mutex::new(SyncState::default()));
+        let follower = Follower {
+            url: url.to_string(),
+            key,
+            engine: Arc::clone(&engine),
+            sync: Arc::clone(&sync),
+            endpoints: vec![endpoint_towards(url, engine.local_addr().port()).to_string()],
+        };
+        let task = tokio::spawn(follower.run(session));
+        Ok(Link {
+            url: url.to_string(),
+            identity: Identity {
+                peer_id: login.peer_id,
+                address,
+                fqdn: login.fqdn,
+            },
+            engine,
+            frontend,
+            sync,
+            task,
+        })
+    }
+
+    /// `netstack`, or `kernel <interface>`.
+    pub fn mode(&self) -> String {
+        match &self.frontend {
+            Frontend::Netstack(_) => "netstack".to_string(),
+            #[cfg(target_os = "linux")]
+            Frontend::Kernel(tun) => format!("kernel {}", tun.name()),
+        }
+    }
+
+    /// The userspace stack, in netstack mode: this process's own TCP
+    /// connect/listen on the mesh IP.
+    pub fn netstack(&self) -> Option<&Netstack> {
+        match &self.frontend {
+            Frontend::Netstack(stack) => Some(stack),
+            #[cfg(target_os = "linux")]
+            Frontend::Kernel(_) => None,
+        }
+    }
+
+    pub async fn engine_status(&self) -> Option<Status> {
+        self.engine.status().await.ok()
+    }
+
+    pub fn sync_state(&self) -> MutexGuard<'_, SyncState> {
+        lock(&self.sync)
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn lock(m: &Mutex<SyncState>) -> MutexGuard<'_, SyncState> {
+    // The state is plain data; a panic elsewhere leaves it usable.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The Sync task's parts.
+struct Follower {
+    url: String,
+    key: PrivateKey,
+    engine: Arc<Engine>,
+    sync: Arc<Mutex<SyncState>>,
+    endpoints: Vec<String>,
+}
+
+impl Follower {
+    /// Follows the stream, starting with the session `up` logged in with;
+    /// after a drop, waits (with backoff), logs in again and re-syncs.
+    async fn run(self, first: Session) {
+        let mut session = Some(first);
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            let (got_map, result) = self.follow(session.take()).await;
+            let reason = match result {
+                Ok(()) => "the server closed the stream".to_string(),
+                Err(e) => e.to_string(),
+            };
+            tracing::warn!("management stream ended: {reason}");
+            {
+                let mut state = lock(&self.sync);
+                state.connected = false;
+                state.last_error = Some(reason);
+            }
+            if got_map {
+                backoff = MIN_BACKOFF;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// One session: its Sync stream until it ends. Says whether any map
+    /// arrived (the session worked, so the backoff starts over).
+    async fn follow(&self, session: Option<Session>) -> (bool, Result<(), ManagementError>) {
+        let mut session = match session {
+            Some(s) => s,
+            None => match self.login().await {
+                Ok(s) => s,
+                Err(e) => return (false, Err(e)),
+            },
+        };
+        let mut stream = match session.sync().await {
+            Ok(s) => s,
+            Err(e) => return (false, Err(e)),
+        };
+        let mut got_map = false;
+        loop {
+            let map = match session.next_map(&mut stream).await {
+                Ok(Some(map)) => map,
+                Ok(None) => return (got_map, Ok(())),
+                Err(e) => return (got_map, Err(e)),
+            };
+            if self.engine.update(map.to_update()).await.is_err() {
+                return (got_map, Ok(()));
+            }
+            {
+                let mut state = lock(&self.sync);
+                state.connected = true;
+                state.last_error = None;
+                state.map = Some(map);
+            }
+            if !got_map {
+                got_map = true;
+                if let Err(e) = session.report_endpoints(self.endpoints.clone()).await {
+                    return (got_map, Err(e));
+                }
+            }
+        }
+    }
+
+    async fn login(&self) -> Result<Session, ManagementError> {
+        let mut session = Session::connect(&self.url, &self.key).await?;
+        session.login("").await?;
+        Ok(session)
+    }
+}
+
+/// The address other peers can reach this engine's `port` at: the local
+/// IP the host uses towards the management server (so on one machine,
+/// loopback), or loopback when that cannot be told.
+fn endpoint_towards(url: &str, port: u16) -> SocketAddr {
+    let ip = url
+        .parse::<Uri>()
+        .ok()
+        .and_then(|uri| {
+            let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
+            let server_port = uri.port_u16().unwrap_or(80);
+            let target = (host, server_port)
+                .to_socket_addrs()
+                .ok()?
+                .find(SocketAddr::is_ipv4)?;
+            let probe = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).ok()?;
+            probe.connect(target).ok()?;
+            probe.local_addr().ok().map(|a| a.ip())
+        })
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    SocketAddr::new(ip, port)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_is_the_local_address_towards_the_server() {
+        assert_eq!(
+            endpoint_towards("http://127.0.0.1:33073", 51820),
+            "127.0.0.1:51820".parse().unwrap()
+        );
+        assert_eq!(
+            endpoint_towards("not a url", 7),
+            "127.0.0.1:7".parse().unwrap()
+        );
+    }
+}

@@ -1,0 +1,256 @@
+//! One session with the management server over gRPC.
+//!
+//! Every call after `GetServerKey` is sealed between this peer's WireGuard
+//! key and the server's key ([`meshplane_proto::envelope`]), and every
+//! answer is opened and checked against a replay guard, so the daemon only
+//! trusts messages from the holder of the server's key.
+
+use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crypto_box::{PublicKey, SecretKey};
+use meshplane_core::Timestamp;
+use meshplane_proto::envelope::{open, parse_public_key, parse_secret_key, seal, ReplayGuard};
+use meshplane_proto::v1::management_client::ManagementClient;
+use meshplane_proto::v1::{
+    GetServerKeyRequest, LoginRequest, LoginResponse, PeerSystemMeta, ReportEndpointsRequest,
+    ReportEndpointsResponse, SealedMessage, SyncRequest, SyncResponse,
+};
+use prost::Message;
+use rand_core::OsRng;
+use thiserror::Error;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status, Streaming};
+
+use crate::key::PrivateKey;
+use crate::map::Map;
+
+/// How long to wait for the server to accept the connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a unary call may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Why a session failed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ManagementError {
+    /// No connection to the server at all.
+    #[error("cannot reach the management server at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    /// The server answered with a refusal; its message, verbatim.
+    #[error("{0}")]
+    Refused(String),
+    /// The server's answer could not be opened or understood.
+    #[error("bad answer from the management server at {url}: {reason}")]
+    Protocol { url: String, reason: String },
+}
+
+/// The wall clock, as the envelope's replay window needs it.
+fn now() -> Timestamp {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    Timestamp::from_millis(i64::try_from(ms).unwrap_or(i64::MAX))
+}
+
+/// A connected, keyed session.
+#[derive(Debug)]
+pub struct Session {
+    url: String,
+    client: ManagementClient<Channel>,
+    secret: SecretKey,
+    key: String,
+    server: PublicKey,
+    guard: ReplayGuard,
+}
+
+/// A Sync stream: decoded maps, one per server message.
+#[derive(Debug)]
+pub struct MapStream {
+    stream: Streaming<SealedMessage>,
+}
+
+impl Session {
+    /// Connects to `url` and fetches the server's key.
+    pub async fn connect(url: &str, key: &PrivateKey) -> Result<Session, ManagementError> {
+        let unreachable = |reason: String| ManagementError::Unreachable {
+            url: url.to_string(),
+            reason,
+        };
+        let endpoint = Endpoint::from_shared(url.to_string())
+            .map_err(|e| unreachable(format!("invalid URL: {e}")))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(CALL_TIMEOUT);
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| unreachable(error_chain(&e)))?;
+        let mut client = ManagementClient::new(channel);
+        let answer = client
+            .get_server_key(GetServerKeyRequest {})
+            .await
+            .map_err(|s| refused(url, s))?
+            .into_inner();
+        let protocol = |reason: String| ManagementError::Protocol {
+            url: url.to_string(),
+            reason,
+        };
+        let server = parse_public_key(&answer.key).map_err(|e| protocol(e.to_string()))?;
+        let secret = parse_secret_key(&key.to_base64()).map_err(|e| protocol(e.to_string()))?;
+        Ok(Session {
+            url: url.to_string(),
+            client,
+            secret,
+            key: key.public_key().to_string(),
+            server,
+            guard: ReplayGuard::default(),
+        })
+    }
+
+    fn seal<M: Message>(&self, message: &M) -> SealedMessage {
+        seal(
+            message,
+            &self.key,
+            &self.secret,
+            &self.server,
+            now(),
+            &mut OsRng,
+        )
+    }
+
+    fn open<M: Message + Default>(&mut self, sealed: &SealedMessage) -> Result<M, ManagementError> {
+        open(sealed, &self.secret, &self.server, &mut self.guard, now()).map_err(|e| {
+            ManagementError::Protocol {
+                url: self.url.clone(),
+                reason: e.to_string(),
+            }
+        })
+    }
+
+    /// Registers with `setup_key`, or logs in (empty key) as the peer this
+    /// WireGuard key already is.
+    pub async fn login(&mut self, setup_key: &str) -> Result<LoginResponse, ManagementError> {
+        let request = LoginRequest {
+            setup_key: setup_key.to_string(),
+            meta: Some(system_meta()),
+            extra_dns_labels: Vec::new(),
+        };
+        self.unary(&request, |mut client, sealed| async move {
+            client.login(sealed).await
+        })
+        .await
+    }
+
+    /// Opens the Sync stream.
+    pub async fn sync(&mut self) -> Result<MapStream, ManagementError> {
+        let sealed = self.seal(&SyncRequest {
+            meta: Some(system_meta()),
+        });
+        let stream = self
+            .client
+            .sync(sealed)
+            .await
+            .map_err(|s| refused(&self.url, s))?
+            .into_inner();
+        Ok(MapStream { stream })
+    }
+
+    /// The next map on `stream`; `None` when the server ended it cleanly.
+    pub async fn next_map(
+        &mut self,
+        stream: &mut MapStream,
+    ) -> Result<Option<Map>, ManagementError> {
+        let Some(sealed) = stream
+            .stream
+            .message()
+            .await
+            .map_err(|s| refused(&self.url, s))?
+        else {
+            return Ok(None);
+        };
+        let response: SyncResponse = self.open(&sealed)?;
+        Map::parse(&response.network_map_json)
+            .map(Some)
+            .map_err(|e| ManagementError::Protocol {
+                url: self.url.clone(),
+                reason: format!("network map: {e}"),
+            })
+    }
+
+    /// Tells the server where this peer's WireGuard socket is reachable.
+    pub async fn report_endpoints(
+        &mut self,
+        endpoints: Vec<String>,
+    ) -> Result<(), ManagementError> {
+        let _: ReportEndpointsResponse = self
+            .unary(
+                &ReportEndpointsRequest { endpoints },
+                |mut client, sealed| async move { client.report_endpoints(sealed).await },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// A sealed unary call: seals `request`, makes the call with `call`
+    /// and opens the answer.
+    async fn unary<Q, A, F, Fut>(&mut self, request: &Q, call: F) -> Result<A, ManagementError>
+    where
+        Q: Message,
+        A: Message + Default,
+        F: FnOnce(ManagementClient<Channel>, SealedMessage) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<SealedMessage>, Status>>,
+    {
+        let sealed = self.seal(request);
+        let answer = call(self.client.clone(), sealed)
+            .await
+            .map_err(|s| refused(&self.url, s))?
+            .into_inner();
+        self.open(&answer)
+    }
+}
+
+/// A failed call: `Unavailable` (no connection, or the server going
+/// away) means the server cannot be reached; anything else is the server's
+/// own refusal, kept verbatim.
+fn refused(url: &str, status: Status) -> ManagementError {
+    if status.code() == Code::Unavailable {
+        return ManagementError::Unreachable {
+            url: url.to_string(),
+            reason: status.message().to_string(),
+        };
+    }
+    ManagementError::Refused(status.message().to_string())
+}
+
+/// An error and its sources, so "transport error" shows its cause; a
+/// source that only repeats the text before it is left out.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut last = text.clone();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if part != last {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        last = part;
+        source = s.source();
+    }
+    text
+}
+
+/// What this host tells the server about itself at login and sync.
+fn system_meta() -> PeerSystemMeta {
+    let read = |path: &str| {
+        std::fs::read_to_string(path)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    };
+    PeerSystemMeta {
+        hostname: read("/proc/sys/kernel/hostname"),
+        os: std::env::consts::OS.to_string(),
+        kernel_version: read("/proc/sys/kernel/osrelease"),
+        client_version: env!("CARGO_PKG_VERSION").to_string(),
+        ..PeerSystemMeta::default()
+    }
+}

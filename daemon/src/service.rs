@@ -1,0 +1,145 @@
+//! The daemon's state: down, or up with one [`Link`]. `up`, `down` and
+//! `status` from the control socket act on it one at a time.
+
+use tokio::sync::Mutex;
+
+use crate::control::{PeerReport, Reply, Request, StatusReport, UpInfo};
+use crate::link::Link;
+use crate::state::{Settings, StateDir};
+
+/// The long-running daemon.
+#[derive(Debug)]
+pub struct Daemon {
+    state: StateDir,
+    /// The kernel TUN interface to attach through (privileged, not
+    /// `--netstack`); the userspace stack when `None`.
+    kernel: Option<String>,
+    link: Mutex<Option<Link>>,
+}
+
+impl Daemon {
+    pub fn new(state: StateDir, kernel: Option<String>) -> Daemon {
+        Daemon {
+            state,
+            kernel,
+            link: Mutex::new(None),
+        }
+    }
+
+    pub async fn handle(&self, request: Request) -> Reply {
+        match request {
+            Request::Up {
+                management_url,
+                setup_key,
+            } => match self.up(management_url, setup_key).await {
+                Ok(info) => Reply::Up(info),
+                Err(e) => Reply::Error(e),
+            },
+            Request::Down => {
+                self.link.lock().await.take();
+                Reply::Down
+            }
+            Request::Status => match self.status().await {
+                Ok(report) => Reply::Status(report),
+                Err(e) => Reply::Error(e),
+            },
+        }
+    }
+
+    /// Connects, unless already up with the same server (then it only
+    /// reports who this peer is).
+    async fn up(&self, url: Option<String>, setup_key: Option<String>) -> Result<UpInfo, String> {
+        let mut link = self.link.lock().await;
+        if let Some(current) = link.as_ref() {
+            if url.as_ref().is_some_and(|u| *u != current.url) {
+                return Err(format!(
+                    "already up with {}; run 'meshplane down' first",
+                    current.url
+                ));
+            }
+            return Ok(up_info(current));
+        }
+        let saved = self.state.settings().map_err(|e| e.to_string())?;
+        let url = url
+            .or(saved.management_url)
+            .ok_or("no management server known yet: pass --management-url")?;
+        let key = self.state.private_key().map_err(|e| e.to_string())?;
+        let new = Link::up(
+            &url,
+            setup_key.as_deref().unwrap_or(""),
+            key,
+            self.kernel.as_deref(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        self.state
+            .save_settings(&Settings {
+                management_url: Some(url),
+                peer_id: Some(new.identity.peer_id.clone()),
+            })
+            .map_err(|e| e.to_string())?;
+        let info = up_info(&new);
+        tracing::info!("up as {} ({}, {})", info.peer_id, info.ip, info.fqdn);
+        *link = Some(new);
+        Ok(info)
+    }
+
+    async fn status(&self) -> Result<StatusReport, String> {
+        let key = self.state.private_key().map_err(|e| e.to_string())?;
+        let settings = self.state.settings().map_err(|e| e.to_string())?;
+        let link = self.link.lock().await;
+        let Some(link) = link.as_ref() else {
+            return Ok(StatusReport {
+                up: false,
+                public_key: key.public_key().to_string(),
+                management_url: settings.management_url,
+                management_connected: false,
+                management_error: None,
+                peer_id: settings.peer_id,
+                ip: None,
+                fqdn: None,
+                mode: None,
+                listen: None,
+                peers: Vec::new(),
+            });
+        };
+        let engine = link.engine_status().await;
+        let sync = link.sync_state();
+        let peers = engine
+            .iter()
+            .flat_map(|s| s.peers.iter())
+            .map(|p| {
+                let known = sync.map.as_ref().and_then(|m| m.peer_by_key(&p.public_key));
+                PeerReport {
+                    id: known.map(|k| k.id.clone()),
+                    fqdn: known.map(|k| k.fqdn.clone()),
+                    wireguard: p.clone(),
+                }
+            })
+            .collect();
+        Ok(StatusReport {
+            up: true,
+            public_key: key.public_key().to_string(),
+            management_url: Some(link.url.clone()),
+            management_connected: sync.connected,
+            management_error: sync.last_error.clone(),
+            peer_id: Some(link.identity.peer_id.clone()),
+            ip: Some(link.identity.address.addr()),
+            fqdn: Some(sync.map.as_ref().map_or_else(
+                || link.identity.fqdn.clone(),
+                |m| m.peer_config.fqdn.clone(),
+            )),
+            mode: Some(link.mode()),
+            listen: engine.as_ref().map(|s| s.listen),
+            peers,
+        })
+    }
+}
+
+fn up_info(link: &Link) -> UpInfo {
+    UpInfo {
+        peer_id: link.identity.peer_id.clone(),
+        ip: link.identity.address.addr(),
+        fqdn: link.identity.fqdn.clone(),
+    }
+}
