@@ -4,6 +4,8 @@
 
 #[cfg(target_os = "linux")]
 pub mod netns;
+#[cfg(target_os = "linux")]
+pub mod netns_mesh;
 
 use std::net::{Ipv4Addr, SocketAddr};
 

@@ -206,3 +206,66 @@ pub fn send_bytes(ns: &str, to: SocketAddrV4, len: u64) -> std::io::Result<u64> 
     .join()
     .expect("client thread")
 }
+
+/// Three namespaces on one private subnet: `srv` holds a bridge (with the
+/// subnet's first address) that `a` and `b` join through veth pairs. All
+/// three are deleted on drop, even when the test fails.
+pub struct Lan {
+    pub srv: String,
+    pub a: String,
+    pub b: String,
+}
+
+/// The addresses of [`Lan`]'s namespaces on 10.213.80.0/24.
+pub const LAN_SRV: Ipv4Addr = Ipv4Addr::new(10, 213, 80, 1);
+pub const LAN_A: Ipv4Addr = Ipv4Addr::new(10, 213, 80, 2);
+pub const LAN_B: Ipv4Addr = Ipv4Addr::new(10, 213, 80, 3);
+
+impl Lan {
+    pub fn create(tag: &str) -> Lan {
+        let id = std::process::id();
+        let lan = Lan {
+            srv: format!("mp-{tag}-srv-{id}"),
+            a: format!("mp-{tag}-a-{id}"),
+            b: format!("mp-{tag}-b-{id}"),
+        };
+        // The guard exists before the first namespace does, so a failure
+        // half way still deletes what was made.
+        for name in [&lan.srv, &lan.a, &lan.b] {
+            ip(&["netns", "add", name]);
+            ip(&["-n", name, "link", "set", "lo", "up"]);
+        }
+        ip(&["-n", &lan.srv, "link", "add", "mpbr0", "type", "bridge"]);
+        ip(&["-n", &lan.srv, "link", "set", "mpbr0", "up"]);
+        let srv_cidr = format!("{LAN_SRV}/24");
+        ip(&["-n", &lan.srv, "addr", "add", &srv_cidr, "dev", "mpbr0"]);
+        for (name, port, addr) in [(&lan.a, "mpport-a", LAN_A), (&lan.b, "mpport-b", LAN_B)] {
+            ip(&[
+                "link", "add", port, "netns", &lan.srv, "type", "veth", "peer", "name", "mpeth0",
+                "netns", name,
+            ]);
+            ip(&["-n", &lan.srv, "link", "set", port, "master", "mpbr0"]);
+            ip(&["-n", &lan.srv, "link", "set", port, "up"]);
+            let cidr = format!("{addr}/24");
+            ip(&["-n", name, "addr", "add", &cidr, "dev", "mpeth0"]);
+            ip(&["-n", name, "link", "set", "mpeth0", "up"]);
+        }
+        lan
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        for name in [&self.srv, &self.a, &self.b] {
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+    }
+}
+
+/// `ip netns exec <ns> <program>`: a command to run inside namespace `ns`
+/// (`ip` execs the program, so the child's pid is the program's own).
+pub fn exec_in(ns: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns]).arg(program);
+    cmd
+}
