@@ -27,6 +27,10 @@ fi
 step "cargo test (workspace)"
 cargo test --workspace --locked
 
+step "schemathesis against the running server's OpenAPI document"
+cargo build -p meshplane-server --locked
+scripts/schemathesis.sh target/debug/meshplane-server
+
 step "cargo test (core with the expose simulation)"
 cargo test -p meshplane-core --features sim --locked
 

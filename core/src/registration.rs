@@ -26,7 +26,7 @@ use crate::ipam::{self, IpamError};
 use crate::model::{
     Account, GroupId, Peer, PeerId, PeerMeta, SetupKey, SetupKeyState, SetupKeyType, UserStatus,
 };
-use crate::time::Timestamp;
+use crate::time::{Duration, Timestamp};
 use crate::validate::{self, Cidr, ValidationError};
 
 /// Why a peer may not register or log in.
@@ -248,4 +248,74 @@ pub fn check_login<'a>(
         return Err(RegistrationError::LoginExpired);
     }
     Ok(peer)
+}
+
+/// How long an ephemeral peer may stay offline before the server deletes
+/// it (SEMANTICS.md: 10 minutes).
+pub const EPHEMERAL_OFFLINE: Duration = Duration::from_secs(600);
+
+/// Which ephemeral peers are due for deletion, and when the next one will
+/// be, so the server can sleep until then.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EphemeralSweep {
+    /// Ephemeral peers offline for at least the period at `now`.
+    pub due: Vec<PeerId>,
+    /// The earliest time another, offline ephemeral peer becomes due.
+    pub next: Option<Timestamp>,
+}
+
+/// The ephemeral peers among `peers` that have been offline for `offline`
+/// or longer at `now` (counted from `last_seen`, which the server sets
+/// when the peer's last stream ends). Connected and ordinary peers are
+/// never due.
+pub fn ephemeral_sweep<'a>(
+    peers: impl IntoIterator<Item = &'a Peer>,
+    now: Timestamp,
+    offline: Duration,
+) -> EphemeralSweep {
+    let mut sweep = EphemeralSweep::default();
+    for peer in peers {
+        if !peer.ephemeral || peer.connected {
+            continue;
+        }
+        let due_at = peer.last_seen.saturating_add(offline);
+        if due_at <= now {
+            sweep.due.push(peer.id.clone());
+        } else {
+            sweep.next = Some(sweep.next.map_or(due_at, |next| next.min(due_at)));
+        }
+    }
+    sweep
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(id: &str, ephemeral: bool, connected: bool, last_seen_s: i64) -> Peer {
+        let mut p = Peer::new(id, "k", Ipv4Addr::new(100, 64, 0, 1));
+        p.ephemeral = ephemeral;
+        p.connected = connected;
+        p.last_seen = Timestamp::from_millis(last_seen_s * 1000);
+        p
+    }
+
+    #[test]
+    fn only_ephemeral_peers_offline_for_the_period_are_due() {
+        let peers = [
+            peer("gone", true, false, 0),
+            peer("exactly", true, false, 400),
+            peer("soon", true, false, 500),
+            peer("later", true, false, 900),
+            peer("online", true, true, 0),
+            peer("ordinary", false, false, 0),
+        ];
+        let now = Timestamp::from_millis(1000 * 1000);
+        let sweep = ephemeral_sweep(&peers, now, EPHEMERAL_OFFLINE);
+        assert_eq!(sweep.due, vec![PeerId::new("gone"), PeerId::new("exactly")]);
+        assert_eq!(sweep.next, Some(Timestamp::from_millis(1100 * 1000)));
+
+        let quiet = ephemeral_sweep(&peers[4..], now, EPHEMERAL_OFFLINE);
+        assert_eq!(quiet, EphemeralSweep::default());
+    }
 }

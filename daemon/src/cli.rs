@@ -155,6 +155,7 @@ fn run_daemon(
                 .map_or("netstack".to_string(), |k| format!("kernel TUN {k}"))
         );
         let daemon = Arc::new(Daemon::new(state, kernel));
+        daemon.resume();
         tokio::select! {
             () = control::serve(listener, daemon) => {}
             () = shutdown_signal() => tracing::info!("shutting down"),

@@ -19,8 +19,8 @@ use crate::netstack::Netstack;
 use crate::wg::{Engine, EngineConfig, Status};
 
 /// First wait before reconnecting; doubles up to [`MAX_BACKOFF`].
-const MIN_BACKOFF: Duration = Duration::from_millis(500);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+pub(crate) const MIN_BACKOFF: Duration = Duration::from_millis(500);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// How the engine is attached to the host.
 #[derive(Debug)]

@@ -1,10 +1,13 @@
 //! The daemon's state: down, or up with one [`Link`]. `up`, `down` and
-//! `status` from the control socket act on it one at a time.
+//! `status` from the control socket act on it one at a time. At start it
+//! comes back up by itself when the last `up` was not followed by `down`.
+
+use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
 use crate::control::{PeerReport, Reply, Request, StatusReport, UpInfo};
-use crate::link::Link;
+use crate::link::{Link, MAX_BACKOFF, MIN_BACKOFF};
 use crate::state::{Settings, StateDir};
 
 /// The long-running daemon.
@@ -35,15 +38,55 @@ impl Daemon {
                 Ok(info) => Reply::Up(info),
                 Err(e) => Reply::Error(e),
             },
-            Request::Down => {
-                self.link.lock().await.take();
-                Reply::Down
-            }
+            Request::Down => match self.down().await {
+                Ok(()) => Reply::Down,
+                Err(e) => Reply::Error(e),
+            },
             Request::Status => match self.status().await {
                 Ok(report) => Reply::Status(report),
                 Err(e) => Reply::Error(e),
             },
         }
+    }
+
+    /// Reconnects in the background when the saved settings say the daemon
+    /// was up (see [`Settings::resume_at_start`]), retrying with backoff
+    /// until it is up or the user runs `down`.
+    pub fn resume(self: &Arc<Self>) {
+        let daemon = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut backoff = MIN_BACKOFF;
+            loop {
+                match daemon.state.settings() {
+                    Ok(settings) if settings.resume_at_start() => {}
+                    Ok(_) => return,
+                    Err(e) => {
+                        tracing::warn!("not reconnecting at start: {e}");
+                        return;
+                    }
+                }
+                match daemon.up(None, None).await {
+                    Ok(_) => return,
+                    Err(e) => tracing::warn!("reconnecting at start: {e}; again in {backoff:?}"),
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        });
+    }
+
+    /// Disconnects and records that the user wants the daemon down, so a
+    /// restart stays down.
+    async fn down(&self) -> Result<(), String> {
+        let mut link = self.link.lock().await;
+        link.take();
+        let settings = self.state.settings().map_err(|e| e.to_string())?;
+        self.state
+            .save_settings(&Settings {
+                down: true,
+                ..settings
+            })
+            .map_err(|e| e.to_string())
     }
 
     /// Connects, unless already up with the same server (then it only
@@ -76,6 +119,7 @@ impl Daemon {
             .save_settings(&Settings {
                 management_url: Some(url),
                 peer_id: Some(new.identity.peer_id.clone()),
+                down: false,
             })
             .map_err(|e| e.to_string())?;
         let info = up_info(&new);

@@ -1,7 +1,8 @@
 //! What the daemon keeps on disk between runs, so a restart comes back as
 //! the same peer: the WireGuard private key (`private.key`, mode 0600,
 //! created on first start) and the settings of the last `up`
-//! (`settings.json`: management URL and peer id).
+//! (`settings.json`: management URL, peer id, and whether the user took
+//! the daemon down, so a restart comes back up only if it was up).
 
 use std::fs;
 use std::io::{self, Write};
@@ -30,6 +31,19 @@ pub enum StateError {
 pub struct Settings {
     pub management_url: Option<String>,
     pub peer_id: Option<String>,
+    /// Set by `down`, cleared by `up`: a restarted daemon reconnects by
+    /// itself unless the user wanted it down.
+    #[serde(default)]
+    pub down: bool,
+}
+
+impl Settings {
+    /// Whether a daemon starting on these settings should reconnect on its
+    /// own, as a system service does after a reboot: it was up before and
+    /// nobody took it down.
+    pub fn resume_at_start(&self) -> bool {
+        self.management_url.is_some() && self.peer_id.is_some() && !self.down
+    }
 }
 
 /// The daemon's state directory.
@@ -137,9 +151,24 @@ mod tests {
         let saved = Settings {
             management_url: Some("http://127.0.0.1:1".into()),
             peer_id: Some("p1".into()),
+            down: false,
         };
+        assert!(!Settings::default().resume_at_start());
+        assert!(saved.resume_at_start());
         state.save_settings(&saved).unwrap();
         assert_eq!(state.settings().unwrap(), saved);
+        let down = Settings {
+            down: true,
+            ..saved.clone()
+        };
+        assert!(!down.resume_at_start());
+        // Settings written before `down` existed resume.
+        fs::write(
+            dir.join(SETTINGS_FILE),
+            r#"{"management_url":"http://127.0.0.1:1","peer_id":"p1"}"#,
+        )
+        .unwrap();
+        assert!(state.settings().unwrap().resume_at_start());
 
         fs::write(dir.join(KEY_FILE), "garbage").unwrap();
         assert!(matches!(

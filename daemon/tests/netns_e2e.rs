@@ -36,8 +36,14 @@ const SSH_PORT: u16 = 22;
 const PAGE: &str = "hello through the tunnel\n";
 
 fn ping(ns: &str, to: Ipv4Addr) -> bool {
+    ping_waiting(ns, to, "1")
+}
+
+/// One ping that waits `secs` (fractions allowed) for its answer; a short
+/// wait times the first packet through the tunnel closely.
+fn ping_waiting(ns: &str, to: Ipv4Addr, secs: &str) -> bool {
     exec_in(ns, "ping")
-        .args(["-c", "1", "-W", "1"])
+        .args(["-c", "1", "-W", secs])
         .arg(to.to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -181,10 +187,12 @@ fn two_daemons_talk_over_wireguard_under_policy_control_in_namespaces() {
 
     let a = NsDaemon::start(&lan.a, dir.join("a"));
     let mut b = NsDaemon::start(&lan.b, dir.join("b"));
-    for d in [&a, &b] {
-        d.ok(&["up", "--management-url", &server.url, "--setup-key", &key]);
-    }
+    // Time from b's `up` (a is already up) to the first packet through the
+    // tunnel: a ping from a to b answered.
+    a.ok(&["up", "--management-url", &server.url, "--setup-key", &key]);
     let upped = Instant::now();
+    b.ok(&["up", "--management-url", &server.url, "--setup-key", &key]);
+    let up_returned = upped.elapsed();
     let (sa, sb) = (a.status(), b.status());
     for s in [&sa, &sb] {
         assert_eq!(s["up"], true, "{s:#}");
@@ -195,6 +203,14 @@ fn two_daemons_talk_over_wireguard_under_policy_control_in_namespaces() {
     }
     let (ip_a, ip_b) = (mesh_ip(&sa), mesh_ip(&sb));
     assert_ne!(ip_a, ip_b);
+    wait_until(JOIN_WITHIN, "a pinging b", || {
+        ping_waiting(&lan.a, ip_b, "0.2")
+    });
+    eprintln!(
+        "up to first packet: a's ping answered by b {:?} after b's `up` started \
+         (the `up` command returned after {up_returned:?})",
+        upped.elapsed()
+    );
 
     // Two listeners in b on its mesh IP.
     std::fs::write(dir.join("page.txt"), PAGE).expect("page");
@@ -202,8 +218,7 @@ fn two_daemons_talk_over_wireguard_under_policy_control_in_namespaces() {
     let _ssh = web_server(&python, &lan.b, SocketAddrV4::new(ip_b, SSH_PORT), dir);
 
     // The Default policy allows everything: ping both ways, HTTP on both ports.
-    wait_until(JOIN_WITHIN, "a pinging b", || ping(&lan.a, ip_b));
-    eprintln!("a reached b {:?} after up", upped.elapsed());
+    assert!(ping(&lan.a, ip_b), "a pings b");
     assert!(ping(&lan.b, ip_a), "b pings a");
     assert!(fetch(&lan.a, ip_b, WEB_PORT), "HTTP on 8080 crosses");
     assert!(
@@ -267,8 +282,11 @@ fn two_daemons_talk_over_wireguard_under_policy_control_in_namespaces() {
     eprintln!("b killed: disconnected on the server {took:?} later");
 
     // A new daemon on b's state comes back as the same peer with the same IP.
+    // It was up and nobody ran `down`, so it reconnects by itself.
     b.launch();
-    b.ok(&["up", "--management-url", &server.url]);
+    wait_until(JOIN_WITHIN, "b back up by itself", || {
+        b.status()["up"] == true
+    });
     let back = b.status();
     assert_eq!(back["peer_id"], sb["peer_id"]);
     assert_eq!(mesh_ip(&back), ip_b);

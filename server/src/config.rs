@@ -7,6 +7,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
+use meshplane_core::registration::EPHEMERAL_OFFLINE;
+use meshplane_core::Duration;
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -22,7 +24,7 @@ const SQLITE_FILE: &str = "meshplane.db";
 ///
 /// Every option can also be set with the environment variable shown, or as a
 /// key of the TOML file given with --config (keys: data_dir, store, listen,
-/// log). Flags win over environment variables, which win over the file.
+/// log, ephemeral_offline_secs). Flags win over environment variables, which win over the file.
 #[derive(Debug, Parser)]
 #[command(name = "meshplane-server", version, about, long_about)]
 pub struct Cli {
@@ -55,6 +57,16 @@ pub struct Cli {
     #[arg(long, value_name = "FILTER", env = "MESHPLANE_LOG", global = true)]
     pub log: Option<String>,
 
+    /// Seconds an ephemeral peer (registered with an ephemeral setup key)
+    /// may stay offline before the server deletes it. Default: 600.
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "MESHPLANE_EPHEMERAL_OFFLINE_SECS",
+        global = true
+    )]
+    pub ephemeral_offline_secs: Option<u32>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -79,6 +91,7 @@ struct FileConfig {
     store: Option<String>,
     listen: Option<SocketAddr>,
     log: Option<String>,
+    ephemeral_offline_secs: Option<u32>,
 }
 
 /// Why the configuration could not be read.
@@ -108,6 +121,8 @@ pub struct Settings {
     pub store_url: String,
     pub listen: SocketAddr,
     pub log: String,
+    /// How long an ephemeral peer may stay offline.
+    pub ephemeral_offline: Duration,
 }
 
 impl Cli {
@@ -142,10 +157,15 @@ impl Cli {
             .clone()
             .or(file.log)
             .unwrap_or_else(|| "info".to_string());
+        let ephemeral_offline = self
+            .ephemeral_offline_secs
+            .or(file.ephemeral_offline_secs)
+            .map_or(EPHEMERAL_OFFLINE, |s| Duration::from_secs(i64::from(s)));
         Ok(Settings {
             store_url,
             listen,
             log,
+            ephemeral_offline,
         })
     }
 }
@@ -191,6 +211,18 @@ mod tests {
         assert_eq!(s.listen.port(), 5000);
         assert_eq!(s.store_url, "postgres://x@localhost/db");
         assert_eq!(s.log, "info");
+        assert_eq!(s.ephemeral_offline, EPHEMERAL_OFFLINE);
+        let short = Cli::parse_from([
+            "meshplane-server",
+            "--store",
+            "postgres://x@localhost/db",
+            "--ephemeral-offline-secs",
+            "3",
+        ]);
+        assert_eq!(
+            short.settings().unwrap().ephemeral_offline,
+            Duration::from_secs(3)
+        );
     }
 
     #[test]

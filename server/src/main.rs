@@ -10,6 +10,7 @@ mod records;
 mod store;
 
 use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -95,6 +96,12 @@ async fn serve(settings: &Settings) -> Result<(), String> {
         store: store.clone(),
     });
     let (app, streams) = grpc::mount(app, &store).await?;
+    tokio::spawn(grpc::remove_offline(
+        store.clone(),
+        settings.ephemeral_offline,
+    ));
+    // Connect info gives the gRPC calls the peer's address (`connection_ip`).
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;

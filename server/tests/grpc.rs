@@ -198,6 +198,8 @@ fn peers_join_and_follow_rest_changes(s: &mut Server) {
         let rest_a = s.get(&format!("/api/peers/{}", la.peer_id));
         assert_eq!(rest_a["name"], "alpha");
         assert_eq!(rest_a["os"], "linux 12");
+        // The address the peer's login came from.
+        assert_eq!(rest_a["connection_ip"], "127.0.0.1");
         assert_eq!(
             la.address.split('/').next().unwrap(),
             rest_a["ip"].as_str().unwrap()
@@ -451,7 +453,66 @@ fn shutdown_ends_open_streams(s: &mut Server) {
     });
 }
 
+/// An ephemeral peer offline for the configured period (2 s here) is
+/// deleted as a REST delete would: gone from REST and from its groups, an
+/// audit event, and the other peers' maps updated. A connected ephemeral
+/// peer stays.
+fn ephemeral_peers_go_after_being_offline(s: &mut Server) {
+    s.restart_with(&["--ephemeral-offline-secs", "2"]);
+    run(async {
+        let body = json!({"name": "ephemeral key", "type": "reusable", "expires_in": 0,
+            "auto_groups": [], "usage_limit": 0, "ephemeral": true});
+        let key = s.post("/api/setup-keys", body)["key"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let mut gone = Peer::connect(s, "gone").await;
+        let lg = gone.login(&key).await.unwrap();
+        let mut stays = Peer::connect(s, "stays").await;
+        let ls = stays.login(&key).await.unwrap();
+        let mut ss = stays.sync().await;
+        assert_eq!(listed(&stays.next_map(&mut ss).await), [gone.key.as_str()]);
+        let mut sg = gone.sync().await;
+        gone.next_map(&mut sg).await;
+        let rest = wait_for_peer(s, &lg.peer_id, |p| p["connected"] == true);
+        assert_eq!(rest["ephemeral"], true);
+
+        drop(sg);
+        let went = Instant::now();
+        wait_for_peer(s, &lg.peer_id, |p| p["connected"] == false);
+        let path = format!("/api/peers/{}", lg.peer_id);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while s.call("GET", &path, None).0 != 404 {
+            assert!(Instant::now() < deadline, "the ephemeral peer was kept");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let after = went.elapsed();
+        assert!(
+            after >= Duration::from_millis(1500),
+            "removed too early: {after:?}"
+        );
+
+        // The other peer's map no longer lists it; the group lost it; the
+        // removal is audited; the connected one is still there.
+        let map = stays.next_map(&mut ss).await;
+        assert!(listed(&map).is_empty(), "{map}");
+        let all = s.get(&format!("/api/groups/{}", s.all_group()));
+        assert_eq!(all["peers_count"], 1, "{all}");
+        assert!(s.activities().contains(&"user.peer.delete".to_string()));
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let kept = s.get(&format!("/api/peers/{}", ls.peer_id));
+        assert_eq!(kept["connected"], true);
+        // Its key no longer leads to a peer.
+        assert_status(
+            gone.login("").await,
+            Code::NotFound,
+            "peer is not registered: a setup key is required to register it",
+        );
+    });
+}
+
 both_stores!(
+    ephemeral_peers_go_after_being_offline,
     peers_join_and_follow_rest_changes,
     setup_key_refusals,
     sealing_is_enforced,

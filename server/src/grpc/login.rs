@@ -7,6 +7,8 @@
 //! `wg:<key>`, kind `peer`), so a login costs one indexed lookup whatever
 //! the number of accounts, and deleting the peer removes the entry too.
 
+use std::net::IpAddr;
+
 use meshplane_core::keys::hash_secret;
 use meshplane_core::model::{
     Account, Activity, AuditEvent, Group, Peer, PeerId, PeerMeta, SetupKey,
@@ -97,8 +99,15 @@ fn peer_meta(m: PeerSystemMeta) -> PeerMeta {
     }
 }
 
-/// Logs in (or registers) the peer holding WireGuard key `key`.
-pub async fn login(shared: &Shared, key: &str, req: LoginRequest) -> Result<LoginResponse, Status> {
+/// Logs in (or registers) the peer holding WireGuard key `key`, which
+/// connected from `from` (recorded as its `connection_ip`) when known.
+pub async fn login(
+    shared: &Shared,
+    key: &str,
+    req: LoginRequest,
+    from: Option<IpAddr>,
+) -> Result<LoginResponse, Status> {
+    let connection_ip = from.map(|ip| ip.to_string());
     let now = ids::now();
     let mut tx = shared.store.write().await.map_err(internal)?;
     let (account, peer) = match account_of(&mut tx, key).await? {
@@ -107,11 +116,14 @@ pub async fn login(shared: &Shared, key: &str, req: LoginRequest) -> Result<Logi
                 .map_err(|e| from_core(&e))?
                 .clone();
             peer.last_login = now;
+            if connection_ip.is_some() {
+                peer.connection_ip = connection_ip;
+            }
             mark_seen(&mut peer, req.meta, now);
             tx.put(account.id.as_str(), &peer).await.map_err(internal)?;
             (account, peer)
         }
-        None => register(&mut tx, key, req, now).await?,
+        None => register(&mut tx, key, req, connection_ip, now).await?,
     };
     tx.commit().await.map_err(internal)?;
     answer(&account, &peer)
@@ -122,6 +134,7 @@ async fn register(
     tx: &mut Tx,
     key: &str,
     req: LoginRequest,
+    connection_ip: Option<String>,
     now: Timestamp,
 ) -> Result<(Account, Peer), Status> {
     let setup_key = req.setup_key.trim();
@@ -151,7 +164,7 @@ async fn register(
         hostname: meta_in.hostname.clone(),
         meta: peer_meta(meta_in),
         extra_dns_labels: req.extra_dns_labels,
-        connection_ip: None,
+        connection_ip,
     };
     let peer_id = PeerId::new(ids::new_id());
     let mut done =

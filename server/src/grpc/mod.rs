@@ -6,9 +6,11 @@
 //! ([`meshplane_proto::envelope`]), so a peer can act only as the holder of
 //! its WireGuard private key. [`service`] opens and seals; [`login`]
 //! registers and logs peers in; [`sync`] serves the network-map streams that
-//! [`updates`] keeps current; [`endpoints`] records where peers listen.
+//! [`updates`] keeps current; [`endpoints`] records where peers listen;
+//! [`ephemeral`] removes ephemeral peers offline too long.
 
 mod endpoints;
+mod ephemeral;
 mod keys;
 mod login;
 mod service;
@@ -28,6 +30,8 @@ use tonic::Status;
 use tower::ServiceExt as _;
 
 use crate::store::Store;
+
+pub use ephemeral::remove_offline;
 
 /// Ends the open Sync streams when the server stops: they never end on
 /// their own, and a graceful shutdown waits for every open call.

@@ -2,7 +2,10 @@
 //! WireGuard key and the server's secret, hands the message to the call's
 //! module, and seals the answer back to that key.
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
+
+use axum::extract::ConnectInfo;
 
 use crypto_box::{PublicKey, SecretKey};
 use meshplane_proto::envelope::{self, encode_public_key, parse_public_key, ReplayGuard};
@@ -120,8 +123,13 @@ impl management_server::Management for Management {
         &self,
         request: Request<SealedMessage>,
     ) -> Result<Response<SealedMessage>, Status> {
+        // Present when the server runs with connect info (see `main`).
+        let from = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
         let opened = self.shared.open::<LoginRequest>(request.get_ref())?;
-        let answer = login::login(&self.shared, &opened.key, opened.message).await?;
+        let answer = login::login(&self.shared, &opened.key, opened.message, from).await?;
         Ok(Response::new(self.shared.seal(&answer, &opened.sender)))
     }
 

@@ -9,6 +9,7 @@ mod events;
 pub mod failure;
 mod groups;
 mod networks;
+mod openapi;
 pub mod peers;
 mod policies;
 mod posture_checks;
@@ -48,6 +49,7 @@ pub fn router(app: App) -> Router {
         .merge(peers::routes())
         .merge(dns::routes())
         .merge(events::routes())
+        .merge(openapi::routes())
         .fallback(|| async { Failure::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             Failure::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")

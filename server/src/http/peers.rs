@@ -342,6 +342,25 @@ async fn remove(
     let account = caller.account_id();
     let mut tx = app.store.write().await?;
     let peer = load::<Peer>(&mut tx, account, &id).await?;
+    delete_peer(&mut tx, account, &peer).await?;
+    caller
+        .audit(
+            &mut tx,
+            Activity::PEER_REMOVED_BY_USER,
+            peer.id.as_str(),
+            removal_meta(&peer),
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(deleted())
+}
+
+/// Deletes `peer` of `account` in `tx`: its group memberships, the peer and
+/// its secret-index entry. Refused while the peer serves a route or a
+/// network router. Used by the REST delete and by the server's removal of
+/// ephemeral peers; the caller records the audit event (with
+/// [`removal_meta`]) and commits, which updates the other peers' maps.
+pub async fn delete_peer(tx: &mut Tx, account: &str, peer: &Peer) -> Result<(), Failure> {
     let routes = tx.list::<Route>(account).await?;
     let routers = tx.list::<NetworkRouter>(account).await?;
     let serves = |p: &Option<PeerId>| p.as_ref() == Some(&peer.id);
@@ -367,14 +386,10 @@ async fn remove(
         }
     }
     tx.delete::<Peer>(account, peer.id.as_str()).await?;
-    caller
-        .audit(
-            &mut tx,
-            Activity::PEER_REMOVED_BY_USER,
-            peer.id.as_str(),
-            meta([("name", &peer.name), ("ip", &peer.ip.to_string())]),
-        )
-        .await?;
-    tx.commit().await?;
-    Ok(deleted())
+    Ok(())
+}
+
+/// The audit details of a peer's removal.
+pub fn removal_meta(peer: &Peer) -> BTreeMap<String, String> {
+    meta([("name", &peer.name), ("ip", &peer.ip.to_string())])
 }

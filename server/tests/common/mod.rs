@@ -23,8 +23,9 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// Configuration variables of the server a developer may have set: the
 /// tests pass everything as flags.
-const SERVER_VARS: [&str; 5] = [
+const SERVER_VARS: [&str; 6] = [
     "MESHPLANE_CONFIG",
+    "MESHPLANE_EPHEMERAL_OFFLINE_SECS",
     "MESHPLANE_DATA_DIR",
     "MESHPLANE_STORE",
     "MESHPLANE_LISTEN",
@@ -70,6 +71,8 @@ pub struct Server {
     child: Option<Child>,
     dir: PathBuf,
     store_args: Vec<String>,
+    /// More flags for every launch (see [`Server::restart_with`]).
+    extra_args: Vec<String>,
     postgres_db: Option<String>,
     store_url: String,
     pub base: String,
@@ -164,6 +167,7 @@ impl Server {
             child: None,
             dir,
             store_args,
+            extra_args: Vec::new(),
             postgres_db,
             store_url,
             base: format!("http://127.0.0.1:{port}"),
@@ -183,6 +187,7 @@ impl Server {
         let log = std::fs::File::create(self.dir.join("server.log")).unwrap();
         let child = server_command()
             .args(&self.store_args)
+            .args(&self.extra_args)
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])
             .stdout(Stdio::null())
             .stderr(log)
@@ -202,6 +207,13 @@ impl Server {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    /// `kill -9` and start again on the same store and port, with `args`
+    /// added to the command line from now on.
+    pub fn restart_with(&mut self, args: &[&str]) {
+        self.extra_args = args.iter().map(ToString::to_string).collect();
+        self.crash_and_restart();
     }
 
     /// `kill -9` and start again on the same store and port.
