@@ -424,7 +424,11 @@ fn server_key_survives_restart(s: &mut Server) {
         let mut p = Peer::connect(s, "eta").await;
         let before = p.server.clone();
         let joined = p.login(&key).await.unwrap();
+        let path = format!("/api/peers/{}", joined.peer_id);
+        assert_eq!(s.get(&path)["connected"], true);
         s.crash_and_restart();
+        // Nothing can be connected to a server that just started.
+        assert_eq!(s.get(&path)["connected"], false);
         let mut again = Peer::connect(s, "eta").await;
         assert_eq!(again.server, before);
         // The same WireGuard key logs in as the same peer.

@@ -49,6 +49,15 @@ impl Streams {
 /// `rest` with the management service mounted beside it, and the handle
 /// that ends its streams.
 pub async fn mount(rest: Router, store: &Store) -> Result<(Router, Streams), String> {
+    let reset = sync::reset_presence(store)
+        .await
+        .map_err(|e| format!("cannot reset peer presence: {e}"))?;
+    if reset > 0 {
+        tracing::info!(
+            peers = reset,
+            "peers left connected by an earlier run marked disconnected"
+        );
+    }
     let (closing, closed) = watch::channel(false);
     let service = service::Management::start(store, closed)
         .await

@@ -18,6 +18,7 @@ use super::login::{checked_peer, mark_seen};
 use super::service::{Opened, SealedStream, Shared};
 use super::updates::{Subscription, Update};
 use crate::ids;
+use crate::store::{Store, StoreError};
 
 /// Messages a slow peer may have waiting before the stream stops reading
 /// updates (it then gets the latest map once it catches up).
@@ -103,6 +104,29 @@ async fn stopped(closing: &mut watch::Receiver<bool>) {
 /// Why streams end when the server stops; daemons reconnect.
 fn shutting_down() -> Status {
     Status::unavailable("the server is shutting down")
+}
+
+/// Marks every peer still recorded as connected disconnected, last seen now.
+/// Run before the server listens: no stream can be open yet, so a peer
+/// marked connected is a leftover of a server that was killed (a graceful
+/// stop ends every stream and records it). Without this such peers would
+/// show connected forever, and ephemeral ones would never be removed.
+pub async fn reset_presence(store: &Store) -> Result<usize, StoreError> {
+    let mut tx = store.write().await?;
+    let now = ids::now();
+    let mut reset = 0;
+    for account in tx.accounts_with::<Peer>().await? {
+        for mut peer in tx.list::<Peer>(&account).await? {
+            if peer.connected {
+                peer.connected = false;
+                peer.last_seen = now;
+                tx.put(&account, &peer).await?;
+                reset += 1;
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(reset)
 }
 
 /// Marks the peer disconnected, last seen now (unless it is gone).
