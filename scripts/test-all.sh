@@ -28,8 +28,11 @@ step "cargo test (workspace)"
 cargo test --workspace --locked
 
 step "schemathesis against the running server's OpenAPI document"
-cargo build -p meshplane-server --locked
-scripts/schemathesis.sh target/debug/meshplane-server
+# `cargo test --workspace` built the server binary (its tests run it), with
+# the workspace's features; building it alone would rebuild its dependencies.
+target_dir=$(cargo metadata --format-version 1 --no-deps --locked |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+scripts/schemathesis.sh "$target_dir/debug/meshplane-server"
 
 step "cargo test (core with the expose simulation)"
 cargo test -p meshplane-core --features sim --locked
