@@ -155,14 +155,7 @@ async fn create(
         issued: "api".to_string(),
     };
     tx.put(account, &user).await?;
-    caller
-        .audit(
-            &mut tx,
-            activity,
-            user.id.as_str(),
-            meta([("name", &user.name), ("email", &user.email)]),
-        )
-        .await?;
+    audit_user(&mut tx, &caller, &user, activity).await?;
     tx.commit().await?;
     Ok(Json(view(&user, &caller.user)))
 }
@@ -273,14 +266,18 @@ async fn drop_user(
         }
     }
     tx.delete::<User>(account, user.id.as_str()).await?;
-    caller
-        .audit(
-            tx,
-            activity,
-            user.id.as_str(),
-            meta([("name", &user.name), ("email", &user.email)]),
-        )
-        .await
+    audit_user(tx, caller, user, activity).await
+}
+
+/// Records `activity` on `user` in the audit log, with its name and email.
+async fn audit_user(
+    tx: &mut Tx,
+    caller: &Caller,
+    user: &User,
+    activity: Activity,
+) -> Result<(), Failure> {
+    let details = meta([("name", &user.name), ("email", &user.email)]);
+    caller.audit(tx, activity, user.id.as_str(), details).await
 }
 
 /// A user waiting for an administrator's approval, or 422.
@@ -306,14 +303,7 @@ async fn approve(
     user.pending_approval = false;
     user.status = UserStatus::Active;
     tx.put(account, &user).await?;
-    caller
-        .audit(
-            &mut tx,
-            Activity::USER_APPROVED,
-            user.id.as_str(),
-            meta([("name", &user.name), ("email", &user.email)]),
-        )
-        .await?;
+    audit_user(&mut tx, &caller, &user, Activity::USER_APPROVED).await?;
     tx.commit().await?;
     Ok(Json(view(&user, &caller.user)))
 }

@@ -88,14 +88,29 @@ fn unique(prefix: &str) -> String {
     )
 }
 
+/// Runs `f` to completion on a single-threaded runtime: the tests' direct
+/// database access happens outside the server, from synchronous tests.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a test runtime")
+        .block_on(f)
+}
+
+/// A connection straight to a server's store, bypassing the server.
+async fn store_connection(url: &str) -> sqlx::AnyConnection {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    sqlx::AnyConnection::connect(url)
+        .await
+        .expect("connect to the store")
+}
+
 /// Runs one statement on the PostgreSQL server of `MESHPLANE_TEST_POSTGRES_URL`.
 fn postgres_admin(statement: &str) {
     let base = std::env::var(PG_ENV).expect("postgres url");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    block_on(async {
         use sqlx::Connection;
         let mut conn = sqlx::PgConnection::connect(&base)
             .await
@@ -337,28 +352,20 @@ impl Server {
     /// [`Server::insert_peer`] for many peers (id, name, ip, groups) in one
     /// transaction.
     pub fn insert_peers(&self, peers: Vec<(String, String, String, Vec<String>)>) {
-        let account = self.get("/api/accounts")[0]["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let account = self.account_id();
         let all = self.all_group();
         let url = self.store_url.clone();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
+        block_on(async move {
             use sqlx::{Connection, Row};
-            sqlx::any::install_default_drivers();
-            let mut conn = sqlx::AnyConnection::connect(&url)
-                .await
-                .expect("connect to the store");
+            let mut conn = store_connection(&url).await;
             let mut tx = conn.begin().await.unwrap();
-            let rows = sqlx::query("SELECT id, data FROM objects WHERE account_id = $1 AND kind = 'group'")
-                .bind(&account)
-                .fetch_all(&mut *tx)
-                .await
-                .unwrap();
+            let rows = sqlx::query(
+                "SELECT id, data FROM objects WHERE account_id = $1 AND kind = 'group'",
+            )
+            .bind(&account)
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
             let mut groups: std::collections::BTreeMap<String, Value> = rows
                 .iter()
                 .map(|r| {
@@ -372,16 +379,21 @@ impl Server {
                     "meta": {"os": "linux", "os_version": "6.1", "version": "0.40.0"},
                     "created_at": 1_700_000_000_000_i64, "last_seen": 1_700_000_000_000_i64,
                 });
-                sqlx::query("INSERT INTO objects (account_id, kind, id, data) VALUES ($1, 'peer', $2, $3)")
-                    .bind(&account)
-                    .bind(&id)
-                    .bind(peer.to_string())
-                    .execute(&mut *tx)
-                    .await
-                    .unwrap();
+                sqlx::query(
+                    "INSERT INTO objects (account_id, kind, id, data) VALUES ($1, 'peer', $2, $3)",
+                )
+                .bind(&account)
+                .bind(&id)
+                .bind(peer.to_string())
+                .execute(&mut *tx)
+                .await
+                .unwrap();
                 for g in member_of.iter().chain([&all]) {
                     let group = groups.get_mut(g).expect("group exists");
-                    group["peers"].as_array_mut().unwrap().push(Value::from(id.as_str()));
+                    group["peers"]
+                        .as_array_mut()
+                        .unwrap()
+                        .push(Value::from(id.as_str()));
                 }
             }
             for (id, data) in groups {
@@ -400,21 +412,10 @@ impl Server {
     /// Puts a resource row straight into the store, as another part of the
     /// system (gRPC login, SSO sign-up) would.
     pub fn insert_object(&self, kind: &str, value: &Value) {
-        let account = self.get("/api/accounts")[0]["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let account = self.account_id();
         let url = self.store_url.clone();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            use sqlx::Connection;
-            sqlx::any::install_default_drivers();
-            let mut conn = sqlx::AnyConnection::connect(&url)
-                .await
-                .expect("connect to the store");
+        block_on(async move {
+            let mut conn = store_connection(&url).await;
             sqlx::query("INSERT INTO objects (account_id, kind, id, data) VALUES ($1, $2, $3, $4)")
                 .bind(&account)
                 .bind(kind)
@@ -424,6 +425,14 @@ impl Server {
                 .await
                 .unwrap();
         });
+    }
+
+    /// The id of the server's one account.
+    fn account_id(&self) -> String {
+        self.get("/api/accounts")[0]["id"]
+            .as_str()
+            .expect("an account id")
+            .to_string()
     }
 
     /// The activity codes of the audit log, newest first.
