@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The main job, for a newcomer: builds and starts the management server with
 # its embedded SQLite store, walks through the API once (token, groups, a
-# setup key, a policy, the audit log), then keeps the server running until
-# Ctrl+C so you can try more calls yourself.
+# setup key, a policy, the audit log), then exposes a local web page to the
+# "internet" the way `meshplane expose` does: a reverse-proxy peer, a laptop
+# peer (userspace WireGuard, no root needed) and a local HTTP server, all on
+# this machine. Everything keeps running until Ctrl+C so you can try more.
 #
 #   scripts/demo.sh [DATA_DIR]     (default: ./meshplane-data)
 set -euo pipefail
@@ -10,15 +12,26 @@ cd "$(dirname "$0")/.."
 
 data=${1:-./meshplane-data}
 listen=${MESHPLANE_LISTEN:-127.0.0.1:33073}
+proxy_listen=${MESHPLANE_PROXY_LISTEN:-127.0.0.1:8081}
+web_port=${MESHPLANE_DEMO_WEB_PORT:-8000}
 api="http://$listen/api"
 
-cargo build --release -q -p meshplane-server
-server=${CARGO_TARGET_DIR:-target}/release/meshplane-server
+cargo build --release -q -p meshplane-server -p meshplane
+bin=${CARGO_TARGET_DIR:-target}/release
+server=$bin/meshplane-server
+meshplane=$bin/meshplane
 
+mkdir -p "$data"
 token=$("$server" admin-token --data-dir "$data")
 "$server" --data-dir "$data" --listen "$listen" &
 pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null' EXIT
+pids=($pid)
+stop_all() {
+    # The expose CLI first (it stops its session cleanly), the server last.
+    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill "${pids[i]}" 2>/dev/null || true; sleep 0.2; done
+    wait 2>/dev/null || true
+}
+trap stop_all EXIT
 for _ in $(seq 1 100); do
     curl -fs -o /dev/null -H "Authorization: Token $token" "$api/accounts" && break
     sleep 0.1
@@ -47,11 +60,56 @@ call POST /policies "{\"name\":\"bad\",\"enabled\":true,\"rules\":[{\"name\":\"r
 echo "(the audit log records every change:)"
 call GET /events/audit | python3 -c "import json,sys; [print(' ', e['timestamp'], e['activity_code']) for e in json.load(sys.stdin)]"
 
+echo
+echo "== meshplane expose: a local web page behind the reverse proxy"
+proxies=$(call POST /groups '{"name":"proxies"}' | field '["id"]')
+proxy_key=$(call POST /setup-keys "{\"name\":\"proxy\",\"type\":\"reusable\",\"expires_in\":86400,\"auto_groups\":[\"$proxies\"],\"usage_limit\":0}" | field '["key"]')
+laptop_key=$(call POST /setup-keys "{\"name\":\"laptop\",\"type\":\"reusable\",\"expires_in\":86400,\"auto_groups\":[\"$dev\"],\"usage_limit\":0}" | field '["key"]')
+account=$(curl -fsS -H "Authorization: Token $token" "$api/accounts" | field '[0]["id"]')
+echo "(an administrator allows the developers group to expose services:)"
+call PUT "/accounts/$account" "{\"settings\":{\"peer_expose_enabled\":true,\"peer_expose_groups\":[\"$dev\"]}}" >/dev/null
+curl -fsS -H "Authorization: Token $token" "$api/accounts" | field '[0]["settings"]["peer_expose_enabled"]'
+
+printf '\n$ meshplane proxy --domain proxy.localhost --listen %s ...\n' "$proxy_listen"
+"$meshplane" proxy --management-url "http://$listen" --setup-key "$proxy_key" \
+    --domain proxy.localhost --listen "$proxy_listen" --state-dir "$data/proxy" &
+pids+=($!)
+
+socket=$data/laptop.sock
+printf '\n$ meshplane daemon --netstack &   meshplane up --setup-key ...\n'
+"$meshplane" daemon --netstack --state-dir "$data/laptop" --socket "$socket" 2>"$data/laptop.log" &
+pids+=($!)
+for _ in $(seq 1 100); do [ -S "$socket" ] && break; sleep 0.1; done
+"$meshplane" --socket "$socket" up --management-url "http://$listen" --setup-key "$laptop_key"
+
+site=$data/site
+mkdir -p "$site"
+echo "<h1>Hello from the laptop's local server</h1>" >"$site/index.html"
+python3 -m http.server "$web_port" --bind 127.0.0.1 --directory "$site" >/dev/null 2>&1 &
+pids+=($!)
+
+printf '\n$ meshplane expose %s --with-name-prefix demo\n' "$web_port"
+"$meshplane" --socket "$socket" expose "$web_port" --with-name-prefix demo >"$data/expose.out" &
+pids+=($!)
+for _ in $(seq 1 100); do grep -q 'Press Ctrl+C' "$data/expose.out" 2>/dev/null && break; sleep 0.1; done
+cat "$data/expose.out"
+domain=$(awk '/Domain:/ {print $2}' "$data/expose.out")
+
+printf '\n$ curl http://%s:%s/   (the proxy serves plain HTTP here)\n' "$domain" "${proxy_listen##*:}"
+for _ in $(seq 1 50); do
+    curl -fsS --resolve "$domain:${proxy_listen##*:}:127.0.0.1" "http://$domain:${proxy_listen##*:}/" && break
+    sleep 0.2
+done
+echo "(the management API lists the ephemeral service:)"
+call GET /reverse-proxies/services | python3 -c "import json,sys; [print(' ', s['domain'], s.get('source'), s.get('source_peer')) for s in json.load(sys.stdin)]"
+
 cat <<MSG
 
-== The server keeps running. Try, in another terminal:
+== Everything keeps running. Try, in another terminal:
    curl -H "Authorization: Token $token" $api/groups
-   curl -H "Authorization: Token $token" $api/policies
-== Ctrl+C stops it; the data stays in $data.
+   curl http://$domain:${proxy_listen##*:}/        (browsers resolve *.localhost to this machine)
+   $meshplane --socket $socket status
+   $meshplane --socket $socket expose $web_port --with-pin 123456
+== Ctrl+C stops it all (the expose session first); the data stays in $data.
 MSG
 wait $pid

@@ -65,8 +65,10 @@ pub mod expose;
 pub mod firewall;
 pub mod generate;
 pub mod index;
+pub mod ingress;
 pub mod ipam;
 pub mod keys;
+pub mod locations;
 pub mod model;
 pub mod netmap;
 pub mod policy;
@@ -74,6 +76,7 @@ pub mod posture;
 pub mod registration;
 #[cfg(feature = "sim")]
 pub mod sim;
+pub mod temporary_access;
 pub mod time;
 pub mod validate;
 

@@ -152,6 +152,50 @@ fn is_wireguard_key(b64: &str) -> bool {
     STANDARD.decode(b64).is_ok_and(|b| b.len() == 32)
 }
 
+/// Checks that `wg_key` is a WireGuard public key no peer of `account` has.
+pub fn check_new_key(account: &Account, wg_key: &str) -> Result<(), RegistrationError> {
+    if !is_wireguard_key(wg_key) {
+        return Err(RegistrationError::BadWireGuardKey);
+    }
+    if account.peers.iter().any(|p| p.key == wg_key) {
+        return Err(RegistrationError::AlreadyRegistered);
+    }
+    Ok(())
+}
+
+/// A new peer of `account` with key `wg_key` (checked with
+/// [`check_new_key`]): a random free address of the account network and a
+/// DNS label of its own, registered, seen and logged in at `now`.
+pub fn new_peer(
+    account: &Account,
+    peer_id: PeerId,
+    hostname: &str,
+    wg_key: &str,
+    ephemeral: bool,
+    now: Timestamp,
+    rng: &mut impl RngCore,
+) -> Result<Peer, RegistrationError> {
+    let network: Cidr = account
+        .settings
+        .network_range
+        .parse()
+        .map_err(|_| RegistrationError::BadNetwork(account.settings.network_range.clone()))?;
+    let taken_ips: BTreeSet<Ipv4Addr> = account.peers.iter().map(|p| p.ip).collect();
+    let ip = ipam::allocate(network, |ip| taken_ips.contains(&ip), rng)?;
+    let taken_labels: BTreeSet<&str> = account.peers.iter().map(|p| p.dns_label.as_str()).collect();
+    let label = dns_label::label_for(hostname, ip, ephemeral, |l| taken_labels.contains(l));
+
+    let mut peer = Peer::new(peer_id.0, hostname, ip);
+    peer.key = wg_key.to_string();
+    peer.dns_label = label;
+    peer.hostname = hostname.to_string();
+    peer.last_seen = now;
+    peer.last_login = now;
+    peer.created_at = now;
+    peer.ephemeral = ephemeral;
+    Ok(peer)
+}
+
 /// Registers a new peer with setup key `key` (already found by its hash).
 pub fn register_with_setup_key(
     account: &Account,
@@ -162,12 +206,7 @@ pub fn register_with_setup_key(
     rng: &mut impl RngCore,
 ) -> Result<Registration, RegistrationError> {
     check_setup_key(key, now)?;
-    if !is_wireguard_key(&request.wg_key) {
-        return Err(RegistrationError::BadWireGuardKey);
-    }
-    if account.peers.iter().any(|p| p.key == request.wg_key) {
-        return Err(RegistrationError::AlreadyRegistered);
-    }
+    check_new_key(account, &request.wg_key)?;
     if !request.extra_dns_labels.is_empty() && !key.allow_extra_dns_labels {
         return Err(RegistrationError::ExtraLabelsNotAllowed);
     }
@@ -175,28 +214,17 @@ pub fn register_with_setup_key(
         validate::dns_label(label).map_err(RegistrationError::ExtraLabel)?;
     }
 
-    let network: Cidr = account
-        .settings
-        .network_range
-        .parse()
-        .map_err(|_| RegistrationError::BadNetwork(account.settings.network_range.clone()))?;
-    let taken_ips: BTreeSet<Ipv4Addr> = account.peers.iter().map(|p| p.ip).collect();
-    let ip = ipam::allocate(network, |ip| taken_ips.contains(&ip), rng)?;
-    let taken_labels: BTreeSet<&str> = account.peers.iter().map(|p| p.dns_label.as_str()).collect();
-    let label = dns_label::label_for(&request.hostname, ip, key.ephemeral, |l| {
-        taken_labels.contains(l)
-    });
-
-    let mut peer = Peer::new(peer_id.0, request.hostname.clone(), ip);
-    peer.key = request.wg_key.clone();
-    peer.dns_label = label;
+    let mut peer = new_peer(
+        account,
+        peer_id,
+        &request.hostname,
+        &request.wg_key,
+        key.ephemeral,
+        now,
+        rng,
+    )?;
     peer.extra_dns_labels = request.extra_dns_labels.clone();
-    peer.hostname = request.hostname.clone();
     peer.meta = request.meta.clone();
-    peer.last_seen = now;
-    peer.last_login = now;
-    peer.created_at = now;
-    peer.ephemeral = key.ephemeral;
     peer.approval_required = account.settings.extra.peer_approval_enabled;
     peer.connection_ip = request.connection_ip.clone();
 

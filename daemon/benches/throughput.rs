@@ -3,6 +3,10 @@
 //!
 //! - netstack mode: two engines on 127.0.0.1, TCP from A's smoltcp stack to
 //!   B's; baseline: kernel TCP over loopback.
+//! - netstack application path: a host TCP client through A's SOCKS5 proxy,
+//!   the tunnel and B's forwarder to a sink on the host's loopback (what
+//!   `curl --socks5` to a service behind a netstack peer does); same
+//!   baseline.
 //! - TUN mode (root with `ip netns` only): two namespaces joined by veth,
 //!   kernel TCP from A to B's mesh IP through the TUN interfaces; baseline:
 //!   kernel TCP over the veth itself.
@@ -15,11 +19,11 @@ mod common;
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{allow_all, join, Side, IP_A, IP_B};
-use ipnet::Ipv4Net;
-use meshplane::netstack::Netstack;
+use common::{allow_all, joined_stacks, IP_A, IP_B};
+use meshplane::forward::Forwarder;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 const CHUNK: usize = 256 * 1024;
@@ -84,17 +88,53 @@ where
 }
 
 async fn netstack(len: u64) -> std::io::Result<Duration> {
-    let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-    let (a, tunnel_a) = Side::start(IP_A, loopback).await;
-    let (b, tunnel_b) = Side::start(IP_B, loopback).await;
-    let stack_a = Netstack::start(Ipv4Net::new(IP_A, 10).expect("prefix"), tunnel_a);
-    let stack_b = Netstack::start(Ipv4Net::new(IP_B, 10).expect("prefix"), tunnel_b);
-    join(&a, allow_all(), &b, allow_all()).await;
+    let (_a, _b, stack_a, stack_b) = joined_stacks().await;
     let mut listener = stack_b.listen(5201)?;
     let accepted = async move { Ok(listener.accept().await?.0) };
     timed(
         accepted,
         stack_a.connect(SocketAddrV4::new(IP_B, 5201)),
+        len,
+    )
+    .await
+}
+
+/// A SOCKS5 CONNECT to `to` through the proxy at `proxy`.
+async fn socks_connect(
+    proxy: SocketAddr,
+    to: SocketAddrV4,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let mut s = tokio::net::TcpStream::connect(proxy).await?;
+    s.set_nodelay(true)?;
+    s.write_all(&[5, 1, 0]).await?;
+    let mut chosen = [0u8; 2];
+    s.read_exact(&mut chosen).await?;
+    let mut request = vec![5, 1, 0, 1];
+    request.extend_from_slice(&to.ip().octets());
+    request.extend_from_slice(&to.port().to_be_bytes());
+    s.write_all(&request).await?;
+    let mut reply = [0u8; 10];
+    s.read_exact(&mut reply).await?;
+    if chosen != [5, 0] || reply[1] != 0 {
+        return Err(std::io::Error::other(format!(
+            "SOCKS5 refused: {chosen:?} {reply:?}"
+        )));
+    }
+    Ok(s)
+}
+
+async fn socks_forward(len: u64) -> std::io::Result<Duration> {
+    let (_a, _b, stack_a, stack_b) = joined_stacks().await;
+    let _forward = Forwarder::start(&stack_b);
+    let proxy = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+    let proxy_at = proxy.local_addr()?;
+    let _socks = tokio::spawn(meshplane::socks::serve(proxy, Arc::new(stack_a.dialer())));
+    let sink_listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+    let port = sink_listener.local_addr()?.port();
+    let accepted = async move { Ok(sink_listener.accept().await?.0) };
+    timed(
+        accepted,
+        socks_connect(proxy_at, SocketAddrV4::new(IP_B, port)),
         len,
     )
     .await
@@ -179,6 +219,11 @@ fn main() -> std::io::Result<()> {
         "netstack tunnel (loopback, smoltcp both ends)",
         len,
         rt.block_on(netstack(len))?,
+    );
+    report(
+        "SOCKS5 -> tunnel -> forwarder -> loopback sink",
+        len,
+        rt.block_on(socks_forward(len))?,
     );
     report(
         "plain TCP on loopback (no tunnel)",

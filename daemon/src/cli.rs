@@ -2,15 +2,20 @@
 //! `status` are clients of its control socket.
 
 use std::fmt::Write as _;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
 use crate::control::{self, Reply, Request, StatusReport};
+use crate::expose_cli::{self, ExposeArgs};
+use crate::proxy_peer::{self, ProxyArgs};
 use crate::service::Daemon;
 use crate::state::StateDir;
+use crate::{ping, socks};
 
 /// The control socket's file name inside the state directory.
 const SOCKET_FILE: &str = "meshplane.sock";
@@ -46,6 +51,15 @@ enum Command {
         /// The kernel TUN interface's name (when not in netstack mode).
         #[arg(long, default_value = "meshplane0")]
         interface: String,
+        /// Seconds between renewals of an expose session (shorter than the
+        /// server's session TTL).
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+        expose_renew_secs: u32,
+        /// Serve a SOCKS5 proxy into the mesh for local applications on
+        /// ADDR: PORT (on 127.0.0.1) or IP:PORT. It asks for no
+        /// credentials. Netstack mode only.
+        #[arg(long, value_name = "ADDR", requires = "netstack", value_parser = crate::socks::parse_listen)]
+        socks5: Option<SocketAddr>,
     },
     /// Connect to the management server and join the mesh.
     Up {
@@ -65,6 +79,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Expose a local HTTP service through the reverse proxy until Ctrl+C.
+    Expose(ExposeArgs),
+    /// Run the reverse proxy of exposed services as a mesh peer (userspace
+    /// network stack, no privileges) until Ctrl+C.
+    Proxy(ProxyArgs),
+    /// Ping a peer's mesh IP from the daemon's userspace stack (netstack
+    /// mode; in kernel TUN mode the system ping works).
+    Ping {
+        /// The peer's mesh IP.
+        ip: Ipv4Addr,
+        /// Stop after this many echo requests.
+        #[arg(short = 'c', long = "count", default_value_t = 4,
+            value_parser = clap::value_parser!(u16).range(1..))]
+        count: u16,
+        /// Seconds to wait for each reply.
+        #[arg(short = 'W', long = "timeout", default_value = "1", value_parser = ping::parse_wait)]
+        wait: Duration,
+    },
 }
 
 /// Runs the command line; returns the process exit code.
@@ -75,9 +107,12 @@ pub fn main() -> i32 {
             state_dir,
             netstack,
             interface,
+            expose_renew_secs,
+            socks5,
         } => {
             let kernel = (!netstack && is_root()).then_some(interface);
-            run_daemon(state_dir, cli.socket, kernel)
+            let renew = meshplane_core::Duration::from_secs(i64::from(expose_renew_secs));
+            run_daemon(state_dir, cli.socket, kernel, renew, socks5)
         }
         Command::Up {
             management_url,
@@ -92,6 +127,15 @@ pub fn main() -> i32 {
         ),
         Command::Down => client(cli.socket, &Request::Down, false),
         Command::Status { json } => client(cli.socket, &Request::Status, json),
+        Command::Expose(args) => expose_cli::run(&socket_path(cli.socket), &args),
+        Command::Proxy(args) => {
+            init_logging();
+            proxy_peer::run(&args, &default_state_dir().join("proxy"), shutdown_signal())
+                .map_err(|e| e.to_string())
+        }
+        Command::Ping { ip, count, wait } => {
+            ping::run(&socket_path(cli.socket), ip, count, wait).map_err(|e| e.to_string())
+        }
     };
     match result {
         Ok(()) => 0,
@@ -127,14 +171,10 @@ fn run_daemon(
     state_dir: Option<PathBuf>,
     socket: Option<PathBuf>,
     kernel: Option<String>,
+    expose_renew: meshplane_core::Duration,
+    socks5: Option<SocketAddr>,
 ) -> Result<(), String> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MESHPLANE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging();
     let state =
         StateDir::open(&state_dir.unwrap_or_else(default_state_dir)).map_err(|e| e.to_string())?;
     let socket = socket.unwrap_or_else(|| state.path().join(SOCKET_FILE));
@@ -145,6 +185,14 @@ fn run_daemon(
     runtime.block_on(async {
         let listener = control::bind(&socket)
             .map_err(|e| format!("control socket {}: {e}", socket.display()))?;
+        let socks = match socks5 {
+            Some(at) => Some(
+                tokio::net::TcpListener::bind(at)
+                    .await
+                    .map_err(|e| format!("SOCKS5 proxy {at}: {e}"))?,
+            ),
+            None => None,
+        };
         tracing::info!(
             "meshplane daemon {} listening on {} (state in {}, {})",
             env!("CARGO_PKG_VERSION"),
@@ -154,15 +202,34 @@ fn run_daemon(
                 .as_deref()
                 .map_or("netstack".to_string(), |k| format!("kernel TUN {k}"))
         );
-        let daemon = Arc::new(Daemon::new(state, kernel));
+        let daemon = Arc::new(Daemon::new(state, kernel).with_expose_renew(expose_renew));
         daemon.resume();
+        if let Some(listener) = socks {
+            if let Ok(at) = listener.local_addr() {
+                tracing::info!("SOCKS5 proxy into the mesh on {at}");
+            }
+            tokio::spawn(socks::serve(listener, Arc::clone(&daemon)));
+        }
         tokio::select! {
-            () = control::serve(listener, daemon) => {}
+            () = control::serve(listener, Arc::clone(&daemon)) => {}
             () = shutdown_signal() => tracing::info!("shutting down"),
         }
+        daemon.stop_exposes().await;
         let _ = std::fs::remove_file(&socket);
         Ok(())
     })
+}
+
+/// Logs to standard error, at the level `MESHPLANE_LOG` sets (info by
+/// default).
+fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MESHPLANE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -183,8 +250,7 @@ async fn shutdown_signal() {
 
 /// Sends `request` to the daemon and prints the answer.
 fn client(socket: Option<PathBuf>, request: &Request, json: bool) -> Result<(), String> {
-    let socket = socket.unwrap_or_else(|| default_state_dir().join(SOCKET_FILE));
-    match control::call(&socket, request).map_err(|e| e.to_string())? {
+    match control::call(&socket_path(socket), request).map_err(|e| e.to_string())? {
         Reply::Up(info) => {
             println!("meshplane is up: {} ({})", info.ip, info.fqdn);
             println!("IP:   {}", info.ip);
@@ -197,8 +263,15 @@ fn client(socket: Option<PathBuf>, request: &Request, json: bool) -> Result<(), 
         }
         Reply::Status(report) => print!("{}", render_status(&report)),
         Reply::Error(message) => return Err(message),
+        other => return Err(format!("unexpected reply from the daemon: {other:?}")),
     }
     Ok(())
+}
+
+/// The control socket: `--socket`, or the one in the default state
+/// directory.
+fn socket_path(socket: Option<PathBuf>) -> PathBuf {
+    socket.unwrap_or_else(|| default_state_dir().join(SOCKET_FILE))
 }
 
 /// The human form of `status`.

@@ -9,11 +9,13 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::Arc;
 
+use meshplane_core::expose::ExposeRequest;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UnixListener;
 
+use crate::expose::{self, ExposeInfo};
 use crate::service::Daemon;
 use crate::wg::PeerStatus;
 
@@ -29,6 +31,20 @@ pub enum Request {
     },
     Down,
     Status,
+    /// Publish a local port through the reverse proxy. The connection
+    /// stays open for as long as the service is exposed: the daemon answers
+    /// [`Reply::Exposed`], and later one final line ([`Reply::ExposeStopped`]
+    /// or [`Reply::Error`] when a renewal failed).
+    Expose(ExposeRequest),
+    /// On an expose connection: stop the session.
+    StopExpose,
+    /// One ICMP echo request from the daemon's userspace stack (netstack
+    /// mode), waiting up to `wait_ms` for the reply.
+    Ping {
+        ip: Ipv4Addr,
+        seq: u16,
+        wait_ms: u64,
+    },
 }
 
 /// The daemon's answer.
@@ -38,6 +54,14 @@ pub enum Reply {
     Up(UpInfo),
     Down,
     Status(StatusReport),
+    Exposed(ExposeInfo),
+    /// The expose session ended; `clean` when the server confirmed the
+    /// stop.
+    ExposeStopped {
+        clean: bool,
+    },
+    /// The echo reply, or `None` when none came in time.
+    Ping(Option<crate::netstack::Echo>),
     Error(String),
 }
 
@@ -95,10 +119,7 @@ pub fn call(socket: &Path, request: &Request) -> Result<Reply, ControlError> {
         path: socket.display().to_string(),
         source,
     };
-    let mut stream = UnixStream::connect(socket).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => ControlError::NotRunning,
-        _ => io_error(e),
-    })?;
+    let mut stream = UnixStream::connect(socket).map_err(|e| connect_error(socket, e))?;
     let mut line =
         serde_json::to_string(request).map_err(|e| ControlError::Malformed(e.to_string()))?;
     line.push('\n');
@@ -113,6 +134,26 @@ pub fn call(socket: &Path, request: &Request) -> Result<Reply, ControlError> {
         ));
     }
     serde_json::from_str(&answer).map_err(|e| ControlError::Malformed(e.to_string()))
+}
+
+/// Opens a connection to the daemon at `socket` (for requests that keep it
+/// open, such as `expose`).
+pub async fn connect(socket: &Path) -> Result<tokio::net::UnixStream, ControlError> {
+    tokio::net::UnixStream::connect(socket)
+        .await
+        .map_err(|e| connect_error(socket, e))
+}
+
+/// A failed connect: no socket file, or nobody listening on it, means no
+/// daemon.
+fn connect_error(socket: &Path, e: io::Error) -> ControlError {
+    match e.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => ControlError::NotRunning,
+        _ => ControlError::Io {
+            path: socket.display().to_string(),
+            source: e,
+        },
+    }
 }
 
 /// Binds the control socket at `path`, refusing when another daemon
@@ -153,18 +194,31 @@ pub async fn serve(listener: UnixListener, daemon: Arc<Daemon>) {
     }
 }
 
-/// Reads requests line by line and writes a reply to each.
+/// Reads requests line by line and writes a reply to each; an `expose`
+/// request takes over the rest of the connection.
 async fn answer(stream: tokio::net::UnixStream, daemon: &Daemon) -> io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut lines = tokio::io::BufReader::new(read).lines();
     while let Some(line) = lines.next_line().await? {
         let reply = match serde_json::from_str::<Request>(&line) {
+            Ok(Request::Expose(request)) => {
+                return expose::serve(daemon, &request, &mut lines, &mut write).await;
+            }
             Ok(request) => daemon.handle(request).await,
             Err(e) => Reply::Error(format!("malformed request: {e}")),
         };
-        let mut text = serde_json::to_string(&reply).map_err(io::Error::other)?;
-        text.push('\n');
-        write.write_all(text.as_bytes()).await?;
+        send(&mut write, &reply).await?;
     }
     Ok(())
+}
+
+/// Writes one message (a request or a reply) as a line.
+pub(crate) async fn send<W, M>(write: &mut W, message: &M) -> io::Result<()>
+where
+    W: AsyncWrite + Unpin,
+    M: Serialize,
+{
+    let mut text = serde_json::to_string(message).map_err(io::Error::other)?;
+    text.push('\n');
+    write.write_all(text.as_bytes()).await
 }

@@ -10,7 +10,9 @@
 //!   mesh address, so every program on the host can use the mesh;
 //! - [`netstack`] (no privileges): a userspace TCP/IP stack on smoltcp that
 //!   gives this process's own services TCP connect/listen on the mesh IP,
-//!   and answers ICMP echo.
+//!   and answers ICMP echo. For the host's programs, the daemon forwards
+//!   peers' connections to the host's loopback ([`forward`]), serves a
+//!   SOCKS5 proxy into the mesh ([`socks`]) and pings peers ([`ping`]).
 //!
 //! The daemon around it ([`service::Daemon`], run by `meshplane daemon`
 //! from [`cli`]) keeps its key and settings in a state directory
@@ -43,6 +45,9 @@
 
 pub mod cli;
 pub mod control;
+pub mod expose;
+pub mod expose_cli;
+pub mod forward;
 #[cfg(target_os = "linux")]
 pub mod kernel_tun;
 pub mod key;
@@ -51,6 +56,9 @@ pub mod management;
 pub mod map;
 pub mod netstack;
 pub mod packet;
+pub mod ping;
+pub mod proxy_peer;
 pub mod service;
+pub mod socks;
 pub mod state;
 pub mod wg;

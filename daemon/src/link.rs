@@ -12,6 +12,7 @@ use ipnet::Ipv4Net;
 use tokio::task::JoinHandle;
 use tonic::codegen::http::Uri;
 
+use crate::forward::Forwarder;
 use crate::key::PrivateKey;
 use crate::management::{ManagementError, Session};
 use crate::map::Map;
@@ -78,6 +79,9 @@ pub struct Link {
     pub identity: Identity,
     engine: Arc<Engine>,
     frontend: Frontend,
+    /// In netstack mode: peers' connections to this peer's ports reach the
+    /// host's loopback.
+    _forward: Option<Forwarder>,
     sync: Arc<Mutex<SyncState>>,
     task: JoinHandle<()>,
 }
@@ -116,6 +120,11 @@ impl Link {
         let (engine, frontend) = attach(kernel, config, address)
             .await
             .map_err(LinkError::Engine)?;
+        let forward = match &frontend {
+            Frontend::Netstack(stack) => Some(Forwarder::start(stack)),
+            #[cfg(target_os = "linux")]
+            Frontend::Kernel(_) => None,
+        };
         let engine = Arc::new(engine);
         let sync = Arc::new(Mutex::new(SyncState::default()));
         let follower = Follower {
@@ -135,6 +144,7 @@ impl Link {
             },
             engine,
             frontend,
+            _forward: forward,
             sync,
             task,
         })

@@ -13,8 +13,10 @@ use meshplane_core::Timestamp;
 use meshplane_proto::envelope::{open, parse_public_key, parse_secret_key, seal, ReplayGuard};
 use meshplane_proto::v1::management_client::ManagementClient;
 use meshplane_proto::v1::{
-    GetServerKeyRequest, LoginRequest, LoginResponse, PeerSystemMeta, ReportEndpointsRequest,
-    ReportEndpointsResponse, SealedMessage, SyncRequest, SyncResponse,
+    CreateExposeRequest, CreateExposeResponse, ExposeSession, GetServerKeyRequest, LoginRequest,
+    LoginResponse, PeerSystemMeta, RenewExposeRequest, RenewExposeResponse, ReportEndpointsRequest,
+    ReportEndpointsResponse, SealedMessage, ServiceTable, StopExposeRequest, StopExposeResponse,
+    SyncRequest, SyncResponse, WatchServicesRequest,
 };
 use prost::Message;
 use rand_core::OsRng;
@@ -45,7 +47,7 @@ pub enum ManagementError {
 }
 
 /// The wall clock, as the envelope's replay window needs it.
-fn now() -> Timestamp {
+pub(crate) fn now() -> Timestamp {
     let ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
@@ -66,6 +68,13 @@ pub struct Session {
 /// A Sync stream: decoded maps, one per server message.
 #[derive(Debug)]
 pub struct MapStream {
+    stream: Streaming<SealedMessage>,
+}
+
+/// A WatchServices stream (proxy peers): the whole service table, again
+/// after every change.
+#[derive(Debug)]
+pub struct ServiceStream {
     stream: Streaming<SealedMessage>,
 }
 
@@ -142,15 +151,14 @@ impl Session {
 
     /// Opens the Sync stream.
     pub async fn sync(&mut self) -> Result<MapStream, ManagementError> {
-        let sealed = self.seal(&SyncRequest {
+        let request = SyncRequest {
             meta: Some(system_meta()),
-        });
+        };
         let stream = self
-            .client
-            .sync(sealed)
-            .await
-            .map_err(|s| refused(&self.url, s))?
-            .into_inner();
+            .streaming(&request, |mut client, sealed| async move {
+                client.sync(sealed).await
+            })
+            .await?;
         Ok(MapStream { stream })
     }
 
@@ -159,15 +167,9 @@ impl Session {
         &mut self,
         stream: &mut MapStream,
     ) -> Result<Option<Map>, ManagementError> {
-        let Some(sealed) = stream
-            .stream
-            .message()
-            .await
-            .map_err(|s| refused(&self.url, s))?
-        else {
+        let Some(response) = self.next_sealed::<SyncResponse>(&mut stream.stream).await? else {
             return Ok(None);
         };
-        let response: SyncResponse = self.open(&sealed)?;
         Map::parse(&response.network_map_json)
             .map(Some)
             .map_err(|e| ManagementError::Protocol {
@@ -188,6 +190,103 @@ impl Session {
             )
             .await?;
         Ok(())
+    }
+
+    /// Asks the server to publish this peer's local `port` through the
+    /// reverse proxy; the session it created.
+    pub async fn create_expose(
+        &mut self,
+        request: &CreateExposeRequest,
+    ) -> Result<ExposeSession, ManagementError> {
+        let answer: CreateExposeResponse = self
+            .unary(request, |mut client, sealed| async move {
+                client.create_expose(sealed).await
+            })
+            .await?;
+        answer.session.ok_or_else(|| ManagementError::Protocol {
+            url: self.url.clone(),
+            reason: "CreateExpose answered without a session".to_string(),
+        })
+    }
+
+    /// Keeps the session of `domain` alive; when it now expires (ms since
+    /// the Unix epoch).
+    pub async fn renew_expose(&mut self, domain: &str) -> Result<i64, ManagementError> {
+        let request = RenewExposeRequest {
+            domain: domain.to_string(),
+        };
+        let answer: RenewExposeResponse = self
+            .unary(&request, |mut client, sealed| async move {
+                client.renew_expose(sealed).await
+            })
+            .await?;
+        Ok(answer.expires_at_ms)
+    }
+
+    /// Ends the session of `domain`; the server removes its service.
+    pub async fn stop_expose(&mut self, domain: &str) -> Result<(), ManagementError> {
+        let request = StopExposeRequest {
+            domain: domain.to_string(),
+        };
+        let _: StopExposeResponse = self
+            .unary(&request, |mut client, sealed| async move {
+                client.stop_expose(sealed).await
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Opens the WatchServices stream for a proxy serving `domain`.
+    pub async fn watch_services(&mut self, domain: &str) -> Result<ServiceStream, ManagementError> {
+        let request = WatchServicesRequest {
+            domain: domain.to_string(),
+        };
+        let stream = self
+            .streaming(&request, |mut client, sealed| async move {
+                client.watch_services(sealed).await
+            })
+            .await?;
+        Ok(ServiceStream { stream })
+    }
+
+    /// The next service table on `stream`; `None` when the server ended it
+    /// cleanly.
+    pub async fn next_services(
+        &mut self,
+        stream: &mut ServiceStream,
+    ) -> Result<Option<ServiceTable>, ManagementError> {
+        self.next_sealed(&mut stream.stream).await
+    }
+
+    /// Opens a sealed server stream: seals `request` and makes the call
+    /// with `call`.
+    async fn streaming<Q, F, Fut>(
+        &mut self,
+        request: &Q,
+        call: F,
+    ) -> Result<Streaming<SealedMessage>, ManagementError>
+    where
+        Q: Message,
+        F: FnOnce(ManagementClient<Channel>, SealedMessage) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<Streaming<SealedMessage>>, Status>>,
+    {
+        let sealed = self.seal(request);
+        call(self.client.clone(), sealed)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| refused(&self.url, s))
+    }
+
+    /// The next message of a sealed server stream, opened.
+    async fn next_sealed<M: Message + Default>(
+        &mut self,
+        stream: &mut Streaming<SealedMessage>,
+    ) -> Result<Option<M>, ManagementError> {
+        match stream.message().await {
+            Ok(Some(sealed)) => self.open(&sealed).map(Some),
+            Ok(None) => Ok(None),
+            Err(s) => Err(refused(&self.url, s)),
+        }
     }
 
     /// A sealed unary call: seals `request`, makes the call with `call`

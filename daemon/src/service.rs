@@ -2,12 +2,18 @@
 //! `status` from the control socket act on it one at a time. At start it
 //! comes back up by itself when the last `up` was not followed by `down`.
 
+use std::net::Ipv4Addr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use meshplane_core::expose::KeepAliveConfig;
 use tokio::sync::Mutex;
 
 use crate::control::{PeerReport, Reply, Request, StatusReport, UpInfo};
+use crate::expose::Exposes;
+use crate::key::PrivateKey;
 use crate::link::{Link, MAX_BACKOFF, MIN_BACKOFF};
+use crate::netstack::{Dialer, Echo, Netstack};
 use crate::state::{Settings, StateDir};
 
 /// The long-running daemon.
@@ -18,6 +24,9 @@ pub struct Daemon {
     /// `--netstack`); the userspace stack when `None`.
     kernel: Option<String>,
     link: Mutex<Option<Link>>,
+    /// Active `meshplane expose` sessions, stopped before the link goes.
+    exposes: Exposes,
+    keepalive: KeepAliveConfig,
 }
 
 impl Daemon {
@@ -26,7 +35,38 @@ impl Daemon {
             state,
             kernel,
             link: Mutex::new(None),
+            exposes: Exposes::default(),
+            keepalive: KeepAliveConfig::default(),
         }
+    }
+
+    /// Renews expose sessions every `period` instead of the default 30 s
+    /// (`--expose-renew-secs`, for tests with a short server TTL).
+    pub fn with_expose_renew(mut self, period: meshplane_core::Duration) -> Daemon {
+        self.keepalive.renew_period = period;
+        self
+    }
+
+    pub(crate) fn exposes(&self) -> &Exposes {
+        &self.exposes
+    }
+
+    pub(crate) fn keepalive(&self) -> KeepAliveConfig {
+        self.keepalive
+    }
+
+    /// The management URL and this peer's key, when the daemon is up and
+    /// its management stream connected (what an expose session needs).
+    pub(crate) async fn expose_target(&self) -> Option<(String, PrivateKey)> {
+        let link = self.link.lock().await;
+        let link = link.as_ref().filter(|l| l.sync_state().connected)?;
+        let key = self.state.private_key().ok()?;
+        Some((link.url.clone(), key))
+    }
+
+    /// Stops every active expose session (before the daemon exits).
+    pub async fn stop_exposes(&self) {
+        self.exposes.stop_all().await;
     }
 
     pub async fn handle(&self, request: Request) -> Reply {
@@ -46,6 +86,15 @@ impl Daemon {
                 Ok(report) => Reply::Status(report),
                 Err(e) => Reply::Error(e),
             },
+            Request::Ping { ip, seq, wait_ms } => match self.ping(ip, seq, wait_ms).await {
+                Ok(echo) => Reply::Ping(echo),
+                Err(e) => Reply::Error(e),
+            },
+            // The control socket hands `expose` to crate::expose; a stop
+            // belongs on that connection.
+            Request::Expose(_) | Request::StopExpose => {
+                Reply::Error("no expose session on this connection".to_string())
+            }
         }
     }
 
@@ -78,6 +127,7 @@ impl Daemon {
     /// Disconnects and records that the user wants the daemon down, so a
     /// restart stays down.
     async fn down(&self) -> Result<(), String> {
+        self.exposes.stop_all().await;
         let mut link = self.link.lock().await;
         link.take();
         let settings = self.state.settings().map_err(|e| e.to_string())?;
@@ -126,6 +176,27 @@ impl Daemon {
         tracing::info!("up as {} ({}, {})", info.peer_id, info.ip, info.fqdn);
         *link = Some(new);
         Ok(info)
+    }
+
+    /// The current link's userspace stack, while up in netstack mode; the
+    /// link is not held, so `up`/`down` are free to run meanwhile.
+    pub async fn dialer(&self) -> Option<Dialer> {
+        self.link
+            .lock()
+            .await
+            .as_ref()
+            .and_then(Link::netstack)
+            .map(Netstack::dialer)
+    }
+
+    async fn ping(&self, ip: Ipv4Addr, seq: u16, wait_ms: u64) -> Result<Option<Echo>, String> {
+        let dialer = self.dialer().await.ok_or(
+            "meshplane is down or not in netstack mode (in kernel TUN mode use the system ping)",
+        )?;
+        dialer
+            .ping(ip, seq, Duration::from_millis(wait_ms))
+            .await
+            .map_err(|e| e.to_string())
     }
 
     async fn status(&self) -> Result<StatusReport, String> {

@@ -21,8 +21,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::netns::{exec_in, unsupported, Lan, LAN_SRV};
-use common::netns_mesh::{listening, wait_until, NsDaemon, NsServer, Proc, ScratchDir};
-use serde_json::{json, Value};
+use common::netns_mesh::{listening, ns_daemon, NsServer};
+use common::procs::{
+    changes_within, kill_and_restart, mesh_ip, wait_until, Proc, Rest, ScratchDir,
+};
 
 /// How fast a REST change must show in the traffic.
 const PROMPT: Duration = Duration::from_secs(2);
@@ -60,26 +62,6 @@ fn fetch(ns: &str, to: Ipv4Addr, port: u16) -> bool {
         .stderr(Stdio::null())
         .output();
     out.is_ok_and(|o| o.status.success() && o.stdout == PAGE.as_bytes())
-}
-
-/// Runs `probe` until it returns true; panics unless one that started
-/// within `limit` of `since` did. How long after `since` that probe started.
-fn changes_within(
-    since: Instant,
-    limit: Duration,
-    what: &str,
-    mut probe: impl FnMut() -> bool,
-) -> Duration {
-    loop {
-        let started = Instant::now();
-        if probe() {
-            return started - since;
-        }
-        assert!(
-            started - since < limit,
-            "{what} did not happen within {limit:?}"
-        );
-    }
 }
 
 /// The real interpreter behind `python3` (not a wrapper script), so that
@@ -127,41 +109,6 @@ fn web_server(python: &str, ns: &str, at: SocketAddrV4, dir: &Path) -> Proc {
     process
 }
 
-fn mesh_ip(status: &Value) -> Ipv4Addr {
-    status["ip"]
-        .as_str()
-        .and_then(|ip| ip.parse().ok())
-        .unwrap_or_else(|| panic!("no mesh IP in {status:#}"))
-}
-
-/// The server's view of the peer with mesh IP `ip`.
-fn server_peer(server: &NsServer, ip: Ipv4Addr) -> Value {
-    server
-        .get("/api/peers")
-        .as_array()
-        .and_then(|peers| {
-            peers
-                .iter()
-                .find(|p| p["ip"] == ip.to_string().as_str())
-                .cloned()
-        })
-        .unwrap_or_else(|| panic!("the server does not list {ip}"))
-}
-
-/// Deletes every policy; the time just before the first deletion.
-fn delete_policies(server: &NsServer) -> Instant {
-    let policies = server.get("/api/policies");
-    let since = Instant::now();
-    for p in policies.as_array().into_iter().flatten() {
-        server.delete(&format!("/api/policies/{}", p["id"].as_str().unwrap_or("")));
-    }
-    since
-}
-
-fn policy(name: &str, rule: Value) -> Value {
-    json!({"name": name, "enabled": true, "rules": [rule]})
-}
-
 #[test]
 fn two_daemons_talk_over_wireguard_under_policy_control_in_namespaces() {
     if let Some(why) = unsupported().or_else(missing_tools) {
@@ -174,19 +121,12 @@ fn two_daemons_talk_over_wireguard_under_policy_control_in_namespaces() {
     let dir = &scratch.0;
 
     let server = NsServer::start(&lan.srv, SocketAddrV4::new(LAN_SRV, 33073), dir);
-    let group = server.post("/api/groups", json!({"name": "e2e"}))["id"].clone();
+    let group = server.new_group("e2e");
     let all = server.group_id("All");
-    let key = server.post(
-        "/api/setup-keys",
-        json!({"name": "e2e", "type": "reusable", "expires_in": 0,
-            "auto_groups": [group], "usage_limit": 0}),
-    )["key"]
-        .as_str()
-        .expect("the setup key")
-        .to_string();
+    let key = server.reusable_key("e2e", &[&group]);
 
-    let a = NsDaemon::start(&lan.a, dir.join("a"));
-    let mut b = NsDaemon::start(&lan.b, dir.join("b"));
+    let a = ns_daemon(&lan.a, dir.join("a"));
+    let mut b = ns_daemon(&lan.b, dir.join("b"));
     // Time from b's `up` (a is already up) to the first packet through the
     // tunnel: a ping from a to b answered.
     a.ok(&["up", "--management-url", &server.url, "--setup-key", &key]);
@@ -227,7 +167,7 @@ fn two_daemons_talk_over_wireguard_under_policy_control_in_namespaces() {
     );
 
     // Without any policy the traffic stops.
-    let since = delete_policies(&server);
+    let since = server.delete_policies();
     let took = changes_within(since, PROMPT, "ping failing without a policy", || {
         !ping(&lan.a, ip_b)
     });
@@ -236,27 +176,13 @@ fn two_daemons_talk_over_wireguard_under_policy_control_in_namespaces() {
 
     // An allow-all policy brings it back.
     let since = Instant::now();
-    let allow_all = server.post(
-        "/api/policies",
-        policy(
-            "allow all",
-            json!({"name": "all", "enabled": true, "action": "accept", "bidirectional": true,
-                "protocol": "all", "sources": [all], "destinations": [all]}),
-        ),
-    );
+    let allow_all = server.allow_all(&all);
     let took = changes_within(since, PROMPT, "ping working again", || ping(&lan.a, ip_b));
     eprintln!("allow-all re-added: ping worked {took:?} later");
     assert!(fetch(&lan.a, ip_b, WEB_PORT), "HTTP crosses again");
 
     // Only TCP 8080 within the group: 8080 passes, 22 and ping do not.
-    server.post(
-        "/api/policies",
-        policy(
-            "web only",
-            json!({"name": "8080", "enabled": true, "action": "accept", "bidirectional": false,
-                "protocol": "tcp", "ports": ["8080"], "sources": [group], "destinations": [group]}),
-        ),
-    );
+    server.allow_tcp_port(&group, WEB_PORT);
     let since = Instant::now();
     server.delete(&format!(
         "/api/policies/{}",
@@ -273,26 +199,9 @@ fn two_daemons_talk_over_wireguard_under_policy_control_in_namespaces() {
     assert!(!ping(&lan.a, ip_b), "ping is blocked");
     assert!(fetch(&lan.a, ip_b, WEB_PORT), "8080 still passes");
 
-    // kill -9 of b: the server sees it gone.
-    assert_eq!(server_peer(&server, ip_b)["connected"], true);
-    b.kill();
-    let took = wait_until(DISCONNECT_WITHIN, "b disconnected on the server", || {
-        server_peer(&server, ip_b)["connected"] == false
-    });
-    eprintln!("b killed: disconnected on the server {took:?} later");
-
-    // A new daemon on b's state comes back as the same peer with the same IP.
-    // It was up and nobody ran `down`, so it reconnects by itself.
-    b.launch();
-    wait_until(JOIN_WITHIN, "b back up by itself", || {
-        b.status()["up"] == true
-    });
-    let back = b.status();
-    assert_eq!(back["peer_id"], sb["peer_id"]);
-    assert_eq!(mesh_ip(&back), ip_b);
-    wait_until(JOIN_WITHIN, "b connected again", || {
-        server_peer(&server, ip_b)["connected"] == true
-    });
+    // kill -9 of b: the server sees it gone; a new daemon on b's state
+    // comes back as the same peer with the same IP.
+    kill_and_restart(&server, &mut b, &sb, DISCONNECT_WITHIN, JOIN_WITHIN);
     // The old listener's address went with the killed daemon's interface.
     web.kill();
     let _web = web_server(&python, &lan.b, SocketAddrV4::new(ip_b, WEB_PORT), dir);

@@ -32,19 +32,11 @@ fn ping(ns: &str, to: Ipv4Addr) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-fn have_ping() -> bool {
-    Command::new("ping")
-        .arg("-V")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
-
 #[test]
 fn kernel_ping_and_tcp_cross_the_tunnel_between_namespaces() {
     let why = unsupported().or_else(|| {
-        (!have_ping()).then(|| "`ping` is not installed (scripts/setup.sh installs it)".to_string())
+        (!common::procs::installed("ping"))
+            .then(|| "`ping` is not installed (scripts/setup.sh installs it)".to_string())
     });
     if let Some(why) = why {
         println!("SKIPPED kernel TUN namespace test: {why}");

@@ -33,11 +33,17 @@ SERVED = {
     "/api/users/{userId}": ["put", "delete"],
     "/api/users/{userId}/approve": ["post"],
     "/api/users/{userId}/reject": ["delete"],
+    "/api/users/{userId}/invite": ["post"],
     "/api/users/{userId}/tokens": ["get", "post"],
     "/api/users/{userId}/tokens/{tokenId}": ["get", "delete"],
     "/api/peers": ["get"],
     "/api/peers/{peerId}": ["get", "put", "delete"],
     "/api/peers/{peerId}/accessible-peers": ["get"],
+    "/api/peers/{peerId}/temporary-access": ["post"],
+    "/api/peers/{peerId}/ingress/ports": ["get", "post"],
+    "/api/peers/{peerId}/ingress/ports/{allocationId}": ["get", "put", "delete"],
+    "/api/ingress/peers": ["get", "post"],
+    "/api/ingress/peers/{ingressPeerId}": ["get", "put", "delete"],
     "/api/setup-keys": ["get", "post"],
     "/api/setup-keys/{keyId}": ["get", "put", "delete"],
     "/api/groups": ["get", "post"],
@@ -59,6 +65,12 @@ SERVED = {
     "/api/dns/nameservers/{nsgroupId}": ["get", "put", "delete"],
     "/api/dns/settings": ["get", "put"],
     "/api/events/audit": ["get"],
+    "/api/locations/countries": ["get"],
+    "/api/locations/countries/{country}/cities": ["get"],
+    "/api/reverse-proxies/services": ["get"],
+    "/api/reverse-proxies/services/{serviceId}": ["get"],
+    "/api/reverse-proxies/domains": ["get", "post"],
+    "/api/reverse-proxies/domains/{domainId}": ["delete"],
 }
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
@@ -172,6 +184,9 @@ def build(reference):
         pending.extend(refs(target[name]))
     add_activity_codes(components)
     correct_resource_type(components)
+    mark_ephemeral_services(components)
+    correct_domain_creation(paths)
+    correct_city_list(paths)
 
     return {
         "openapi": reference["openapi"],
@@ -214,6 +229,54 @@ def correct_resource_type(components):
     schemas = components["schemas"]
     if "ResourceType" in schemas and "allOf" in schemas["ResourceType"]:
         schemas["ResourceType"]["anyOf"] = schemas["ResourceType"].pop("allOf")
+
+
+def mark_ephemeral_services(components):
+    """meshplane's services are the expose sessions of `meshplane expose`:
+    each carries where it comes from, which the reference does not have."""
+    service = components["schemas"]["Service"]
+    service["properties"]["source"] = {
+        "type": "string",
+        "enum": ["ephemeral"],
+        "description": "Where the service comes from: `ephemeral` for a session of "
+        "`meshplane expose` (CLI), which exists only while the command runs and its "
+        "session is renewed, and cannot be edited through the API.",
+        "example": "ephemeral",
+    }
+    service["properties"]["source_peer"] = {
+        "type": "string",
+        "description": "The id of the peer whose `meshplane expose` session the "
+        "service is (for `ephemeral` services).",
+        "example": "chacbco6lnnbn6cg5s90",
+    }
+
+
+def correct_city_list(paths):
+    """The reference describes the cities of a country as one `City`; its
+    Go code (and we) answer the list of them its summary names. Its path
+    parameter is a country code, not a `Country` object."""
+    op = paths["/api/locations/countries/{country}/cities"]["get"]
+    for param in op["parameters"]:
+        if param["name"] == "country":
+            param["schema"] = {"$ref": "#/components/schemas/CountryCode"}
+    op["responses"]["200"]["content"]["application/json"]["schema"] = {
+        "type": "array",
+        "items": {"$ref": "#/components/schemas/City"},
+    }
+
+
+def correct_domain_creation(paths):
+    """The reference answers a domain's creation with a `Service`; the
+    created `ReverseProxyDomain` is what its Go code (and we) send."""
+    post = paths["/api/reverse-proxies/domains"]["post"]
+    post["responses"]["200"] = {
+        "description": "Custom domain created",
+        "content": {
+            "application/json": {
+                "schema": {"$ref": "#/components/schemas/ReverseProxyDomain"}
+            }
+        },
+    }
 
 
 def unserved(reference):

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 use meshplane_core::registration::EPHEMERAL_OFFLINE;
+use meshplane_core::validate::{Domain, ValidationError};
 use meshplane_core::Duration;
 use serde::Deserialize;
 use thiserror::Error;
@@ -24,7 +25,8 @@ const SQLITE_FILE: &str = "meshplane.db";
 ///
 /// Every option can also be set with the environment variable shown, or as a
 /// key of the TOML file given with --config (keys: data_dir, store, listen,
-/// log, ephemeral_offline_secs). Flags win over environment variables, which win over the file.
+/// log, ephemeral_offline_secs, expose_ttl_secs, proxy_domain, proxy_group).
+/// Flags win over environment variables, which win over the file.
 #[derive(Debug, Parser)]
 #[command(name = "meshplane-server", version, about, long_about)]
 pub struct Cli {
@@ -67,6 +69,38 @@ pub struct Cli {
     )]
     pub ephemeral_offline_secs: Option<u32>,
 
+    /// Seconds an expose session lives without a renewal (every renewal
+    /// starts it again). Default: 90.
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "MESHPLANE_EXPOSE_TTL_SECS",
+        global = true
+    )]
+    pub expose_ttl_secs: Option<u32>,
+
+    /// The reverse proxy's domain: exposed services get names under it, and
+    /// a proxy must serve exactly this domain to watch the services.
+    /// Default: proxy.localhost.
+    #[arg(
+        long,
+        value_name = "DOMAIN",
+        env = "MESHPLANE_PROXY_DOMAIN",
+        global = true
+    )]
+    pub proxy_domain: Option<String>,
+
+    /// Name of the group whose peers are an account's reverse proxies: they
+    /// may watch the services and reach only the exposed ports. Default:
+    /// proxies.
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "MESHPLANE_PROXY_GROUP",
+        global = true
+    )]
+    pub proxy_group: Option<String>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -92,6 +126,9 @@ struct FileConfig {
     listen: Option<SocketAddr>,
     log: Option<String>,
     ephemeral_offline_secs: Option<u32>,
+    expose_ttl_secs: Option<u32>,
+    proxy_domain: Option<String>,
+    proxy_group: Option<String>,
 }
 
 /// Why the configuration could not be read.
@@ -107,6 +144,10 @@ pub enum ConfigError {
         path: String,
         source: Box<toml::de::Error>,
     },
+    #[error("invalid proxy domain: {0}")]
+    ProxyDomain(#[from] ValidationError),
+    #[error("the expose TTL must be at least one second")]
+    ExposeTtl,
     #[error("cannot create data directory {path}: {source}")]
     DataDir {
         path: String,
@@ -123,7 +164,18 @@ pub struct Settings {
     pub log: String,
     /// How long an ephemeral peer may stay offline.
     pub ephemeral_offline: Duration,
+    /// Lifetime of an expose session without renewal.
+    pub expose_ttl: Duration,
+    /// The reverse proxy's domain.
+    pub proxy_domain: Domain,
+    /// The name of the group of reverse-proxy peers.
+    pub proxy_group: String,
 }
+
+/// Defaults of the expose settings (the seed's 90 s TTL).
+pub const DEFAULT_EXPOSE_TTL_SECS: u32 = 90;
+pub const DEFAULT_PROXY_DOMAIN: &str = "proxy.localhost";
+pub const DEFAULT_PROXY_GROUP: &str = "proxies";
 
 impl Cli {
     /// Merges flags and environment (already in `self`) with the file and the
@@ -161,11 +213,32 @@ impl Cli {
             .ephemeral_offline_secs
             .or(file.ephemeral_offline_secs)
             .map_or(EPHEMERAL_OFFLINE, |s| Duration::from_secs(i64::from(s)));
+        let ttl = self
+            .expose_ttl_secs
+            .or(file.expose_ttl_secs)
+            .unwrap_or(DEFAULT_EXPOSE_TTL_SECS);
+        if ttl == 0 {
+            return Err(ConfigError::ExposeTtl);
+        }
+        let proxy_domain = self
+            .proxy_domain
+            .clone()
+            .or(file.proxy_domain)
+            .unwrap_or_else(|| DEFAULT_PROXY_DOMAIN.to_string())
+            .parse()?;
+        let proxy_group = self
+            .proxy_group
+            .clone()
+            .or(file.proxy_group)
+            .unwrap_or_else(|| DEFAULT_PROXY_GROUP.to_string());
         Ok(Settings {
             store_url,
             listen,
             log,
             ephemeral_offline,
+            expose_ttl: Duration::from_secs(i64::from(ttl)),
+            proxy_domain,
+            proxy_group,
         })
     }
 }
@@ -212,13 +285,31 @@ mod tests {
         assert_eq!(s.store_url, "postgres://x@localhost/db");
         assert_eq!(s.log, "info");
         assert_eq!(s.ephemeral_offline, EPHEMERAL_OFFLINE);
+        assert_eq!(s.expose_ttl, Duration::from_secs(90));
+        assert_eq!(s.proxy_domain.as_str(), DEFAULT_PROXY_DOMAIN);
+        assert_eq!(s.proxy_group, DEFAULT_PROXY_GROUP);
         let short = Cli::parse_from([
             "meshplane-server",
             "--store",
             "postgres://x@localhost/db",
             "--ephemeral-offline-secs",
             "3",
+            "--expose-ttl-secs",
+            "2",
+            "--proxy-domain",
+            "proxy.example.net",
         ]);
+        let expose = short.settings().unwrap();
+        assert_eq!(expose.expose_ttl, Duration::from_secs(2));
+        assert_eq!(expose.proxy_domain.as_str(), "proxy.example.net");
+        let bad = Cli::parse_from([
+            "meshplane-server",
+            "--store",
+            "postgres://x@localhost/db",
+            "--proxy-domain",
+            "Not A Domain",
+        ]);
+        assert!(matches!(bad.settings(), Err(ConfigError::ProxyDomain(_))));
         assert_eq!(
             short.settings().unwrap().ephemeral_offline,
             Duration::from_secs(3)

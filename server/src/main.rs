@@ -3,6 +3,7 @@
 
 mod bootstrap;
 mod config;
+mod expose;
 mod grpc;
 mod http;
 mod ids;
@@ -92,10 +93,20 @@ async fn serve(settings: &Settings) -> Result<(), String> {
         store = store_for_logs(&settings.store_url),
         "meshplane-server listening"
     );
+    // A start begins with no expose sessions: the seed's restart clears them.
+    let expose = expose::Expose::start(
+        store.clone(),
+        expose::ExposeConfig {
+            ttl: settings.expose_ttl,
+            proxy_domain: settings.proxy_domain.clone(),
+            proxy_group: settings.proxy_group.clone(),
+        },
+    );
     let app = http::router(http::App {
         store: store.clone(),
+        expose: expose.clone(),
     });
-    let (app, streams) = grpc::mount(app, &store).await?;
+    let (app, streams) = grpc::mount(app, &store, &expose).await?;
     tokio::spawn(grpc::remove_offline(
         store.clone(),
         settings.ephemeral_offline,

@@ -2,8 +2,9 @@
 //! holds the account-level fields the REST API shows.
 
 use meshplane_core::model::{
-    AccountSettings, DnsSettings, Group, NameserverGroup, Network, NetworkResource, NetworkRouter,
-    Peer, PersonalAccessToken, Policy, PostureCheck, Route, SetupKey, User,
+    AccountSettings, DnsSettings, Group, IngressPeer, IngressPortAllocation, NameserverGroup,
+    Network, NetworkResource, NetworkRouter, Peer, PersonalAccessToken, Policy, PostureCheck,
+    Route, SetupKey, User,
 };
 use meshplane_core::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -62,4 +63,6 @@ stored! {
     NetworkRouter => "network_router", |v| v.id.as_str(), v.network_id.as_str();
     NameserverGroup => "nameserver_group", |v| v.id.as_str(), &v.name;
     Peer => "peer", |v| v.id.as_str(), &v.name;
+    IngressPeer => "ingress_peer", |v| v.id.as_str(), v.peer_id.as_str();
+    IngressPortAllocation => "ingress_allocation", |v| v.id.as_str(), &v.name;
 }

@@ -6,10 +6,18 @@
 //! in one transaction; writers are serialised inside the process so that a
 //! read-check-write sequence never races another request, and SQLite runs
 //! with `synchronous = FULL` so an acknowledged commit survives `kill -9`.
+//!
+//! Several servers may share one PostgreSQL database: a write transaction
+//! takes a transaction-scoped advisory lock on each account before it first
+//! reads or writes it, so read-check-write sequences of different processes
+//! on one account run one after the other (SQLite has one writer anyway).
+//! Each committed write raises the account's row in `account_versions`,
+//! which lets readers reuse an account they decoded before ([`Snapshots`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
+use meshplane_core::model::Account;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -49,11 +57,52 @@ pub trait Stored: Serialize + DeserializeOwned {
     fn label(&self) -> &str;
 }
 
+/// Values decoded from an account's rows, each kept with the account
+/// version it was read at: a reader whose transaction sees the same version
+/// reuses it instead of loading and decoding every row again.
+#[derive(Debug)]
+pub struct Snapshots<T> {
+    kept: std::sync::Mutex<HashMap<String, (i64, Arc<T>)>>,
+}
+
+impl<T> Default for Snapshots<T> {
+    fn default() -> Self {
+        Snapshots {
+            kept: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<T> Snapshots<T> {
+    /// The value kept for `account` at exactly `version`.
+    pub fn get(&self, account: &str, version: i64) -> Option<Arc<T>> {
+        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        kept.get(account)
+            .filter(|(v, _)| *v == version)
+            .map(|(_, value)| value.clone())
+    }
+
+    /// Keeps `value` as `account` at `version`, unless a newer one is kept.
+    pub fn keep(&self, account: &str, version: i64, value: Arc<T>) {
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        match kept.get(account) {
+            Some((v, _)) if *v > version => {}
+            _ => {
+                kept.insert(account.to_string(), (version, value));
+            }
+        }
+    }
+}
+
 /// A connection pool plus the in-process writer lock.
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// Whether the database is PostgreSQL (shared by several servers).
+    postgres: bool,
     writer: Arc<Mutex<()>>,
+    /// Accounts decoded by earlier reads, by version.
+    accounts: Arc<Snapshots<Account>>,
     /// The id of each account a committed write transaction touched, so
     /// live views (the gRPC Sync streams) learn about every change.
     changed: broadcast::Sender<String>,
@@ -80,7 +129,9 @@ impl Store {
         MIGRATOR.run(&pool).await?;
         Ok(Store {
             pool,
+            postgres: !sqlite,
             writer: Arc::new(Mutex::new(())),
+            accounts: Arc::default(),
             changed: broadcast::channel(CHANGE_BACKLOG).0,
         })
     }
@@ -92,6 +143,7 @@ impl Store {
             _writer: None,
             changed: None,
             touched: BTreeSet::new(),
+            locked: None,
         })
     }
 
@@ -103,7 +155,13 @@ impl Store {
             _writer: Some(guard),
             changed: Some(self.changed.clone()),
             touched: BTreeSet::new(),
+            locked: self.postgres.then(BTreeSet::new),
         })
+    }
+
+    /// Accounts decoded by earlier reads (see [`Snapshots`]).
+    pub fn accounts(&self) -> &Snapshots<Account> {
+        &self.accounts
     }
 
     /// Receives the id of every account a write transaction changed, after
@@ -127,6 +185,9 @@ pub struct Tx {
     changed: Option<broadcast::Sender<String>>,
     /// The accounts this transaction wrote to.
     touched: BTreeSet<String>,
+    /// The accounts whose advisory lock this transaction holds (PostgreSQL
+    /// write transactions only; `None` where no lock is needed).
+    locked: Option<BTreeSet<String>>,
 }
 
 fn decode<T: DeserializeOwned>(row: &AnyRow) -> Result<T, StoreError> {
@@ -135,7 +196,16 @@ fn decode<T: DeserializeOwned>(row: &AnyRow) -> Result<T, StoreError> {
 }
 
 impl Tx {
-    pub async fn commit(self) -> Result<(), StoreError> {
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        for account in &self.touched {
+            sqlx::query(
+                "INSERT INTO account_versions (account_id, version) VALUES ($1, 1) \
+                 ON CONFLICT (account_id) DO UPDATE SET version = account_versions.version + 1",
+            )
+            .bind(account)
+            .execute(&mut *self.tx)
+            .await?;
+        }
         self.tx.commit().await?;
         if let Some(changed) = self.changed {
             for account in self.touched {
@@ -146,12 +216,42 @@ impl Tx {
         Ok(())
     }
 
+    /// Takes `account`'s advisory lock the first time this write
+    /// transaction names the account (PostgreSQL only); it is released when
+    /// the transaction ends. Every read and write naming an account calls
+    /// this first, so the lock is held before anything is read.
+    async fn lock(&mut self, account: &str) -> Result<(), StoreError> {
+        let Some(locked) = &mut self.locked else {
+            return Ok(());
+        };
+        if locked.insert(account.to_string()) {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(account)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The account's version: raised by every committed write to it (0
+    /// before the first).
+    pub async fn version(&mut self, account: &str) -> Result<i64, StoreError> {
+        self.lock(account).await?;
+        let row = sqlx::query("SELECT version FROM account_versions WHERE account_id = $1")
+            .bind(account)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.map_or(Ok(0), |r| r.try_get::<i64, _>("version"))
+            .map_err(StoreError::from)
+    }
+
     /// One resource by id.
     pub async fn get<T: Stored>(
         &mut self,
         account: &str,
         id: &str,
     ) -> Result<Option<T>, StoreError> {
+        self.lock(account).await?;
         let row =
             sqlx::query("SELECT data FROM objects WHERE account_id = $1 AND kind = $2 AND id = $3")
                 .bind(account)
@@ -164,6 +264,7 @@ impl Tx {
 
     /// Every resource of a kind in an account, ordered by id.
     pub async fn list<T: Stored>(&mut self, account: &str) -> Result<Vec<T>, StoreError> {
+        self.lock(account).await?;
         let rows =
             sqlx::query("SELECT data FROM objects WHERE account_id = $1 AND kind = $2 ORDER BY id")
                 .bind(account)
@@ -191,6 +292,7 @@ impl Tx {
 
     /// Inserts or replaces a resource.
     pub async fn put<T: Stored>(&mut self, account: &str, value: &T) -> Result<(), StoreError> {
+        self.lock(account).await?;
         self.touched.insert(account.to_string());
         let data = serde_json::to_string(value)?;
         sqlx::query(
@@ -208,6 +310,7 @@ impl Tx {
 
     /// Deletes a resource and any secret pointing at it; true if it existed.
     pub async fn delete<T: Stored>(&mut self, account: &str, id: &str) -> Result<bool, StoreError> {
+        self.lock(account).await?;
         self.touched.insert(account.to_string());
         sqlx::query("DELETE FROM secrets WHERE account_id = $1 AND kind = $2 AND id = $3")
             .bind(account)
@@ -227,6 +330,7 @@ impl Tx {
 
     /// Deletes everything an account holds, its audit log included.
     pub async fn delete_account(&mut self, account: &str) -> Result<(), StoreError> {
+        self.lock(account).await?;
         self.touched.insert(account.to_string());
         for table in ["objects", "secrets", "events"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE account_id = $1"))
@@ -244,6 +348,7 @@ impl Tx {
         hash: &str,
         value: &T,
     ) -> Result<(), StoreError> {
+        self.lock(account).await?;
         sqlx::query("INSERT INTO secrets (hash, kind, account_id, id) VALUES ($1, $2, $3, $4)")
             .bind(hash)
             .bind(T::KIND)
@@ -276,6 +381,7 @@ impl Tx {
         account: &str,
         make: impl FnOnce(i64) -> E,
     ) -> Result<(), StoreError> {
+        self.lock(account).await?;
         let row =
             sqlx::query("SELECT COALESCE(MAX(seq), 0) AS last FROM events WHERE account_id = $1")
                 .bind(account)

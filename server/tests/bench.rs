@@ -95,10 +95,15 @@ fn peers_and_policies_at_5000() {
     s.insert_peers(peers);
 
     let (median, worst) = time(|| {
+        let text = s.get_text("/api/peers");
+        assert!(text.len() > PEERS * 100, "{} bytes", text.len());
+    });
+    println!("GET /api/peers ({PEERS} peers, {GROUPS} groups), response received: median {median:?}, worst {worst:?}");
+    let (median, worst) = time(|| {
         let list = s.get("/api/peers");
         assert_eq!(list.as_array().unwrap().len(), PEERS);
     });
-    println!("GET /api/peers ({PEERS} peers, {GROUPS} groups): median {median:?}, worst {worst:?}");
+    println!("GET /api/peers ({PEERS} peers, {GROUPS} groups), received and parsed by the client: median {median:?}, worst {worst:?}");
     let mut port = 0;
     let (median, worst) = time(|| {
         port += 1;

@@ -8,174 +8,18 @@
 
 mod common;
 
-use std::future::Future;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use common::client::{assert_status, listed, now, reusable, run, setup_key, Peer, PROMPT};
 use common::Server;
-use crypto_box::{PublicKey, SecretKey};
-use meshplane_core::Timestamp;
-use meshplane_proto::envelope::{encode_public_key, open, parse_public_key, seal, ReplayGuard};
-use meshplane_proto::v1::management_client::ManagementClient;
-use meshplane_proto::v1::{
-    CreateExposeRequest, GetServerKeyRequest, LoginRequest, LoginResponse, PeerSystemMeta,
-    ReportEndpointsRequest, ReportEndpointsResponse, SealedMessage, SyncRequest, SyncResponse,
-};
-use meshplane_proto::PROTOCOL_VERSION;
-use prost::Message;
+use crypto_box::SecretKey;
+use meshplane_proto::envelope::seal;
+use meshplane_proto::v1::{CreateExposeRequest, SealedMessage};
 use rand_core::OsRng;
 use serde_json::{json, Value};
-use tonic::transport::Channel;
-use tonic::{Code, Status, Streaming};
-
-/// How long a change may take to reach an open stream.
-const PROMPT: Duration = Duration::from_secs(2);
-
-fn now() -> Timestamp {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis();
-    Timestamp::from_millis(i64::try_from(ms).unwrap())
-}
-
-/// Runs `body` on a runtime with worker threads, so the client's connection
-/// keeps going while the test blocks on a REST call.
-fn run<F: Future<Output = ()>>(body: F) {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(body);
-}
-
-/// A daemon's side of the protocol: a WireGuard key pair and a client.
-struct Peer {
-    hostname: String,
-    secret: SecretKey,
-    key: String,
-    server: PublicKey,
-    client: ManagementClient<Channel>,
-    guard: ReplayGuard,
-}
-
-impl Peer {
-    async fn connect(s: &Server, hostname: &str) -> Peer {
-        let mut client = ManagementClient::connect(s.base.clone()).await.unwrap();
-        let answer = client
-            .get_server_key(GetServerKeyRequest {})
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(answer.version, PROTOCOL_VERSION);
-        let secret = SecretKey::generate(&mut OsRng);
-        Peer {
-            hostname: hostname.to_string(),
-            key: encode_public_key(&secret.public_key()),
-            secret,
-            server: parse_public_key(&answer.key).unwrap(),
-            client,
-            guard: ReplayGuard::default(),
-        }
-    }
-
-    fn seal<M: Message>(&self, message: &M) -> SealedMessage {
-        seal(
-            message,
-            &self.key,
-            &self.secret,
-            &self.server,
-            now(),
-            &mut OsRng,
-        )
-    }
-
-    fn open<M: Message + Default>(&mut self, sealed: &SealedMessage) -> M {
-        open(sealed, &self.secret, &self.server, &mut self.guard, now()).unwrap()
-    }
-
-    fn login_request(&self, setup_key: &str) -> LoginRequest {
-        LoginRequest {
-            setup_key: setup_key.to_string(),
-            meta: Some(PeerSystemMeta {
-                hostname: self.hostname.clone(),
-                os: "linux".into(),
-                os_version: "12".into(),
-                kernel_version: "6.1.0".into(),
-                client_version: "0.1.0".into(),
-                ..PeerSystemMeta::default()
-            }),
-            extra_dns_labels: Vec::new(),
-        }
-    }
-
-    async fn login(&mut self, setup_key: &str) -> Result<LoginResponse, Status> {
-        let sealed = self.seal(&self.login_request(setup_key));
-        let answer = self.client.login(sealed).await?.into_inner();
-        Ok(self.open(&answer))
-    }
-
-    async fn sync(&mut self) -> Streaming<SealedMessage> {
-        let sealed = self.seal(&SyncRequest::default());
-        self.client.sync(sealed).await.unwrap().into_inner()
-    }
-
-    /// The next map on `stream`, which must come within [`PROMPT`].
-    async fn next_map(&mut self, stream: &mut Streaming<SealedMessage>) -> Value {
-        let sealed = tokio::time::timeout(PROMPT, stream.message())
-            .await
-            .expect("a map within 2 s")
-            .expect("a map, not an error")
-            .expect("a map, not the end");
-        let response: SyncResponse = self.open(&sealed);
-        assert!(response.serial > 0);
-        serde_json::from_str(&response.network_map_json).unwrap()
-    }
-
-    async fn report(&mut self, endpoints: &[&str]) -> Result<(), Status> {
-        let request = ReportEndpointsRequest {
-            endpoints: endpoints.iter().map(|e| e.to_string()).collect(),
-        };
-        let sealed = self.seal(&request);
-        let answer = self.client.report_endpoints(sealed).await?.into_inner();
-        let _: ReportEndpointsResponse = self.open(&answer);
-        Ok(())
-    }
-}
-
-/// The WireGuard keys of the peers a map lists.
-fn listed(map: &Value) -> Vec<&str> {
-    map["peers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["key"].as_str().unwrap())
-        .collect()
-}
-
-/// A new setup key of `kind` (`reusable`, `one-off`) valid for
-/// `expires_in` seconds (0: forever): its plain value and id.
-fn setup_key(s: &Server, kind: &str, expires_in: i64) -> (String, String) {
-    let body = json!({"name": format!("{kind} key"), "type": kind,
-        "expires_in": expires_in, "auto_groups": [], "usage_limit": 0});
-    let k = s.post("/api/setup-keys", body);
-    (
-        k["key"].as_str().unwrap().to_string(),
-        k["id"].as_str().unwrap().to_string(),
-    )
-}
-
-fn reusable(s: &Server) -> String {
-    setup_key(s, "reusable", 0).0
-}
-
-fn assert_status(got: Result<impl std::fmt::Debug, Status>, code: Code, message: &str) {
-    let status = got.expect_err("refused");
-    assert_eq!(status.code(), code, "{status:?}");
-    assert_eq!(status.message(), message);
-}
+use tonic::Code;
 
 /// Waits until `check` holds on the REST view of peer `id`.
 fn wait_for_peer(s: &Server, id: &str, check: impl Fn(&Value) -> bool) -> Value {
@@ -337,6 +181,12 @@ fn setup_key_refusals(s: &mut Server) {
     });
 }
 
+/// `message` sealed as from `p` by someone holding `thief` instead of its
+/// key.
+fn forge<M: prost::Message>(p: &Peer, thief: &SecretKey, message: &M) -> SealedMessage {
+    seal(message, &p.key, thief, &p.server, now(), &mut OsRng)
+}
+
 fn sealing_is_enforced(s: &mut Server) {
     run(async {
         let key = reusable(s);
@@ -353,14 +203,7 @@ fn sealing_is_enforced(s: &mut Server) {
 
         // Claiming the peer's key without holding it.
         let thief = SecretKey::generate(&mut OsRng);
-        let forged = seal(
-            &p.login_request(""),
-            &p.key,
-            &thief,
-            &p.server,
-            now(),
-            &mut OsRng,
-        );
+        let forged = forge(&p, &thief, &p.login_request(""));
         assert_status(
             p.client.login(forged.clone()).await,
             Code::Unauthenticated,
@@ -381,14 +224,14 @@ fn sealing_is_enforced(s: &mut Server) {
             "invalid WireGuard public key",
         );
 
-        // The expose calls are not offered yet.
-        let status = p
-            .client
-            .create_expose(p.seal(&CreateExposeRequest::default()))
-            .await
-            .expect_err("unimplemented");
-        assert_eq!(status.code(), Code::Unimplemented);
-        assert!(status.message().contains("not supported"), "{status:?}");
+        // The expose calls are sealed too: a forged one is refused before
+        // anything else.
+        let forged = forge(&p, &thief, &CreateExposeRequest::default());
+        assert_status(
+            p.client.create_expose(forged).await,
+            Code::Unauthenticated,
+            "message could not be authenticated",
+        );
     });
 }
 

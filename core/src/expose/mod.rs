@@ -57,6 +57,7 @@
 //! assert_eq!((exposed.activity, expired.activity), (111, 113));
 //! ```
 
+pub mod grants;
 mod keepalive;
 mod names;
 mod table;

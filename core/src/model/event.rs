@@ -109,6 +109,14 @@ activities! {
     PEER_SERVICE_EXPOSE_EXPIRED = 113, "service.peer.expose.expire", "Peer expose expired";
     ACCOUNT_PEER_EXPOSE_ENABLED = 114, "account.setting.peer.expose.enable", "Account peer expose enabled";
     ACCOUNT_PEER_EXPOSE_DISABLED = 115, "account.setting.peer.expose.disable", "Account peer expose disabled";
+    // Ingress ports have no codes in the reference; these are meshplane's
+    // own, numbered apart from the reference's range.
+    INGRESS_PEER_CREATED = 1001, "ingress.peer.create", "Ingress peer created";
+    INGRESS_PEER_UPDATED = 1002, "ingress.peer.update", "Ingress peer updated";
+    INGRESS_PEER_DELETED = 1003, "ingress.peer.delete", "Ingress peer deleted";
+    INGRESS_PORTS_ALLOCATED = 1004, "ingress.ports.create", "Ingress port allocation created";
+    INGRESS_PORTS_UPDATED = 1005, "ingress.ports.update", "Ingress port allocation updated";
+    INGRESS_PORTS_RELEASED = 1006, "ingress.ports.delete", "Ingress port allocation deleted";
 }
 
 impl Activity {

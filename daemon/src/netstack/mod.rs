@@ -4,8 +4,14 @@
 //!
 //! It gives the daemon's own services TCP on the mesh IP —
 //! [`Netstack::connect`] and [`Netstack::listen`] hand out [`TcpStream`]s
-//! that implement tokio's `AsyncRead`/`AsyncWrite` — and answers ICMP echo
-//! requests to its address, so peers can ping it.
+//! that implement tokio's `AsyncRead`/`AsyncWrite` — answers ICMP echo
+//! requests to its address, so peers can ping it, and pings peers
+//! ([`Dialer::ping`]).
+//!
+//! smoltcp has no wildcard listen, so connections to ports nobody listens
+//! on are offered to whoever took [`Netstack::unclaimed`] (the daemon's
+//! forwarder to the host's loopback): the driver holds such a SYN and
+//! hands out an [`Unclaimed`] that completes the handshake or resets it.
 //!
 //! One driver task owns the interface's clock: it feeds packets from the
 //! tunnel into smoltcp, sends what smoltcp emits, and sleeps until smoltcp's
@@ -13,8 +19,11 @@
 //! state only to copy bytes in or out of their socket buffers.
 
 mod device;
+mod icmp;
 mod tcp;
+mod unclaimed;
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -25,12 +34,14 @@ use rand_core::{OsRng, RngCore};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::socket::tcp::{Socket as TcpSocket, State as TcpState};
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
 use crate::wg::Tunnel;
 use device::Queues;
+pub use icmp::Echo;
 pub use tcp::{TcpListener, TcpStream};
+pub use unclaimed::{Unclaimed, UnclaimedConnections};
 
 /// How long the driver sleeps when smoltcp has no timer pending.
 const IDLE: Duration = Duration::from_secs(1);
@@ -53,9 +64,19 @@ struct State {
     sockets: SocketSet<'static>,
     device: Queues,
     address: Ipv4Addr,
+    /// The mesh: every address the stack can reach.
+    network: Ipv4Net,
     next_port: u16,
     /// Sockets whose stream is gone, removed once they have closed.
     closing: Vec<SocketHandle>,
+    /// How many [`TcpListener`]s listen on each port.
+    listened: HashMap<u16, usize>,
+    /// Where SYNs to ports nobody listens on go (see [`unclaimed`]).
+    unclaimed: Option<mpsc::Sender<Unclaimed>>,
+    /// Those SYNs, by (remote end, local port), until accepted or refused.
+    held: HashMap<(SocketAddrV4, u16), Vec<u8>>,
+    /// The stack was dropped: nothing more will move.
+    stopped: bool,
 }
 
 impl std::fmt::Debug for State {
@@ -93,6 +114,23 @@ impl State {
             }
             !done
         });
+    }
+
+    /// Whether a new connection from this stack to `remote` may start.
+    fn check_reachable(&self, remote: Ipv4Addr) -> io::Result<()> {
+        if self.stopped {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the network stack has stopped",
+            ));
+        }
+        if !self.network.contains(&remote) || remote == self.address {
+            return Err(io::Error::new(
+                io::ErrorKind::NetworkUnreachable,
+                format!("{remote} is not a peer address in {}", self.network),
+            ));
+        }
+        Ok(())
     }
 
     fn ephemeral_port(&mut self) -> u16 {
@@ -138,8 +176,13 @@ impl Netstack {
                 sockets: SocketSet::new(Vec::new()),
                 device,
                 address: address.addr(),
+                network: address.trunc(),
                 next_port: first,
                 closing: Vec::new(),
+                listened: HashMap::new(),
+                unclaimed: None,
+                held: HashMap::new(),
+                stopped: false,
             }),
             wake: Notify::new(),
             epoch,
@@ -164,11 +207,62 @@ impl Netstack {
     pub fn listen(&self, port: u16) -> io::Result<TcpListener> {
         TcpListener::bind(Arc::clone(&self.shared), port)
     }
+
+    /// A handle that opens connections and pings from other tasks, for as
+    /// long as the stack runs (afterwards they fail).
+    pub fn dialer(&self) -> Dialer {
+        Dialer {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// From now on, connection attempts to ports that no [`TcpListener`]
+    /// listens on come out of the returned receiver instead of being reset
+    /// at once. A receiver taken earlier ends. Up to 128 attempts wait for
+    /// their answer at once; later ones are dropped (the peer retries its
+    /// SYN), as with a full backlog.
+    pub fn unclaimed(&self) -> UnclaimedConnections {
+        let (tx, rx) = mpsc::channel(unclaimed::HELD);
+        self.shared.state().unclaimed = Some(tx);
+        UnclaimedConnections::new(rx)
+    }
 }
 
 impl Drop for Netstack {
+    /// Stops the driver and closes every socket, so that streams and
+    /// connects still waiting fail instead of hanging.
     fn drop(&mut self) {
         self.task.abort();
+        let mut st = self.shared.state();
+        st.stopped = true;
+        st.unclaimed = None;
+        for (_, socket) in st.sockets.iter_mut() {
+            if let smoltcp::socket::Socket::Tcp(s) = socket {
+                s.abort();
+            }
+        }
+    }
+}
+
+/// Opens connections and pings over a running [`Netstack`] (from
+/// [`Netstack::dialer`]); cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Dialer {
+    shared: Arc<Shared>,
+}
+
+impl Dialer {
+    /// As [`Netstack::connect`]. Fails at once with `NetworkUnreachable`
+    /// for an address outside the mesh, and with `NotConnected` once the
+    /// stack has stopped.
+    pub async fn connect(&self, remote: SocketAddrV4) -> io::Result<TcpStream> {
+        TcpStream::connect(Arc::clone(&self.shared), remote).await
+    }
+
+    /// Sends one ICMP echo request with sequence number `seq` to `to` and
+    /// waits up to `wait` for the answer; `None` when none came.
+    pub async fn ping(&self, to: Ipv4Addr, seq: u16, wait: Duration) -> io::Result<Option<Echo>> {
+        icmp::ping(Arc::clone(&self.shared), to, seq, wait).await
     }
 }
 
@@ -195,10 +289,10 @@ async fn drive(shared: Arc<Shared>, mut tunnel: Tunnel) {
             packet = tunnel.inbound.recv() => {
                 let Some(packet) = packet else { return };
                 let mut st = shared.state();
-                st.device.rx.push_back(packet);
+                unclaimed::admit(&mut st, &shared, packet);
                 while st.device.rx.len() < BATCH {
                     match tunnel.inbound.try_recv() {
-                        Ok(p) => st.device.rx.push_back(p),
+                        Ok(p) => unclaimed::admit(&mut st, &shared, p),
                         Err(_) => break,
                     }
                 }

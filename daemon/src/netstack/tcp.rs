@@ -24,7 +24,7 @@ const BACKLOG: usize = 4;
 /// How long a dropped stream may take to finish closing.
 const LINGER: Duration = Duration::from_secs(30);
 
-fn new_socket() -> TcpSocket<'static> {
+pub(super) fn new_socket() -> TcpSocket<'static> {
     let mut s = TcpSocket::new(
         SocketBuffer::new(vec![0; BUFFER]),
         SocketBuffer::new(vec![0; BUFFER]),
@@ -48,6 +48,10 @@ pub struct TcpStream {
     peer: SocketAddrV4,
 }
 
+fn invalid(e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, e.to_string())
+}
+
 impl TcpStream {
     pub(super) async fn connect(
         shared: Arc<Shared>,
@@ -55,20 +59,30 @@ impl TcpStream {
     ) -> io::Result<TcpStream> {
         let handle = {
             let mut st = shared.state();
+            st.check_reachable(*remote.ip())?;
             let port = st.ephemeral_port();
             let mut socket = new_socket();
             let remote_ep = IpEndpoint::new(IpAddress::Ipv4(*remote.ip()), remote.port());
             socket
                 .connect(st.iface.context(), remote_ep, port)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+                .map_err(invalid)?;
             st.sockets.add(socket)
         };
-        // From here on, dropping the stream (a cancelled connect included)
-        // releases the socket.
+        TcpStream::established(shared, handle, remote).await
+    }
+
+    /// The stream of a socket whose handshake is under way, once it
+    /// completes. From the call on, dropping the stream (a cancelled wait
+    /// included) releases the socket.
+    pub(super) async fn established(
+        shared: Arc<Shared>,
+        handle: SocketHandle,
+        peer: SocketAddrV4,
+    ) -> io::Result<TcpStream> {
         let stream = TcpStream {
             shared,
             handle,
-            peer: remote,
+            peer,
         };
         stream.shared.wake.notify_one();
         poll_fn(|cx| {
@@ -88,6 +102,13 @@ impl TcpStream {
     /// The remote end.
     pub fn peer_addr(&self) -> SocketAddrV4 {
         self.peer
+    }
+
+    /// This end: the stack's address and the connection's local port.
+    pub fn local_addr(&self) -> io::Result<SocketAddrV4> {
+        self.with_socket(|s| s.local_endpoint())
+            .and_then(to_std)
+            .ok_or_else(|| io::ErrorKind::NotConnected.into())
     }
 
     fn with_socket<R>(&self, f: impl FnOnce(&mut TcpSocket<'static>) -> R) -> R {
@@ -197,10 +218,10 @@ impl TcpListener {
             let mut st = shared.state();
             for _ in 0..BACKLOG {
                 let mut s = new_socket();
-                s.listen(port)
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+                s.listen(port).map_err(invalid)?;
                 backlog.push(st.sockets.add(s));
             }
+            *st.listened.entry(port).or_default() += 1;
         }
         Ok(TcpListener {
             shared,
@@ -226,8 +247,7 @@ impl TcpListener {
                 TcpState::Listen | TcpState::SynReceived => s.register_recv_waker(cx.waker()),
                 TcpState::Closed => {
                     // Reset during its handshake: listen again.
-                    s.listen(self.port)
-                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+                    s.listen(self.port).map_err(invalid)?;
                     s.register_recv_waker(cx.waker());
                 }
                 _ => {
@@ -235,9 +255,7 @@ impl TcpListener {
                         continue;
                     };
                     let mut fresh = new_socket();
-                    fresh
-                        .listen(self.port)
-                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+                    fresh.listen(self.port).map_err(invalid)?;
                     let handle = std::mem::replace(slot, st.sockets.add(fresh));
                     drop(st);
                     let stream = TcpStream {
@@ -258,6 +276,12 @@ impl Drop for TcpListener {
         let mut st = self.shared.state();
         for &h in &self.backlog {
             st.sockets.remove(h);
+        }
+        if let Some(n) = st.listened.get_mut(&self.port) {
+            *n -= 1;
+            if *n == 0 {
+                st.listened.remove(&self.port);
+            }
         }
     }
 }

@@ -6,9 +6,11 @@
 pub mod netns;
 #[cfg(target_os = "linux")]
 pub mod netns_mesh;
+pub mod procs;
 
 use std::net::{Ipv4Addr, SocketAddr};
 
+use ipnet::Ipv4Net;
 use meshplane::key::PrivateKey;
 use meshplane::netstack::Netstack;
 use meshplane::wg::{Engine, EngineConfig, NetworkUpdate, PeerConfig, Tunnel};
@@ -93,6 +95,18 @@ pub fn allow_all() -> Vec<Rule> {
 pub async fn join(a: &Side, a_rules: Vec<Rule>, b: &Side, b_rules: Vec<Rule>) {
     a.map(vec![b.as_peer(true)], a_rules).await;
     b.map(vec![a.as_peer(false)], b_rules).await;
+}
+
+/// Two peers on loopback UDP, joined with allow-all rules, each with its
+/// userspace stack.
+pub async fn joined_stacks() -> (Side, Side, Netstack, Netstack) {
+    let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    let (a, tunnel_a) = Side::start(IP_A, loopback).await;
+    let (b, tunnel_b) = Side::start(IP_B, loopback).await;
+    let stack_a = Netstack::start(Ipv4Net::new(IP_A, 10).expect("prefix"), tunnel_a);
+    let stack_b = Netstack::start(Ipv4Net::new(IP_B, 10).expect("prefix"), tunnel_b);
+    join(&a, allow_all(), &b, allow_all()).await;
+    (a, b, stack_a, stack_b)
 }
 
 /// Echoes back everything every connection on `port` of `stack` sends.

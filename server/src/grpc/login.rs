@@ -32,7 +32,7 @@ use crate::records::AccountRecord;
 use crate::store::Tx;
 
 /// The secret-index entry that leads from a WireGuard key to its peer.
-fn key_entry(key: &str) -> String {
+pub(crate) fn key_entry(key: &str) -> String {
     format!("wg:{key}")
 }
 

@@ -7,7 +7,9 @@
 //! its WireGuard private key. [`service`] opens and seals; [`login`]
 //! registers and logs peers in; [`sync`] serves the network-map streams that
 //! [`updates`] keeps current; [`endpoints`] records where peers listen;
-//! [`ephemeral`] removes ephemeral peers offline too long.
+//! [`ephemeral`] removes ephemeral peers offline too long. The expose calls
+//! (CreateExpose, RenewExpose, StopExpose, WatchServices) are served by
+//! [`crate::expose`].
 
 mod endpoints;
 mod ephemeral;
@@ -29,9 +31,11 @@ use tonic::service::Routes;
 use tonic::Status;
 use tower::ServiceExt as _;
 
+use crate::expose::Expose;
 use crate::store::Store;
 
 pub use ephemeral::remove_offline;
+pub(crate) use login::key_entry;
 
 /// Ends the open Sync streams when the server stops: they never end on
 /// their own, and a graceful shutdown waits for every open call.
@@ -48,7 +52,11 @@ impl Streams {
 
 /// `rest` with the management service mounted beside it, and the handle
 /// that ends its streams.
-pub async fn mount(rest: Router, store: &Store) -> Result<(Router, Streams), String> {
+pub async fn mount(
+    rest: Router,
+    store: &Store,
+    expose: &Expose,
+) -> Result<(Router, Streams), String> {
     let reset = sync::reset_presence(store)
         .await
         .map_err(|e| format!("cannot reset peer presence: {e}"))?;
@@ -59,7 +67,7 @@ pub async fn mount(rest: Router, store: &Store) -> Result<(Router, Streams), Str
         );
     }
     let (closing, closed) = watch::channel(false);
-    let service = service::Management::start(store, closed)
+    let service = service::Management::start(store, expose, closed)
         .await
         .map_err(|e| format!("cannot load the server key: {e}"))?;
     let grpc = Routes::new(ManagementServer::new(service))
@@ -93,7 +101,7 @@ fn is_grpc(req: &Request) -> bool {
 }
 
 /// A failure of the server itself: logged, and answered without details.
-fn internal(e: impl Display) -> Status {
+pub(crate) fn internal(e: impl Display) -> Status {
     tracing::error!(error = %e, "management call failed");
     Status::internal("internal error")
 }

@@ -11,8 +11,9 @@ use crypto_box::{PublicKey, SecretKey};
 use meshplane_proto::envelope::{self, encode_public_key, parse_public_key, ReplayGuard};
 use meshplane_proto::v1::management_server;
 use meshplane_proto::v1::{
-    GetServerKeyRequest, GetServerKeyResponse, LoginRequest, ReportEndpointsRequest,
-    ReportEndpointsResponse, SealedMessage, SyncRequest,
+    CreateExposeRequest, GetServerKeyRequest, GetServerKeyResponse, LoginRequest,
+    RenewExposeRequest, ReportEndpointsRequest, ReportEndpointsResponse, SealedMessage,
+    StopExposeRequest, SyncRequest, WatchServicesRequest,
 };
 use meshplane_proto::PROTOCOL_VERSION;
 use prost::Message;
@@ -23,6 +24,7 @@ use tonic::{Request, Response, Status};
 
 use super::updates::Hubs;
 use super::{endpoints, keys, login, sync};
+use crate::expose::{self, Expose};
 use crate::ids;
 use crate::store::{Store, StoreError};
 
@@ -40,6 +42,8 @@ pub struct Shared {
     /// whichever call it is sent to.
     guard: Mutex<ReplayGuard>,
     pub hubs: Hubs,
+    /// The expose sessions.
+    pub expose: Expose,
     /// Becomes true when the server stops.
     pub closing: watch::Receiver<bool>,
 }
@@ -82,6 +86,7 @@ impl Management {
     /// The service over `store`, with the server key loaded (or created).
     pub async fn start(
         store: &Store,
+        expose: &Expose,
         closing: watch::Receiver<bool>,
     ) -> Result<Management, StoreError> {
         let secret = keys::load_or_create(store).await?;
@@ -92,19 +97,12 @@ impl Management {
                 secret,
                 public,
                 guard: Mutex::new(ReplayGuard::default()),
-                hubs: Hubs::new(store.clone()),
+                hubs: Hubs::new(store.clone(), expose.clone()),
+                expose: expose.clone(),
                 closing,
             }),
         })
     }
-}
-
-/// The answer to the calls of the expose issue, which this server does not
-/// offer yet.
-fn not_yet(call: &str) -> Status {
-    Status::unimplemented(format!(
-        "{call} is not supported by this server yet: expose sessions are not available"
-    ))
 }
 
 #[tonic::async_trait]
@@ -160,31 +158,53 @@ impl management_server::Management for Management {
 
     async fn create_expose(
         &self,
-        _request: Request<SealedMessage>,
+        request: Request<SealedMessage>,
     ) -> Result<Response<SealedMessage>, Status> {
-        Err(not_yet("CreateExpose"))
+        let shared = &self.shared;
+        let opened = shared.open::<CreateExposeRequest>(request.get_ref())?;
+        let answer =
+            expose::create(&shared.expose, &shared.store, &opened.key, opened.message).await?;
+        Ok(Response::new(shared.seal(&answer, &opened.sender)))
     }
 
     async fn renew_expose(
         &self,
-        _request: Request<SealedMessage>,
+        request: Request<SealedMessage>,
     ) -> Result<Response<SealedMessage>, Status> {
-        Err(not_yet("RenewExpose"))
+        let shared = &self.shared;
+        let opened = shared.open::<RenewExposeRequest>(request.get_ref())?;
+        let answer = expose::renew(&shared.expose, &opened.key, opened.message).await?;
+        Ok(Response::new(shared.seal(&answer, &opened.sender)))
     }
 
     async fn stop_expose(
         &self,
-        _request: Request<SealedMessage>,
+        request: Request<SealedMessage>,
     ) -> Result<Response<SealedMessage>, Status> {
-        Err(not_yet("StopExpose"))
+        let shared = &self.shared;
+        let opened = shared.open::<StopExposeRequest>(request.get_ref())?;
+        let answer = expose::stop(&shared.expose, &opened.key, opened.message).await?;
+        Ok(Response::new(shared.seal(&answer, &opened.sender)))
     }
 
     type WatchServicesStream = SealedStream;
 
     async fn watch_services(
         &self,
-        _request: Request<SealedMessage>,
+        request: Request<SealedMessage>,
     ) -> Result<Response<SealedStream>, Status> {
-        Err(not_yet("WatchServices"))
+        let shared = &self.shared;
+        let opened = shared.open::<WatchServicesRequest>(request.get_ref())?;
+        let (sealer, to) = (shared.clone(), opened.sender.clone());
+        let stream = expose::watch(
+            &shared.expose,
+            &shared.store,
+            &opened.key,
+            opened.message,
+            shared.closing.clone(),
+            move |table| sealer.seal(table, &to),
+        )
+        .await?;
+        Ok(Response::new(ReceiverStream::new(stream)))
     }
 }

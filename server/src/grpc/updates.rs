@@ -4,8 +4,11 @@
 //! listens for the store's commit notices about that account, reloads the
 //! account and recomputes the maps of the peers with open streams (sharing
 //! work between them through one [`MapBuilder`]), and publishes them as one
-//! snapshot. Streams compare their peer's map with the last one they sent
-//! and send only when it differs.
+//! snapshot. The hub also recomputes when an expose session of the account
+//! begins or ends: the maps are computed from the account with the access
+//! its sessions grant the reverse proxy (`Expose::granted`). Streams
+//! compare their peer's map with the last one they sent and send only when
+//! it differs.
 //!
 //! Bursts are coalesced: the first change after a quiet spell is recomputed
 //! at once, later ones at most once per [`COALESCE`], so a change reaches
@@ -29,6 +32,7 @@ use tokio::time::Instant;
 use tonic::{Code, Status};
 
 use super::internal;
+use crate::expose::Expose;
 use crate::http::peers::aggregate;
 use crate::ids;
 use crate::records::AccountRecord;
@@ -88,6 +92,9 @@ struct Hub {
 #[derive(Debug, Clone)]
 pub struct Hubs {
     store: Store,
+    /// The expose sessions: their grants shape the maps, and a session
+    /// beginning or ending recomputes its account's maps.
+    expose: Expose,
     hubs: Arc<Mutex<HashMap<String, Arc<Hub>>>>,
 }
 
@@ -106,9 +113,10 @@ fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Hubs {
-    pub fn new(store: Store) -> Hubs {
+    pub fn new(store: Store, expose: Expose) -> Hubs {
         Hubs {
             store,
+            expose,
             hubs: Arc::default(),
         }
     }
@@ -214,6 +222,7 @@ impl Drop for Subscription {
 /// The hub task of `account`.
 async fn run(hubs: Hubs, account: String, hub: Arc<Hub>) {
     let mut changes = hubs.store.changes();
+    let mut sessions = hubs.expose.changes();
     let mut generation = 0;
     let mut serial = 0;
     let mut last: Option<Instant> = None;
@@ -232,6 +241,11 @@ async fn run(hubs: Hubs, account: String, hub: Arc<Hub>) {
                 Ok(_) | Err(RecvError::Lagged(_)) => {}
                 Err(RecvError::Closed) => return,
             },
+            change = sessions.recv() => match change {
+                Ok(touched) if touched != account => continue,
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            },
         }
         if let Some(at) = last {
             tokio::time::sleep_until(at + COALESCE).await;
@@ -239,6 +253,10 @@ async fn run(hubs: Hubs, account: String, hub: Arc<Hub>) {
         // Whatever was committed until now is in the account read below.
         while !matches!(
             changes.try_recv(),
+            Err(TryRecvError::Empty | TryRecvError::Closed)
+        ) {}
+        while !matches!(
+            sessions.try_recv(),
             Err(TryRecvError::Empty | TryRecvError::Closed)
         ) {}
         last = Some(Instant::now());
@@ -249,7 +267,7 @@ async fn run(hubs: Hubs, account: String, hub: Arc<Hub>) {
         let now = ids::now();
         // A serial that only grows, also across hubs and restarts.
         serial = u64::try_from(now.as_millis()).unwrap_or(0).max(serial + 1);
-        match compute(&hubs.store, &account, members, now, serial).await {
+        match compute(&hubs, &account, members, now, serial).await {
             Ok(updates) => {
                 generation += 1;
                 hub.snapshots.send_replace(Arc::new(Snapshot {
@@ -262,15 +280,16 @@ async fn run(hubs: Hubs, account: String, hub: Arc<Hub>) {
     }
 }
 
-/// The updates of `members` (peer id, key) from the stored account.
+/// The updates of `members` (peer id, key) from the stored account, with
+/// the access its expose sessions grant.
 async fn compute(
-    store: &Store,
+    hubs: &Hubs,
     account_id: &str,
     members: Vec<(String, String)>,
     now: Timestamp,
     serial: u64,
 ) -> Result<BTreeMap<String, Update>, Status> {
-    let mut tx = store.read().await.map_err(internal)?;
+    let mut tx = hubs.store.read().await.map_err(internal)?;
     let record = tx
         .get::<AccountRecord>(account_id, account_id)
         .await
@@ -286,6 +305,7 @@ async fn compute(
         .await
         .map_err(|f| internal(f.message()))?;
     drop(tx);
+    let account = hubs.expose.granted(&account).await;
     tokio::task::spawn_blocking(move || updates(&account, &members, now, serial))
         .await
         .map_err(internal)

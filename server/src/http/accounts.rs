@@ -148,9 +148,24 @@ async fn update(
         account.onboarding = onboarding;
     }
     tx.put(&account.id, &account).await?;
+    // Peer expose on/off records the groups allowed to expose.
+    let expose_groups = account
+        .settings
+        .peer_expose_groups
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
     for activity in activities {
+        let details = if activity == Activity::ACCOUNT_PEER_EXPOSE_ENABLED
+            || activity == Activity::ACCOUNT_PEER_EXPOSE_DISABLED
+        {
+            meta([("groups", expose_groups.as_str())])
+        } else {
+            meta([])
+        };
         caller
-            .audit(&mut tx, activity, &account.id, meta([]))
+            .audit(&mut tx, activity, &account.id, details)
             .await?;
     }
     tx.commit().await?;

@@ -8,6 +8,8 @@ mod dns;
 mod events;
 pub mod failure;
 mod groups;
+mod ingress;
+mod locations;
 mod networks;
 mod openapi;
 pub mod peers;
@@ -16,6 +18,7 @@ mod posture_checks;
 mod routes;
 mod routing;
 mod setup_keys;
+mod temporary_access;
 pub mod tokens;
 mod users;
 
@@ -32,6 +35,8 @@ use meshplane_core::model::Activity;
 #[derive(Debug, Clone)]
 pub struct App {
     pub store: Store,
+    /// The expose sessions (services, and the sessions a deleted peer ends).
+    pub expose: crate::expose::Expose,
 }
 
 /// The whole API.
@@ -47,9 +52,13 @@ pub fn router(app: App) -> Router {
         .merge(routes::routes())
         .merge(networks::routes())
         .merge(peers::routes())
+        .merge(temporary_access::routes())
+        .merge(ingress::routes())
+        .merge(locations::routes())
         .merge(dns::routes())
         .merge(events::routes())
         .merge(openapi::routes())
+        .merge(crate::expose::routes())
         .fallback(|| async { Failure::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             Failure::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")

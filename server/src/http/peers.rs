@@ -4,19 +4,22 @@
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use meshplane_core::index::AccountIndex;
 use meshplane_core::model::{
-    Account, Activity, DnsSettings, Group, NameserverGroup, Network, NetworkResource,
-    NetworkRouter, Peer, PeerId, Policy, PostureCheck, Route, User,
+    Account, Activity, DnsSettings, Group, IngressPeer, IngressPortAllocation, NameserverGroup,
+    Network, NetworkResource, NetworkRouter, Peer, PeerId, Policy, PostureCheck, Route, User,
 };
 use meshplane_core::validate::Cidr;
-use meshplane_core::{dns_label, netmap, policy, Timestamp};
-use serde::Deserialize;
+use meshplane_core::{dns_label, netmap, policy, temporary_access, Timestamp};
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{json, Value};
 
 use super::auth::{meta, Admin};
@@ -25,7 +28,7 @@ use super::groups::minimum;
 use super::{deleted, load, App, NEVER};
 use crate::ids;
 use crate::records::AccountRecord;
-use crate::store::Tx;
+use crate::store::{Store, StoreError, Tx};
 
 pub fn routes() -> Router<App> {
     Router::new()
@@ -76,11 +79,31 @@ pub async fn aggregate(tx: &mut Tx, record: &AccountRecord) -> Result<Account, F
     })
 }
 
-fn time_or_never(t: Timestamp) -> Value {
-    if t == Timestamp::EPOCH {
-        json!(NEVER)
-    } else {
-        json!(t)
+/// The account as `tx` sees it, decoded once per account version and shared
+/// by the reads that see that version. For read transactions: a write
+/// transaction's own changes are not in the version yet.
+pub async fn snapshot(store: &Store, tx: &mut Tx, id: &str) -> Result<Arc<Account>, Failure> {
+    let version = tx.version(id).await?;
+    if let Some(account) = store.accounts().get(id, version) {
+        return Ok(account);
+    }
+    let record = load::<AccountRecord>(tx, id, id).await?;
+    let account = Arc::new(aggregate(tx, &record).await?);
+    store.accounts().keep(id, version, account.clone());
+    Ok(account)
+}
+
+/// A time as the REST API shows it: Go's zero time when never set.
+#[derive(Debug, Clone, Copy)]
+struct Time(Timestamp);
+
+impl Serialize for Time {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0 == Timestamp::EPOCH {
+            s.serialize_str(NEVER)
+        } else {
+            self.0.serialize(s)
+        }
     }
 }
 
@@ -89,99 +112,132 @@ fn fqdn(p: &Peer, account: &Account) -> String {
     format!("{}.{}", p.dns_label, account.settings.dns_domain)
 }
 
-/// The `GroupMinimum` of every group each peer is in, computed once for
-/// the whole account.
-fn memberships(account: &Account) -> BTreeMap<&PeerId, Vec<Value>> {
-    let mut out: BTreeMap<&PeerId, Vec<Value>> = BTreeMap::new();
-    for g in &account.groups {
-        let min = minimum(g);
-        for p in &g.peers {
-            out.entry(p).or_default().push(min.clone());
-        }
-    }
-    out
+/// The REST `Peer` (`PeerBatch` with `accessible_peers_count`), serialised
+/// straight from the stored peer: the list answers thousands of these, and
+/// building a JSON tree per peer cost more than everything else together.
+#[derive(Debug, Serialize)]
+struct PeerView<'a> {
+    id: &'a PeerId,
+    name: &'a str,
+    created_at: Time,
+    ip: Ipv4Addr,
+    connection_ip: &'a str,
+    connected: bool,
+    last_seen: Time,
+    os: String,
+    kernel_version: &'a str,
+    geoname_id: u32,
+    version: &'a str,
+    /// The `GroupMinimum` of each group the peer is in.
+    groups: Vec<&'a Value>,
+    ssh_enabled: bool,
+    user_id: &'a str,
+    hostname: &'a str,
+    ui_version: &'a str,
+    dns_label: String,
+    login_expiration_enabled: bool,
+    login_expired: bool,
+    last_login: Time,
+    inactivity_expiration_enabled: bool,
+    approval_required: bool,
+    country_code: &'a str,
+    city_name: &'a str,
+    serial_number: &'a str,
+    extra_dns_labels: &'a [String],
+    ephemeral: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    accessible_peers_count: Option<usize>,
 }
 
-/// The REST `Peer`; `groups` are its groups' `GroupMinimum`s.
-fn view(p: &Peer, groups: &[Value], account: &Account, now: Timestamp) -> Value {
-    let os = format!("{} {}", p.meta.os, p.meta.os_version)
-        .trim()
-        .to_string();
-    json!({
-        "id": p.id,
-        "name": p.name,
-        "created_at": time_or_never(p.created_at),
-        "ip": p.ip,
-        "connection_ip": p.connection_ip.clone().unwrap_or_default(),
-        "connected": p.connected,
-        "last_seen": time_or_never(p.last_seen),
-        "os": os,
-        "kernel_version": p.meta.kernel_version,
-        "geoname_id": p.location.geoname_id,
-        "version": p.meta.version,
-        "groups": groups,
-        "ssh_enabled": p.ssh_enabled,
-        "user_id": p.user_id.as_ref().map(ToString::to_string).unwrap_or_default(),
-        "hostname": p.hostname,
-        "ui_version": p.meta.ui_version,
-        "dns_label": fqdn(p, account),
-        "login_expiration_enabled": p.login_expiration_enabled,
-        "login_expired": p.login_expired(&account.settings, now),
-        "last_login": time_or_never(p.last_login),
-        "inactivity_expiration_enabled": p.inactivity_expiration_enabled,
-        "approval_required": p.approval_required,
-        "country_code": p.location.country_code,
-        "city_name": p.location.city_name,
-        "serial_number": p.meta.serial_number,
-        "extra_dns_labels": p.extra_dns_labels,
-        "ephemeral": p.ephemeral,
-    })
+impl<'a> PeerView<'a> {
+    fn new(p: &'a Peer, groups: Vec<&'a Value>, account: &Account, now: Timestamp) -> Self {
+        PeerView {
+            id: &p.id,
+            name: &p.name,
+            created_at: Time(p.created_at),
+            ip: p.ip,
+            connection_ip: p.connection_ip.as_deref().unwrap_or_default(),
+            connected: p.connected,
+            last_seen: Time(p.last_seen),
+            os: format!("{} {}", p.meta.os, p.meta.os_version)
+                .trim()
+                .to_string(),
+            kernel_version: &p.meta.kernel_version,
+            geoname_id: p.location.geoname_id,
+            version: &p.meta.version,
+            groups,
+            ssh_enabled: p.ssh_enabled,
+            user_id: p.user_id.as_ref().map_or("", |u| u.as_str()),
+            hostname: &p.hostname,
+            ui_version: &p.meta.ui_version,
+            dns_label: fqdn(p, account),
+            login_expiration_enabled: p.login_expiration_enabled,
+            login_expired: p.login_expired(&account.settings, now),
+            last_login: Time(p.last_login),
+            inactivity_expiration_enabled: p.inactivity_expiration_enabled,
+            approval_required: p.approval_required,
+            country_code: &p.location.country_code,
+            city_name: &p.location.city_name,
+            serial_number: &p.meta.serial_number,
+            extra_dns_labels: &p.extra_dns_labels,
+            ephemeral: p.ephemeral,
+            accessible_peers_count: None,
+        }
+    }
 }
 
 /// The REST `Peer` of one peer of `account`.
-fn single(peer: &Peer, account: &Account) -> Value {
-    let member = memberships(account);
-    let groups = member.get(&peer.id).map_or(&[][..], Vec::as_slice);
-    view(peer, groups, account, ids::now())
+fn single(peer: &Peer, account: &Account) -> Result<Value, Failure> {
+    let groups: Vec<Value> = account
+        .groups
+        .iter()
+        .filter(|g| g.peers.contains(&peer.id))
+        .map(minimum)
+        .collect();
+    let view = PeerView::new(peer, groups.iter().collect(), account, ids::now());
+    Ok(serde_json::to_value(view).map_err(StoreError::from)?)
 }
 
-/// The `PeerBatch` list: the peers `filter` keeps, each with how many
-/// peers its network map lists. CPU-bound; runs off the async workers.
-fn batch(account: &Account, filter: &PeerFilter, now: Timestamp) -> Vec<Value> {
+/// The `PeerBatch` list as JSON text: the peers `filter` keeps, each with
+/// how many peers its network map lists. Group memberships come from the
+/// account index (one `GroupMinimum` per group, shared). CPU-bound; runs off
+/// the async workers.
+fn batch(account: &Account, filter: &PeerFilter, now: Timestamp) -> Result<Vec<u8>, StoreError> {
     let started = std::time::Instant::now();
     let index = AccountIndex::new(account);
     let mut maps = netmap::MapBuilder::new(&index, now);
-    let member = memberships(account);
-    let out: Vec<Value> = account
+    let minimums: Vec<Value> = account.groups.iter().map(minimum).collect();
+    let views: Vec<PeerView> = account
         .peers
         .iter()
         .filter(|p| filter.name.as_ref().is_none_or(|n| &p.name == n))
         .filter(|p| filter.ip.as_ref().is_none_or(|ip| &p.ip.to_string() == ip))
         .map(|p| {
-            let groups = member.get(&p.id).map_or(&[][..], Vec::as_slice);
-            let reachable = index
-                .rank(p.id.as_str())
-                .map_or(0, |rank| maps.map(rank).peers().count());
-            let mut v = view(p, groups, account, now);
-            v["accessible_peers_count"] = json!(reachable);
-            v
+            let rank = index.rank(p.id.as_str());
+            let groups = rank.map_or(&[][..], |r| index.groups_of(r));
+            let groups = groups.iter().map(|&g| &minimums[g as usize]).collect();
+            let mut view = PeerView::new(p, groups, account, now);
+            view.accessible_peers_count =
+                Some(rank.map_or(0, |rank| maps.map(rank).peers().count()));
+            view
         })
         .collect();
+    let out = serde_json::to_vec(&views)?;
     tracing::debug!(
-        peers = out.len(),
+        peers = views.len(),
         elapsed_ms = started.elapsed().as_millis(),
         "peer list computed"
     );
-    out
+    Ok(out)
 }
 
 async fn list(
     State(app): State<App>,
     Admin(caller): Admin,
     Filter(filter): Filter<PeerFilter>,
-) -> Result<Json<Value>, Failure> {
+) -> Result<Response, Failure> {
     let mut tx = app.store.read().await?;
-    let account = aggregate(&mut tx, &caller.account).await?;
+    let account = snapshot(&app.store, &mut tx, caller.account_id()).await?;
     drop(tx);
     let now = ids::now();
     let out = tokio::task::spawn_blocking(move || batch(&account, &filter, now))
@@ -189,8 +245,8 @@ async fn list(
         .map_err(|e| {
             tracing::error!(error = %e, "peer list failed");
             Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-        })?;
-    Ok(Json(Value::Array(out)))
+        })??;
+    Ok(([(CONTENT_TYPE, "application/json")], out).into_response())
 }
 
 async fn read(
@@ -200,8 +256,8 @@ async fn read(
 ) -> Result<Json<Value>, Failure> {
     let mut tx = app.store.read().await?;
     let peer = load::<Peer>(&mut tx, caller.account_id(), &id).await?;
-    let account = aggregate(&mut tx, &caller.account).await?;
-    Ok(Json(single(&peer, &account)))
+    let account = snapshot(&app.store, &mut tx, caller.account_id()).await?;
+    Ok(Json(single(&peer, &account)?))
 }
 
 async fn accessible(
@@ -211,7 +267,7 @@ async fn accessible(
 ) -> Result<Json<Value>, Failure> {
     let mut tx = app.store.read().await?;
     let peer = load::<Peer>(&mut tx, caller.account_id(), &id).await?;
-    let account = aggregate(&mut tx, &caller.account).await?;
+    let account = snapshot(&app.store, &mut tx, caller.account_id()).await?;
     drop(tx);
     let index = AccountIndex::new(&account);
     let reachable = policy::accessible_peers(&index, peer.id.as_str(), ids::now())?;
@@ -230,7 +286,7 @@ async fn accessible(
                 "city_name": p.location.city_name,
                 "geoname_id": p.location.geoname_id,
                 "connected": p.connected,
-                "last_seen": time_or_never(p.last_seen),
+                "last_seen": Time(p.last_seen),
             })
         })
         .collect();
@@ -331,7 +387,7 @@ async fn update(
     if let Some(slot) = account.peers.iter_mut().find(|p| p.id == peer.id) {
         *slot = peer.clone();
     }
-    Ok(Json(single(&peer, &account)))
+    Ok(Json(single(&peer, &account)?))
 }
 
 async fn remove(
@@ -342,7 +398,7 @@ async fn remove(
     let account = caller.account_id();
     let mut tx = app.store.write().await?;
     let peer = load::<Peer>(&mut tx, account, &id).await?;
-    delete_peer(&mut tx, account, &peer).await?;
+    let forgotten = delete_peer(&mut tx, account, &peer).await?;
     caller
         .audit(
             &mut tx,
@@ -351,18 +407,44 @@ async fn remove(
             removal_meta(&peer),
         )
         .await?;
+    let policies = (forgotten
+        .changed
+        .iter()
+        .map(|p| (p, Activity::POLICY_UPDATED)))
+    .chain(
+        forgotten
+            .removed
+            .iter()
+            .map(|p| (p, Activity::POLICY_REMOVED)),
+    );
+    for (policy, activity) in policies {
+        let details = meta([("name", policy.name.as_str())]);
+        caller
+            .audit(&mut tx, activity, policy.id.as_str(), details)
+            .await?;
+    }
     tx.commit().await?;
+    // Its expose sessions end with it (audited as unexposed).
+    app.expose.remove_peer(&peer.id).await;
     Ok(deleted())
 }
 
-/// Deletes `peer` of `account` in `tx`: its group memberships, the peer and
-/// its secret-index entry. Refused while the peer serves a route or a
-/// network router. Used by the REST delete and by the server's removal of
-/// ephemeral peers; the caller records the audit event (with
-/// [`removal_meta`]) and commits, which updates the other peers' maps.
-pub async fn delete_peer(tx: &mut Tx, account: &str, peer: &Peer) -> Result<(), Failure> {
+/// Deletes `peer` of `account` in `tx`: its group memberships, the policy
+/// rules naming it as a resource (and policies left without rules), its
+/// ingress port allocations, the peer and its secret-index entry. Refused
+/// while the peer serves a route, a network router or as an ingress peer.
+/// Used by the REST delete and by the server's removal of ephemeral peers;
+/// the caller records the audit event (with [`removal_meta`]), may record
+/// the policy changes it returns, and commits, which updates the other
+/// peers' maps.
+pub async fn delete_peer(
+    tx: &mut Tx,
+    account: &str,
+    peer: &Peer,
+) -> Result<temporary_access::Forgotten, Failure> {
     let routes = tx.list::<Route>(account).await?;
     let routers = tx.list::<NetworkRouter>(account).await?;
+    let ingress_peers = tx.list::<IngressPeer>(account).await?;
     let serves = |p: &Option<PeerId>| p.as_ref() == Some(&peer.id);
     let link = routes
         .iter()
@@ -373,6 +455,12 @@ pub async fn delete_peer(tx: &mut Tx, account: &str, peer: &Peer) -> Result<(), 
                 .iter()
                 .find(|r| serves(&r.peer))
                 .map(|r| ("network router", r.id.as_str()))
+        })
+        .or_else(|| {
+            ingress_peers
+                .iter()
+                .find(|i| i.peer_id == peer.id)
+                .map(|i| ("ingress peer", i.id.as_str()))
         });
     if let Some((kind, name)) = link {
         return Err(Failure::bad_request(format!(
@@ -385,8 +473,22 @@ pub async fn delete_peer(tx: &mut Tx, account: &str, peer: &Peer) -> Result<(), 
             tx.put(account, &g).await?;
         }
     }
+    let policies = tx.list::<Policy>(account).await?;
+    let forgotten = temporary_access::forget_peer(&policies, &peer.id);
+    for p in &forgotten.changed {
+        tx.put(account, p).await?;
+    }
+    for p in &forgotten.removed {
+        tx.delete::<Policy>(account, p.id.as_str()).await?;
+    }
+    for a in tx.list::<IngressPortAllocation>(account).await? {
+        if a.peer_id == peer.id {
+            tx.delete::<IngressPortAllocation>(account, a.id.as_str())
+                .await?;
+        }
+    }
     tx.delete::<Peer>(account, peer.id.as_str()).await?;
-    Ok(())
+    Ok(forgotten)
 }
 
 /// The audit details of a peer's removal.

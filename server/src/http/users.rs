@@ -1,6 +1,7 @@
 //! `/api/users`: people and service users of the account.
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use meshplane_core::model::{
@@ -22,6 +23,7 @@ pub fn routes() -> Router<App> {
         .route("/api/users/current", get(current))
         .route("/api/users/{user_id}", put(update).delete(remove))
         .route("/api/users/{user_id}/approve", post(approve))
+        .route("/api/users/{user_id}/invite", post(invite))
         .route("/api/users/{user_id}/reject", delete(reject))
 }
 
@@ -316,6 +318,30 @@ async fn reject(
     let mut tx = app.store.write().await?;
     let user = pending(&mut tx, caller.account_id(), &id).await?;
     drop_user(&mut tx, &caller, &user, Activity::USER_REJECTED).await?;
+    tx.commit().await?;
+    Ok(deleted())
+}
+
+/// Sends an invited user's invitation again. This server sends no mail: the
+/// resend is checked and recorded in the audit log (`user.invite`), and the
+/// user signs in through the identity provider as before.
+async fn invite(
+    State(app): State<App>,
+    Admin(caller): Admin,
+    Ids(id): Ids<String>,
+) -> Result<Json<Value>, Failure> {
+    let mut tx = app.store.write().await?;
+    let user = load::<User>(&mut tx, caller.account_id(), &id).await?;
+    if user.is_service_user {
+        return Err(Failure::invalid("service users can't be invited"));
+    }
+    if user.status != UserStatus::Invited {
+        return Err(Failure::new(
+            StatusCode::PRECONDITION_FAILED,
+            "can't invite a user with an activated account",
+        ));
+    }
+    audit_user(&mut tx, &caller, &user, Activity::USER_INVITED).await?;
     tx.commit().await?;
     Ok(deleted())
 }

@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod client;
+
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -23,8 +25,11 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// Configuration variables of the server a developer may have set: the
 /// tests pass everything as flags.
-const SERVER_VARS: [&str; 6] = [
+const SERVER_VARS: [&str; 9] = [
     "MESHPLANE_CONFIG",
+    "MESHPLANE_EXPOSE_TTL_SECS",
+    "MESHPLANE_PROXY_DOMAIN",
+    "MESHPLANE_PROXY_GROUP",
     "MESHPLANE_EPHEMERAL_OFFLINE_SECS",
     "MESHPLANE_DATA_DIR",
     "MESHPLANE_STORE",
@@ -37,6 +42,18 @@ const SERVER_VARS: [&str; 6] = [
 pub enum Backend {
     Sqlite,
     Postgres,
+}
+
+impl Backend {
+    /// PostgreSQL when `MESHPLANE_TEST_POSTGRES_URL` is set, else SQLite
+    /// (for the benchmarks, which run on one backend).
+    pub fn from_env() -> Backend {
+        if std::env::var(PG_ENV).is_ok() {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
 }
 
 /// Runs `body` against a fresh server on each backend the environment
@@ -193,6 +210,28 @@ impl Server {
         s
     }
 
+    /// A second server process on this server's store (PostgreSQL), with
+    /// its own port and the same owner token; the store stays this
+    /// server's to drop.
+    pub fn another_instance(&self) -> Server {
+        let dir = std::env::temp_dir().join(unique("meshplane-server-test"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = free_port();
+        let mut s = Server {
+            child: None,
+            dir,
+            store_args: self.store_args.clone(),
+            extra_args: self.extra_args.clone(),
+            postgres_db: None,
+            store_url: self.store_url.clone(),
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            token: self.token.clone(),
+        };
+        s.launch();
+        s
+    }
+
     /// Another `admin-token` run against this server's store.
     pub fn admin_token(&self) -> String {
         admin_token(&self.store_args)
@@ -297,6 +336,16 @@ impl Server {
         let (status, body) = self.call("GET", path, None);
         assert_eq!(status, 200, "GET {path}: {body}");
         body
+    }
+
+    /// The body of a successful GET as text, unparsed (the benchmarks time
+    /// the server apart from the client's JSON parser).
+    pub fn get_text(&self, path: &str) -> String {
+        let resp = ureq::get(&format!("{}{path}", self.base))
+            .set("Authorization", &format!("Token {}", self.token))
+            .call()
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        resp.into_string().expect("a text body")
     }
 
     pub fn post(&self, path: &str, body: Value) -> Value {
@@ -405,6 +454,7 @@ impl Server {
                     .await
                     .unwrap();
             }
+            bump_version(&mut tx, &account).await;
             tx.commit().await.unwrap();
         });
     }
@@ -424,6 +474,7 @@ impl Server {
                 .execute(&mut conn)
                 .await
                 .unwrap();
+            bump_version(&mut conn, &account).await;
         });
     }
 
@@ -445,6 +496,19 @@ impl Server {
             .map(|e| e["activity_code"].as_str().unwrap().to_string())
             .collect()
     }
+}
+
+/// Raises the account's version, as every write of the server does, so
+/// servers drop what they decoded from the account before this direct write.
+async fn bump_version(conn: &mut sqlx::AnyConnection, account: &str) {
+    sqlx::query(
+        "INSERT INTO account_versions (account_id, version) VALUES ($1, 1) \
+         ON CONFLICT (account_id) DO UPDATE SET version = account_versions.version + 1",
+    )
+    .bind(account)
+    .execute(conn)
+    .await
+    .unwrap();
 }
 
 fn response(result: Result<ureq::Response, ureq::Error>) -> (u16, Value) {

@@ -1,0 +1,669 @@
+//! `meshplane expose` through `meshplane proxy`, end to end on loopback and
+//! without privileges: the real management server (session TTL 3 s), a
+//! proxy peer and a `--netstack` daemon as separate processes, a real local
+//! HTTP server, and the CLI as a child process read line by line.
+//!
+//! The visitor's path is the product's: an HTTP request to the proxy with
+//! the service's Host header, the proxy's dial through its own userspace
+//! stack and the WireGuard tunnel to the daemon's mesh IP, the daemon's
+//! forwarding to the local server on 127.0.0.1.
+//!
+//! The server binary is `meshplane-server` next to this test's directory;
+//! a lone `cargo test -p meshplane` needs `cargo build -p meshplane-server`
+//! first.
+
+// A failed unwrap is a failed test here.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::procs::{
+    accepts, admin_token, cli, free_port, json_reply, log_file, rest, server_binary, wait_until,
+    Daemon, Proc, Rest, ScratchDir, MESHPLANE,
+};
+use serde_json::{json, Value};
+
+/// The server's expose session TTL in this test.
+const TTL: Duration = Duration::from_secs(3);
+/// The server's default proxy domain.
+const PROXY_DOMAIN: &str = "proxy.localhost";
+/// Generous bound for anything that crosses processes on a loaded machine.
+const WITHIN: Duration = Duration::from_secs(60);
+const BODY: &str = "hello from the exposed service";
+const LIMIT_MESSAGE: &str = "peer has reached the maximum number of active expose sessions (10)";
+
+/// The management server with a short expose TTL, restartable on the same
+/// port and data.
+struct ExposeServer {
+    bin: PathBuf,
+    dir: PathBuf,
+    port: u16,
+    url: String,
+    token: String,
+    process: Proc,
+}
+
+impl ExposeServer {
+    fn start(dir: &Path) -> ExposeServer {
+        let bin = server_binary();
+        let token = admin_token(&bin, &dir.join("server-data"));
+        let port = free_port();
+        let mut server = ExposeServer {
+            bin,
+            dir: dir.to_path_buf(),
+            port,
+            url: format!("http://127.0.0.1:{port}"),
+            token,
+            process: Proc::none(),
+        };
+        server.launch();
+        server
+    }
+
+    fn launch(&mut self) {
+        self.process = Proc::spawn(
+            Command::new(&self.bin)
+                .arg("--data-dir")
+                .arg(self.dir.join("server-data"))
+                .args(["--listen", &format!("127.0.0.1:{}", self.port)])
+                .args(["--expose-ttl-secs", &TTL.as_secs().to_string()])
+                .env_remove("MESHPLANE_CONFIG")
+                .stdout(Stdio::null())
+                .stderr(log_file(&self.dir.join("server.log"))),
+        );
+        let at = SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.port);
+        wait_until(WITHIN, "the server listening", || accepts(at));
+    }
+
+    /// `kill -9` and a fresh server on the same data and port.
+    fn restart(&mut self) {
+        self.process.kill();
+        self.launch();
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    /// A reusable setup key whose peers join `group`.
+    fn setup_key(&self, group: &Value) -> String {
+        let key = self.post(
+            "/api/setup-keys",
+            json!({"name": "expose test", "type": "reusable", "expires_in": 0,
+                "auto_groups": [group], "usage_limit": 0}),
+        );
+        key["key"].as_str().unwrap().to_string()
+    }
+
+    /// Sets the account's peer expose switch and allowed groups.
+    fn peer_expose(&self, enabled: bool, groups: &[&Value]) {
+        let account = self.get("/api/accounts")[0].clone();
+        let mut settings = account["settings"].clone();
+        settings["peer_expose_enabled"] = json!(enabled);
+        settings["peer_expose_groups"] = json!(groups);
+        let id = account["id"].as_str().unwrap();
+        self.call(
+            "PUT",
+            &format!("/api/accounts/{id}"),
+            Some(json!({ "settings": settings })),
+        );
+    }
+
+    /// The domains of the account's active services.
+    fn services(&self) -> Vec<String> {
+        let list = self.get("/api/reverse-proxies/services");
+        list.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["domain"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// Whether the audit log has an event `code` about `domain`.
+    fn audited(&self, code: &str, domain: &str) -> bool {
+        let events = self.get("/api/events/audit");
+        events.as_array().into_iter().flatten().any(|e| {
+            e["activity_code"] == code
+                && e["meta"]
+                    .as_object()
+                    .is_some_and(|m| m.values().any(|v| v == domain))
+        })
+    }
+}
+
+impl Rest for ExposeServer {
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let reply = rest(&self.url, &self.token, method, path, body);
+        json_reply(&format!("{method} {path}"), reply, || self.log())
+    }
+}
+
+/// `meshplane proxy` on a free loopback port, plain HTTP.
+struct ProxyPeer {
+    at: SocketAddrV4,
+    dir: PathBuf,
+    _process: Proc,
+}
+
+impl ProxyPeer {
+    fn start(dir: PathBuf, url: &str, setup_key: &str) -> ProxyPeer {
+        std::fs::create_dir_all(&dir).unwrap();
+        let at = SocketAddrV4::new(Ipv4Addr::LOCALHOST, free_port());
+        let process = Proc::spawn(
+            Command::new(MESHPLANE)
+                .args(["proxy", "--management-url", url, "--setup-key", setup_key])
+                .args(["--domain", PROXY_DOMAIN, "--listen", &at.to_string()])
+                .arg("--state-dir")
+                .arg(dir.join("state"))
+                .stdout(log_file(&dir.join("proxy.out")))
+                .stderr(log_file(&dir.join("proxy.log"))),
+        );
+        let proxy = ProxyPeer {
+            at,
+            dir,
+            _process: process,
+        };
+        // It prints where it listens once it does.
+        let printed = format!("listening on {at}");
+        wait_until(WITHIN, "the proxy listening", || {
+            std::fs::read_to_string(proxy.dir.join("proxy.out"))
+                .is_ok_and(|out| out.contains(&printed))
+        });
+        assert!(accepts(at), "{}", proxy.log());
+        proxy
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("proxy.log")).unwrap_or_default()
+    }
+
+    /// One request to the proxy for `domain`.
+    fn request(&self, method: &str, domain: &str, path: &str, extra: &str, body: &str) -> Answer {
+        http(self.at, method, domain, path, extra, body)
+            .unwrap_or_else(|e| panic!("{method} {domain}{path}: {e}\n{}", self.log()))
+    }
+
+    fn get(&self, domain: &str) -> Answer {
+        self.request("GET", domain, "/", "", "")
+    }
+
+    /// Polls until the proxy answers `status` for `domain`; how long it took.
+    fn wait_status(&self, domain: &str, status: u16) -> Duration {
+        let started = Instant::now();
+        loop {
+            let answer = self.get(domain);
+            if answer.status == status {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < WITHIN,
+                "{domain} still answers {} {}, not {status}\n{}",
+                answer.status,
+                answer.body,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// An HTTP answer.
+struct Answer {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+/// One HTTP/1.1 request with `Host: domain` over a fresh connection.
+fn http(
+    at: SocketAddrV4,
+    method: &str,
+    domain: &str,
+    path: &str,
+    extra: &str,
+    body: &str,
+) -> std::io::Result<Answer> {
+    let mut stream = TcpStream::connect(at)?;
+    stream.set_read_timeout(Some(WITHIN))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {domain}\r\n{extra}Content-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    Ok(Answer {
+        status,
+        head: head.to_string(),
+        body: if chunked {
+            dechunk(rest)
+        } else {
+            rest.to_string()
+        },
+    })
+}
+
+/// The payload of a chunked body.
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 || after.len() < size {
+            break;
+        }
+        out.push_str(&after[..size]);
+        rest = after[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// A local HTTP server answering every request with `body`; its port.
+fn backend(body: &'static str) -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(&stream);
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    line.clear();
+                }
+                let _ = write!(
+                    &stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+                     Connection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    port
+}
+
+/// A running `meshplane expose`, its standard output read line by line.
+struct Exposing {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    stderr: PathBuf,
+}
+
+impl Exposing {
+    fn start(socket: &Path, args: &[&str]) -> Exposing {
+        static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let stderr = socket.with_file_name(format!("expose-{n}.err"));
+        let mut child = Command::new(MESHPLANE)
+            .arg("--socket")
+            .arg(socket)
+            .arg("expose")
+            .args(args)
+            .env_remove("MESHPLANE_SOCKET")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log_file(&stderr))
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Exposing {
+            child,
+            lines,
+            stderr,
+        }
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// The next line of output; panics (with standard error) when the
+    /// command ended or said nothing in time.
+    fn line(&self) -> String {
+        self.lines
+            .recv_timeout(WITHIN)
+            .unwrap_or_else(|e| panic!("expose printed no line ({e}): {}", self.stderr()))
+    }
+
+    /// Reads the success block; its `Domain:` value.
+    fn block(&self) -> (Vec<String>, String) {
+        let mut block = Vec::new();
+        loop {
+            let line = self.line();
+            let done = line == "Press Ctrl+C to stop exposing.";
+            block.push(line);
+            if done {
+                break;
+            }
+        }
+        let domain = block
+            .iter()
+            .find_map(|l| l.strip_prefix("  Domain:   "))
+            .unwrap_or_else(|| panic!("no domain in {block:?}"))
+            .to_string();
+        (block, domain)
+    }
+
+    /// Sends `signal` (`-INT`, `-TERM`) to the CLI.
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the CLI to exit; its status and the rest of its output.
+    fn exit(&mut self) -> (ExitStatus, String) {
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                started.elapsed() < WITHIN,
+                "expose did not exit: {}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let rest: Vec<String> = self.lines.try_iter().collect();
+        (status, rest.join("\n"))
+    }
+}
+
+impl Drop for Exposing {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs an expose that must fail; its standard error.
+fn expose_fails(socket: &Path, args: &[&str]) -> String {
+    let mut all = vec!["expose"];
+    all.extend_from_slice(args);
+    let out = cli(socket, &all);
+    assert!(!out.status.success(), "expected a failure: {out:?}");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    String::from_utf8(out.stderr).unwrap().trim().to_string()
+}
+
+#[test]
+fn exposed_services_are_served_by_the_proxy_for_as_long_as_the_session_lives() {
+    let dir = ScratchDir::new("expose-e2e");
+    let mut server = ExposeServer::start(&dir.0);
+    let proxies = server.post("/api/groups", json!({"name": "proxies"}))["id"].clone();
+    let exposers = server.post("/api/groups", json!({"name": "exposers"}))["id"].clone();
+    server.peer_expose(true, &[&exposers]);
+    let proxy = ProxyPeer::start(
+        dir.0.join("proxy"),
+        &server.url,
+        &server.setup_key(&proxies),
+    );
+    let mut daemon = Daemon::netstack(dir.0.join("daemon"), &["--expose-renew-secs", "1"]);
+    daemon.ok(&[
+        "up",
+        "--management-url",
+        &server.url,
+        "--setup-key",
+        &server.setup_key(&exposers),
+    ]);
+    wait_until(WITHIN, "the daemon connected", || {
+        daemon.status()["management_connected"] == true
+    });
+    let port = backend(BODY).to_string();
+
+    // Expose prints the seed's block, and the URL serves the local server.
+    let mut plain = Exposing::start(&daemon.socket, &[&port, "--with-name-prefix", "demo"]);
+    let (block, domain) = plain.block();
+    let name = domain.strip_suffix(&format!(".{PROXY_DOMAIN}")).unwrap();
+    assert!(
+        name.starts_with("demo-") && name.len() == "demo-".len() + 4,
+        "{name}"
+    );
+    assert_eq!(
+        block,
+        [
+            "Service exposed successfully!".to_string(),
+            format!("  Name:     {name}"),
+            format!("  URL:      https://{domain}"),
+            format!("  Domain:   {domain}"),
+            "  Protocol: http".to_string(),
+            format!("  Port:     {port}"),
+            String::new(),
+            "Press Ctrl+C to stop exposing.".to_string(),
+        ]
+    );
+    assert_eq!(server.services(), vec![domain.clone()]);
+    let took = proxy.wait_status(&domain, 200);
+    eprintln!("exposed service reachable through the proxy {took:?} after the CLI printed it");
+    assert_eq!(proxy.get(&domain).body, BODY);
+    assert_eq!(proxy.get("nothing.proxy.localhost").status, 404);
+    // Renewals (every second) keep it alive past the 3 s TTL.
+    std::thread::sleep(TTL * 2);
+    assert_eq!(proxy.get(&domain).status, 200, "{}", daemon.log());
+
+    // Ctrl+C: stopped at once, audited as unexposed.
+    plain.signal("-INT");
+    let (status, rest) = plain.exit();
+    assert!(status.success(), "{status:?} {}", plain.stderr());
+    assert_eq!(rest, "Service stopped.");
+    let gone = proxy.wait_status(&domain, 404);
+    eprintln!("service gone from the proxy {gone:?} after the CLI exited");
+    assert!(server.audited("service.peer.expose", &domain));
+    assert!(server.audited("service.peer.unexpose", &domain));
+    assert!(server.services().is_empty());
+
+    // A PIN: the login page first, the content after the right PIN.
+    let pinned = Exposing::start(
+        &daemon.socket,
+        &[&port, "--with-pin", "123456", "--with-name-prefix", "pin"],
+    );
+    let (_, domain) = pinned.block();
+    proxy.wait_status(&domain, 401);
+    let page = proxy.get(&domain);
+    assert!(page.body.contains("<form"), "{}", page.body);
+    assert!(!page.body.contains(BODY));
+    let form = "application/x-www-form-urlencoded";
+    let wrong = proxy.request(
+        "POST",
+        &domain,
+        "/.meshplane/login",
+        &format!("Content-Type: {form}\r\n"),
+        "method=pin&secret=654321&rd=%2F",
+    );
+    assert_eq!(wrong.status, 401);
+    assert!(!wrong.head.contains("meshplane_session="));
+    let right = proxy.request(
+        "POST",
+        &domain,
+        "/.meshplane/login",
+        &format!("Content-Type: {form}\r\n"),
+        "method=pin&secret=123456&rd=%2F",
+    );
+    let cookie = right
+        .head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("set-cookie")
+                .then(|| value.trim().split(';').next().unwrap_or("").to_string())
+        })
+        .unwrap_or_else(|| panic!("no cookie after the right PIN: {}", right.head));
+    let content = proxy.request("GET", &domain, "/", &format!("Cookie: {cookie}\r\n"), "");
+    assert_eq!((content.status, content.body.as_str()), (200, BODY));
+    // `down` stops the session before the daemon leaves the mesh.
+    daemon.ok(&["down"]);
+    let mut pinned = pinned;
+    let (status, rest) = pinned.exit();
+    assert!(status.success(), "{status:?} {}", pinned.stderr());
+    assert_eq!(rest, "Service stopped.");
+    assert!(server.audited("service.peer.unexpose", &domain));
+    proxy.wait_status(&domain, 404);
+    daemon.ok(&["up"]);
+    wait_until(WITHIN, "the daemon connected again", || {
+        daemon.status()["management_connected"] == true
+    });
+
+    // kill -9 of the daemon: no stop is sent; the TTL removes the service.
+    let mut orphan = Exposing::start(&daemon.socket, &[&port, "--json"]);
+    let session: Value = serde_json::from_str(&orphan.line()).unwrap();
+    let domain = session["domain"].as_str().unwrap().to_string();
+    assert_eq!(session["url"], format!("https://{domain}"));
+    assert_eq!(session["protocol"], "http");
+    assert_eq!(session["port"].to_string(), port);
+    assert!(session["name"].as_str().is_some_and(|n| n.len() == 12));
+    assert!(session["expires_at"].is_string(), "{session}");
+    proxy.wait_status(&domain, 200);
+    daemon.kill();
+    let killed = Instant::now();
+    let (status, _) = orphan.exit();
+    assert!(!status.success());
+    wait_until(WITHIN, "the orphaned session expiring", || {
+        server.services().is_empty()
+    });
+    eprintln!(
+        "orphaned session expired {:?} after the daemon was killed (TTL {TTL:?})",
+        killed.elapsed()
+    );
+    // (A request still routed to the dead peer waits out the proxy's
+    // connect timeout, so this can take a while.)
+    proxy.wait_status(&domain, 404);
+    wait_until(WITHIN, "the expiry in the audit log", || {
+        server.audited("service.peer.expose.expire", &domain)
+    });
+    daemon.launch();
+    wait_until(WITHIN, "the restarted daemon connected", || {
+        daemon.status()["management_connected"] == true
+    });
+
+    // Ten sessions at once; the eleventh is refused.
+    let ten: Vec<Exposing> = (0..10)
+        .map(|_| Exposing::start(&daemon.socket, &[&port]))
+        .collect();
+    for e in &ten {
+        e.block();
+    }
+    assert_eq!(server.services().len(), 10);
+    assert_eq!(expose_fails(&daemon.socket, &[&port]), LIMIT_MESSAGE);
+    // SIGTERM stops a session as Ctrl+C does.
+    let mut ten = ten;
+    let mut first = ten.remove(0);
+    first.signal("-TERM");
+    let (status, rest) = first.exit();
+    assert!(status.success(), "{status:?} {}", first.stderr());
+    assert_eq!(rest, "Service stopped.");
+    // Killed CLIs close their connections: the daemon stops their sessions.
+    drop(ten);
+    wait_until(WITHIN, "the ten sessions stopped", || {
+        server.services().is_empty()
+    });
+
+    // Permission: the feature off, then on for a group the peer is not in.
+    server.peer_expose(false, &[&exposers]);
+    assert_eq!(expose_fails(&daemon.socket, &[&port]), "permission denied");
+    server.peer_expose(true, &[&proxies]);
+    assert_eq!(expose_fails(&daemon.socket, &[&port]), "permission denied");
+    server.peer_expose(true, &[&exposers]);
+    // The server's own refusals come through verbatim.
+    assert_eq!(
+        expose_fails(&daemon.socket, &[&port, "--with-user-groups", "nosuch"]),
+        "unknown user group \"nosuch\""
+    );
+
+    // A management restart loses the sessions and their services at once;
+    // the CLI's next renewal fails and it exits with the server's reason.
+    let mut lost = Exposing::start(&daemon.socket, &[&port]);
+    let (_, domain) = lost.block();
+    proxy.wait_status(&domain, 200);
+    server.restart();
+    proxy.wait_status(&domain, 404);
+    assert!(server.services().is_empty());
+    let (status, _) = lost.exit();
+    assert_eq!(status.code(), Some(1));
+    let stderr = lost.stderr();
+    assert!(
+        stderr.starts_with("cannot renew the expose session: "),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_flags_and_a_daemon_that_is_down_fail_with_the_seed_messages() {
+    let dir = ScratchDir::new("expose-flags");
+    let daemon = Daemon::netstack(dir.0.join("daemon"), &[]);
+    let socket = &daemon.socket;
+    let port = "8080";
+    assert_eq!(
+        expose_fails(socket, &[port, "--with-name-prefix", "Bad_Prefix"]),
+        "generate service name: invalid name prefix \"Bad_Prefix\": must be lowercase \
+         alphanumeric with optional hyphens, 1-32 characters"
+    );
+    assert_eq!(
+        expose_fails(socket, &[port, "--with-name-prefix", "-demo"]),
+        "generate service name: invalid name prefix \"-demo\": must be lowercase \
+         alphanumeric with optional hyphens, 1-32 characters"
+    );
+    for bad in ["0", "65536", "-1", "http"] {
+        assert_eq!(
+            expose_fails(socket, &[bad]),
+            "invalid port number: must be between 1 and 65535",
+            "port {bad}"
+        );
+    }
+    assert_eq!(
+        expose_fails(socket, &[port, "--protocol", "tcp"]),
+        "unsupported protocol"
+    );
+    for bad in ["12345", "1234567", "12a456"] {
+        assert_eq!(
+            expose_fails(socket, &[port, "--with-pin", bad]),
+            "invalid pin: must be exactly 6 digits"
+        );
+    }
+    assert_eq!(
+        expose_fails(socket, &[port, "--with-password", ""]),
+        "password cannot be empty"
+    );
+    assert_eq!(
+        expose_fails(socket, &[port, "--with-user-groups", ""]),
+        "user groups cannot be empty"
+    );
+    // Valid flags, but the daemon is not up.
+    assert_eq!(
+        expose_fails(socket, &[port, "--with-name-prefix", "demo"]),
+        "client is not running, run 'meshplane up' first"
+    );
+    // No daemon at all.
+    let none = dir.0.join("none.sock");
+    assert_eq!(
+        expose_fails(&none, &[port]),
+        "the meshplane daemon is not running (start it with 'meshplane daemon')"
+    );
+}

@@ -1,0 +1,35 @@
+//! Peer expose on the management server: `meshplane expose` publishes a
+//! peer's local HTTP service through the account's reverse proxy for as
+//! long as its session lives.
+//!
+//! - [`sessions`]: the one in-memory session table (the core's), its
+//!   reaper, audit and change notices;
+//! - [`rpc`]: CreateExpose / RenewExpose / StopExpose for the exposing peer,
+//!   whose sender [`senders`] checks;
+//! - [`watch`](mod@watch): WatchServices, the proxy's stream of the services it serves;
+//! - [`services_rest`] and [`domains`]: the REST views of services and the
+//!   domains they may live under.
+//!
+//! What the proxy may reach follows from the active sessions alone (the
+//! core's `expose::grants`); the Sync streams apply it through
+//! [`Expose::granted`].
+
+mod domains;
+mod rpc;
+mod senders;
+mod services_rest;
+mod sessions;
+mod watch;
+
+use axum::Router;
+
+use crate::http::App;
+
+pub use rpc::{create, renew, stop};
+pub use sessions::{Expose, ExposeConfig};
+pub use watch::watch;
+
+/// The REST routes of reverse-proxy services and domains.
+pub fn routes() -> Router<App> {
+    services_rest::routes().merge(domains::routes())
+}

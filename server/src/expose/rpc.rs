@@ -1,0 +1,158 @@
+//! CreateExpose, RenewExpose and StopExpose: the sealed sender is the
+//! exposing peer. It must be registered and pass the login checks Sync
+//! makes (not blocked, login not expired); the core's session table does
+//! the rest, and its errors reach the daemon through the core-kind to
+//! gRPC-status mapping (the limit as RESOURCE_EXHAUSTED).
+//!
+//! The sender is checked by [`super::senders`], which keeps the few rows
+//! those checks read, so a renewal costs no database round trip.
+
+use meshplane_core::expose::{ExposeContext, ExposePeer, ExposeRequest, Session};
+use meshplane_core::model::Group;
+use meshplane_proto::status::from_core;
+use meshplane_proto::v1::{
+    CreateExposeRequest, CreateExposeResponse, ExposeSession, RenewExposeRequest,
+    RenewExposeResponse, StopExposeRequest, StopExposeResponse,
+};
+use tonic::Status;
+
+use super::domains::custom_domains;
+use super::senders::Sender;
+use super::Expose;
+use crate::grpc::internal;
+use crate::store::Store;
+
+/// An empty string or list means "not given" on the wire.
+fn given(s: String) -> Option<String> {
+    Some(s).filter(|s| !s.is_empty())
+}
+
+/// The core's request from the wire's. A list of only blank user groups
+/// is kept (and refused as empty); an empty list means none.
+fn request(req: CreateExposeRequest) -> ExposeRequest {
+    let user_groups = (!req.user_groups.is_empty()).then(|| {
+        req.user_groups
+            .into_iter()
+            .map(|g| g.trim().to_string())
+            .filter(|g| !g.is_empty())
+            .collect()
+    });
+    ExposeRequest {
+        port: i64::from(req.port),
+        protocol: given(req.protocol),
+        pin: given(req.pin),
+        password: given(req.password),
+        user_groups,
+        custom_domain: given(req.custom_domain),
+        name_prefix: given(req.name_prefix),
+    }
+}
+
+fn session(s: &Session) -> ExposeSession {
+    ExposeSession {
+        name: s.name.clone(),
+        domain: s.domain.clone(),
+        url: s.url.clone(),
+        protocol: s.protocol.as_str().to_string(),
+        port: u32::from(s.port.get()),
+        expires_at_ms: s.deadline.as_millis(),
+    }
+}
+
+/// CreateExpose for the peer holding `key`.
+pub async fn create(
+    expose: &Expose,
+    store: &Store,
+    key: &str,
+    req: CreateExposeRequest,
+) -> Result<CreateExposeResponse, Status> {
+    let Sender { record, peer } = expose.senders().check(key).await?;
+    let mut tx = store.read().await.map_err(internal)?;
+    let groups = tx.list::<Group>(&record.id).await.map_err(internal)?;
+    let domains = custom_domains(&mut tx, &record.id)
+        .await
+        .map_err(internal)?;
+    drop(tx);
+    let exposing = ExposePeer {
+        groups: groups
+            .iter()
+            .filter(|g| g.peers.contains(&peer.id))
+            .map(|g| g.id.clone())
+            .collect(),
+        id: peer.id,
+        name: peer.name,
+    };
+    let request = request(req);
+    let expose = expose.clone();
+    // PIN and password hashing take tens of milliseconds.
+    let created = tokio::task::spawn_blocking(move || {
+        let ctx = ExposeContext {
+            settings: &record.settings,
+            groups: &groups,
+            custom_domains: &domains,
+            peer: &exposing,
+        };
+        expose.create(&record.id, &ctx, &request)
+    })
+    .await
+    .map_err(internal)?
+    .map_err(|e| from_core(&e))?;
+    Ok(CreateExposeResponse {
+        session: Some(session(&created)),
+    })
+}
+
+/// RenewExpose for the peer holding `key`.
+pub async fn renew(
+    expose: &Expose,
+    key: &str,
+    req: RenewExposeRequest,
+) -> Result<RenewExposeResponse, Status> {
+    let peer = expose.senders().check(key).await?.peer;
+    let deadline = expose
+        .renew(&peer.id, &req.domain)
+        .await
+        .map_err(|e| from_core(&e))?;
+    Ok(RenewExposeResponse {
+        expires_at_ms: deadline.as_millis(),
+    })
+}
+
+/// StopExpose for the peer holding `key`.
+pub async fn stop(
+    expose: &Expose,
+    key: &str,
+    req: StopExposeRequest,
+) -> Result<StopExposeResponse, Status> {
+    let peer = expose.senders().check(key).await?.peer;
+    expose
+        .stop(&peer.id, &req.domain)
+        .await
+        .map_err(|e| from_core(&e))?;
+    Ok(StopExposeResponse {})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_blanks_mean_not_given() {
+        let none = request(CreateExposeRequest {
+            port: 8080,
+            ..CreateExposeRequest::default()
+        });
+        assert_eq!(
+            none,
+            ExposeRequest {
+                port: 8080,
+                ..ExposeRequest::default()
+            }
+        );
+        let blank_groups = request(CreateExposeRequest {
+            user_groups: vec![" ".into()],
+            ..CreateExposeRequest::default()
+        });
+        assert_eq!(blank_groups.user_groups, Some(vec![]));
+    }
+}
