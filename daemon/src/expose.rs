@@ -97,7 +97,6 @@ pub fn check(request: &ExposeRequest) -> Result<CreateExposeRequest, ExposeError
             .as_deref()
             .map(|v| check(v).map(|()| v.to_string()))
             .transpose()
-            .map(Option::unwrap_or_default)
     };
     let pin = checked(&request.pin, |v| v.parse::<Pin>().map(drop))?;
     let password = checked(&request.password, |v| v.parse::<Password>().map(drop))?;
@@ -108,8 +107,10 @@ pub fn check(request: &ExposeRequest) -> Result<CreateExposeRequest, ExposeError
         Some(groups) => groups.clone(),
         None => Vec::new(),
     };
-    let custom_domain = checked(&request.custom_domain, |v| v.parse::<Domain>().map(drop))?;
-    let name_prefix = checked(&request.name_prefix, |v| v.parse::<NamePrefix>().map(drop))?;
+    let custom_domain =
+        checked(&request.custom_domain, |v| v.parse::<Domain>().map(drop))?.unwrap_or_default();
+    let name_prefix =
+        checked(&request.name_prefix, |v| v.parse::<NamePrefix>().map(drop))?.unwrap_or_default();
     Ok(CreateExposeRequest {
         port: u32::from(port.get()),
         protocol: protocol.as_str().to_string(),
@@ -379,8 +380,8 @@ mod tests {
         let create = check(&r).unwrap();
         assert_eq!(create.port, 8080);
         assert_eq!(create.protocol, "https");
-        assert_eq!(create.pin, "123456");
-        assert_eq!(create.password, "");
+        assert_eq!(create.pin.as_deref(), Some("123456"));
+        assert_eq!(create.password, None);
         assert_eq!(create.user_groups, vec!["devops".to_string()]);
         assert_eq!(create.name_prefix, "demo");
         assert_eq!(check(&request(1)).unwrap().protocol, "http");

@@ -99,12 +99,16 @@ pub enum LinkError {
 
 impl Link {
     /// Logs in at `url` (registering with `setup_key` when given), starts
-    /// the engine and begins following the Sync stream.
+    /// the engine and begins following the Sync stream. In netstack mode,
+    /// `forward_to_host` decides whether connections from peers reach the
+    /// host's loopback services ([`Forwarder`]); the reverse-proxy peer says
+    /// no, since nothing on its host is meant for the mesh.
     pub async fn up(
         url: &str,
         setup_key: &str,
         key: PrivateKey,
         kernel: Option<&str>,
+        forward_to_host: bool,
     ) -> Result<Link, LinkError> {
         let mut session = Session::connect(url, &key).await?;
         let login = session.login(setup_key).await?;
@@ -121,7 +125,8 @@ impl Link {
             .await
             .map_err(LinkError::Engine)?;
         let forward = match &frontend {
-            Frontend::Netstack(stack) => Some(Forwarder::start(stack)),
+            Frontend::Netstack(stack) if forward_to_host => Some(Forwarder::start(stack)),
+            Frontend::Netstack(_) => None,
             #[cfg(target_os = "linux")]
             Frontend::Kernel(_) => None,
         };

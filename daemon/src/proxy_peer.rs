@@ -123,7 +123,8 @@ pub fn run(
         .map_err(ProxyPeerError::Runtime)?;
     runtime.block_on(async {
         let setup_key = args.setup_key.as_deref().unwrap_or("");
-        let link = Link::up(&args.management_url, setup_key, key.clone(), None).await?;
+        // Netstack, and no forwarding: the proxy only dials out to targets.
+        let link = Link::up(&args.management_url, setup_key, key.clone(), None, false).await?;
         let mesh_ip = link.identity.address.addr();
         let (services, table) = watch::channel(Arc::new(Vec::new()));
         let watcher = tokio::spawn(watch_services(

@@ -162,6 +162,7 @@ impl Daemon {
             setup_key.as_deref().unwrap_or(""),
             key,
             self.kernel.as_deref(),
+            true,
         )
         .await
         .map_err(|e| e.to_string())?;

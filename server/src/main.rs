@@ -109,6 +109,7 @@ async fn serve(settings: &Settings) -> Result<(), String> {
     let (app, streams) = grpc::mount(app, &store, &expose).await?;
     tokio::spawn(grpc::remove_offline(
         store.clone(),
+        expose.clone(),
         settings.ephemeral_offline,
     ));
     // Connect info gives the gRPC calls the peer's address (`connection_ip`).

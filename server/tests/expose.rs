@@ -146,7 +146,7 @@ fn sessions_reach_rest_proxy_and_maps(s: &mut Server) {
         let created: ExposeSession = a
             .create_expose(CreateExposeRequest {
                 name_prefix: "demo".into(),
-                pin: "123456".into(),
+                pin: Some("123456".into()),
                 user_groups: vec!["devs".into()],
                 ..http(8080)
             })
@@ -328,10 +328,17 @@ fn create_refusals(s: &mut Server) {
             ),
             (
                 CreateExposeRequest {
-                    pin: "12ab".into(),
+                    pin: Some("12ab".into()),
                     ..http(80)
                 },
                 "invalid pin: must be exactly 6 digits",
+            ),
+            (
+                CreateExposeRequest {
+                    password: Some(String::new()),
+                    ..http(80)
+                },
+                "password cannot be empty",
             ),
             (
                 CreateExposeRequest {
@@ -373,7 +380,7 @@ fn create_refusals(s: &mut Server) {
         // Ten sessions, then the limit.
         for port in 1..=10 {
             let request = CreateExposeRequest {
-                password: "secret".into(),
+                password: Some("secret".into()),
                 user_groups: vec!["devs".into()],
                 ..http(8000 + port)
             };

@@ -22,7 +22,8 @@ use super::Expose;
 use crate::grpc::internal;
 use crate::store::Store;
 
-/// An empty string or list means "not given" on the wire.
+/// An empty string means "not given" on the wire (PIN and password are
+/// `optional` fields instead, so an empty one sent on purpose is refused).
 fn given(s: String) -> Option<String> {
     Some(s).filter(|s| !s.is_empty())
 }
@@ -40,8 +41,8 @@ fn request(req: CreateExposeRequest) -> ExposeRequest {
     ExposeRequest {
         port: i64::from(req.port),
         protocol: given(req.protocol),
-        pin: given(req.pin),
-        password: given(req.password),
+        pin: req.pin,
+        password: req.password,
         user_groups,
         custom_domain: given(req.custom_domain),
         name_prefix: given(req.name_prefix),

@@ -1,9 +1,10 @@
 //! Removes ephemeral peers that stay offline too long (10 minutes unless
 //! `--ephemeral-offline-secs` says otherwise). The core decides which are
 //! due ([`ephemeral_sweep`]); this task wakes when the next one is, deletes
-//! them the way the REST delete does ([`delete_peer`]) and records the
-//! removal with the system as initiator. The commit reaches the other
-//! peers' Sync streams like any other change.
+//! them the way the REST delete does ([`delete_peer`]), records the
+//! removal with the system as initiator and, once committed, ends their
+//! expose sessions. The commit reaches the other peers' Sync streams like
+//! any other change.
 //!
 //! A peer that goes offline after a sweep becomes due no sooner than one
 //! period later, so sleeping at most one period between sweeps never
@@ -11,10 +12,11 @@
 
 use std::time::Duration as StdDuration;
 
-use meshplane_core::model::{Activity, AuditEvent, Peer};
+use meshplane_core::model::{Activity, AuditEvent, Peer, PeerId};
 use meshplane_core::registration::ephemeral_sweep;
 use meshplane_core::{Duration, Timestamp};
 
+use crate::expose::Expose;
 use crate::http::peers::{delete_peer, removal_meta};
 use crate::ids;
 use crate::store::{Store, StoreError};
@@ -25,11 +27,14 @@ const SYSTEM_INITIATOR: &str = "sys";
 const RETRY: StdDuration = StdDuration::from_secs(5);
 
 /// Sweeps forever: at start, then whenever the next ephemeral peer is due.
-pub async fn remove_offline(store: Store, offline: Duration) {
+pub async fn remove_offline(store: Store, expose: Expose, offline: Duration) {
     loop {
         let now = ids::now();
         let wait = match sweep(&store, now, offline).await {
-            Ok(next) => {
+            Ok((removed, next)) => {
+                for peer in &removed {
+                    expose.remove_peer(peer).await;
+                }
                 let until = next.map_or(offline.as_millis(), |t| {
                     t.as_millis().saturating_sub(now.as_millis())
                 });
@@ -45,14 +50,15 @@ pub async fn remove_offline(store: Store, offline: Duration) {
     }
 }
 
-/// Deletes every ephemeral peer due at `now`, in one transaction; the time
-/// the next one will be due.
+/// Deletes every ephemeral peer due at `now`, in one transaction; the
+/// peers removed and the time the next one will be due.
 async fn sweep(
     store: &Store,
     now: Timestamp,
     offline: Duration,
-) -> Result<Option<Timestamp>, StoreError> {
+) -> Result<(Vec<PeerId>, Option<Timestamp>), StoreError> {
     let mut tx = store.write().await?;
+    let mut removed = Vec::new();
     let mut next: Option<Timestamp> = None;
     for account in tx.accounts_with::<Peer>().await? {
         let peers = tx.list::<Peer>(&account).await?;
@@ -79,8 +85,9 @@ async fn sweep(
             })
             .await?;
             tracing::info!(peer = %peer.id, name = peer.name, "ephemeral peer removed after being offline");
+            removed.push(peer.id.clone());
         }
     }
     tx.commit().await?;
-    Ok(next)
+    Ok((removed, next))
 }
