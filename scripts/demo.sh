@@ -72,7 +72,7 @@ curl -fsS -H "Authorization: Token $token" "$api/accounts" | field '[0]["setting
 
 printf '\n$ meshplane proxy --domain proxy.localhost --listen %s ...\n' "$proxy_listen"
 "$meshplane" proxy --management-url "http://$listen" --setup-key "$proxy_key" \
-    --domain proxy.localhost --listen "$proxy_listen" --state-dir "$data/proxy" &
+    --domain proxy.localhost --listen "$proxy_listen" --state-dir "$data/proxy" 2>"$data/proxy.log" &
 pids+=($!)
 
 socket=$data/laptop.sock
