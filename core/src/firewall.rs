@@ -133,8 +133,9 @@ impl Transport {
         matches!(self, Transport::Tcp | Transport::Udp)
     }
 
-    /// How long a flow of this protocol stays open without packets.
-    fn idle_timeout(self) -> Duration {
+    /// How long a flow of this protocol stays open without packets (also
+    /// when a flow log reports it ended).
+    pub fn idle_timeout(self) -> Duration {
         match self {
             Transport::Tcp => Duration::from_secs(300),
             Transport::Udp => Duration::from_secs(180),
@@ -167,7 +168,7 @@ pub struct Packet {
 
 impl Packet {
     /// The flow this packet belongs to, the same key in both directions.
-    fn flow(&self) -> FlowKey {
+    pub fn flow(&self) -> FlowKey {
         let (local_port, remote_port) = match self.direction {
             Direction::In => (self.dst_port, self.src_port),
             Direction::Out => (self.src_port, self.dst_port),
@@ -382,11 +383,11 @@ impl RuleSet {
 
 /// A flow, the same in both directions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct FlowKey {
-    remote: Ipv4Addr,
-    transport: Transport,
-    local_port: u16,
-    remote_port: u16,
+pub struct FlowKey {
+    pub remote: Ipv4Addr,
+    pub transport: Transport,
+    pub local_port: u16,
+    pub remote_port: u16,
 }
 
 /// An open flow: the packet that opened it and when it lapses.
@@ -733,5 +734,32 @@ mod tests {
             r#"{"peer_ip":"0.0.0.0","direction":"up","action":"accept","protocol":"tcp"}"#
         )
         .is_err());
+    }
+
+    #[test]
+    fn a_packet_and_its_reply_share_a_flow_key() {
+        let out = Packet {
+            direction: Direction::Out,
+            remote: B,
+            transport: Transport::Tcp,
+            src_port: 40000,
+            dst_port: 80,
+        };
+        let back = Packet {
+            direction: Direction::In,
+            src_port: 80,
+            dst_port: 40000,
+            ..out
+        };
+        assert_eq!(out.flow(), back.flow());
+        assert_eq!((out.flow().local_port, out.flow().remote_port), (40000, 80));
+        assert_ne!(
+            out.flow(),
+            Packet {
+                src_port: 40001,
+                ..out
+            }
+            .flow()
+        );
     }
 }

@@ -60,6 +60,10 @@ enum Command {
         /// credentials. Netstack mode only.
         #[arg(long, value_name = "ADDR", requires = "netstack", value_parser = crate::socks::parse_listen)]
         socks5: Option<SocketAddr>,
+        /// Seconds between reports of flow events to the management server
+        /// (sent only while the account logs network traffic).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+        flow_report_secs: u32,
     },
     /// Connect to the management server and join the mesh.
     Up {
@@ -109,10 +113,12 @@ pub fn main() -> i32 {
             interface,
             expose_renew_secs,
             socks5,
+            flow_report_secs,
         } => {
             let kernel = (!netstack && is_root()).then_some(interface);
             let renew = meshplane_core::Duration::from_secs(i64::from(expose_renew_secs));
-            run_daemon(state_dir, cli.socket, kernel, renew, socks5)
+            let flows = Duration::from_secs(u64::from(flow_report_secs));
+            run_daemon(state_dir, cli.socket, kernel, renew, socks5, flows)
         }
         Command::Up {
             management_url,
@@ -173,6 +179,7 @@ fn run_daemon(
     kernel: Option<String>,
     expose_renew: meshplane_core::Duration,
     socks5: Option<SocketAddr>,
+    flow_report: Duration,
 ) -> Result<(), String> {
     init_logging();
     let state =
@@ -202,7 +209,11 @@ fn run_daemon(
                 .as_deref()
                 .map_or("netstack".to_string(), |k| format!("kernel TUN {k}"))
         );
-        let daemon = Arc::new(Daemon::new(state, kernel).with_expose_renew(expose_renew));
+        let daemon = Arc::new(
+            Daemon::new(state, kernel)
+                .with_expose_renew(expose_renew)
+                .with_flow_report(flow_report),
+        );
         daemon.resume();
         if let Some(listener) = socks {
             if let Ok(at) = listener.local_addr() {

@@ -47,6 +47,7 @@ pub mod cli;
 pub mod control;
 pub mod expose;
 pub mod expose_cli;
+pub mod flows;
 pub mod forward;
 #[cfg(target_os = "linux")]
 pub mod kernel_tun;

@@ -1,7 +1,8 @@
 //! A live link to the mesh: the WireGuard engine, the front-end that
 //! attaches it to the host, and the task that follows the management
 //! server's Sync stream, applies every map to the engine and reconnects
-//! with backoff when the stream drops.
+//! with backoff when the stream drops; and, once asked
+//! ([`Link::report_flows`]), the task that reports the engine's flow events.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
@@ -84,6 +85,10 @@ pub struct Link {
     _forward: Option<Forwarder>,
     sync: Arc<Mutex<SyncState>>,
     task: JoinHandle<()>,
+    /// This peer's key, for the flow reporter's own session.
+    key: PrivateKey,
+    /// The flow reporter, once started.
+    reporter: Option<JoinHandle<()>>,
 }
 
 /// Why a link could not be brought up.
@@ -134,7 +139,7 @@ impl Link {
         let sync = Arc::new(Mutex::new(SyncState::default()));
         let follower = Follower {
             url: url.to_string(),
-            key,
+            key: key.clone(),
             engine: Arc::clone(&engine),
             sync: Arc::clone(&sync),
             endpoints: vec![endpoint_towards(url, engine.local_addr().port()).to_string()],
@@ -152,7 +157,23 @@ impl Link {
             _forward: forward,
             sync,
             task,
+            key,
+            reporter: None,
         })
+    }
+
+    /// Reports the engine's flow events to the server every `every`
+    /// ([`crate::flows::report`]), replacing an earlier reporter.
+    pub fn report_flows(&mut self, every: Duration) {
+        let task = tokio::spawn(crate::flows::report(
+            self.url.clone(),
+            self.key.clone(),
+            self.engine.flows(),
+            every,
+        ));
+        if let Some(old) = self.reporter.replace(task) {
+            old.abort();
+        }
     }
 
     /// `netstack`, or `kernel <interface>`.
@@ -186,6 +207,9 @@ impl Link {
 impl Drop for Link {
     fn drop(&mut self) {
         self.task.abort();
+        if let Some(reporter) = &self.reporter {
+            reporter.abort();
+        }
     }
 }
 

@@ -15,8 +15,9 @@ use meshplane_proto::v1::management_client::ManagementClient;
 use meshplane_proto::v1::{
     CreateExposeRequest, CreateExposeResponse, ExposeSession, GetServerKeyRequest, LoginRequest,
     LoginResponse, PeerSystemMeta, RenewExposeRequest, RenewExposeResponse, ReportEndpointsRequest,
-    ReportEndpointsResponse, SealedMessage, ServiceTable, StopExposeRequest, StopExposeResponse,
-    SyncRequest, SyncResponse, WatchServicesRequest,
+    ReportEndpointsResponse, ReportTrafficRequest, ReportTrafficResponse, SealedMessage,
+    ServiceTable, StopExposeRequest, StopExposeResponse, SyncRequest, SyncResponse,
+    WatchServicesRequest,
 };
 use prost::Message;
 use rand_core::OsRng;
@@ -190,6 +191,21 @@ impl Session {
             )
             .await?;
         Ok(())
+    }
+
+    /// Sends a batch of flow events ([`crate::flows`]); how many the
+    /// server stored. Refused while the account does not log this peer's
+    /// traffic.
+    pub async fn report_traffic(
+        &mut self,
+        request: &ReportTrafficRequest,
+    ) -> Result<u32, ManagementError> {
+        let answer: ReportTrafficResponse = self
+            .unary(request, |mut client, sealed| async move {
+                client.report_traffic(sealed).await
+            })
+            .await?;
+        Ok(answer.stored)
     }
 
     /// Asks the server to publish this peer's local `port` through the

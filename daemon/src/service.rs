@@ -16,6 +16,10 @@ use crate::link::{Link, MAX_BACKOFF, MIN_BACKOFF};
 use crate::netstack::{Dialer, Echo, Netstack};
 use crate::state::{Settings, StateDir};
 
+/// How long `expose` waits for the management stream of a daemon that is
+/// up but still connecting.
+const EXPOSE_CONNECT_GRACE: Duration = Duration::from_secs(5);
+
 /// The long-running daemon.
 #[derive(Debug)]
 pub struct Daemon {
@@ -27,6 +31,8 @@ pub struct Daemon {
     /// Active `meshplane expose` sessions, stopped before the link goes.
     exposes: Exposes,
     keepalive: KeepAliveConfig,
+    /// How often flow events are reported (`--flow-report-secs`).
+    flow_report: Duration,
 }
 
 impl Daemon {
@@ -37,7 +43,15 @@ impl Daemon {
             link: Mutex::new(None),
             exposes: Exposes::default(),
             keepalive: KeepAliveConfig::default(),
+            flow_report: crate::flows::DEFAULT_REPORT_EVERY,
         }
+    }
+
+    /// Reports flow events every `period` instead of the default 10 s
+    /// (`--flow-report-secs`).
+    pub fn with_flow_report(mut self, period: Duration) -> Daemon {
+        self.flow_report = period;
+        self
     }
 
     /// Renews expose sessions every `period` instead of the default 30 s
@@ -57,11 +71,26 @@ impl Daemon {
 
     /// The management URL and this peer's key, when the daemon is up and
     /// its management stream connected (what an expose session needs).
+    /// Right after `up` the stream may still be connecting: `meshplane up
+    /// && meshplane expose 8080` should work, so a link that is up waits
+    /// up to [`EXPOSE_CONNECT_GRACE`] for it; a daemon that is down fails at
+    /// once.
     pub(crate) async fn expose_target(&self) -> Option<(String, PrivateKey)> {
-        let link = self.link.lock().await;
-        let link = link.as_ref().filter(|l| l.sync_state().connected)?;
-        let key = self.state.private_key().ok()?;
-        Some((link.url.clone(), key))
+        let deadline = tokio::time::Instant::now() + EXPOSE_CONNECT_GRACE;
+        loop {
+            {
+                let link = self.link.lock().await;
+                let link = link.as_ref()?;
+                if link.sync_state().connected {
+                    let key = self.state.private_key().ok()?;
+                    return Some((link.url.clone(), key));
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Stops every active expose session (before the daemon exits).
@@ -157,7 +186,7 @@ impl Daemon {
             .or(saved.management_url)
             .ok_or("no management server known yet: pass --management-url")?;
         let key = self.state.private_key().map_err(|e| e.to_string())?;
-        let new = Link::up(
+        let mut new = Link::up(
             &url,
             setup_key.as_deref().unwrap_or(""),
             key,
@@ -166,6 +195,7 @@ impl Daemon {
         )
         .await
         .map_err(|e| e.to_string())?;
+        new.report_flows(self.flow_report);
         self.state
             .save_settings(&Settings {
                 management_url: Some(url),

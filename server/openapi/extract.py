@@ -65,6 +65,7 @@ SERVED = {
     "/api/dns/nameservers/{nsgroupId}": ["get", "put", "delete"],
     "/api/dns/settings": ["get", "put"],
     "/api/events/audit": ["get"],
+    "/api/events/network-traffic": ["get"],
     "/api/locations/countries": ["get"],
     "/api/locations/countries/{country}/cities": ["get"],
     "/api/reverse-proxies/services": ["get"],

@@ -328,11 +328,12 @@ impl Tx {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Deletes everything an account holds, its audit log included.
+    /// Deletes everything an account holds, its audit log and traffic
+    /// events included.
     pub async fn delete_account(&mut self, account: &str) -> Result<(), StoreError> {
         self.lock(account).await?;
         self.touched.insert(account.to_string());
-        for table in ["objects", "secrets", "events"] {
+        for table in ["objects", "secrets", "events", "traffic_events"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE account_id = $1"))
                 .bind(account)
                 .execute(&mut *self.tx)
@@ -398,6 +399,66 @@ impl Tx {
         Ok(())
     }
 
+    /// Appends reported network-traffic events (see [`TrafficRow`]); a row
+    /// whose id the account already holds is skipped. Answers how many
+    /// were new.
+    pub async fn append_traffic(
+        &mut self,
+        account: &str,
+        rows: &[TrafficRow],
+    ) -> Result<u64, StoreError> {
+        let mut added = 0;
+        for row in rows {
+            let done = sqlx::query(
+                "INSERT INTO traffic_events (account_id, id, reporter_id, user_id, timestamp_ms, data) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (account_id, id) DO NOTHING",
+            )
+            .bind(account)
+            .bind(&row.id)
+            .bind(&row.reporter_id)
+            .bind(&row.user_id)
+            .bind(row.timestamp_ms)
+            .bind(&row.data)
+            .execute(&mut *self.tx)
+            .await?;
+            added += done.rows_affected();
+        }
+        Ok(added)
+    }
+
+    /// An account's network-traffic events narrowed by `query`, as
+    /// [`TrafficRow`]s ordered by time.
+    pub async fn traffic(
+        &mut self,
+        account: &str,
+        query: &TrafficQuery,
+    ) -> Result<Vec<TrafficRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, reporter_id, user_id, timestamp_ms, data FROM traffic_events \
+             WHERE account_id = $1 AND ($2 = '' OR reporter_id = $2) \
+             AND ($3 = '' OR user_id = $3) AND timestamp_ms >= $4 AND timestamp_ms <= $5 \
+             ORDER BY timestamp_ms, id",
+        )
+        .bind(account)
+        .bind(query.reporter_id.as_deref().unwrap_or(""))
+        .bind(query.user_id.as_deref().unwrap_or(""))
+        .bind(query.from_ms)
+        .bind(query.to_ms)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TrafficRow {
+                    id: r.try_get("id")?,
+                    reporter_id: r.try_get("reporter_id")?,
+                    user_id: r.try_get("user_id")?,
+                    timestamp_ms: r.try_get("timestamp_ms")?,
+                    data: r.try_get("data")?,
+                })
+            })
+            .collect()
+    }
+
     /// An account's audit events, oldest first.
     pub async fn events<E: DeserializeOwned>(
         &mut self,
@@ -409,4 +470,26 @@ impl Tx {
             .await?;
         rows.iter().map(decode).collect()
     }
+}
+
+/// One stored network-traffic event: the columns the REST filters use in
+/// SQL, and the rest of the event as JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrafficRow {
+    pub id: String,
+    pub reporter_id: String,
+    /// The reporting peer's user, empty when it has none.
+    pub user_id: String,
+    pub timestamp_ms: i64,
+    pub data: String,
+}
+
+/// What [`Tx::traffic`] narrows by: exact reporter and user (when given)
+/// and an inclusive time window in ms since the Unix epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrafficQuery {
+    pub reporter_id: Option<String>,
+    pub user_id: Option<String>,
+    pub from_ms: i64,
+    pub to_ms: i64,
 }

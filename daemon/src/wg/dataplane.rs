@@ -16,6 +16,7 @@ use tokio::time::MissedTickBehavior;
 
 use super::peers::{Peer, PeerTable};
 use super::{Command, EngineConfig, NetworkUpdate, PeerStatus, Status};
+use crate::flows::FlowLog;
 use crate::key::PublicKey;
 use crate::packet;
 
@@ -41,9 +42,7 @@ pub(super) struct Dataplane {
     own_key: PublicKey,
     mesh_ip: Ipv4Addr,
     peers: PeerTable,
-    firewall: Firewall,
-    /// The firewall's clock.
-    epoch: Instant,
+    filter: Filter,
     to_host: mpsc::Sender<Vec<u8>>,
 }
 
@@ -71,6 +70,7 @@ impl Dataplane {
         listen: SocketAddr,
         config: EngineConfig,
         to_host: mpsc::Sender<Vec<u8>>,
+        flows: FlowLog,
     ) -> Self {
         let private = config.private_key.secret().clone();
         Dataplane {
@@ -81,8 +81,17 @@ impl Dataplane {
             private,
             mesh_ip: config.mesh_ip,
             peers: PeerTable::default(),
-            firewall: Firewall::new(&[]),
-            epoch: Instant::now(),
+            filter: Filter {
+                firewall: Firewall::new(&[]),
+                epoch: Instant::now(),
+                wall_epoch: millis(
+                    SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .unwrap_or_default(),
+                )
+                .as_millis(),
+                flows,
+            },
             to_host,
         }
     }
@@ -139,7 +148,7 @@ impl Dataplane {
                 Event::Tick => {
                     self.on_tick(&mut out).await;
                     if last_sweep.elapsed() >= FLOW_SWEEP {
-                        self.firewall.expire(self.now());
+                        self.filter.sweep();
                         last_sweep = Instant::now();
                     }
                 }
@@ -147,12 +156,8 @@ impl Dataplane {
         }
     }
 
-    fn now(&self) -> Timestamp {
-        clock(self.epoch)
-    }
-
     fn apply(&mut self, update: NetworkUpdate) {
-        self.firewall.set_rules(&update.firewall);
+        self.filter.firewall.set_rules(&update.firewall);
         self.peers.apply(&update.peers, &self.private, self.own_key);
     }
 
@@ -213,8 +218,11 @@ impl Dataplane {
                     result = peer.tunn.decapsulate(None, &[], out);
                 }
                 TunnResult::WriteToTunnelV4(p, src) => {
-                    if src == peer.mesh_ip {
-                        deliver(&mut self.firewall, self.epoch, &self.to_host, p);
+                    // A peer may only send from its own address. The
+                    // engine never waits for the host: a full queue drops
+                    // the packet.
+                    if src == peer.mesh_ip && self.filter.passes(p, Direction::In) {
+                        let _ = self.to_host.try_send(p.to_vec());
                     }
                     return;
                 }
@@ -235,13 +243,10 @@ impl Dataplane {
         if dst == self.mesh_ip {
             return;
         }
-        let now = self.now();
         let Some(peer) = self.peers.route(dst) else {
             return;
         };
-        let allowed = packet::summary(ip, Direction::Out)
-            .is_some_and(|s| self.firewall.check(&s, now).verdict == Verdict::Accept);
-        if !allowed {
+        if !self.filter.passes(ip, Direction::Out) {
             return;
         }
         if let TunnResult::WriteToNetwork(p) = peer.tunn.encapsulate(ip, out) {
@@ -322,13 +327,38 @@ async fn send(socket: &UdpSocket, peer: &mut Peer, datagram: &[u8]) {
     }
 }
 
-/// Hands a decrypted packet to the host if the firewall lets it in. The
-/// engine never waits for the host: a full queue drops the packet.
-fn deliver(firewall: &mut Firewall, epoch: Instant, to_host: &mpsc::Sender<Vec<u8>>, ip: &[u8]) {
-    let now = clock(epoch);
-    let allowed = packet::summary(ip, Direction::In)
-        .is_some_and(|s| firewall.check(&s, now).verdict == Verdict::Accept);
-    if allowed {
-        let _ = to_host.try_send(ip.to_vec());
+/// The firewall with its clock, and the flow log its verdicts go to; apart
+/// from the peer table, since a packet's peer is borrowed while it is
+/// filtered.
+struct Filter {
+    firewall: Firewall,
+    /// The firewall's clock.
+    epoch: Instant,
+    /// The wall clock at `epoch`, ms since the Unix epoch (flow events
+    /// carry wall-clock times).
+    wall_epoch: i64,
+    /// Every packet's verdict, for the network traffic log.
+    flows: FlowLog,
+}
+
+impl Filter {
+    /// Whether the firewall lets `ip` cross in `direction`; the verdict
+    /// goes into the flow log.
+    fn passes(&mut self, ip: &[u8], direction: Direction) -> bool {
+        let Some(summary) = packet::summary(ip, direction) else {
+            return false;
+        };
+        let now = clock(self.epoch);
+        let allowed = self.firewall.check(&summary, now).verdict == Verdict::Accept;
+        self.flows
+            .packet(ip, &summary, allowed, self.wall_epoch + now.as_millis());
+        allowed
+    }
+
+    /// Forgets idle firewall flows and ends idle logged ones.
+    fn sweep(&mut self) {
+        let now = clock(self.epoch);
+        self.firewall.expire(now);
+        self.flows.sweep(self.wall_epoch + now.as_millis());
     }
 }

@@ -32,6 +32,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::flows::FlowLog;
 use crate::key::{PrivateKey, PublicKey};
 use dataplane::Dataplane;
 
@@ -159,6 +160,8 @@ pub struct Engine {
     commands: mpsc::Sender<Command>,
     local_addr: SocketAddr,
     public_key: PublicKey,
+    /// What the firewall let through and dropped ([`crate::flows`]).
+    flows: FlowLog,
     task: JoinHandle<()>,
 }
 
@@ -173,13 +176,15 @@ impl Engine {
         let (to_host, inbound) = mpsc::channel(QUEUE);
         let (commands, command_rx) = mpsc::channel(16);
         let public_key = config.private_key.public_key();
-        let dataplane = Dataplane::new(socket, local_addr, config, to_host);
+        let flows = FlowLog::default();
+        let dataplane = Dataplane::new(socket, local_addr, config, to_host, flows.clone());
         let task = tokio::spawn(dataplane.run(command_rx, from_host));
         Ok((
             Engine {
                 commands,
                 local_addr,
                 public_key,
+                flows,
                 task,
             },
             Tunnel { outbound, inbound },
@@ -193,6 +198,11 @@ impl Engine {
 
     pub fn public_key(&self) -> PublicKey {
         self.public_key
+    }
+
+    /// The flow log the engine fills, for [`crate::flows::report`].
+    pub fn flows(&self) -> FlowLog {
+        self.flows.clone()
     }
 
     /// Applies a new map; returns once it is in effect.

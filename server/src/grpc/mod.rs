@@ -7,7 +7,8 @@
 //! its WireGuard private key. [`service`] opens and seals; [`login`]
 //! registers and logs peers in; [`sync`] serves the network-map streams that
 //! [`updates`] keeps current; [`endpoints`] records where peers listen;
-//! [`ephemeral`] removes ephemeral peers offline too long. The expose calls
+//! [`ephemeral`] removes ephemeral peers offline too long; [`traffic`]
+//! stores the flow events peers report. The expose calls
 //! (CreateExpose, RenewExpose, StopExpose, WatchServices) are served by
 //! [`crate::expose`].
 
@@ -17,6 +18,7 @@ mod keys;
 mod login;
 mod service;
 mod sync;
+pub(crate) mod traffic;
 mod updates;
 
 use std::fmt::Display;

@@ -12,8 +12,8 @@ use meshplane_proto::envelope::{self, encode_public_key, parse_public_key, Repla
 use meshplane_proto::v1::management_server;
 use meshplane_proto::v1::{
     CreateExposeRequest, GetServerKeyRequest, GetServerKeyResponse, LoginRequest,
-    RenewExposeRequest, ReportEndpointsRequest, ReportEndpointsResponse, SealedMessage,
-    StopExposeRequest, SyncRequest, WatchServicesRequest,
+    RenewExposeRequest, ReportEndpointsRequest, ReportEndpointsResponse, ReportTrafficRequest,
+    ReportTrafficResponse, SealedMessage, StopExposeRequest, SyncRequest, WatchServicesRequest,
 };
 use meshplane_proto::PROTOCOL_VERSION;
 use prost::Message;
@@ -23,7 +23,7 @@ use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::updates::Hubs;
-use super::{endpoints, keys, login, sync};
+use super::{endpoints, keys, login, sync, traffic};
 use crate::expose::{self, Expose};
 use crate::ids;
 use crate::store::{Store, StoreError};
@@ -184,6 +184,17 @@ impl management_server::Management for Management {
         let shared = &self.shared;
         let opened = shared.open::<StopExposeRequest>(request.get_ref())?;
         let answer = expose::stop(&shared.expose, &opened.key, opened.message).await?;
+        Ok(Response::new(shared.seal(&answer, &opened.sender)))
+    }
+
+    async fn report_traffic(
+        &self,
+        request: Request<SealedMessage>,
+    ) -> Result<Response<SealedMessage>, Status> {
+        let shared = &self.shared;
+        let opened = shared.open::<ReportTrafficRequest>(request.get_ref())?;
+        let stored = traffic::report(shared, &opened.key, opened.message).await?;
+        let answer = ReportTrafficResponse { stored };
         Ok(Response::new(shared.seal(&answer, &opened.sender)))
     }
 

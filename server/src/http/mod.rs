@@ -20,6 +20,7 @@ mod routing;
 mod setup_keys;
 mod temporary_access;
 pub mod tokens;
+mod traffic;
 mod users;
 
 use axum::http::StatusCode;
@@ -57,6 +58,7 @@ pub fn router(app: App) -> Router {
         .merge(locations::routes())
         .merge(dns::routes())
         .merge(events::routes())
+        .merge(traffic::routes())
         .merge(openapi::routes())
         .merge(crate::expose::routes())
         .fallback(|| async { Failure::new(StatusCode::NOT_FOUND, "no such endpoint") })

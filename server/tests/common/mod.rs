@@ -478,6 +478,38 @@ impl Server {
         });
     }
 
+    /// Makes `user_id` the user of peer `peer_id` in the store, as a peer
+    /// that logged in through the identity provider has one.
+    pub fn set_peer_user(&self, peer_id: &str, user_id: &str) {
+        let account = self.account_id();
+        let url = self.store_url.clone();
+        let (peer_id, user_id) = (peer_id.to_string(), user_id.to_string());
+        block_on(async move {
+            use sqlx::Row;
+            let mut conn = store_connection(&url).await;
+            let row = sqlx::query(
+                "SELECT data FROM objects WHERE account_id = $1 AND kind = 'peer' AND id = $2",
+            )
+            .bind(&account)
+            .bind(&peer_id)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+            let mut peer: Value = serde_json::from_str(&row.get::<String, _>("data")).unwrap();
+            peer["user_id"] = Value::from(user_id);
+            sqlx::query(
+                "UPDATE objects SET data = $1 WHERE account_id = $2 AND kind = 'peer' AND id = $3",
+            )
+            .bind(peer.to_string())
+            .bind(&account)
+            .bind(&peer_id)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+            bump_version(&mut conn, &account).await;
+        });
+    }
+
     /// The id of the server's one account.
     fn account_id(&self) -> String {
         self.get("/api/accounts")[0]["id"]
