@@ -14,265 +14,19 @@
 // A failed unwrap is a failed test here.
 #![allow(clippy::unwrap_used)]
 
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+mod common;
+
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use common::procs::{cli, free_port, Daemon, Rest, ScratchDir, Server, MESHPLANE};
 use serde_json::{json, Value};
 
-const MESHPLANE: &str = env!("CARGO_BIN_EXE_meshplane");
 /// How long two peers may take from `up` to a completed handshake.
 const HANDSHAKE_WITHIN: Duration = Duration::from_secs(20);
 
 /// How long a daemon may take to notice the server going and coming back.
 const RECONNECT_WITHIN: Duration = Duration::from_secs(15);
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-fn scratch_dir(what: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "mp-{what}-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
-}
-
-/// The server binary in the same target directory as this test.
-fn server_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in target/<profile>/deps");
-    let bin = profile_dir.join("meshplane-server");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build -p meshplane-server` first",
-        bin.display()
-    );
-    bin
-}
-
-/// A child process and its scratch directory: killed on drop, and the
-/// directory removed unless the test failed (its logs are kept to read).
-struct Scratch {
-    child: Option<Child>,
-    dir: PathBuf,
-}
-
-impl Scratch {
-    fn new(what: &str) -> Scratch {
-        Scratch {
-            child: None,
-            dir: scratch_dir(what),
-        }
-    }
-
-    /// `kill -9` and wait.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// A log file to hand to a child as its standard error.
-    fn log_file(&self, name: &str) -> std::fs::File {
-        std::fs::File::create(self.dir.join(name)).unwrap()
-    }
-
-    fn read_log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.dir.join(name)).unwrap_or_default()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        self.kill();
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
-/// A running management server with an owner token.
-struct Server {
-    process: Scratch,
-    bin: PathBuf,
-    port: u16,
-    url: String,
-    token: String,
-}
-
-impl Server {
-    fn start() -> Server {
-        let bin = server_binary();
-        let process = Scratch::new("server");
-        let out = Command::new(&bin)
-            .arg("--data-dir")
-            .arg(process.dir.join("data"))
-            .arg("admin-token")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "admin-token: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
-        let port = free_port();
-        let mut s = Server {
-            process,
-            bin,
-            port,
-            url: format!("http://127.0.0.1:{port}"),
-            token,
-        };
-        s.launch();
-        s
-    }
-
-    fn launch(&mut self) {
-        let child = Command::new(&self.bin)
-            .arg("--data-dir")
-            .arg(self.process.dir.join("data"))
-            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
-            .env_remove("MESHPLANE_CONFIG")
-            .stdout(Stdio::null())
-            .stderr(self.process.log_file("server.log"))
-            .spawn()
-            .unwrap();
-        self.process.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "the server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// A new reusable setup key.
-    fn setup_key(&self) -> String {
-        let body = json!({"name": "cli test", "type": "reusable", "expires_in": 0,
-            "auto_groups": [], "usage_limit": 0});
-        let key: Value = ureq::post(&format!("{}/api/setup-keys", self.url))
-            .set("Authorization", &format!("Token {}", self.token))
-            .send_json(body)
-            .unwrap()
-            .into_json()
-            .unwrap();
-        key["key"].as_str().unwrap().to_string()
-    }
-}
-
-/// A `meshplane daemon --netstack` process with its own state directory.
-struct Daemon {
-    process: Scratch,
-    socket: PathBuf,
-}
-
-impl Daemon {
-    fn start() -> Daemon {
-        let process = Scratch::new("daemon");
-        let mut d = Daemon {
-            socket: process.dir.join("control.sock"),
-            process,
-        };
-        d.launch();
-        d
-    }
-
-    fn launch(&mut self) {
-        let child = Command::new(MESHPLANE)
-            .arg("daemon")
-            .arg("--state-dir")
-            .arg(self.process.dir.join("state"))
-            .arg("--socket")
-            .arg(&self.socket)
-            .arg("--netstack")
-            .stdout(Stdio::null())
-            .stderr(self.process.log_file("daemon.log"))
-            .spawn()
-            .unwrap();
-        self.process.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "the daemon did not start: {}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn log(&self) -> String {
-        self.process.read_log("daemon.log")
-    }
-
-    /// `kill -9`, then a fresh daemon on the same state directory.
-    fn crash_and_restart(&mut self) {
-        self.process.kill();
-        self.launch();
-    }
-
-    fn cli(&self, args: &[&str]) -> Output {
-        cli(&self.socket, args)
-    }
-
-    /// Runs a command that must succeed; its standard output.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.cli(args);
-        assert!(
-            out.status.success(),
-            "meshplane {args:?}: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            self.log()
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn status(&self) -> Value {
-        serde_json::from_str(&self.ok(&["status", "--json"])).unwrap()
-    }
-
-    /// Polls `status` until `check` holds, within `within`.
-    fn wait_for(&self, within: Duration, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + within;
-        loop {
-            let status = self.status();
-            if check(&status) {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what} did not happen within {within:?}: {status:#}\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-fn cli(socket: &Path, args: &[&str]) -> Output {
-    Command::new(MESHPLANE)
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .env_remove("MESHPLANE_SOCKET")
-        .output()
-        .unwrap()
-}
 
 /// A command that must fail: its standard error.
 fn fails(out: &Output) -> String {
@@ -298,10 +52,11 @@ fn handshake_with(status: &Value, ip: &Value) -> bool {
 
 #[test]
 fn two_daemons_join_handshake_go_down_and_restart_as_the_same_peer() {
-    let mut server = Server::start();
-    let key = server.setup_key();
-    let mut a = Daemon::start();
-    let mut b = Daemon::start();
+    let scratch = ScratchDir::new("cli-join");
+    let mut server = Server::start(&scratch.0);
+    let key = server.reusable_key("cli test", &[]);
+    let mut a = Daemon::netstack(scratch.0.join("a"), &[]);
+    let mut b = Daemon::netstack(scratch.0.join("b"), &[]);
 
     let before = a.status();
     assert_eq!(before["up"], false);
@@ -359,7 +114,8 @@ fn two_daemons_join_handshake_go_down_and_restart_as_the_same_peer() {
     // kill -9 of b and a fresh daemon on its state: it was up and nobody
     // ran `down`, so it reconnects by itself, as a system service does, as
     // the same peer with the same IP, and shakes hands with a again.
-    b.crash_and_restart();
+    b.kill();
+    b.launch();
     let sb2 = b.wait_for(RECONNECT_WITHIN, "b coming back up by itself", |s| {
         s["up"] == true && s["management_connected"] == true
     });
@@ -376,7 +132,7 @@ fn two_daemons_join_handshake_go_down_and_restart_as_the_same_peer() {
 
     // The server goes away: the daemons say so, keep the tunnel, and
     // reconnect (with backoff) once it is back.
-    server.process.kill();
+    server.kill();
     let lost = a.wait_for(RECONNECT_WITHIN, "a noticing the server is gone", |s| {
         s["management_connected"] == false
     });
@@ -404,7 +160,8 @@ fn two_daemons_join_handshake_go_down_and_restart_as_the_same_peer() {
 
     // `down` is remembered: a restarted a stays down until `up`, which
     // needs no setup key.
-    a.crash_and_restart();
+    a.kill();
+    a.launch();
     std::thread::sleep(Duration::from_secs(2));
     let restarted = a.status();
     assert_eq!(restarted["up"], false, "{restarted:#}");
@@ -416,37 +173,40 @@ fn two_daemons_join_handshake_go_down_and_restart_as_the_same_peer() {
 #[test]
 fn errors_are_clear_and_exit_non_zero() {
     // No daemon on the socket.
-    let nowhere = scratch_dir("nowhere");
-    let out = cli(&nowhere.join("none.sock"), &["status"]);
+    let scratch = ScratchDir::new("cli-errors");
+    let nowhere = scratch.0.join("none.sock");
+    let out = cli(&nowhere, &["status"]);
     assert_eq!(
         fails(&out).trim(),
         "the meshplane daemon is not running (start it with 'meshplane daemon')"
     );
-    let out = cli(&nowhere.join("none.sock"), &["up", "--setup-key", "x"]);
+    let out = cli(&nowhere, &["up", "--setup-key", "x"]);
     assert!(fails(&out).contains("the meshplane daemon is not running"));
-    std::fs::remove_dir_all(&nowhere).unwrap();
 
-    let server = Server::start();
-    let d = Daemon::start();
+    let server = Server::start(&scratch.0);
+    let d = Daemon::netstack(scratch.0.join("daemon"), &[]);
 
     // `up` with nothing saved yet and no URL.
-    let out = d.cli(&["up"]);
+    let out = cli(&d.socket, &["up"]);
     assert!(fails(&out).contains("pass --management-url"));
 
     // A wrong setup key: the server's message, verbatim.
-    let out = d.cli(&[
-        "up",
-        "--management-url",
-        &server.url,
-        "--setup-key",
-        "A2C8E62B-38F5-4553-B31E-DD66C696CEBB",
-    ]);
+    let out = cli(
+        &d.socket,
+        &[
+            "up",
+            "--management-url",
+            &server.url,
+            "--setup-key",
+            "A2C8E62B-38F5-4553-B31E-DD66C696CEBB",
+        ],
+    );
     assert_eq!(
         fails(&out).trim(),
         "couldn't add peer: setup key is invalid"
     );
     // No setup key for a peer the server does not know.
-    let out = d.cli(&["up", "--management-url", &server.url]);
+    let out = cli(&d.socket, &["up", "--management-url", &server.url]);
     assert_eq!(
         fails(&out).trim(),
         "peer is not registered: a setup key is required to register it"
@@ -454,13 +214,16 @@ fn errors_are_clear_and_exit_non_zero() {
 
     // Nothing listens on this port.
     let unreachable = format!("http://127.0.0.1:{}", free_port());
-    let out = d.cli(&[
-        "up",
-        "--management-url",
-        &unreachable,
-        "--setup-key",
-        &server.setup_key(),
-    ]);
+    let out = cli(
+        &d.socket,
+        &[
+            "up",
+            "--management-url",
+            &unreachable,
+            "--setup-key",
+            &server.reusable_key("cli test", &[]),
+        ],
+    );
     let message = fails(&out);
     assert!(
         message.starts_with(&format!(
@@ -476,14 +239,14 @@ fn errors_are_clear_and_exit_non_zero() {
         "--management-url",
         &server.url,
         "--setup-key",
-        &server.setup_key(),
+        &server.reusable_key("cli test", &[]),
     ]);
     assert_eq!(d.status()["up"], true);
 
     // Another daemon on a socket in use is refused.
     let out = Command::new(MESHPLANE)
         .args(["daemon", "--netstack", "--state-dir"])
-        .arg(d.process.dir.join("other"))
+        .arg(scratch.0.join("other"))
         .arg("--socket")
         .arg(&d.socket)
         .output()

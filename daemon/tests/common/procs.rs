@@ -3,6 +3,7 @@
 //! are on loopback (netstack mode, no privileges) and, by
 //! [`netns_mesh`](super::netns_mesh), inside network namespaces.
 
+use std::cell::RefCell;
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
@@ -74,12 +75,24 @@ pub fn log_file(path: &Path) -> File {
 
 /// Polls `check` every 50 ms until it holds; panics after `within`. How
 /// long it took.
-pub fn wait_until(within: Duration, what: &str, mut check: impl FnMut() -> bool) -> Duration {
+pub fn wait_until(within: Duration, what: &str, check: impl FnMut() -> bool) -> Duration {
+    wait_until_telling(within, what, check, String::new)
+}
+
+/// [`wait_until`], with `context()` (such as the last state seen and a log)
+/// appended to the panic message.
+pub fn wait_until_telling(
+    within: Duration,
+    what: &str,
+    mut check: impl FnMut() -> bool,
+    context: impl Fn() -> String,
+) -> Duration {
     let start = Instant::now();
     while !check() {
         assert!(
             start.elapsed() < within,
-            "{what} did not happen within {within:?}"
+            "{what} did not happen within {within:?}{}",
+            context()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -173,12 +186,16 @@ pub fn json_reply(
     }
 }
 
-/// The management server on loopback, with an owner token.
+/// The management server on loopback, with an owner token; it can be
+/// killed and launched again on the same data and port, as after a crash.
 pub struct Server {
     pub url: String,
     token: String,
+    bin: PathBuf,
+    data: PathBuf,
+    port: u16,
     log: PathBuf,
-    _process: Proc,
+    process: Proc,
 }
 
 impl Server {
@@ -187,26 +204,39 @@ impl Server {
         let data = dir.join("server-data");
         let token = admin_token(&bin, &data);
         let port = free_port();
-        let log = dir.join("server.log");
-        let process = Proc::spawn(
-            Command::new(&bin)
+        let mut server = Server {
+            url: format!("http://{}", SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)),
+            token,
+            bin,
+            data,
+            port,
+            log: dir.join("server.log"),
+            process: Proc::none(),
+        };
+        server.launch();
+        server
+    }
+
+    /// Starts the server on its data and port and waits until it listens.
+    pub fn launch(&mut self) {
+        let at = SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.port);
+        self.process = Proc::spawn(
+            Command::new(&self.bin)
                 .arg("--data-dir")
-                .arg(&data)
-                .args(["--listen", &format!("127.0.0.1:{port}")])
+                .arg(&self.data)
+                .args(["--listen", &at.to_string()])
                 .env_remove("MESHPLANE_CONFIG")
                 .stdout(Stdio::null())
-                .stderr(log_file(&log)),
+                .stderr(log_file(&self.log)),
         );
-        let at = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
         wait_until(Duration::from_secs(30), "the server listening", || {
             accepts(at)
         });
-        Server {
-            url: format!("http://{at}"),
-            token,
-            log,
-            _process: process,
-        }
+    }
+
+    /// `kill -9` and wait.
+    pub fn kill(&mut self) {
+        self.process.kill();
     }
 
     pub fn log(&self) -> String {
@@ -445,6 +475,24 @@ impl Daemon {
     pub fn status(&self) -> Value {
         let text = self.ok(&["status", "--json"]);
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("status: {e}: {text}"))
+    }
+
+    /// Polls `status --json` until `check` holds; panics after `within`
+    /// with the last status and the daemon's log. The status that held.
+    pub fn wait_for(&self, within: Duration, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let last = RefCell::new(Value::Null);
+        wait_until_telling(
+            within,
+            what,
+            || {
+                let status = self.status();
+                let holds = check(&status);
+                last.replace(status);
+                holds
+            },
+            || format!(": {:#}\n{}", last.borrow(), self.log()),
+        );
+        last.into_inner()
     }
 }
 
