@@ -224,6 +224,18 @@ fn sessions_reach_rest_proxy_and_maps(s: &mut Server) {
         assert_eq!(rules.len(), 1, "{proxy_map}");
         assert_eq!(rules[0]["direction"], "out");
         assert_eq!(rules[0]["port"], 8080);
+        // REST reachability agrees with the maps.
+        let reachable = |id: &str| -> Vec<String> {
+            let list = s.get(&format!("/api/peers/{id}/accessible-peers"));
+            list.as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["id"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(reachable(&x_id), std::slice::from_ref(&a_id));
+        assert!(reachable(&a_id).contains(&x_id));
+        assert!(!reachable(&b_id).contains(&x_id));
 
         // Renewal moves the deadline; others may neither renew nor stop.
         tokio::time::sleep(Duration::from_millis(20)).await;

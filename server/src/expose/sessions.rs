@@ -227,6 +227,18 @@ impl Expose {
         (sessions, state.revision)
     }
 
+    /// `account` as the network maps see it (see [`Expose::granted`]),
+    /// without a copy when it has no reverse-proxy peers: what the REST
+    /// views of reachability (`accessible-peers`, the peer list's counts)
+    /// must agree with.
+    pub async fn as_mapped(&self, account: Arc<Account>) -> Arc<Account> {
+        if proxy_peers(&account, &self.inner.config.proxy_group).is_empty() {
+            account
+        } else {
+            Arc::new(self.granted(&account).await)
+        }
+    }
+
     /// `account` with the access its active sessions grant its proxy peers
     /// (see [`meshplane_core::expose::grants`]): what Sync maps are
     /// computed from.

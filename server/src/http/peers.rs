@@ -239,6 +239,7 @@ async fn list(
     let mut tx = app.store.read().await?;
     let account = snapshot(&app.store, &mut tx, caller.account_id()).await?;
     drop(tx);
+    let account = app.expose.as_mapped(account).await;
     let now = ids::now();
     let out = tokio::task::spawn_blocking(move || batch(&account, &filter, now))
         .await
@@ -269,6 +270,9 @@ async fn accessible(
     let peer = load::<Peer>(&mut tx, caller.account_id(), &id).await?;
     let account = snapshot(&app.store, &mut tx, caller.account_id()).await?;
     drop(tx);
+    // Reachability as the maps have it: a reverse-proxy peer reaches only
+    // the services exposed to it.
+    let account = app.expose.as_mapped(account).await;
     let index = AccountIndex::new(&account);
     let reachable = policy::accessible_peers(&index, peer.id.as_str(), ids::now())?;
     let out = reachable
