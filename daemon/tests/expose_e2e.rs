@@ -25,8 +25,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::procs::{
-    accepts, admin_token, cli, free_port, json_reply, log_file, rest, server_binary, wait_until,
-    Daemon, Proc, Rest, ScratchDir, MESHPLANE,
+    accepts, cli, free_port, log_file, wait_until, Daemon, Proc, Rest, ScratchDir, Server,
+    MESHPLANE,
 };
 use serde_json::{json, Value};
 
@@ -37,71 +37,12 @@ const PROXY_DOMAIN: &str = "proxy.localhost";
 /// Generous bound for anything that crosses processes on a loaded machine.
 const WITHIN: Duration = Duration::from_secs(60);
 const BODY: &str = "hello from the exposed service";
+/// Where the proxy's login forms post to.
+const LOGIN_PATH: &str = "/.meshplane/login";
 const LIMIT_MESSAGE: &str = "peer has reached the maximum number of active expose sessions (10)";
 
-/// The management server with a short expose TTL, restartable on the same
-/// port and data.
-struct ExposeServer {
-    bin: PathBuf,
-    dir: PathBuf,
-    port: u16,
-    url: String,
-    token: String,
-    process: Proc,
-}
-
-impl ExposeServer {
-    fn start(dir: &Path) -> ExposeServer {
-        let bin = server_binary();
-        let token = admin_token(&bin, &dir.join("server-data"));
-        let port = free_port();
-        let mut server = ExposeServer {
-            bin,
-            dir: dir.to_path_buf(),
-            port,
-            url: format!("http://127.0.0.1:{port}"),
-            token,
-            process: Proc::none(),
-        };
-        server.launch();
-        server
-    }
-
-    fn launch(&mut self) {
-        self.process = Proc::spawn(
-            Command::new(&self.bin)
-                .arg("--data-dir")
-                .arg(self.dir.join("server-data"))
-                .args(["--listen", &format!("127.0.0.1:{}", self.port)])
-                .args(["--expose-ttl-secs", &TTL.as_secs().to_string()])
-                .env_remove("MESHPLANE_CONFIG")
-                .stdout(Stdio::null())
-                .stderr(log_file(&self.dir.join("server.log"))),
-        );
-        let at = SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.port);
-        wait_until(WITHIN, "the server listening", || accepts(at));
-    }
-
-    /// `kill -9` and a fresh server on the same data and port.
-    fn restart(&mut self) {
-        self.process.kill();
-        self.launch();
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
-    }
-
-    /// A reusable setup key whose peers join `group`.
-    fn setup_key(&self, group: &Value) -> String {
-        let key = self.post(
-            "/api/setup-keys",
-            json!({"name": "expose test", "type": "reusable", "expires_in": 0,
-                "auto_groups": [group], "usage_limit": 0}),
-        );
-        key["key"].as_str().unwrap().to_string()
-    }
-
+/// The expose parts of the management server's REST API.
+trait ExposeRest: Rest {
     /// Sets the account's peer expose switch and allowed groups.
     fn peer_expose(&self, enabled: bool, groups: &[&Value]) {
         let account = self.get("/api/accounts")[0].clone();
@@ -138,10 +79,56 @@ impl ExposeServer {
     }
 }
 
-impl Rest for ExposeServer {
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let reply = rest(&self.url, &self.token, method, path, body);
-        json_reply(&format!("{method} {path}"), reply, || self.log())
+impl<T: Rest> ExposeRest for T {}
+
+/// What every test here starts from: the server with a short session TTL,
+/// a proxy peer, a connected daemon whose group may expose, and a local
+/// HTTP server answering [`BODY`].
+struct World {
+    server: Server,
+    proxy: ProxyPeer,
+    daemon: Daemon,
+    /// The local HTTP server's port.
+    port: String,
+    proxies: Value,
+    exposers: Value,
+    /// Last, so the processes above are gone before it is removed.
+    dir: ScratchDir,
+}
+
+impl World {
+    fn start(tag: &str) -> World {
+        let dir = ScratchDir::new(tag);
+        let ttl = TTL.as_secs().to_string();
+        let server = Server::start_with(&dir.0, &["--expose-ttl-secs", &ttl]);
+        let proxies = server.new_group("proxies");
+        let exposers = server.new_group("exposers");
+        server.peer_expose(true, &[&exposers]);
+        let proxy = ProxyPeer::start(
+            dir.0.join("proxy"),
+            &server.url,
+            &server.reusable_key("expose test", &[&proxies]),
+        );
+        let daemon = Daemon::netstack(dir.0.join("daemon"), &["--expose-renew-secs", "1"]);
+        daemon.ok(&[
+            "up",
+            "--management-url",
+            &server.url,
+            "--setup-key",
+            &server.reusable_key("expose test", &[&exposers]),
+        ]);
+        wait_until(WITHIN, "the daemon connected", || {
+            daemon.status()["management_connected"] == true
+        });
+        World {
+            server,
+            proxy,
+            daemon,
+            port: backend(BODY).to_string(),
+            proxies,
+            exposers,
+            dir,
+        }
     }
 }
 
@@ -194,6 +181,52 @@ impl ProxyPeer {
         self.request("GET", domain, "/", "", "")
     }
 
+    /// The login page for `domain` (whose service is protected by one
+    /// `method`): the wrong secret, posted with the page's form, gets it
+    /// again and no cookie; the right one a cookie that opens the service.
+    fn passes_login(&self, domain: &str, method: &str, wrong: &str, right: &str) {
+        self.wait_status(domain, 401);
+        let page = self.get(domain);
+        assert!(page.body.contains("<form"), "{}", page.body);
+        assert!(!page.body.contains(BODY));
+        let form = LoginForm::on(&page.body);
+        assert_eq!(form.action, LOGIN_PATH, "{}", page.body);
+        assert_eq!(form.method, method, "{}", page.body);
+        let wrong = self.submit(domain, &form, wrong);
+        assert_eq!(wrong.status, 401);
+        assert!(!wrong.head.contains("meshplane_session="));
+        let right = self.submit(domain, &form, right);
+        let cookie = right
+            .head
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("set-cookie")
+                    .then(|| value.trim().split(';').next().unwrap_or("").to_string())
+            })
+            .unwrap_or_else(|| panic!("no cookie after the right {method}: {}", right.head));
+        let content = self.request("GET", domain, "/", &format!("Cookie: {cookie}\r\n"), "");
+        assert_eq!((content.status, content.body.as_str()), (200, BODY));
+    }
+
+    /// Posts the login `form` with `secret`, as a browser would.
+    fn submit(&self, domain: &str, form: &LoginForm, secret: &str) -> Answer {
+        let body = [
+            ("method", form.method.as_str()),
+            ("secret", secret),
+            ("rd", form.rd.as_str()),
+        ]
+        .map(|(name, value)| format!("{name}={}", form_encoded(value)))
+        .join("&");
+        self.request(
+            "POST",
+            domain,
+            &form.action,
+            "Content-Type: application/x-www-form-urlencoded\r\n",
+            &body,
+        )
+    }
+
     /// Polls until the proxy answers `status` for `domain`; how long it took.
     fn wait_status(&self, domain: &str, status: u16) -> Duration {
         let started = Instant::now();
@@ -212,6 +245,47 @@ impl ProxyPeer {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// The first form of a login page.
+struct LoginForm {
+    action: String,
+    method: String,
+    rd: String,
+}
+
+impl LoginForm {
+    fn on(page: &str) -> LoginForm {
+        let value = |marker: &str| {
+            let at = page
+                .find(marker)
+                .unwrap_or_else(|| panic!("no {marker} in {page}"));
+            page[at + marker.len()..]
+                .split('"')
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        LoginForm {
+            action: value("action=\""),
+            method: value("name=\"method\" value=\""),
+            rd: value("name=\"rd\" value=\""),
+        }
+    }
+}
+
+/// `value` for an `application/x-www-form-urlencoded` body.
+fn form_encoded(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// An HTTP answer.
@@ -416,28 +490,15 @@ fn expose_fails(socket: &Path, args: &[&str]) -> String {
 
 #[test]
 fn exposed_services_are_served_by_the_proxy_for_as_long_as_the_session_lives() {
-    let dir = ScratchDir::new("expose-e2e");
-    let mut server = ExposeServer::start(&dir.0);
-    let proxies = server.post("/api/groups", json!({"name": "proxies"}))["id"].clone();
-    let exposers = server.post("/api/groups", json!({"name": "exposers"}))["id"].clone();
-    server.peer_expose(true, &[&exposers]);
-    let proxy = ProxyPeer::start(
-        dir.0.join("proxy"),
-        &server.url,
-        &server.setup_key(&proxies),
-    );
-    let mut daemon = Daemon::netstack(dir.0.join("daemon"), &["--expose-renew-secs", "1"]);
-    daemon.ok(&[
-        "up",
-        "--management-url",
-        &server.url,
-        "--setup-key",
-        &server.setup_key(&exposers),
-    ]);
-    wait_until(WITHIN, "the daemon connected", || {
-        daemon.status()["management_connected"] == true
-    });
-    let port = backend(BODY).to_string();
+    let World {
+        mut server,
+        proxy,
+        mut daemon,
+        port,
+        proxies,
+        exposers,
+        dir: _dir,
+    } = World::start("expose-e2e");
 
     // Expose prints the seed's block, and the URL serves the local server.
     let mut plain = Exposing::start(&daemon.socket, &[&port, "--with-name-prefix", "demo"]);
@@ -486,38 +547,7 @@ fn exposed_services_are_served_by_the_proxy_for_as_long_as_the_session_lives() {
         &[&port, "--with-pin", "123456", "--with-name-prefix", "pin"],
     );
     let (_, domain) = pinned.block();
-    proxy.wait_status(&domain, 401);
-    let page = proxy.get(&domain);
-    assert!(page.body.contains("<form"), "{}", page.body);
-    assert!(!page.body.contains(BODY));
-    let form = "application/x-www-form-urlencoded";
-    let wrong = proxy.request(
-        "POST",
-        &domain,
-        "/.meshplane/login",
-        &format!("Content-Type: {form}\r\n"),
-        "method=pin&secret=654321&rd=%2F",
-    );
-    assert_eq!(wrong.status, 401);
-    assert!(!wrong.head.contains("meshplane_session="));
-    let right = proxy.request(
-        "POST",
-        &domain,
-        "/.meshplane/login",
-        &format!("Content-Type: {form}\r\n"),
-        "method=pin&secret=123456&rd=%2F",
-    );
-    let cookie = right
-        .head
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("set-cookie")
-                .then(|| value.trim().split(';').next().unwrap_or("").to_string())
-        })
-        .unwrap_or_else(|| panic!("no cookie after the right PIN: {}", right.head));
-    let content = proxy.request("GET", &domain, "/", &format!("Cookie: {cookie}\r\n"), "");
-    assert_eq!((content.status, content.body.as_str()), (200, BODY));
+    proxy.passes_login(&domain, "pin", "654321", "123456");
     // `down` stops the session before the daemon leaves the mesh.
     daemon.ok(&["down"]);
     let mut pinned = pinned;
@@ -602,7 +632,8 @@ fn exposed_services_are_served_by_the_proxy_for_as_long_as_the_session_lives() {
     let mut lost = Exposing::start(&daemon.socket, &[&port]);
     let (_, domain) = lost.block();
     proxy.wait_status(&domain, 200);
-    server.restart();
+    server.kill();
+    server.launch();
     proxy.wait_status(&domain, 404);
     assert!(server.services().is_empty());
     let (status, _) = lost.exit();
@@ -612,6 +643,80 @@ fn exposed_services_are_served_by_the_proxy_for_as_long_as_the_session_lives() {
         stderr.starts_with("cannot renew the expose session: "),
         "{stderr}"
     );
+}
+
+#[test]
+fn passwords_and_custom_domains_work_through_the_proxy() {
+    let World {
+        server,
+        proxy,
+        daemon,
+        port,
+        dir: _dir,
+        ..
+    } = World::start("expose-auth");
+
+    // A password: the login page, then the content after the right one.
+    let guarded = Exposing::start(
+        &daemon.socket,
+        &[
+            &port,
+            "--with-password",
+            "open sesame!",
+            "--with-name-prefix",
+            "pw",
+        ],
+    );
+    let (_, domain) = guarded.block();
+    assert!(domain.ends_with(&format!(".{PROXY_DOMAIN}")), "{domain}");
+    proxy.passes_login(&domain, "password", "open sesame", "open sesame!");
+    drop(guarded);
+    wait_until(WITHIN, "the password session stopped", || {
+        server.services().is_empty()
+    });
+
+    // A registered custom domain: the service lives under it, and the
+    // proxy (which serves every service of its table by exact host) serves
+    // it there and not under its own domain.
+    let custom = "apps.example.test";
+    let registered = server.post("/api/reverse-proxies/domains", json!({ "domain": custom }));
+    assert_eq!(registered["type"], "custom", "{registered}");
+    let mut own = Exposing::start(
+        &daemon.socket,
+        &[
+            &port,
+            "--with-custom-domain",
+            custom,
+            "--with-name-prefix",
+            "own",
+        ],
+    );
+    let (block, domain) = own.block();
+    let name = domain.strip_suffix(&format!(".{custom}")).unwrap();
+    assert!(name.starts_with("own-"), "{domain}");
+    assert!(
+        block.contains(&format!("  URL:      https://{domain}")),
+        "{block:?}"
+    );
+    assert_eq!(server.services(), vec![domain.clone()]);
+    proxy.wait_status(&domain, 200);
+    assert_eq!(proxy.get(&domain).body, BODY);
+    assert_eq!(proxy.get(&format!("{name}.{PROXY_DOMAIN}")).status, 404);
+    own.signal("-INT");
+    let (status, rest) = own.exit();
+    assert!(status.success(), "{status:?} {}", own.stderr());
+    assert_eq!(rest, "Service stopped.");
+    proxy.wait_status(&domain, 404);
+
+    // A domain the account never registered: the server's refusal.
+    assert_eq!(
+        expose_fails(
+            &daemon.socket,
+            &[&port, "--with-custom-domain", "other.example.test"]
+        ),
+        "custom domain \"other.example.test\" is not registered to the account"
+    );
+    assert!(server.services().is_empty());
 }
 
 #[test]

@@ -195,11 +195,19 @@ pub struct Server {
     data: PathBuf,
     port: u16,
     log: PathBuf,
+    /// Server flags besides the data directory and listen address.
+    flags: Vec<String>,
     process: Proc,
 }
 
 impl Server {
     pub fn start(dir: &Path) -> Server {
+        Server::start_with(dir, &[])
+    }
+
+    /// The server with further `flags` (such as `--expose-ttl-secs 3`),
+    /// kept for every [`launch`](Server::launch).
+    pub fn start_with(dir: &Path, flags: &[&str]) -> Server {
         let bin = server_binary();
         let data = dir.join("server-data");
         let token = admin_token(&bin, &data);
@@ -211,6 +219,7 @@ impl Server {
             data,
             port,
             log: dir.join("server.log"),
+            flags: flags.iter().map(|f| f.to_string()).collect(),
             process: Proc::none(),
         };
         server.launch();
@@ -225,6 +234,7 @@ impl Server {
                 .arg("--data-dir")
                 .arg(&self.data)
                 .args(["--listen", &at.to_string()])
+                .args(&self.flags)
                 .env_remove("MESHPLANE_CONFIG")
                 .stdout(Stdio::null())
                 .stderr(log_file(&self.log)),
