@@ -231,15 +231,21 @@ fn batch(account: &Account, filter: &PeerFilter, now: Timestamp) -> Result<Vec<u
     Ok(out)
 }
 
+/// The account as the network maps see it, for the views of who reaches
+/// whom: a reverse-proxy peer reaches only the services exposed to it.
+async fn mapped(app: &App, tx: &mut Tx, id: &str) -> Result<Arc<Account>, Failure> {
+    let account = snapshot(&app.store, tx, id).await?;
+    Ok(app.expose.as_mapped(account).await)
+}
+
 async fn list(
     State(app): State<App>,
     Admin(caller): Admin,
     Filter(filter): Filter<PeerFilter>,
 ) -> Result<Response, Failure> {
     let mut tx = app.store.read().await?;
-    let account = snapshot(&app.store, &mut tx, caller.account_id()).await?;
+    let account = mapped(&app, &mut tx, caller.account_id()).await?;
     drop(tx);
-    let account = app.expose.as_mapped(account).await;
     let now = ids::now();
     let out = tokio::task::spawn_blocking(move || batch(&account, &filter, now))
         .await
@@ -268,11 +274,8 @@ async fn accessible(
 ) -> Result<Json<Value>, Failure> {
     let mut tx = app.store.read().await?;
     let peer = load::<Peer>(&mut tx, caller.account_id(), &id).await?;
-    let account = snapshot(&app.store, &mut tx, caller.account_id()).await?;
+    let account = mapped(&app, &mut tx, caller.account_id()).await?;
     drop(tx);
-    // Reachability as the maps have it: a reverse-proxy peer reaches only
-    // the services exposed to it.
-    let account = app.expose.as_mapped(account).await;
     let index = AccountIndex::new(&account);
     let reachable = policy::accessible_peers(&index, peer.id.as_str(), ids::now())?;
     let out = reachable
