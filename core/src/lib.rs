@@ -71,6 +71,7 @@ pub mod keys;
 pub mod locations;
 pub mod model;
 pub mod netmap;
+pub mod permissions;
 pub mod policy;
 pub mod posture;
 pub mod registration;

@@ -22,6 +22,7 @@ mod expose;
 mod firewall;
 mod keys;
 mod netmap;
+mod permissions;
 mod policy;
 mod posture;
 mod registration;
@@ -66,6 +67,10 @@ const AREAS: &[Area] = &[
     Area {
         ops: firewall::OPS,
         dispatch: firewall::dispatch,
+    },
+    Area {
+        ops: permissions::OPS,
+        dispatch: permissions::dispatch,
     },
 ];
 

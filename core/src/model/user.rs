@@ -16,13 +16,6 @@ pub enum Role {
     NetworkAdmin,
 }
 
-impl Role {
-    /// Whether the role may call administrative (mutating) operations.
-    pub fn is_admin(self) -> bool {
-        matches!(self, Role::Owner | Role::Admin)
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum UserStatus {

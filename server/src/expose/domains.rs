@@ -14,7 +14,7 @@ use meshplane_core::validate::Domain;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::http::auth::Admin;
+use crate::http::auth::Caller;
 use crate::http::failure::{Body, Failure, Ids};
 use crate::http::App;
 use crate::ids;
@@ -81,7 +81,7 @@ fn view(id: &str, domain: &str, kind: &str, cluster: &str) -> Value {
     })
 }
 
-async fn list(State(app): State<App>, Admin(caller): Admin) -> Result<Json<Value>, Failure> {
+async fn list(State(app): State<App>, caller: Caller) -> Result<Json<Value>, Failure> {
     let proxy = app.expose.config().proxy_domain.as_str();
     let mut tx = app.store.read().await?;
     let custom = tx.list::<CustomDomain>(caller.account_id()).await?;
@@ -97,7 +97,7 @@ async fn list(State(app): State<App>, Admin(caller): Admin) -> Result<Json<Value
 
 async fn create(
     State(app): State<App>,
-    Admin(caller): Admin,
+    caller: Caller,
     Body(req): Body<DomainRequest>,
 ) -> Result<Json<Value>, Failure> {
     let domain: Domain = req.domain.trim().parse()?;
@@ -141,7 +141,7 @@ async fn create(
 
 async fn remove(
     State(app): State<App>,
-    Admin(caller): Admin,
+    caller: Caller,
     Ids(id): Ids<String>,
 ) -> Result<StatusCode, Failure> {
     let mut tx = app.store.write().await?;

@@ -14,7 +14,7 @@ use meshplane_core::expose::Session;
 use meshplane_core::model::Peer;
 use serde_json::{json, Value};
 
-use crate::http::auth::Admin;
+use crate::http::auth::Caller;
 use crate::http::failure::{Failure, Ids};
 use crate::http::App;
 
@@ -84,7 +84,7 @@ async fn services(app: &App, account: &str) -> Result<Vec<(String, Value)>, Fail
         .collect())
 }
 
-async fn list(State(app): State<App>, Admin(caller): Admin) -> Result<Json<Value>, Failure> {
+async fn list(State(app): State<App>, caller: Caller) -> Result<Json<Value>, Failure> {
     let all = services(&app, caller.account_id()).await?;
     Ok(Json(Value::Array(
         all.into_iter().map(|(_, v)| v).collect(),
@@ -93,7 +93,7 @@ async fn list(State(app): State<App>, Admin(caller): Admin) -> Result<Json<Value
 
 async fn read(
     State(app): State<App>,
-    Admin(caller): Admin,
+    caller: Caller,
     Ids(id): Ids<String>,
 ) -> Result<Json<Value>, Failure> {
     services(&app, caller.account_id())

@@ -9,7 +9,7 @@ use meshplane_core::validate::{Cidr, Domain};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::{meta, Admin, Caller};
+use super::auth::{meta, Caller};
 use super::failure::{Body, Failure, Ids};
 use super::{deleted, require_all, App};
 use crate::records::{AccountRecord, Onboarding};
@@ -41,7 +41,7 @@ pub fn view(a: &AccountRecord) -> Value {
     })
 }
 
-async fn list(Admin(caller): Admin) -> Json<Value> {
+async fn list(caller: Caller) -> Json<Value> {
     Json(json!([view(&caller.account)]))
 }
 
@@ -132,7 +132,7 @@ async fn check(
 
 async fn update(
     State(app): State<App>,
-    Admin(caller): Admin,
+    caller: Caller,
     Ids(id): Ids<String>,
     Body(req): Body<AccountRequest>,
 ) -> Result<Json<Value>, Failure> {
@@ -174,7 +174,7 @@ async fn update(
 
 async fn remove(
     State(app): State<App>,
-    Admin(caller): Admin,
+    caller: Caller,
     Ids(id): Ids<String>,
 ) -> Result<Json<Value>, Failure> {
     let account = own(&caller, &id)?;

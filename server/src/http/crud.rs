@@ -18,7 +18,7 @@ use meshplane_core::model::{Activity, Group};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::auth::{Admin, Caller};
+use super::auth::Caller;
 use super::failure::{Body, Failure, Filter, Ids};
 use super::{deleted, discard, load, save, App};
 use crate::ids;
@@ -148,7 +148,7 @@ async fn respond<T: Crud>(tx: &mut Tx, account: &str, value: &T) -> Result<Json<
 
 async fn list<T: Crud>(
     State(app): State<App>,
-    Admin(caller): Admin,
+    caller: Caller,
     Ids(params): Ids<Vec<String>>,
     Filter(query): Filter<BTreeMap<String, String>>,
 ) -> Result<Json<Value>, Failure> {
@@ -168,7 +168,7 @@ async fn list<T: Crud>(
 
 async fn read<T: Crud>(
     State(app): State<App>,
-    Admin(caller): Admin,
+    caller: Caller,
     Ids(params): Ids<Vec<String>>,
 ) -> Result<Json<Value>, Failure> {
     let mut tx = app.store.read().await?;
@@ -178,7 +178,7 @@ async fn read<T: Crud>(
 
 async fn create<T: Crud>(
     State(app): State<App>,
-    Admin(caller): Admin,
+    caller: Caller,
     Ids(params): Ids<Vec<String>>,
     Body(req): Body<T::Request>,
 ) -> Result<Json<Value>, Failure> {
@@ -195,7 +195,7 @@ async fn create<T: Crud>(
 
 async fn update<T: Crud>(
     State(app): State<App>,
-    Admin(caller): Admin,
+    caller: Caller,
     Ids(params): Ids<Vec<String>>,
     Body(req): Body<T::Request>,
 ) -> Result<Json<Value>, Failure> {
@@ -212,7 +212,7 @@ async fn update<T: Crud>(
 
 async fn remove<T: Crud>(
     State(app): State<App>,
-    Admin(caller): Admin,
+    caller: Caller,
     Ids(params): Ids<Vec<String>>,
 ) -> Result<Json<Value>, Failure> {
     let mut tx = app.store.write().await?;

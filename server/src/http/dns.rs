@@ -11,7 +11,7 @@ use meshplane_core::model::{
 use meshplane_core::validate::Domain;
 use serde::Deserialize;
 
-use super::auth::{Admin, Caller};
+use super::auth::Caller;
 use super::crud::{self, unique_label, Crud};
 use super::failure::{Body, Failure};
 use super::groups::dedup;
@@ -144,13 +144,13 @@ impl Crud for NameserverGroup {
     }
 }
 
-async fn settings(Admin(caller): Admin) -> Json<DnsSettings> {
+async fn settings(caller: Caller) -> Json<DnsSettings> {
     Json(caller.account.dns_settings)
 }
 
 async fn update_settings(
     State(app): State<App>,
-    Admin(caller): Admin,
+    caller: Caller,
     Body(req): Body<DnsSettings>,
 ) -> Result<Json<DnsSettings>, Failure> {
     let account_id = caller.account_id();

@@ -13,6 +13,7 @@ mod locations;
 mod networks;
 mod openapi;
 pub mod peers;
+mod permissions;
 mod policies;
 mod posture_checks;
 mod routes;
@@ -61,6 +62,10 @@ pub fn router(app: App) -> Router {
         .merge(traffic::routes())
         .merge(openapi::routes())
         .merge(crate::expose::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            permissions::authorize,
+        ))
         .fallback(|| async { Failure::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             Failure::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")

@@ -13,7 +13,7 @@ use meshplane_core::validate::{Cidr, Domain};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::{meta, Admin, Caller};
+use super::auth::{meta, Caller};
 use super::crud::{self, Context, Crud, Scope};
 use super::failure::Failure;
 use super::groups::{dedup, minimum};
@@ -383,7 +383,7 @@ impl Crud for NetworkRouter {
 
 async fn all_routers(
     State(app): State<App>,
-    Admin(caller): Admin,
+    caller: Caller,
 ) -> Result<Json<Vec<NetworkRouter>>, Failure> {
     let mut tx = app.store.read().await?;
     Ok(Json(tx.list::<NetworkRouter>(caller.account_id()).await?))

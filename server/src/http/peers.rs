@@ -22,7 +22,7 @@ use meshplane_core::{dns_label, netmap, policy, temporary_access, Timestamp};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{json, Value};
 
-use super::auth::{meta, Admin};
+use super::auth::{meta, Caller};
 use super::failure::{Body, Failure, Filter, Ids};
 use super::groups::minimum;
 use super::{deleted, load, App, NEVER};
@@ -202,7 +202,12 @@ fn single(peer: &Peer, account: &Account) -> Result<Value, Failure> {
 /// how many peers its network map lists. Group memberships come from the
 /// account index (one `GroupMinimum` per group, shared). CPU-bound; runs off
 /// the async workers.
-fn batch(account: &Account, filter: &PeerFilter, now: Timestamp) -> Result<Vec<u8>, StoreError> {
+fn batch(
+    account: &Account,
+    filter: &PeerFilter,
+    visible: impl Fn(&Peer) -> bool,
+    now: Timestamp,
+) -> Result<Vec<u8>, StoreError> {
     let started = std::time::Instant::now();
     let index = AccountIndex::new(account);
     let mut maps = netmap::MapBuilder::new(&index, now);
@@ -210,6 +215,7 @@ fn batch(account: &Account, filter: &PeerFilter, now: Timestamp) -> Result<Vec<u
     let views: Vec<PeerView> = account
         .peers
         .iter()
+        .filter(|p| visible(p))
         .filter(|p| filter.name.as_ref().is_none_or(|n| &p.name == n))
         .filter(|p| filter.ip.as_ref().is_none_or(|ip| &p.ip.to_string() == ip))
         .map(|p| {
@@ -238,16 +244,28 @@ async fn mapped(app: &App, tx: &mut Tx, id: &str) -> Result<Arc<Account>, Failur
     Ok(app.expose.as_mapped(account).await)
 }
 
+/// A peer of the caller's account it may see; one it may not is not found,
+/// as if it were not there (the list leaves it out too).
+async fn visible(tx: &mut Tx, caller: &Caller, id: &str) -> Result<Peer, Failure> {
+    let peer = load::<Peer>(tx, caller.account_id(), id).await?;
+    if caller.sees(&peer) {
+        Ok(peer)
+    } else {
+        Err(Failure::not_found("peer", id))
+    }
+}
+
 async fn list(
     State(app): State<App>,
-    Admin(caller): Admin,
+    caller: Caller,
     Filter(filter): Filter<PeerFilter>,
 ) -> Result<Response, Failure> {
     let mut tx = app.store.read().await?;
     let account = mapped(&app, &mut tx, caller.account_id()).await?;
     drop(tx);
     let now = ids::now();
-    let out = tokio::task::spawn_blocking(move || batch(&account, &filter, now))
+    let visible = move |p: &Peer| caller.sees(p);
+    let out = tokio::task::spawn_blocking(move || batch(&account, &filter, visible, now))
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "peer list failed");
@@ -258,22 +276,22 @@ async fn list(
 
 async fn read(
     State(app): State<App>,
-    Admin(caller): Admin,
+    caller: Caller,
     Ids(id): Ids<String>,
 ) -> Result<Json<Value>, Failure> {
     let mut tx = app.store.read().await?;
-    let peer = load::<Peer>(&mut tx, caller.account_id(), &id).await?;
+    let peer = visible(&mut tx, &caller, &id).await?;
     let account = snapshot(&app.store, &mut tx, caller.account_id()).await?;
     Ok(Json(single(&peer, &account)?))
 }
 
 async fn accessible(
     State(app): State<App>,
-    Admin(caller): Admin,
+    caller: Caller,
     Ids(id): Ids<String>,
 ) -> Result<Json<Value>, Failure> {
     let mut tx = app.store.read().await?;
-    let peer = load::<Peer>(&mut tx, caller.account_id(), &id).await?;
+    let peer = visible(&mut tx, &caller, &id).await?;
     let account = mapped(&app, &mut tx, caller.account_id()).await?;
     drop(tx);
     let index = AccountIndex::new(&account);
@@ -323,7 +341,7 @@ fn new_ip(text: &str, peer: &Peer, account: &Account) -> Result<Ipv4Addr, Failur
 
 async fn update(
     State(app): State<App>,
-    Admin(caller): Admin,
+    caller: Caller,
     Ids(id): Ids<String>,
     Body(req): Body<PeerRequest>,
 ) -> Result<Json<Value>, Failure> {
@@ -399,7 +417,7 @@ async fn update(
 
 async fn remove(
     State(app): State<App>,
-    Admin(caller): Admin,
+    caller: Caller,
     Ids(id): Ids<String>,
 ) -> Result<Json<Value>, Failure> {
     let account = caller.account_id();

@@ -14,7 +14,7 @@ use rand_core::OsRng;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::{meta, Admin};
+use super::auth::{meta, Caller};
 use super::failure::{Body, Failure, Ids};
 use super::groups::dedup;
 use super::{deleted, discard, load, require_all, save, App, NEVER};
@@ -89,7 +89,7 @@ async fn auto_groups(
     Ok(dedup(wanted))
 }
 
-async fn list(State(app): State<App>, Admin(caller): Admin) -> Result<Json<Value>, Failure> {
+async fn list(State(app): State<App>, caller: Caller) -> Result<Json<Value>, Failure> {
     let mut tx = app.store.read().await?;
     let keys = tx.list::<SetupKey>(caller.account_id()).await?;
     Ok(Json(keys.iter().map(|k| view(k, &k.masked_key)).collect()))
@@ -97,7 +97,7 @@ async fn list(State(app): State<App>, Admin(caller): Admin) -> Result<Json<Value
 
 async fn read(
     State(app): State<App>,
-    Admin(caller): Admin,
+    caller: Caller,
     Ids(id): Ids<String>,
 ) -> Result<Json<Value>, Failure> {
     let mut tx = app.store.read().await?;
@@ -107,7 +107,7 @@ async fn read(
 
 async fn create(
     State(app): State<App>,
-    Admin(caller): Admin,
+    caller: Caller,
     Body(req): Body<CreateSetupKeyRequest>,
 ) -> Result<Json<Value>, Failure> {
     let account = caller.account_id();
@@ -167,7 +167,7 @@ async fn create(
 
 async fn update(
     State(app): State<App>,
-    Admin(caller): Admin,
+    caller: Caller,
     Ids(id): Ids<String>,
     Body(req): Body<SetupKeyRequest>,
 ) -> Result<Json<Value>, Failure> {
@@ -212,7 +212,7 @@ async fn update(
 
 async fn remove(
     State(app): State<App>,
-    Admin(caller): Admin,
+    caller: Caller,
     Ids(id): Ids<String>,
 ) -> Result<Json<Value>, Failure> {
     let account = caller.account_id();

@@ -12,7 +12,7 @@ use rand_core::OsRng;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::{meta, Admin};
+use super::auth::{meta, Caller};
 use super::failure::{Body, Failure, Ids};
 use super::peers::aggregate;
 use super::{load, save, App};
@@ -33,7 +33,7 @@ struct AccessRequest {
 
 async fn create(
     State(app): State<App>,
-    Admin(caller): Admin,
+    caller: Caller,
     Ids(id): Ids<String>,
     Body(req): Body<AccessRequest>,
 ) -> Result<Json<Value>, Failure> {

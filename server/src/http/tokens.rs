@@ -6,6 +6,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use meshplane_core::keys;
 use meshplane_core::model::{Activity, PersonalAccessToken, TokenId, User};
+use meshplane_core::permissions::Access;
 use meshplane_core::{Duration, Timestamp};
 use rand_core::OsRng;
 use serde::Deserialize;
@@ -91,12 +92,13 @@ pub async fn issue(
     Ok((token, plain))
 }
 
-/// The user whose tokens the caller manages: themselves, or (for an admin)
-/// a service user.
+/// The user whose tokens the caller manages: themselves, or a service user
+/// when the caller's role reaches every token of the account. Another
+/// person's tokens are theirs alone, whatever the role.
 async fn owner(tx: &mut Tx, caller: &Caller, user_id: &str) -> Result<User, Failure> {
     let user = load::<User>(tx, caller.account_id(), user_id).await?;
     let own = user.id == caller.user.id;
-    if own || (caller.user.role.is_admin() && user.is_service_user) {
+    if own || (caller.access == Access::All && user.is_service_user) {
         Ok(user)
     } else {
         Err(Failure::forbidden(

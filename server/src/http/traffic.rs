@@ -19,7 +19,7 @@ use meshplane_core::model::{Peer, User};
 use meshplane_core::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::auth::Admin;
+use super::auth::Caller;
 use super::failure::{Failure, Filter};
 use super::App;
 use crate::grpc::traffic::Reported;
@@ -373,7 +373,7 @@ impl Directory {
 
 async fn list(
     State(app): State<App>,
-    Admin(caller): Admin,
+    caller: Caller,
     Filter(params): Filter<Params>,
 ) -> Result<Json<Page>, Failure> {
     let wanted = Wanted::parse(params)?;

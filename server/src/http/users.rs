@@ -10,7 +10,7 @@ use meshplane_core::model::{
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::{meta, Admin, Caller};
+use super::auth::{meta, Caller};
 use super::failure::{Body, Failure, Filter, Ids};
 use super::groups::dedup;
 use super::{deleted, load, require_all, App};
@@ -93,7 +93,7 @@ async fn auto_groups(
 
 async fn list(
     State(app): State<App>,
-    Admin(caller): Admin,
+    caller: Caller,
     Filter(filter): Filter<UserFilter>,
 ) -> Result<Json<Value>, Failure> {
     let mut tx = app.store.read().await?;
@@ -113,7 +113,7 @@ async fn current(caller: Caller) -> Json<Value> {
 
 async fn create(
     State(app): State<App>,
-    Admin(caller): Admin,
+    caller: Caller,
     Body(req): Body<UserCreateRequest>,
 ) -> Result<Json<Value>, Failure> {
     let account = caller.account_id();
@@ -164,7 +164,7 @@ async fn create(
 
 async fn update(
     State(app): State<App>,
-    Admin(caller): Admin,
+    caller: Caller,
     Ids(id): Ids<String>,
     Body(req): Body<UserRequest>,
 ) -> Result<Json<Value>, Failure> {
@@ -231,7 +231,7 @@ async fn update(
 
 async fn remove(
     State(app): State<App>,
-    Admin(caller): Admin,
+    caller: Caller,
     Ids(id): Ids<String>,
 ) -> Result<Json<Value>, Failure> {
     let account = caller.account_id();
@@ -296,7 +296,7 @@ async fn pending(tx: &mut Tx, account: &str, id: &str) -> Result<User, Failure> 
 
 async fn approve(
     State(app): State<App>,
-    Admin(caller): Admin,
+    caller: Caller,
     Ids(id): Ids<String>,
 ) -> Result<Json<Value>, Failure> {
     let account = caller.account_id();
@@ -312,7 +312,7 @@ async fn approve(
 
 async fn reject(
     State(app): State<App>,
-    Admin(caller): Admin,
+    caller: Caller,
     Ids(id): Ids<String>,
 ) -> Result<Json<Value>, Failure> {
     let mut tx = app.store.write().await?;
@@ -327,7 +327,7 @@ async fn reject(
 /// user signs in through the identity provider as before.
 async fn invite(
     State(app): State<App>,
-    Admin(caller): Admin,
+    caller: Caller,
     Ids(id): Ids<String>,
 ) -> Result<Json<Value>, Failure> {
     let mut tx = app.store.write().await?;
