@@ -77,7 +77,7 @@ impl Family {
     ];
 
     /// How messages name the family.
-    pub fn as_str(self) -> &'static str {
+    pub fn noun(self) -> &'static str {
         match self {
             Family::Accounts => "accounts",
             Family::Users => "users",
@@ -120,7 +120,7 @@ pub enum Access {
 /// Why an operation is refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum PermissionError {
-    #[error("permission denied: the {} role may not {} {}", role_name(*.role), verb(*.operation), .family.as_str())]
+    #[error("permission denied: the {} role may not {} {}", role_name(*.role), verb(*.operation), .family.noun())]
     Denied {
         role: Role,
         family: Family,
