@@ -22,7 +22,7 @@ use crate::dialer::Dialer;
 use crate::fetch::WebClient;
 use crate::forward::{forward, Origin};
 use crate::oidc::{OidcConfig, Sso};
-use crate::ratelimit::FailureLimiter;
+use crate::ratelimit::AttemptLimiter;
 use crate::service::{self, Service};
 use crate::session::{SessionError, SessionKeys};
 use crate::tls::{self, Tls, TlsError};
@@ -67,7 +67,7 @@ pub(crate) struct Shared {
     pub services: watch::Receiver<Arc<Vec<Service>>>,
     pub client: BackendClient,
     pub keys: SessionKeys,
-    pub limiter: FailureLimiter,
+    pub limiter: AttemptLimiter,
     pub sso: Option<Sso>,
     /// `https` or `http`: how visitors reach the proxy.
     pub scheme: &'static str,
@@ -113,7 +113,7 @@ impl Proxy {
             services,
             client: backend::client(dialer, tls::backend_client_config()?),
             keys,
-            limiter: FailureLimiter::default(),
+            limiter: AttemptLimiter::for_this_machine(),
             sso,
             scheme: if tls_config.is_some() {
                 "https"
