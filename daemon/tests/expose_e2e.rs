@@ -784,6 +784,7 @@ const WRONG_PIN: &str = "000000";
 #[test]
 fn a_burst_of_wrong_pins_is_held_to_the_limits_and_the_proxy_stays_small() {
     let World {
+        server: _server,
         proxy,
         daemon,
         port,
@@ -794,6 +795,7 @@ fn a_burst_of_wrong_pins_is_held_to_the_limits_and_the_proxy_stays_small() {
     let (_, domain) = pinned.block();
     proxy.wait_status(&domain, 401);
     let form = LoginForm::on(&proxy.get(&domain).body);
+    let before = proxy.peak_rss_kib();
 
     // 200 at once from one address: at most 10 checked.
     let one = Ipv4Addr::LOCALHOST;
@@ -828,7 +830,11 @@ fn a_burst_of_wrong_pins_is_held_to_the_limits_and_the_proxy_stays_small() {
     assert!(from_one + total <= 100, "{checked:?}");
 
     let peak = proxy.peak_rss_kib();
-    eprintln!("proxy peak RSS after the bursts: {} MiB", peak / 1024);
+    eprintln!(
+        "proxy peak RSS: {} MiB before the bursts, {} MiB after",
+        before / 1024,
+        peak / 1024
+    );
     assert!(peak < 1024 * 1024, "proxy peak RSS {peak} KiB");
     drop(pinned);
 }

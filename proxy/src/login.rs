@@ -78,20 +78,14 @@ pub(crate) async fn handle(
         Ok(admitted) => admitted,
         Err(refusal) => return pages::too_many_attempts(refusal),
     };
-    let secret = form.secret;
-    // The attempt moves into the blocking task: its hash permit and place
-    // in flight last as long as the hash, even if the visitor goes away.
-    let checked = tokio::task::spawn_blocking(move || {
-        let matches = meshplane_core::keys::verify_argon2(&secret, &hash);
-        (matches, admitted)
-    })
-    .await;
-    match checked {
-        Ok((true, admitted)) => {
+    // The attempt goes with the check: its hash permit and place in flight
+    // last as long as the hash, even if the visitor goes away.
+    match shared.hasher.verify(form.secret, hash, admitted).await {
+        Some((true, admitted)) => {
             admitted.give_back();
             grant(shared, service, method, Vec::new(), &return_to)
         }
-        // A wrong secret, or a check that panicked: the attempt stays counted.
-        Ok((false, _)) | Err(_) => login_page(shared, service, &return_to, Some(wrong)),
+        // A wrong secret, or a check that failed: the attempt stays counted.
+        Some((false, _)) | None => login_page(shared, service, &return_to, Some(wrong)),
     }
 }

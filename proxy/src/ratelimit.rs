@@ -112,12 +112,12 @@ impl AttemptLimiter {
         }
     }
 
-    /// A limiter with one hash permit per core (up to [`MAX_HASH_PERMITS`]):
-    /// more concurrent hashes would only wait for a core while holding
-    /// their memory.
-    pub fn for_this_machine() -> Self {
+    /// One hash permit per core (up to [`MAX_HASH_PERMITS`]): more
+    /// concurrent hashes would only wait for a core while holding their
+    /// memory.
+    pub fn hash_permits_for_this_machine() -> usize {
         let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
-        Self::new(cores.min(MAX_HASH_PERMITS))
+        cores.min(MAX_HASH_PERMITS)
     }
 
     /// Admits one attempt by `ip` on `domain` at `now`: takes a hash permit
