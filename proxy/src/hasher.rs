@@ -3,9 +3,9 @@
 //! A check holds about 19 MiB for its duration. Run on the runtime's
 //! blocking pool, each check could land on a fresh thread, and the
 //! allocator keeps the freed block in that thread's arena: after a few
-//! bursts the process holds one block per thread that ever hashed. A fixed
-//! set of threads, as many as the hash permits, bounds that memory to one
-//! block per thread, and keeps the slow work off the async workers.
+//! bursts the process holds blocks for every thread that ever hashed. A
+//! fixed set of threads, as many as the hash permits, bounds that memory
+//! by the permit count, and keeps the slow work off the async workers.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{self, Receiver, Sender};
