@@ -71,16 +71,17 @@ call PUT "/accounts/$account" "{\"settings\":{\"peer_expose_enabled\":true,\"pee
 curl -fsS -H "Authorization: Token $token" "$api/accounts" | field '[0]["settings"]["peer_expose_enabled"]'
 
 printf '\n$ meshplane proxy --domain proxy.localhost --listen %s ...\n' "$proxy_listen"
-"$meshplane" proxy --management-url "http://$listen" --setup-key "$proxy_key" \
+printf '%s\n' "$proxy_key" >"$data/proxy-setup-key"
+"$meshplane" proxy --management-url "http://$listen" --setup-key-file "$data/proxy-setup-key" \
     --domain proxy.localhost --listen "$proxy_listen" --state-dir "$data/proxy" 2>"$data/proxy.log" &
 pids+=($!)
 
 socket=$data/laptop.sock
-printf '\n$ meshplane daemon --netstack &   meshplane up --setup-key ...\n'
+printf '\n$ meshplane daemon --netstack &   MESHPLANE_SETUP_KEY=... meshplane up\n'
 "$meshplane" daemon --netstack --state-dir "$data/laptop" --socket "$socket" 2>"$data/laptop.log" &
 pids+=($!)
 for _ in $(seq 1 100); do [ -S "$socket" ] && break; sleep 0.1; done
-"$meshplane" --socket "$socket" up --management-url "http://$listen" --setup-key "$laptop_key"
+MESHPLANE_SETUP_KEY=$laptop_key "$meshplane" --socket "$socket" up --management-url "http://$listen"
 
 site=$data/site
 mkdir -p "$site"

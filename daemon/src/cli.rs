@@ -14,6 +14,7 @@ use crate::control::{self, Reply, Request, StatusReport};
 use crate::expose_cli::{self, ExposeArgs};
 use crate::proxy_peer::{self, ProxyArgs};
 use crate::service::Daemon;
+use crate::setup_key::SetupKeyArgs;
 use crate::state::StateDir;
 use crate::{ping, socks};
 
@@ -71,9 +72,8 @@ enum Command {
         /// the last one used]
         #[arg(long)]
         management_url: Option<String>,
-        /// The setup key; needed only the first time, to register.
-        #[arg(long)]
-        setup_key: Option<String>,
+        #[command(flatten)]
+        setup_key: SetupKeyArgs,
     },
     /// Leave the mesh: close the management stream and stop the tunnel.
     Down,
@@ -123,14 +123,19 @@ pub fn main() -> i32 {
         Command::Up {
             management_url,
             setup_key,
-        } => client(
-            cli.socket,
-            &Request::Up {
-                management_url,
-                setup_key,
-            },
-            false,
-        ),
+        } => setup_key
+            .resolve()
+            .map_err(|e| e.to_string())
+            .and_then(|setup_key| {
+                client(
+                    cli.socket,
+                    &Request::Up {
+                        management_url,
+                        setup_key,
+                    },
+                    false,
+                )
+            }),
         Command::Down => client(cli.socket, &Request::Down, false),
         Command::Status { json } => client(cli.socket, &Request::Status, json),
         Command::Expose(args) => expose_cli::run(&socket_path(cli.socket), &args),

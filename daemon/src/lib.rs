@@ -60,6 +60,7 @@ pub mod packet;
 pub mod ping;
 pub mod proxy_peer;
 pub mod service;
+pub mod setup_key;
 pub mod socks;
 pub mod state;
 pub mod wg;

@@ -26,6 +26,7 @@ use tokio::sync::watch;
 use crate::key::PrivateKey;
 use crate::link::{Link, LinkError, MAX_BACKOFF, MIN_BACKOFF};
 use crate::management::{ManagementError, Session};
+use crate::setup_key::{SetupKeyArgs, SetupKeyError};
 use crate::state::{StateDir, StateError};
 
 /// How long a connection to a target may wait for its handshake (a peer
@@ -38,10 +39,10 @@ pub struct ProxyArgs {
     /// The management server, e.g. http://127.0.0.1:33073.
     #[arg(long)]
     management_url: String,
-    /// The setup key that registers the proxy peer (its auto-groups should
-    /// put it in the server's proxy group); ignored once registered.
-    #[arg(long)]
-    setup_key: Option<String>,
+    /// The setup key registering the proxy peer (its auto-groups should put
+    /// it in the server's proxy group); ignored once registered.
+    #[command(flatten)]
+    setup_key: SetupKeyArgs,
     /// The proxy cluster domain: services are `<name>.<domain>`.
     #[arg(long)]
     domain: String,
@@ -74,6 +75,8 @@ pub struct ProxyArgs {
 /// Why the proxy could not start.
 #[derive(Debug, Error)]
 pub enum ProxyPeerError {
+    #[error(transparent)]
+    SetupKey(#[from] SetupKeyError),
     #[error(transparent)]
     State(#[from] StateError),
     #[error(transparent)]
@@ -115,6 +118,7 @@ pub fn run(
     default_state: &Path,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ProxyPeerError> {
+    let setup_key = args.setup_key.resolve()?.unwrap_or_default();
     let state = StateDir::open(args.state_dir.as_deref().unwrap_or(default_state))?;
     let key = state.private_key()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -122,9 +126,8 @@ pub fn run(
         .build()
         .map_err(ProxyPeerError::Runtime)?;
     runtime.block_on(async {
-        let setup_key = args.setup_key.as_deref().unwrap_or("");
         // Netstack, and no forwarding: the proxy only dials out to targets.
-        let link = Link::up(&args.management_url, setup_key, key.clone(), None, false).await?;
+        let link = Link::up(&args.management_url, &setup_key, key.clone(), None, false).await?;
         let mesh_ip = link.identity.address.addr();
         let (services, table) = watch::channel(Arc::new(Vec::new()));
         let watcher = tokio::spawn(watch_services(

@@ -232,14 +232,38 @@ fn errors_are_clear_and_exit_non_zero() {
         "{message}"
     );
 
-    // None of it brought the daemon up, and it still works afterwards.
+    // A setup key file that cannot be read, or holds nothing.
+    let missing = scratch.0.join("no-such-key");
+    let missing = missing.to_str().unwrap();
+    let out = cli(&d.socket, &["up", "--setup-key-file", missing]);
+    let message = fails(&out);
+    assert!(
+        message.starts_with(&format!("cannot read the setup key file {missing}: ")),
+        "{message}"
+    );
+    let key_file = scratch.0.join("setup-key");
+    std::fs::write(&key_file, "\n").unwrap();
+    let key_path = key_file.to_str().unwrap();
+    let out = cli(&d.socket, &["up", "--setup-key-file", key_path]);
+    assert_eq!(
+        fails(&out).trim(),
+        format!("the setup key file {key_path} is empty")
+    );
+
+    // None of it brought the daemon up, and it still works afterwards,
+    // with the key read from the file (trimmed).
     assert_eq!(d.status()["up"], false);
+    std::fs::write(
+        &key_file,
+        format!("{}\n", server.reusable_key("cli test", &[])),
+    )
+    .unwrap();
     d.ok(&[
         "up",
         "--management-url",
         &server.url,
-        "--setup-key",
-        &server.reusable_key("cli test", &[]),
+        "--setup-key-file",
+        key_path,
     ]);
     assert_eq!(d.status()["up"], true);
 

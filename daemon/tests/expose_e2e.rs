@@ -136,27 +136,29 @@ impl World {
 struct ProxyPeer {
     at: SocketAddrV4,
     dir: PathBuf,
-    _process: Proc,
+    process: Proc,
 }
 
 impl ProxyPeer {
+    /// Starts the proxy with its setup key in a file, as the README
+    /// advises; the key must not show in the process's command line.
     fn start(dir: PathBuf, url: &str, setup_key: &str) -> ProxyPeer {
         std::fs::create_dir_all(&dir).unwrap();
+        let key_file = dir.join("setup-key");
+        std::fs::write(&key_file, format!("{setup_key}\n")).unwrap();
         let at = SocketAddrV4::new(Ipv4Addr::LOCALHOST, free_port());
         let process = Proc::spawn(
             Command::new(MESHPLANE)
-                .args(["proxy", "--management-url", url, "--setup-key", setup_key])
+                .args(["proxy", "--management-url", url, "--setup-key-file"])
+                .arg(&key_file)
                 .args(["--domain", PROXY_DOMAIN, "--listen", &at.to_string()])
                 .arg("--state-dir")
                 .arg(dir.join("state"))
+                .env_remove("MESHPLANE_SETUP_KEY")
                 .stdout(log_file(&dir.join("proxy.out")))
                 .stderr(log_file(&dir.join("proxy.log"))),
         );
-        let proxy = ProxyPeer {
-            at,
-            dir,
-            _process: process,
-        };
+        let proxy = ProxyPeer { at, dir, process };
         // It prints where it listens once it does.
         let printed = format!("listening on {at}");
         wait_until(WITHIN, "the proxy listening", || {
@@ -164,7 +166,26 @@ impl ProxyPeer {
                 .is_ok_and(|out| out.contains(&printed))
         });
         assert!(accepts(at), "{}", proxy.log());
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", proxy.pid())).unwrap();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        assert!(cmdline.contains("--setup-key-file"), "{cmdline}");
+        assert!(!cmdline.contains(setup_key), "{cmdline}");
         proxy
+    }
+
+    fn pid(&self) -> u32 {
+        self.process.pid().expect("the proxy runs")
+    }
+
+    /// The proxy process's peak resident memory (`VmHWM`), in KiB.
+    fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().strip_suffix("kB"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no VmHWM in {status}"))
     }
 
     fn log(&self) -> String {
@@ -175,6 +196,17 @@ impl ProxyPeer {
     fn request(&self, method: &str, domain: &str, path: &str, extra: &str, body: &str) -> Answer {
         http(self.at, method, domain, path, extra, body)
             .unwrap_or_else(|e| panic!("{method} {domain}{path}: {e}\n{}", self.log()))
+    }
+
+    /// The login form's body posting `secret` with `form`.
+    fn login_body(form: &LoginForm, secret: &str) -> String {
+        [
+            ("method", form.method.as_str()),
+            ("secret", secret),
+            ("rd", form.rd.as_str()),
+        ]
+        .map(|(name, value)| format!("{name}={}", form_encoded(value)))
+        .join("&")
     }
 
     fn get(&self, domain: &str) -> Answer {
@@ -211,20 +243,28 @@ impl ProxyPeer {
 
     /// Posts the login `form` with `secret`, as a browser would.
     fn submit(&self, domain: &str, form: &LoginForm, secret: &str) -> Answer {
-        let body = [
-            ("method", form.method.as_str()),
-            ("secret", secret),
-            ("rd", form.rd.as_str()),
-        ]
-        .map(|(name, value)| format!("{name}={}", form_encoded(value)))
-        .join("&");
-        self.request(
+        self.submit_from(Ipv4Addr::LOCALHOST, domain, form, secret)
+    }
+
+    /// [`submit`](Self::submit) from the loopback address `source`.
+    fn submit_from(
+        &self,
+        source: Ipv4Addr,
+        domain: &str,
+        form: &LoginForm,
+        secret: &str,
+    ) -> Answer {
+        let stream = connect_from(source, self.at)
+            .unwrap_or_else(|e| panic!("connect from {source}: {e}\n{}", self.log()));
+        exchange(
+            stream,
             "POST",
             domain,
             &form.action,
-            "Content-Type: application/x-www-form-urlencoded\r\n",
-            &body,
+            FORM_TYPE,
+            &Self::login_body(form, secret),
         )
+        .unwrap_or_else(|e| panic!("login from {source}: {e}\n{}", self.log()))
     }
 
     /// Polls until the proxy answers `status` for `domain`; how long it took.
@@ -295,6 +335,9 @@ struct Answer {
     body: String,
 }
 
+/// The content type of a posted login form.
+const FORM_TYPE: &str = "Content-Type: application/x-www-form-urlencoded\r\n";
+
 /// One HTTP/1.1 request with `Host: domain` over a fresh connection.
 fn http(
     at: SocketAddrV4,
@@ -304,7 +347,27 @@ fn http(
     extra: &str,
     body: &str,
 ) -> std::io::Result<Answer> {
-    let mut stream = TcpStream::connect(at)?;
+    exchange(TcpStream::connect(at)?, method, domain, path, extra, body)
+}
+
+/// A connection to `at` from the loopback address `source` (every
+/// 127.0.0.0/8 address is the machine's own), as from another client.
+fn connect_from(source: Ipv4Addr, at: SocketAddrV4) -> std::io::Result<TcpStream> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.bind(&SocketAddrV4::new(source, 0).into())?;
+    socket.connect(&at.into())?;
+    Ok(socket.into())
+}
+
+/// One HTTP/1.1 request with `Host: domain` on `stream`, which it closes.
+fn exchange(
+    mut stream: TcpStream,
+    method: &str,
+    domain: &str,
+    path: &str,
+    extra: &str,
+    body: &str,
+) -> std::io::Result<Answer> {
     stream.set_read_timeout(Some(WITHIN))?;
     write!(
         stream,
@@ -643,6 +706,137 @@ fn exposed_services_are_served_by_the_proxy_for_as_long_as_the_session_lives() {
         stderr.starts_with("cannot renew the expose session: "),
         "{stderr}"
     );
+}
+
+/// What the proxy answered to login attempts: the wrong secrets it
+/// checked, per client address.
+type Checked = std::collections::BTreeMap<Ipv4Addr, u32>;
+
+impl ProxyPeer {
+    /// Posts the wrong PIN once from each of `sources`, all at the same
+    /// moment (connected first, then released together). Every answer must
+    /// be 401 (checked) or 429 with a `Retry-After`; how many were checked.
+    fn burst(&self, domain: &str, form: &LoginForm, sources: &[Ipv4Addr]) -> Checked {
+        let release = std::sync::Barrier::new(sources.len());
+        let answers: Vec<(Ipv4Addr, Answer)> = std::thread::scope(|s| {
+            let threads: Vec<_> = sources
+                .iter()
+                .map(|&source| {
+                    let release = &release;
+                    s.spawn(move || {
+                        let stream = connect_from(source, self.at);
+                        release.wait();
+                        let answer = exchange(
+                            stream?,
+                            "POST",
+                            domain,
+                            &form.action,
+                            FORM_TYPE,
+                            &Self::login_body(form, WRONG_PIN),
+                        );
+                        answer.map(|a| (source, a))
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .map(|t| {
+                    t.join()
+                        .unwrap()
+                        .unwrap_or_else(|e| panic!("{e}\n{}", self.log()))
+                })
+                .collect()
+        });
+        let mut checked = Checked::new();
+        for (source, answer) in answers {
+            match answer.status {
+                401 => *checked.entry(source).or_default() += 1,
+                429 => {
+                    let retry = retry_after(&answer.head);
+                    assert!((1..=60).contains(&retry), "{}", answer.head);
+                }
+                other => panic!("{other} to a wrong PIN: {}\n{}", answer.head, self.log()),
+            }
+        }
+        checked
+    }
+}
+
+/// The `Retry-After` seconds of an answer's head.
+fn retry_after(head: &str) -> u64 {
+    head.lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("retry-after")
+                .then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("no Retry-After in {head}"))
+}
+
+const WRONG_PIN: &str = "000000";
+
+/// Wrong PINs sent all at once, as a guesser would: no more than the
+/// documented limits (10 per address, 100 per service a minute) are ever
+/// checked, the rest are answered 429 at once, the right PIN is refused
+/// once the address has used up its attempts, and the proxy process's
+/// memory stays far from what hundreds of concurrent argon2id hashes
+/// (19 MiB each) would take.
+#[test]
+fn a_burst_of_wrong_pins_is_held_to_the_limits_and_the_proxy_stays_small() {
+    let World {
+        server: _server,
+        proxy,
+        daemon,
+        port,
+        dir: _dir,
+        ..
+    } = World::start("expose-burst");
+    let pinned = Exposing::start(&daemon.socket, &[&port, "--with-pin", "123456"]);
+    let (_, domain) = pinned.block();
+    proxy.wait_status(&domain, 401);
+    let form = LoginForm::on(&proxy.get(&domain).body);
+    let before = proxy.peak_rss_kib();
+
+    // 200 at once from one address: at most 10 checked.
+    let one = Ipv4Addr::LOCALHOST;
+    let checked = proxy.burst(&domain, &form, &[one; 200]);
+    let mut from_one = checked.get(&one).copied().unwrap_or(0);
+    eprintln!("burst of 200 wrong PINs from one address: {from_one} checked, the rest 429");
+    assert!((1..=10).contains(&from_one), "{checked:?}");
+    // One at a time, the address's attempts run out at exactly ten; then
+    // even the right PIN is refused.
+    loop {
+        let answer = proxy.submit_from(one, &domain, &form, WRONG_PIN);
+        match answer.status {
+            401 => from_one += 1,
+            429 => break,
+            other => panic!("{other}: {}", answer.head),
+        }
+        assert!(from_one <= 10, "an eleventh wrong PIN was checked");
+    }
+    assert_eq!(from_one, 10);
+    let right = proxy.submit_from(one, &domain, &form, "123456");
+    assert_eq!(right.status, 429, "{}", right.head);
+    assert!(!right.head.contains("meshplane_session="));
+
+    // 300 at once from 30 other addresses: at most 10 each and 100 in all.
+    let many: Vec<Ipv4Addr> = (0..300u16)
+        .map(|i| Ipv4Addr::new(127, 0, 1, (i % 30) as u8 + 1))
+        .collect();
+    let checked = proxy.burst(&domain, &form, &many);
+    let total: u32 = checked.values().sum();
+    eprintln!("burst of 300 wrong PINs from 30 addresses: {total} checked, the rest 429");
+    assert!(checked.values().all(|&n| n <= 10), "{checked:?}");
+    assert!(from_one + total <= 100, "{checked:?}");
+
+    let peak = proxy.peak_rss_kib();
+    eprintln!(
+        "proxy peak RSS: {} MiB before the bursts, {} MiB after",
+        before / 1024,
+        peak / 1024
+    );
+    assert!(peak < 1024 * 1024, "proxy peak RSS {peak} KiB");
+    drop(pinned);
 }
 
 #[test]

@@ -9,6 +9,10 @@ pub(crate) enum HostError {
     Missing,
     #[error("invalid Host header")]
     Invalid,
+    #[error("more than one Host header")]
+    Repeated,
+    #[error("the request target and the Host header differ")]
+    Mismatch,
 }
 
 /// The host a request is addressed to.
@@ -21,17 +25,28 @@ pub(crate) struct RequestHost {
     pub authority: String,
 }
 
-/// The host a request is for. HTTP/1.1 puts it in `Host`; an absolute-form
-/// request target wins, as RFC 9112 says.
+/// The host a request is for: its one `Host` header, or an absolute-form
+/// request target's authority. RFC 9112 has the target win over `Host`,
+/// but a proxy in front of this one (or a cache keyed on `Host`) may read
+/// the other, so when both are present they must name the same host and
+/// port; two `Host` headers are refused outright (RFC 9112, section 3.2).
 pub(crate) fn of_request<B>(req: &Request<B>) -> Result<RequestHost, HostError> {
-    let raw = match req.uri().authority() {
-        Some(authority) => authority.as_str(),
-        None => req
-            .headers()
-            .get(http::header::HOST)
-            .ok_or(HostError::Missing)?
-            .to_str()
-            .map_err(|_| HostError::Invalid)?,
+    let mut headers = req.headers().get_all(http::header::HOST).iter();
+    let header = match (headers.next(), headers.next()) {
+        (_, Some(_)) => return Err(HostError::Repeated),
+        (Some(value), None) => Some(value.to_str().map_err(|_| HostError::Invalid)?),
+        (None, None) => None,
+    };
+    let raw = match (req.uri().authority(), header) {
+        (Some(target), Some(header)) => {
+            if !target.as_str().eq_ignore_ascii_case(header) {
+                return Err(HostError::Mismatch);
+            }
+            header
+        }
+        (Some(target), None) => target.as_str(),
+        (None, Some(header)) => header,
+        (None, None) => return Err(HostError::Missing),
     };
     Ok(RequestHost {
         name: normalise(raw)?,
@@ -78,5 +93,37 @@ mod tests {
         assert_eq!(normalise("a:b"), Err(HostError::Invalid));
         assert_eq!(normalise("<script>"), Err(HostError::Invalid));
         assert_eq!(normalise("[::1]:80"), Err(HostError::Invalid));
+    }
+
+    fn request(target: &str, hosts: &[&str]) -> Request<()> {
+        let mut req = Request::get(target);
+        for host in hosts {
+            req = req.header(http::header::HOST, *host);
+        }
+        req.body(()).unwrap()
+    }
+
+    #[test]
+    fn target_and_host_header_must_agree() {
+        let host = |target, hosts: &[&str]| of_request(&request(target, hosts)).map(|h| h.name);
+        assert_eq!(host("/", &["A.example"]), Ok("a.example".into()));
+        assert_eq!(host("http://a.example/x", &[]), Ok("a.example".into()));
+        assert_eq!(
+            host("http://a.example:8080/x", &["A.Example:8080"]),
+            Ok("a.example".into())
+        );
+        assert_eq!(
+            host("http://a.example/x", &["b.example"]),
+            Err(HostError::Mismatch)
+        );
+        assert_eq!(
+            host("http://a.example/x", &["a.example:8080"]),
+            Err(HostError::Mismatch)
+        );
+        assert_eq!(
+            host("/", &["a.example", "a.example"]),
+            Err(HostError::Repeated)
+        );
+        assert_eq!(host("/", &[]), Err(HostError::Missing));
     }
 }

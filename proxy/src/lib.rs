@@ -15,6 +15,7 @@ mod dialer;
 mod fetch;
 mod forward;
 mod gate;
+mod hasher;
 mod host;
 mod jwt;
 mod login;

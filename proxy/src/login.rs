@@ -49,9 +49,9 @@ async fn read_form(req: Request<Incoming>) -> Result<Form, FormError> {
     serde_urlencoded::from_bytes(&bytes).map_err(|_| FormError::Fields)
 }
 
-/// Checks a posted PIN or password against the service's hash. Failures
-/// count towards the per-address limit, which is checked before the
-/// (deliberately slow) hash so a blocked guesser costs no CPU.
+/// Checks a posted PIN or password against the service's hash. The
+/// attempt is admitted (and counted) before the deliberately slow hash, so
+/// a refused guesser costs neither CPU nor memory.
 pub(crate) async fn handle(
     shared: &Shared,
     service: &Service,
@@ -71,23 +71,21 @@ pub(crate) async fn handle(
     let Some(hash) = hash.clone() else {
         return pages::bad_request("This login method is not enabled for this service.");
     };
-    if let Err(wait) = shared
+    let admitted = match shared
         .limiter
-        .check(client_ip, &service.domain, Instant::now())
+        .admit(client_ip, &service.domain, Instant::now())
     {
-        return pages::too_many_attempts(wait);
+        Ok(admitted) => admitted,
+        Err(refusal) => return pages::too_many_attempts(refusal),
+    };
+    // The attempt goes with the check: its hash permit and place in flight
+    // last as long as the hash, even if the visitor goes away.
+    match shared.hasher.verify(form.secret, hash, admitted).await {
+        Some((true, admitted)) => {
+            admitted.give_back();
+            grant(shared, service, method, Vec::new(), &return_to)
+        }
+        // A wrong secret, or a check that failed: the attempt stays counted.
+        Some((false, _)) | None => login_page(shared, service, &return_to, Some(wrong)),
     }
-    let secret = form.secret;
-    let matches =
-        tokio::task::spawn_blocking(move || meshplane_core::keys::verify_argon2(&secret, &hash))
-            .await
-            .unwrap_or(false);
-    if !matches {
-        shared
-            .limiter
-            .fail(client_ip, &service.domain, Instant::now());
-        return login_page(shared, service, &return_to, Some(wrong));
-    }
-    shared.limiter.succeed(client_ip, &service.domain);
-    grant(shared, service, method, Vec::new(), &return_to)
 }

@@ -4,6 +4,7 @@ use http::header::{CACHE_CONTROL, CONNECTION, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderValue, Response, StatusCode};
 
 use crate::body::{full, ProxyBody};
+use crate::ratelimit::Refusal;
 
 /// Whether and how the login page offers single sign-on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,15 +110,16 @@ pub(crate) fn forbidden(line: &str) -> Response<ProxyBody> {
     notice(StatusCode::FORBIDDEN, "Access denied", line)
 }
 
-pub(crate) fn too_many_attempts(retry_after_secs: u64) -> Response<ProxyBody> {
+/// `429` with `Retry-After`: a login attempt refused without checking it.
+pub(crate) fn too_many_attempts(refusal: Refusal) -> Response<ProxyBody> {
     let mut response = notice(
         StatusCode::TOO_MANY_REQUESTS,
         "Too many attempts",
-        &format!("Too many failed attempts. Try again in {retry_after_secs} seconds."),
+        &refusal.to_string(),
     );
     response
         .headers_mut()
-        .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        .insert(RETRY_AFTER, HeaderValue::from(refusal.retry_after()));
     response
 }
 

@@ -1,114 +1,352 @@
-//! Limits on failed login attempts, against guessing a 6-digit PIN.
+//! Admission of PIN and password attempts: limits on guessing a 6-digit
+//! PIN, and on the memory the argon2id checks cost (about 19 MiB each).
+//!
+//! An attempt is counted when it is admitted, before its secret is hashed,
+//! under one lock: however many requests arrive at once, no more than the
+//! limits are ever checked. A success gives its count back (a visitor who
+//! knows the secret is not guessing). Hashes run only with a permit from a
+//! semaphore sized to the machine; an attempt that finds none is refused at
+//! once rather than queued, so a burst costs neither memory nor a backlog.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// Failed attempts allowed per client address and service in one window.
-pub(crate) const MAX_FAILURES: u32 = 10;
-/// Failed attempts allowed per service from all addresses together in one
-/// window, so that many addresses cannot share the guessing between them.
-pub(crate) const MAX_SERVICE_FAILURES: u32 = 100;
-/// The window the failures are counted in.
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Attempts allowed per client address and service in one window.
+pub(crate) const MAX_ATTEMPTS: u32 = 10;
+/// Attempts allowed per service from all addresses together in one window,
+/// so that many addresses cannot share the guessing between them.
+pub(crate) const MAX_SERVICE_ATTEMPTS: u32 = 100;
+/// The window attempts are counted in.
 pub(crate) const WINDOW: Duration = Duration::from_secs(60);
+/// Attempts of one client address on one service checked at the same time.
+pub(crate) const MAX_IN_FLIGHT: u32 = 2;
+/// Attempts on one service checked at the same time, so one service under
+/// attack leaves hash permits for the others.
+pub(crate) const MAX_SERVICE_IN_FLIGHT: u32 = 8;
+/// Upper bound of concurrent hashes whatever the core count: 16 × 19 MiB
+/// keeps the hashes' memory near 300 MiB even on a large machine.
+const MAX_HASH_PERMITS: usize = 16;
+/// What `Retry-After` says when an attempt is refused for being one too
+/// many at the same time (not for using up the window).
+const BUSY_RETRY_SECS: u64 = 1;
 /// Entries kept before expired ones are swept, so a flood of addresses
 /// cannot grow the table without bound between sweeps.
 const SWEEP_AT: usize = 4096;
 
+/// Why an attempt was not admitted; either way its secret is not checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Refusal {
+    /// The window's attempts are used up, for this address or the service.
+    #[error("Too many failed attempts. Try again in {0} seconds.")]
+    Exhausted(u64),
+    /// Too many attempts are being checked right now.
+    #[error("Too many attempts at once. Try again in a moment.")]
+    Busy,
+}
+
+impl Refusal {
+    /// Seconds the client should wait (`Retry-After`).
+    pub fn retry_after(self) -> u64 {
+        match self {
+            Refusal::Exhausted(secs) => secs,
+            Refusal::Busy => BUSY_RETRY_SECS,
+        }
+    }
+}
+
+/// A client address on a service, or (`None`) the service as a whole.
+type Key = (Option<IpAddr>, String);
+
 #[derive(Debug, Clone, Copy)]
-struct Window {
+struct Counter {
     started: Instant,
-    failures: u32,
+    attempts: u32,
+    in_flight: u32,
 }
 
-/// Counts failed attempts per (client address, service domain), and per
-/// service domain alone (the `None` address), in fixed one-minute windows;
-/// at [`MAX_FAILURES`] (or [`MAX_SERVICE_FAILURES`]) further attempts are
-/// refused until the window ends, without checking the secret at all.
-#[derive(Debug, Default)]
-pub(crate) struct FailureLimiter {
-    windows: Mutex<HashMap<(Option<IpAddr>, String), Window>>,
+impl Counter {
+    /// The attempts counted in the window that holds `now`.
+    fn attempts_at(&self, now: Instant) -> u32 {
+        if now < self.started + WINDOW {
+            self.attempts
+        } else {
+            0
+        }
+    }
+
+    /// Seconds until the window ends, at least one.
+    fn wait_at(&self, now: Instant) -> u64 {
+        (self.started + WINDOW)
+            .saturating_duration_since(now)
+            .as_secs()
+            .max(1)
+    }
 }
 
-impl FailureLimiter {
-    /// `Err(seconds to wait)` when `ip` has used up its attempts on `domain`.
-    pub fn check(&self, ip: IpAddr, domain: &str, now: Instant) -> Result<(), u64> {
-        let windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        let blocked = |key: Option<IpAddr>, max: u32| match windows.get(&(key, domain.to_owned())) {
-            Some(w) if w.failures >= max && now < w.started + WINDOW => {
-                let left = (w.started + WINDOW).saturating_duration_since(now);
-                Some(left.as_secs().max(1))
-            }
-            _ => None,
+type Counters = Arc<Mutex<HashMap<Key, Counter>>>;
+
+fn lock(counters: &Counters) -> MutexGuard<'_, HashMap<Key, Counter>> {
+    counters.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Counts attempts per (client address, service domain) and per service
+/// domain alone in fixed windows, with the attempts in flight, and holds
+/// the hash permits.
+#[derive(Debug)]
+pub(crate) struct AttemptLimiter {
+    counters: Counters,
+    hashes: Arc<Semaphore>,
+}
+
+impl AttemptLimiter {
+    /// A limiter allowing `hash_permits` argon2 checks at the same time.
+    pub fn new(hash_permits: usize) -> Self {
+        Self {
+            counters: Counters::default(),
+            hashes: Arc::new(Semaphore::new(hash_permits)),
+        }
+    }
+
+    /// One hash permit per core (up to [`MAX_HASH_PERMITS`]): more
+    /// concurrent hashes would only wait for a core while holding their
+    /// memory.
+    pub fn hash_permits_for_this_machine() -> usize {
+        let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+        cores.min(MAX_HASH_PERMITS)
+    }
+
+    /// Admits one attempt by `ip` on `domain` at `now`: takes a hash permit
+    /// and counts the attempt, or refuses it without counting anything.
+    pub fn admit(&self, ip: IpAddr, domain: &str, now: Instant) -> Result<Admitted, Refusal> {
+        let permit = Arc::clone(&self.hashes)
+            .try_acquire_owned()
+            .map_err(|_| Refusal::Busy)?;
+        let client_key = (Some(ip), domain.to_owned());
+        let service_key = (None, domain.to_owned());
+        let mut counters = lock(&self.counters);
+        if counters.len() >= SWEEP_AT {
+            counters.retain(|_, c| c.in_flight > 0 || c.attempts_at(now) > 0);
+        }
+        let client = counters.get(&client_key).copied();
+        let service = counters.get(&service_key).copied();
+        let exhausted = |counter: Option<Counter>, max: u32| {
+            counter
+                .filter(|c| c.attempts_at(now) >= max)
+                .map(|c| c.wait_at(now))
         };
-        match blocked(Some(ip), MAX_FAILURES).or_else(|| blocked(None, MAX_SERVICE_FAILURES)) {
-            Some(wait) => Err(wait),
-            None => Ok(()),
+        let wait = exhausted(client, MAX_ATTEMPTS).max(exhausted(service, MAX_SERVICE_ATTEMPTS));
+        if let Some(wait) = wait {
+            return Err(Refusal::Exhausted(wait));
         }
-    }
-
-    /// Records one failed attempt.
-    pub fn fail(&self, ip: IpAddr, domain: &str, now: Instant) {
-        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        if windows.len() >= SWEEP_AT {
-            windows.retain(|_, w| now < w.started + WINDOW);
+        let in_flight = |counter: Option<Counter>| counter.map_or(0, |c| c.in_flight);
+        if in_flight(client) >= MAX_IN_FLIGHT || in_flight(service) >= MAX_SERVICE_IN_FLIGHT {
+            return Err(Refusal::Busy);
         }
-        for key in [Some(ip), None] {
-            let w = windows.entry((key, domain.to_owned())).or_insert(Window {
+        let mut started = [now; 2];
+        for (key, started) in [client_key, service_key].into_iter().zip(&mut started) {
+            let counter = counters.entry(key).or_insert(Counter {
                 started: now,
-                failures: 0,
+                attempts: 0,
+                in_flight: 0,
             });
-            if now >= w.started + WINDOW {
-                *w = Window {
-                    started: now,
-                    failures: 0,
-                };
+            if counter.attempts_at(now) == 0 {
+                counter.started = now;
+                counter.attempts = 0;
             }
-            w.failures += 1;
+            counter.attempts += 1;
+            counter.in_flight += 1;
+            *started = counter.started;
         }
+        Ok(Admitted {
+            counters: Arc::clone(&self.counters),
+            ip,
+            domain: domain.to_owned(),
+            started,
+            _permit: permit,
+        })
+    }
+}
+
+/// An admitted attempt: counted, holding a hash permit and a place among
+/// the attempts in flight until dropped (when its check is over).
+#[derive(Debug)]
+pub(crate) struct Admitted {
+    counters: Counters,
+    ip: IpAddr,
+    domain: String,
+    /// When the windows it was counted in started (client, service).
+    started: [Instant; 2],
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Admitted {
+    fn keys(&self) -> [Key; 2] {
+        [
+            (Some(self.ip), self.domain.clone()),
+            (None, self.domain.clone()),
+        ]
     }
 
-    /// Forgets the failures of `ip` on `domain` after a success (the
-    /// service-wide count stays: it limits guessers, not this visitor).
-    pub fn succeed(&self, ip: IpAddr, domain: &str) {
-        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        windows.remove(&(Some(ip), domain.to_owned()));
+    /// Takes back the count of an attempt that succeeded, if its windows
+    /// are still the current ones.
+    pub fn give_back(self) {
+        let mut counters = lock(&self.counters);
+        for (key, started) in self.keys().iter().zip(self.started) {
+            if let Some(counter) = counters.get_mut(key) {
+                if counter.started == started {
+                    counter.attempts = counter.attempts.saturating_sub(1);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let mut counters = lock(&self.counters);
+        for key in self.keys() {
+            if let Some(counter) = counters.get_mut(&key) {
+                counter.in_flight = counter.in_flight.saturating_sub(1);
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Barrier;
 
-    #[test]
-    fn blocks_after_max_failures_until_window_ends() {
-        let limiter = FailureLimiter::default();
-        let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        let t0 = Instant::now();
-        for _ in 0..MAX_FAILURES {
-            assert!(limiter.check(ip, "a", t0).is_ok());
-            limiter.fail(ip, "a", t0);
-        }
-        assert_eq!(limiter.check(ip, "a", t0), Err(60));
-        assert!(limiter.check(ip, "b", t0).is_ok());
-        assert!(limiter.check(ip, "a", t0 + WINDOW).is_ok());
-        limiter.succeed(ip, "a");
-        assert!(limiter.check(ip, "a", t0).is_ok());
+    fn ip(i: u32) -> IpAddr {
+        IpAddr::from(std::net::Ipv4Addr::from(0xc633_0000 + i))
     }
 
     #[test]
-    fn many_addresses_share_one_service_budget() {
-        let limiter = FailureLimiter::default();
+    fn counts_each_attempt_when_admitted_until_the_window_ends() {
+        let limiter = AttemptLimiter::new(4);
         let t0 = Instant::now();
-        for i in 0..MAX_SERVICE_FAILURES {
-            let ip = IpAddr::from([198, 51, (i / 256) as u8, (i % 256) as u8]);
-            assert!(limiter.check(ip, "a", t0).is_ok());
-            limiter.fail(ip, "a", t0);
+        for _ in 0..MAX_ATTEMPTS {
+            drop(limiter.admit(ip(1), "a", t0).unwrap());
         }
-        let fresh: IpAddr = "203.0.113.1".parse().unwrap();
-        assert_eq!(limiter.check(fresh, "a", t0), Err(60));
-        assert!(limiter.check(fresh, "b", t0).is_ok());
-        assert!(limiter.check(fresh, "a", t0 + WINDOW).is_ok());
+        assert_eq!(
+            limiter.admit(ip(1), "a", t0).unwrap_err(),
+            Refusal::Exhausted(60)
+        );
+        assert_eq!(
+            limiter
+                .admit(ip(1), "a", t0 + Duration::from_secs(45))
+                .unwrap_err(),
+            Refusal::Exhausted(15)
+        );
+        assert!(limiter.admit(ip(1), "b", t0).is_ok());
+        assert!(limiter.admit(ip(2), "a", t0).is_ok());
+        assert!(limiter.admit(ip(1), "a", t0 + WINDOW).is_ok());
+    }
+
+    #[test]
+    fn a_success_gives_its_count_back() {
+        let limiter = AttemptLimiter::new(4);
+        let t0 = Instant::now();
+        for _ in 0..MAX_ATTEMPTS * 3 {
+            limiter.admit(ip(1), "a", t0).unwrap().give_back();
+        }
+        for _ in 0..MAX_ATTEMPTS {
+            drop(limiter.admit(ip(1), "a", t0).unwrap());
+        }
+        assert!(limiter.admit(ip(1), "a", t0).is_err());
+        // A give-back from an earlier window leaves the new one alone.
+        let old = limiter.admit(ip(2), "a", t0).unwrap();
+        for _ in 0..MAX_ATTEMPTS - 1 {
+            drop(limiter.admit(ip(2), "a", t0 + WINDOW).unwrap());
+        }
+        old.give_back();
+        drop(limiter.admit(ip(2), "a", t0 + WINDOW).unwrap());
+        assert!(limiter.admit(ip(2), "a", t0 + WINDOW).is_err());
+    }
+
+    #[test]
+    fn caps_attempts_in_flight_per_address_and_service() {
+        let limiter = AttemptLimiter::new(64);
+        let t0 = Instant::now();
+        let held: Vec<_> = (0..MAX_IN_FLIGHT)
+            .map(|_| limiter.admit(ip(1), "a", t0).unwrap())
+            .collect();
+        assert_eq!(limiter.admit(ip(1), "a", t0).unwrap_err(), Refusal::Busy);
+        drop(held);
+        let held: Vec<_> = (0..MAX_SERVICE_IN_FLIGHT)
+            .map(|i| limiter.admit(ip(10 + i), "a", t0).unwrap())
+            .collect();
+        assert_eq!(limiter.admit(ip(99), "a", t0).unwrap_err(), Refusal::Busy);
+        assert!(limiter.admit(ip(99), "b", t0).is_ok());
+        drop(held);
+        // Refusals for busyness were not counted: 2 + 8 attempts so far.
+        assert!(limiter.admit(ip(99), "a", t0).is_ok());
+    }
+
+    #[test]
+    fn without_a_hash_permit_an_attempt_is_refused_at_once_and_not_counted() {
+        let limiter = AttemptLimiter::new(1);
+        let t0 = Instant::now();
+        let held = limiter.admit(ip(1), "a", t0).unwrap();
+        assert_eq!(limiter.admit(ip(2), "b", t0).unwrap_err(), Refusal::Busy);
+        assert_eq!(Refusal::Busy.retry_after(), BUSY_RETRY_SECS);
+        drop(held);
+        for _ in 0..MAX_ATTEMPTS {
+            drop(limiter.admit(ip(2), "b", t0).unwrap());
+        }
+        assert!(limiter.admit(ip(2), "b", t0).is_err());
+    }
+
+    /// `threads` threads, released together, each trying until refused for
+    /// the window (retrying when only busy); how many attempts got in.
+    fn burst(limiter: &AttemptLimiter, threads: u32, addresses: u32) -> u32 {
+        let t0 = Instant::now();
+        let admitted = AtomicU32::new(0);
+        let start = Barrier::new(threads as usize);
+        std::thread::scope(|s| {
+            for i in 0..threads {
+                let (admitted, start) = (&admitted, &start);
+                s.spawn(move || {
+                    start.wait();
+                    loop {
+                        match limiter.admit(ip(i % addresses), "a", t0) {
+                            Ok(attempt) => {
+                                admitted.fetch_add(1, Ordering::SeqCst);
+                                std::thread::yield_now();
+                                drop(attempt);
+                            }
+                            Err(Refusal::Busy) => std::thread::yield_now(),
+                            Err(Refusal::Exhausted(_)) => return,
+                        }
+                    }
+                });
+            }
+        });
+        admitted.into_inner()
+    }
+
+    #[test]
+    fn concurrent_attempts_never_exceed_the_limits() {
+        let limiter = AttemptLimiter::new(4);
+        assert_eq!(burst(&limiter, 200, 1), MAX_ATTEMPTS);
+        let limiter = AttemptLimiter::new(4);
+        assert_eq!(burst(&limiter, 200, 50), MAX_SERVICE_ATTEMPTS);
+    }
+
+    #[test]
+    fn the_table_is_swept_of_expired_entries() {
+        let limiter = AttemptLimiter::new(4);
+        let t0 = Instant::now();
+        for i in 0..SWEEP_AT as u32 {
+            drop(limiter.admit(ip(i), &format!("s{i}"), t0).unwrap());
+        }
+        drop(limiter.admit(ip(0), "x", t0 + WINDOW).unwrap());
+        assert_eq!(lock(&limiter.counters).len(), 2);
     }
 }

@@ -21,8 +21,9 @@ use crate::body::ProxyBody;
 use crate::dialer::Dialer;
 use crate::fetch::WebClient;
 use crate::forward::{forward, Origin};
+use crate::hasher::Hasher;
 use crate::oidc::{OidcConfig, Sso};
-use crate::ratelimit::FailureLimiter;
+use crate::ratelimit::AttemptLimiter;
 use crate::service::{self, Service};
 use crate::session::{SessionError, SessionKeys};
 use crate::tls::{self, Tls, TlsError};
@@ -67,7 +68,9 @@ pub(crate) struct Shared {
     pub services: watch::Receiver<Arc<Vec<Service>>>,
     pub client: BackendClient,
     pub keys: SessionKeys,
-    pub limiter: FailureLimiter,
+    pub limiter: AttemptLimiter,
+    /// Runs the PIN / password checks, one per hash permit of `limiter`.
+    pub hasher: Hasher,
     pub sso: Option<Sso>,
     /// `https` or `http`: how visitors reach the proxy.
     pub scheme: &'static str,
@@ -109,11 +112,13 @@ impl Proxy {
             source,
         })?;
         let (stop, shutdown) = watch::channel(false);
+        let hash_permits = AttemptLimiter::hash_permits_for_this_machine();
         let shared = Arc::new(Shared {
             services,
             client: backend::client(dialer, tls::backend_client_config()?),
             keys,
-            limiter: FailureLimiter::default(),
+            limiter: AttemptLimiter::new(hash_permits),
+            hasher: Hasher::new(hash_permits),
             sso,
             scheme: if tls_config.is_some() {
                 "https"

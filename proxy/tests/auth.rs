@@ -249,14 +249,35 @@ async fn failed_attempts_are_limited_per_client_and_service() {
         protected("rl2.proxy.test", echo, Some("111111"), None),
     ])
     .await;
-    for _ in 0..10 {
-        assert_eq!(
-            login(&p, "rl.proxy.test", "pin", "999999", "/")
-                .await
-                .status,
-            StatusCode::UNAUTHORIZED
-        );
+    // Fifty wrong PINs at once: counted as they are admitted, so no more
+    // than ten are checked; the rest are refused with a Retry-After.
+    let burst = (0..50).map(|_| {
+        let p = &p;
+        async move { login(p, "rl.proxy.test", "pin", "999999", "/").await }
+    });
+    let answers = futures_util::future::join_all(burst).await;
+    let mut checked = 0;
+    for answer in &answers {
+        match answer.status {
+            StatusCode::UNAUTHORIZED => checked += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                let retry: u64 = answer.header("retry-after").unwrap().parse().unwrap();
+                assert!((1..=60).contains(&retry), "{retry}");
+            }
+            other => panic!("{other}: {}", answer.text()),
+        }
     }
+    assert!((1..=10).contains(&checked), "{checked} checked");
+    // One at a time, the attempts run out at exactly ten.
+    while login(&p, "rl.proxy.test", "pin", "999999", "/")
+        .await
+        .status
+        == StatusCode::UNAUTHORIZED
+    {
+        checked += 1;
+        assert!(checked <= 10, "an eleventh attempt was checked");
+    }
+    assert_eq!(checked, 10);
     // The eleventh attempt in the minute is refused, even with the right PIN.
     let blocked = login(&p, "rl.proxy.test", "pin", "111111", "/").await;
     assert_eq!(blocked.status, StatusCode::TOO_MANY_REQUESTS);

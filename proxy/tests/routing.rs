@@ -129,6 +129,56 @@ async fn garbage_on_the_wire_is_answered_400() {
     p.proxy.shutdown().await;
 }
 
+/// Sends `raw` on a fresh connection; the whole answer.
+async fn raw_exchange(addr: std::net::SocketAddr, raw: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(raw).await.unwrap();
+    let mut answer = Vec::new();
+    within(stream.read_to_end(&mut answer)).await.unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_target_and_host_header_must_agree() {
+    let a = echo_backend("a").await;
+    let b = echo_backend("b").await;
+    let p = start_proxy(vec![service("a.proxy.test", a), service("b.proxy.test", b)]).await;
+    for (raw, why) in [
+        (
+            &b"GET http://a.proxy.test/ HTTP/1.1\r\nHost: b.proxy.test\r\n\r\n"[..],
+            "the request target and the Host header differ",
+        ),
+        (
+            b"GET http://a.proxy.test/ HTTP/1.1\r\nHost: a.proxy.test:8080\r\n\r\n",
+            "the request target and the Host header differ",
+        ),
+        (
+            b"GET / HTTP/1.1\r\nHost: a.proxy.test\r\nHost: a.proxy.test\r\n\r\n",
+            "more than one Host header",
+        ),
+        (
+            b"GET / HTTP/1.1\r\nHost: a.proxy.test\r\nHost: b.proxy.test\r\n\r\n",
+            "more than one Host header",
+        ),
+    ] {
+        let answer = raw_exchange(p.addr, raw).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{raw:?} -> {answer}");
+        assert!(answer.contains(why), "{raw:?} -> {answer}");
+        assert!(!answer.contains("\"name\""), "forwarded: {answer}");
+    }
+    // Agreeing (case aside), or the target alone: routed by that host.
+    for raw in [
+        &b"GET http://a.proxy.test/x HTTP/1.1\r\nHost: A.Proxy.Test\r\nConnection: close\r\n\r\n"[..],
+        b"GET http://a.proxy.test/x HTTP/1.0\r\n\r\n",
+    ] {
+        let answer = raw_exchange(p.addr, raw).await;
+        assert_eq!(answer.split(' ').nth(1), Some("200"), "{raw:?} -> {answer}");
+        assert!(answer.contains("\"name\":\"a\""), "{raw:?} -> {answer}");
+    }
+    p.proxy.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarded_headers_added_and_hop_by_hop_removed() {
     let a = echo_backend("a").await;

@@ -49,6 +49,11 @@ impl Proc {
         Proc(Some(child))
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.0.as_ref().map(Child::id)
+    }
+
     /// `kill -9` and wait.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.0.take() {
@@ -394,6 +399,7 @@ pub fn cli(socket: &Path, args: &[&str]) -> Output {
         .arg(socket)
         .args(args)
         .env_remove("MESHPLANE_SOCKET")
+        .env_remove("MESHPLANE_SETUP_KEY")
         .output()
         .expect("run the CLI")
 }
