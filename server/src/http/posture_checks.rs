@@ -3,7 +3,7 @@
 use axum::Router;
 use meshplane_core::limits;
 use meshplane_core::model::{Activity, Checks, Policy, PostureCheck, PostureCheckId};
-use meshplane_core::validate::{Cidr, ValidationError};
+use meshplane_core::validate::Cidr;
 use serde::Deserialize;
 
 use super::auth::Caller;
@@ -24,9 +24,15 @@ pub struct PostureCheckRequest {
     checks: Checks,
 }
 
-/// Bounds the lists and texts of the checks.
-fn sizes(c: &Checks) -> Result<(), ValidationError> {
-    let version = |v: &str| limits::text("version", v, limits::MAX_TEXT_CHARS);
+/// Bounds the lists and texts of the checks; a version a check names may
+/// not be empty (a client that leaves it out sends the zero value).
+fn sizes(c: &Checks) -> Result<(), Failure> {
+    let version = |v: &str| {
+        if v.trim().is_empty() {
+            return Err(Failure::invalid("minimum version shouldn't be empty"));
+        }
+        Ok(limits::text("version", v, limits::MAX_TEXT_CHARS)?)
+    };
     if let Some(v) = &c.nb_version_check {
         version(&v.min_version)?;
     }
