@@ -559,6 +559,47 @@ mod tests {
     }
 
     #[test]
+    fn user_groups_one_rule() {
+        let names = |v: &[&str]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(
+            user_groups(&names(&[" devops", "Backend "])).unwrap(),
+            names(&["devops", "Backend"])
+        );
+        for bad in [&[][..], &[""], &["devops", " "]] {
+            let e = user_groups(&names(bad)).unwrap_err();
+            assert_eq!(e, ValidationError::EmptyUserGroups, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn network_ranges() {
+        assert_eq!(
+            network_range("10.1.2.3/16", 0).unwrap().to_string(),
+            "10.1.0.0/16"
+        );
+        assert!(network_range("100.127.0.0/16", 65_534).is_ok());
+        assert!(network_range("100.127.0.0/16", 65_535).is_err());
+        for bad in [
+            "0.0.0.0/0",
+            "127.0.0.0/8",
+            "224.0.0.0/4",
+            "100.0.0.0/8",
+            "11.0.0.0/8",
+        ] {
+            let e = network_range(bad, 0).unwrap_err();
+            assert_eq!(e.code(), "network_range_not_private", "{bad}");
+        }
+        for bad in ["10.0.0.1/32", "10.0.0.0/31"] {
+            let e = network_range(bad, 0).unwrap_err();
+            assert_eq!(e.code(), "network_range_too_small", "{bad}");
+        }
+        assert_eq!(
+            network_range("192.168.0.0/30", 3).unwrap_err().to_string(),
+            "network range 192.168.0.0/30 is too small: it has room for 2 peers and the account has 3"
+        );
+    }
+
+    #[test]
     fn domains_and_cidrs() {
         assert!("proxy.example.com".parse::<Domain>().is_ok());
         assert!("*.example.com".parse::<Domain>().is_ok());

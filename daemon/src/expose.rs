@@ -339,6 +339,10 @@ mod tests {
             "user groups cannot be empty"
         );
         assert_eq!(
+            with(|r| r.user_groups = Some(vec!["devops".into(), String::new()])),
+            "user groups cannot be empty"
+        );
+        assert_eq!(
             with(|r| r.name_prefix = Some("Bad_Prefix".into())),
             "generate service name: invalid name prefix \"Bad_Prefix\": must be lowercase \
              alphanumeric with optional hyphens, 1-32 characters"
@@ -351,7 +355,7 @@ mod tests {
             port: 8080,
             protocol: Some("https".into()),
             pin: Some("123456".into()),
-            user_groups: Some(vec!["devops".into()]),
+            user_groups: Some(vec!["devops".into(), " Backend".into()]),
             name_prefix: Some("demo".into()),
             ..ExposeRequest::default()
         };
@@ -360,7 +364,7 @@ mod tests {
         assert_eq!(create.protocol, "https");
         assert_eq!(create.pin.as_deref(), Some("123456"));
         assert_eq!(create.password, None);
-        assert_eq!(create.user_groups, vec!["devops".to_string()]);
+        assert_eq!(create.user_groups, vec!["devops", "Backend"]);
         assert_eq!(create.name_prefix, "demo");
         assert_eq!(check(&request(1)).unwrap().protocol, "http");
     }
