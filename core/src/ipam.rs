@@ -75,6 +75,24 @@ pub fn allocate(
         .ok_or_else(|| IpamError::Exhausted(network.to_string()))
 }
 
+/// `count` distinct free host addresses in `network`, drawn as
+/// [`allocate`] draws one: the new addresses of every peer when the account
+/// network changes (the reference moves every peer into the new range).
+pub fn reallocate(
+    network: Cidr,
+    count: usize,
+    rng: &mut impl RngCore,
+) -> Result<Vec<Ipv4Addr>, IpamError> {
+    let mut taken = std::collections::BTreeSet::new();
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        let ip = allocate(network, |ip| taken.contains(&ip), rng)?;
+        taken.insert(ip);
+        out.push(ip);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,6 +114,17 @@ mod tests {
         }
         let err = allocate(net, |ip| used.contains(&ip), &mut rng).unwrap_err();
         assert_eq!(err.to_string(), "network 10.0.0.0/29 is out of IPs");
+    }
+
+    #[test]
+    fn reallocation_fills_the_new_range_without_repeats() {
+        let net: Cidr = "10.9.0.0/29".parse().unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let ips = reallocate(net, 6, &mut rng).unwrap();
+        let unique: BTreeSet<_> = ips.iter().collect();
+        assert_eq!(unique.len(), 6);
+        assert!(ips.iter().all(|ip| net.contains(*ip)));
+        assert!(reallocate(net, 7, &mut rng).is_err());
     }
 
     #[test]

@@ -68,6 +68,7 @@ pub mod index;
 pub mod ingress;
 pub mod ipam;
 pub mod keys;
+pub mod limits;
 pub mod locations;
 pub mod model;
 pub mod netmap;

@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::error::{ErrorCode, Kind};
-use crate::model::{Policy, PolicyRule};
+use crate::limits;
+use crate::model::account::{MAX_LOGIN_EXPIRATION_SECS, MIN_LOGIN_EXPIRATION_SECS};
+use crate::model::{AccountSettings, Policy, PolicyRule};
 
 /// A validation failure.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -53,6 +55,24 @@ pub enum ValidationError {
     NoSource(String),
     #[error("rule \"{0}\" must have a destination")]
     NoDestination(String),
+    #[error("{field} is too long: at most {max} characters")]
+    TooLong { field: &'static str, max: usize },
+    #[error("too many {field}: at most {max}")]
+    TooMany { field: &'static str, max: usize },
+    #[error("network range {0} must be inside 100.64.0.0/10, 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16")]
+    NetworkRangeNotPrivate(String),
+    #[error("network range {range} is too small: it has room for {room} peers and the account has {peers}")]
+    NetworkRangeTooSmall {
+        range: String,
+        room: u64,
+        peers: u64,
+    },
+    #[error("peer login expiration can't be smaller than one hour")]
+    LoginExpirationTooShort,
+    #[error("peer login expiration can't be larger than 180 days")]
+    LoginExpirationTooLong,
+    #[error("peer inactivity expiration must be between 0 and 180 days")]
+    InactivityExpirationOutOfRange,
 }
 
 impl ErrorCode for ValidationError {
@@ -78,6 +98,13 @@ impl ErrorCode for ValidationError {
             ValidationError::NoRules => "no_rules",
             ValidationError::NoSource(_) => "no_source",
             ValidationError::NoDestination(_) => "no_destination",
+            ValidationError::TooLong { .. } => "too_long",
+            ValidationError::TooMany { .. } => "too_many",
+            ValidationError::NetworkRangeNotPrivate(_) => "network_range_not_private",
+            ValidationError::NetworkRangeTooSmall { .. } => "network_range_too_small",
+            ValidationError::LoginExpirationTooShort => "login_expiration_too_short",
+            ValidationError::LoginExpirationTooLong => "login_expiration_too_long",
+            ValidationError::InactivityExpirationOutOfRange => "inactivity_expiration_out_of_range",
         }
     }
 
@@ -370,8 +397,17 @@ pub fn rule_port(s: &str) -> Result<u16, ValidationError> {
     }
 }
 
-/// Checks one rule: sides, protocol/port combinations, port values.
+/// Checks one rule: sizes, sides, protocol/port combinations, port values.
 pub fn policy_rule(rule: &PolicyRule) -> Result<(), ValidationError> {
+    limits::name("rule name", &rule.name)?;
+    limits::description("rule description", &rule.description)?;
+    limits::items("sources", &rule.sources)?;
+    limits::items("destinations", &rule.destinations)?;
+    limits::count(
+        "ports and port ranges",
+        rule.ports.len() + rule.port_ranges.len(),
+        limits::MAX_PORTS,
+    )?;
     if !rule.sources.is_empty() && rule.source_resource.is_some() {
         return Err(ValidationError::SourcesAndSourceResource);
     }
@@ -405,12 +441,90 @@ pub fn policy_rule(rule: &PolicyRule) -> Result<(), ValidationError> {
     Ok(())
 }
 
-/// Checks a whole policy: at least one rule, and every rule.
+/// Checks a whole policy: sizes, at least one rule, and every rule.
 pub fn policy(p: &Policy) -> Result<(), ValidationError> {
+    limits::name("policy name", &p.name)?;
+    limits::description("policy description", &p.description)?;
+    limits::items("source posture checks", &p.source_posture_checks)?;
     if p.rules.is_empty() {
         return Err(ValidationError::NoRules);
     }
+    limits::count("rules", p.rules.len(), limits::MAX_RULES)?;
     p.rules.iter().try_for_each(policy_rule)
+}
+
+/// The user groups of an expose request (`--with-user-groups`): a non-empty
+/// list of names, none blank; answers the names trimmed. The one rule for
+/// the CLI, the daemon, the management server and the JSON API.
+pub fn user_groups(groups: &[String]) -> Result<Vec<String>, ValidationError> {
+    let trimmed: Vec<String> = groups.iter().map(|g| g.trim().to_string()).collect();
+    if trimmed.is_empty() || trimmed.iter().any(String::is_empty) {
+        return Err(ValidationError::EmptyUserGroups);
+    }
+    Ok(trimmed)
+}
+
+/// The address blocks an account network may come from: the shared address
+/// space peers get by default, and the RFC 1918 private ranges. Anything
+/// else (the whole internet, loopback, multicast, public blocks) would make
+/// peers route traffic that is not the mesh's into it.
+pub const PRIVATE_RANGES: [&str; 4] = [
+    "100.64.0.0/10",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+];
+
+/// An account network for an account with `peers` peers: an IPv4 prefix
+/// inside one of [`PRIVATE_RANGES`] with a host address for every peer (and
+/// at least one), besides its network and broadcast addresses. Host bits
+/// are cleared (`10.1.2.3/16` is `10.1.0.0/16`).
+pub fn network_range(s: &str, peers: u64) -> Result<Cidr, ValidationError> {
+    let net = s.parse::<Cidr>()?.0.trunc();
+    let inside = PRIVATE_RANGES
+        .iter()
+        .any(|r| r.parse::<Ipv4Net>().is_ok_and(|block| block.contains(&net)));
+    if !inside {
+        return Err(ValidationError::NetworkRangeNotPrivate(net.to_string()));
+    }
+    let room = (1u64 << (32 - u32::from(net.prefix_len()))).saturating_sub(2);
+    if room < peers.max(1) {
+        return Err(ValidationError::NetworkRangeTooSmall {
+            range: net.to_string(),
+            room,
+            peers,
+        });
+    }
+    Ok(Cidr(net))
+}
+
+/// Checks account settings: expiration bounds, the DNS domain and the sizes
+/// of free-text values and lists. The network range is checked with
+/// [`network_range`] when it changes (it needs the peer count); group ids
+/// are the shell's to resolve.
+pub fn account_settings(s: &AccountSettings) -> Result<(), ValidationError> {
+    if s.peer_login_expiration < MIN_LOGIN_EXPIRATION_SECS {
+        return Err(ValidationError::LoginExpirationTooShort);
+    }
+    if s.peer_login_expiration > MAX_LOGIN_EXPIRATION_SECS {
+        return Err(ValidationError::LoginExpirationTooLong);
+    }
+    if !(0..=MAX_LOGIN_EXPIRATION_SECS).contains(&s.peer_inactivity_expiration) {
+        return Err(ValidationError::InactivityExpirationOutOfRange);
+    }
+    if !s.dns_domain.is_empty() {
+        s.dns_domain.parse::<Domain>()?;
+    }
+    limits::name("jwt groups claim name", &s.jwt_groups_claim_name)?;
+    limits::items("jwt allow groups", &s.jwt_allow_groups)?;
+    for g in &s.jwt_allow_groups {
+        limits::name("jwt allow group", g)?;
+    }
+    limits::items("peer expose groups", &s.peer_expose_groups)?;
+    limits::items(
+        "network traffic logs groups",
+        &s.extra.network_traffic_logs_groups,
+    )
 }
 
 #[cfg(test)]
@@ -441,6 +555,47 @@ mod tests {
         assert_eq!(
             format!("{:?}", "123456".parse::<Pin>().unwrap()),
             "Pin(******)"
+        );
+    }
+
+    #[test]
+    fn user_groups_one_rule() {
+        let names = |v: &[&str]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(
+            user_groups(&names(&[" devops", "Backend "])).unwrap(),
+            names(&["devops", "Backend"])
+        );
+        for bad in [&[][..], &[""], &["devops", " "]] {
+            let e = user_groups(&names(bad)).unwrap_err();
+            assert_eq!(e, ValidationError::EmptyUserGroups, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn network_ranges() {
+        assert_eq!(
+            network_range("10.1.2.3/16", 0).unwrap().to_string(),
+            "10.1.0.0/16"
+        );
+        assert!(network_range("100.127.0.0/16", 65_534).is_ok());
+        assert!(network_range("100.127.0.0/16", 65_535).is_err());
+        for bad in [
+            "0.0.0.0/0",
+            "127.0.0.0/8",
+            "224.0.0.0/4",
+            "100.0.0.0/8",
+            "11.0.0.0/8",
+        ] {
+            let e = network_range(bad, 0).unwrap_err();
+            assert_eq!(e.code(), "network_range_not_private", "{bad}");
+        }
+        for bad in ["10.0.0.1/32", "10.0.0.0/31"] {
+            let e = network_range(bad, 0).unwrap_err();
+            assert_eq!(e.code(), "network_range_too_small", "{bad}");
+        }
+        assert_eq!(
+            network_range("192.168.0.0/30", 3).unwrap_err().to_string(),
+            "network range 192.168.0.0/30 is too small: it has room for 2 peers and the account has 3"
         );
     }
 

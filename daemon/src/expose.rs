@@ -17,9 +17,7 @@ use std::io;
 use std::time::Duration;
 
 use meshplane_core::expose::{ExposeRequest, KeepAlive, KeepAliveConfig, KeepAliveEvent, Request};
-use meshplane_core::validate::{
-    Domain, ExposeProtocol, NamePrefix, Password, Pin, Port, ValidationError,
-};
+use meshplane_core::validate::ValidationError;
 use meshplane_core::Timestamp;
 use meshplane_proto::v1::{CreateExposeRequest, ExposeSession};
 use serde::{Deserialize, Serialize};
@@ -83,42 +81,22 @@ impl ExposeInfo {
     }
 }
 
-/// Checks the flags with the core's validators (the messages of
+/// Checks the flags with the core's request validation (the messages of
 /// SEMANTICS.md, in flag order), so a typo fails before any server round
 /// trip; the request for CreateExpose.
 pub fn check(request: &ExposeRequest) -> Result<CreateExposeRequest, ExposeError> {
-    let port = Port::try_from(request.port)?;
-    let protocol = match &request.protocol {
-        Some(p) => p.parse::<ExposeProtocol>()?,
-        None => ExposeProtocol::default(),
-    };
-    let checked = |value: &Option<String>, check: fn(&str) -> Result<(), ValidationError>| {
-        value
-            .as_deref()
-            .map(|v| check(v).map(|()| v.to_string()))
-            .transpose()
-    };
-    let pin = checked(&request.pin, |v| v.parse::<Pin>().map(drop))?;
-    let password = checked(&request.password, |v| v.parse::<Password>().map(drop))?;
-    let user_groups = match &request.user_groups {
-        Some(groups) if groups.iter().all(|g| g.trim().is_empty()) => {
-            return Err(ValidationError::EmptyUserGroups.into())
-        }
-        Some(groups) => groups.clone(),
-        None => Vec::new(),
-    };
-    let custom_domain =
-        checked(&request.custom_domain, |v| v.parse::<Domain>().map(drop))?.unwrap_or_default();
-    let name_prefix =
-        checked(&request.name_prefix, |v| v.parse::<NamePrefix>().map(drop))?.unwrap_or_default();
+    let valid = request.validate()?;
     Ok(CreateExposeRequest {
-        port: u32::from(port.get()),
-        protocol: protocol.as_str().to_string(),
-        pin,
-        password,
-        user_groups,
-        custom_domain,
-        name_prefix,
+        port: u32::from(valid.port.get()),
+        protocol: valid.protocol.as_str().to_string(),
+        pin: valid.pin.map(|p| p.as_str().to_string()),
+        password: valid.password.map(|p| p.as_str().to_string()),
+        user_groups: valid.user_groups.unwrap_or_default(),
+        custom_domain: valid
+            .custom_domain
+            .map(|d| d.to_string())
+            .unwrap_or_default(),
+        name_prefix: valid.name_prefix.map(|p| p.to_string()).unwrap_or_default(),
     })
 }
 
@@ -361,6 +339,10 @@ mod tests {
             "user groups cannot be empty"
         );
         assert_eq!(
+            with(|r| r.user_groups = Some(vec!["devops".into(), String::new()])),
+            "user groups cannot be empty"
+        );
+        assert_eq!(
             with(|r| r.name_prefix = Some("Bad_Prefix".into())),
             "generate service name: invalid name prefix \"Bad_Prefix\": must be lowercase \
              alphanumeric with optional hyphens, 1-32 characters"
@@ -373,7 +355,7 @@ mod tests {
             port: 8080,
             protocol: Some("https".into()),
             pin: Some("123456".into()),
-            user_groups: Some(vec!["devops".into()]),
+            user_groups: Some(vec!["devops".into(), " Backend".into()]),
             name_prefix: Some("demo".into()),
             ..ExposeRequest::default()
         };
@@ -382,7 +364,7 @@ mod tests {
         assert_eq!(create.protocol, "https");
         assert_eq!(create.pin.as_deref(), Some("123456"));
         assert_eq!(create.password, None);
-        assert_eq!(create.user_groups, vec!["devops".to_string()]);
+        assert_eq!(create.user_groups, vec!["devops", "Backend"]);
         assert_eq!(create.name_prefix, "demo");
         assert_eq!(check(&request(1)).unwrap().protocol, "http");
     }

@@ -77,7 +77,7 @@ pub use keepalive::{
 pub use names::{generate_name, NAME_ALPHABET, PREFIXED_SUFFIX_LEN, RANDOM_NAME_LEN};
 pub use table::{
     ExposeContext, ExposePeer, ExposeRequest, Session, SessionAuth, SessionTable, TableConfig,
-    MAX_NAME_ATTEMPTS,
+    ValidExposeRequest, MAX_NAME_ATTEMPTS,
 };
 
 /// Why an expose operation was refused.

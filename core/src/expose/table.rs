@@ -10,7 +10,9 @@ use super::{ExposeError, ExposeEvent, ExposeEventKind};
 use crate::keys;
 use crate::model::{AccountSettings, Group, GroupId, PeerId};
 use crate::time::{Duration, Timestamp};
-use crate::validate::{Domain, ExposeProtocol, NamePrefix, Password, Pin, Port, ValidationError};
+use crate::validate::{
+    self, Domain, ExposeProtocol, NamePrefix, Password, Pin, Port, ValidationError,
+};
 
 /// How many fresh names create draws before it reports `domain already
 /// taken`. With 36^4 suffixes a repeated collision means the namespace is
@@ -80,19 +82,24 @@ pub struct ExposeRequest {
 }
 
 /// A request whose flags passed validation.
-struct ValidRequest {
-    port: Port,
-    protocol: ExposeProtocol,
-    pin: Option<Pin>,
-    password: Option<Password>,
-    user_groups: Option<Vec<String>>,
-    custom_domain: Option<Domain>,
-    name_prefix: Option<NamePrefix>,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidExposeRequest {
+    pub port: Port,
+    pub protocol: ExposeProtocol,
+    pub pin: Option<Pin>,
+    pub password: Option<Password>,
+    /// Trimmed names; `None` when the request restricts no user groups.
+    pub user_groups: Option<Vec<String>>,
+    pub custom_domain: Option<Domain>,
+    pub name_prefix: Option<NamePrefix>,
 }
 
 impl ExposeRequest {
     /// Checks every flag with the messages of SEMANTICS.md, in flag order.
-    fn validate(&self) -> Result<ValidRequest, ValidationError> {
+    /// The only check of an expose request: the daemon runs it before it
+    /// calls the server (so a typo fails without a round trip) and the
+    /// server's session table runs it again on what arrives.
+    pub fn validate(&self) -> Result<ValidExposeRequest, ValidationError> {
         let port = Port::try_from(self.port)?;
         let protocol = match &self.protocol {
             Some(p) => p.parse()?,
@@ -100,17 +107,19 @@ impl ExposeRequest {
         };
         let pin = self.pin.as_deref().map(str::parse).transpose()?;
         let password = self.password.as_deref().map(str::parse).transpose()?;
-        if self.user_groups.as_ref().is_some_and(Vec::is_empty) {
-            return Err(ValidationError::EmptyUserGroups);
-        }
+        let user_groups = self
+            .user_groups
+            .as_deref()
+            .map(validate::user_groups)
+            .transpose()?;
         let custom_domain = self.custom_domain.as_deref().map(str::parse).transpose()?;
         let name_prefix = self.name_prefix.as_deref().map(str::parse).transpose()?;
-        Ok(ValidRequest {
+        Ok(ValidExposeRequest {
             port,
             protocol,
             pin,
             password,
-            user_groups: self.user_groups.clone(),
+            user_groups,
             custom_domain,
             name_prefix,
         })

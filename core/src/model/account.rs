@@ -71,6 +71,70 @@ impl Default for AccountSettings {
     }
 }
 
+/// The REST `AccountSettings` as a client sends it on `PUT`, decoded as the
+/// reference decodes it: a field the schema requires takes its zero value
+/// when left out (`false`, `0`, an empty list), and an optional one left out
+/// (or `null`) keeps the stored value. [`apply`](Self::apply) makes the new
+/// settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AccountSettingsUpdate {
+    pub peer_login_expiration_enabled: bool,
+    pub peer_login_expiration: i64,
+    pub peer_inactivity_expiration_enabled: bool,
+    pub peer_inactivity_expiration: i64,
+    pub regular_users_view_blocked: bool,
+    pub peer_expose_enabled: bool,
+    pub peer_expose_groups: Vec<GroupId>,
+    pub groups_propagation_enabled: Option<bool>,
+    pub jwt_groups_enabled: Option<bool>,
+    pub jwt_groups_claim_name: Option<String>,
+    pub jwt_allow_groups: Option<Vec<String>>,
+    pub routing_peer_dns_resolution_enabled: Option<bool>,
+    pub dns_domain: Option<String>,
+    pub network_range: Option<String>,
+    pub lazy_connection_enabled: Option<bool>,
+    pub extra: Option<AccountExtraSettings>,
+}
+
+impl AccountSettingsUpdate {
+    /// The settings after this update of `old`.
+    pub fn apply(self, old: &AccountSettings) -> AccountSettings {
+        AccountSettings {
+            peer_login_expiration_enabled: self.peer_login_expiration_enabled,
+            peer_login_expiration: self.peer_login_expiration,
+            peer_inactivity_expiration_enabled: self.peer_inactivity_expiration_enabled,
+            peer_inactivity_expiration: self.peer_inactivity_expiration,
+            regular_users_view_blocked: self.regular_users_view_blocked,
+            groups_propagation_enabled: self
+                .groups_propagation_enabled
+                .unwrap_or(old.groups_propagation_enabled),
+            jwt_groups_enabled: self.jwt_groups_enabled.unwrap_or(old.jwt_groups_enabled),
+            jwt_groups_claim_name: self
+                .jwt_groups_claim_name
+                .unwrap_or_else(|| old.jwt_groups_claim_name.clone()),
+            jwt_allow_groups: self
+                .jwt_allow_groups
+                .unwrap_or_else(|| old.jwt_allow_groups.clone()),
+            routing_peer_dns_resolution_enabled: self
+                .routing_peer_dns_resolution_enabled
+                .unwrap_or(old.routing_peer_dns_resolution_enabled),
+            dns_domain: self.dns_domain.unwrap_or_else(|| old.dns_domain.clone()),
+            // An empty range, as the reference reads it, is not a change.
+            network_range: self
+                .network_range
+                .filter(|r| !r.is_empty())
+                .unwrap_or_else(|| old.network_range.clone()),
+            lazy_connection_enabled: self
+                .lazy_connection_enabled
+                .unwrap_or(old.lazy_connection_enabled),
+            peer_expose_enabled: self.peer_expose_enabled,
+            peer_expose_groups: self.peer_expose_groups,
+            extra: self.extra.unwrap_or_else(|| old.extra.clone()),
+        }
+    }
+}
+
 /// The `settings.extra` object.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default)]

@@ -17,7 +17,7 @@ pub mod route;
 pub mod setup_key;
 pub mod user;
 
-pub use account::{Account, AccountExtraSettings, AccountSettings};
+pub use account::{Account, AccountExtraSettings, AccountSettings, AccountSettingsUpdate};
 pub use dns::{DnsSettings, Nameserver, NameserverGroup};
 pub use event::{Activity, AuditEvent};
 pub use group::{Group, GroupIssued, ResourceKind, ResourceRef, ALL_GROUP_NAME};

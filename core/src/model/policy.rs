@@ -70,15 +70,20 @@ impl PortRange {
 }
 
 /// One rule of a policy. A side is either a list of groups or one resource.
+/// Scalars and lists left out take their zero values, as the reference
+/// decodes a rule; the action and the protocol have none and are required.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyRule {
     #[serde(default)]
     pub id: RuleId,
+    #[serde(default)]
     pub name: String,
     #[serde(default)]
     pub description: String,
+    #[serde(default)]
     pub enabled: bool,
     pub action: Action,
+    #[serde(default)]
     pub bidirectional: bool,
     pub protocol: Protocol,
     #[serde(default)]

@@ -32,11 +32,13 @@ pub struct Checks {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MinVersionCheck {
+    #[serde(default)]
     pub min_version: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MinKernelVersionCheck {
+    #[serde(default)]
     pub min_kernel_version: String,
 }
 
@@ -66,6 +68,7 @@ pub enum CheckAction {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GeoLocationCheck {
+    #[serde(default)]
     pub locations: Vec<Location>,
     pub action: CheckAction,
 }
@@ -73,6 +76,7 @@ pub struct GeoLocationCheck {
 /// A country (ISO 3166-1 alpha-2) and optionally a city in it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Location {
+    #[serde(default)]
     pub country_code: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub city_name: String,
@@ -81,12 +85,14 @@ pub struct Location {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerNetworkRangeCheck {
     /// CIDRs.
+    #[serde(default)]
     pub ranges: Vec<String>,
     pub action: CheckAction,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessCheck {
+    #[serde(default)]
     pub processes: Vec<Process>,
 }
 

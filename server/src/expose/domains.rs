@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
+use meshplane_core::limits;
 use meshplane_core::validate::Domain;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -59,10 +60,10 @@ pub async fn custom_domains(tx: &mut Tx, account: &str) -> Result<Vec<Domain>, S
         .collect())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 struct DomainRequest {
     domain: String,
-    #[serde(default)]
     target_cluster: Option<String>,
 }
 
@@ -101,6 +102,8 @@ async fn create(
     Body(req): Body<DomainRequest>,
 ) -> Result<Json<Value>, Failure> {
     let domain: Domain = req.domain.trim().parse()?;
+    let cluster = req.target_cluster.as_deref().unwrap_or_default();
+    limits::text("target cluster", cluster, limits::MAX_TEXT_CHARS)?;
     // Services get names under it: `<name>.*.example.com` is no name.
     if domain.as_str().starts_with("*.") {
         return Err(Failure::invalid(format!(

@@ -28,16 +28,11 @@ fn given(s: String) -> Option<String> {
     Some(s).filter(|s| !s.is_empty())
 }
 
-/// The core's request from the wire's. A list of only blank user groups
-/// is kept (and refused as empty); an empty list means none.
+/// The core's request from the wire's, field by field: the core's
+/// request validation decides what is acceptable. An empty user-group list
+/// means none (the wire cannot tell it from an absent one).
 fn request(req: CreateExposeRequest) -> ExposeRequest {
-    let user_groups = (!req.user_groups.is_empty()).then(|| {
-        req.user_groups
-            .into_iter()
-            .map(|g| g.trim().to_string())
-            .filter(|g| !g.is_empty())
-            .collect()
-    });
+    let user_groups = Some(req.user_groups).filter(|g| !g.is_empty());
     ExposeRequest {
         port: i64::from(req.port),
         protocol: given(req.protocol),
@@ -154,6 +149,6 @@ mod tests {
             user_groups: vec![" ".into()],
             ..CreateExposeRequest::default()
         });
-        assert_eq!(blank_groups.user_groups, Some(vec![]));
+        assert_eq!(blank_groups.user_groups, Some(vec![" ".to_string()]));
     }
 }

@@ -3,9 +3,10 @@
 use axum::extract::State;
 use axum::routing::{get, put};
 use axum::{Json, Router};
-use meshplane_core::model::account::{MAX_LOGIN_EXPIRATION_SECS, MIN_LOGIN_EXPIRATION_SECS};
-use meshplane_core::model::{AccountSettings, Activity, Group, Peer, Role};
-use meshplane_core::validate::{Cidr, Domain};
+use meshplane_core::ipam;
+use meshplane_core::model::{AccountSettings, AccountSettingsUpdate, Activity, Group, Peer, Role};
+use meshplane_core::validate;
+use rand_core::OsRng;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -21,11 +22,38 @@ pub fn routes() -> Router<App> {
         .route("/api/accounts/{account_id}", put(update).delete(remove))
 }
 
-#[derive(Debug, Deserialize)]
+/// The REST `AccountRequest`. Settings are decoded as the reference
+/// decodes them (see [`AccountSettingsUpdate`]): optional settings left out
+/// keep their stored values.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 struct AccountRequest {
-    settings: AccountSettings,
-    #[serde(default)]
+    settings: AccountSettingsUpdate,
     onboarding: Option<Onboarding>,
+}
+
+/// Checks a changed network range against the account's peers and gives
+/// every peer a new address in it, as the reference does; the range is
+/// stored with its host bits cleared. The network maps follow on commit.
+async fn move_peers(
+    tx: &mut Tx,
+    account: &str,
+    old: &AccountSettings,
+    new: &mut AccountSettings,
+) -> Result<(), Failure> {
+    let mut peers = tx.list::<Peer>(account).await?;
+    let count = u64::try_from(peers.len()).unwrap_or(u64::MAX);
+    let range = validate::network_range(&new.network_range, count)?;
+    new.network_range = range.to_string();
+    if new.network_range == old.network_range {
+        return Ok(());
+    }
+    let ips = ipam::reallocate(range, peers.len(), &mut OsRng)?;
+    for (peer, ip) in peers.iter_mut().zip(ips) {
+        peer.ip = ip;
+        tx.put(account, &*peer).await?;
+    }
+    Ok(())
 }
 
 /// The REST `Account`.
@@ -54,38 +82,17 @@ fn own<'a>(caller: &'a Caller, id: &str) -> Result<&'a AccountRecord, Failure> {
     }
 }
 
-/// Checks new settings against the old ones; the activities the change makes.
+/// Checks new settings against the old ones; the activities the change
+/// makes. A new network range moves every peer into it, in `tx`.
 async fn check(
     tx: &mut Tx,
     account: &AccountRecord,
-    new: &AccountSettings,
+    new: &mut AccountSettings,
 ) -> Result<Vec<Activity>, Failure> {
     let old = &account.settings;
-    if new.peer_login_expiration < MIN_LOGIN_EXPIRATION_SECS {
-        return Err(Failure::invalid(
-            "peer login expiration can't be smaller than one hour",
-        ));
-    }
-    if new.peer_login_expiration > MAX_LOGIN_EXPIRATION_SECS {
-        return Err(Failure::invalid(
-            "peer login expiration can't be larger than 180 days",
-        ));
-    }
-    if !(0..=MAX_LOGIN_EXPIRATION_SECS).contains(&new.peer_inactivity_expiration) {
-        return Err(Failure::invalid(
-            "peer inactivity expiration must be between 0 and 180 days",
-        ));
-    }
-    if !new.dns_domain.is_empty() {
-        new.dns_domain.parse::<Domain>()?;
-    }
+    validate::account_settings(new)?;
     if new.network_range != old.network_range {
-        new.network_range.parse::<Cidr>()?;
-        if !tx.list::<Peer>(&account.id).await?.is_empty() {
-            return Err(Failure::invalid(
-                "the network range can only be changed while the account has no peers",
-            ));
-        }
+        move_peers(tx, &account.id, old, new).await?;
     }
     // Peer expose enabled with an empty group list allows every peer (the
     // seed's "leave the group list empty to allow all peers"); the rule
@@ -142,8 +149,9 @@ async fn update(
         .get::<AccountRecord>(&id, &id)
         .await?
         .ok_or_else(|| Failure::not_found("account", &id))?;
-    let activities = check(&mut tx, &account, &req.settings).await?;
-    account.settings = req.settings;
+    let mut settings = req.settings.apply(&account.settings);
+    let activities = check(&mut tx, &account, &mut settings).await?;
+    account.settings = settings;
     if let Some(onboarding) = req.onboarding {
         account.onboarding = onboarding;
     }

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
+use meshplane_core::limits;
 use meshplane_core::model::{
     Activity, DnsSettings, Group, GroupId, Nameserver, NameserverGroup, NameserverGroupId,
 };
@@ -29,25 +30,24 @@ pub fn routes() -> Router<App> {
         .route("/api/dns/settings", get(settings).put(update_settings))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct NameserverRequest {
     ip: String,
     ns_type: String,
     port: i64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct NameserverGroupRequest {
     name: String,
-    #[serde(default)]
     description: String,
     nameservers: Vec<NameserverRequest>,
     enabled: bool,
     groups: Vec<GroupId>,
     primary: bool,
-    #[serde(default)]
     domains: Vec<String>,
-    #[serde(default)]
     search_domains_enabled: bool,
 }
 
@@ -99,6 +99,9 @@ impl Crud for NameserverGroup {
                 "nameserver group name should be between 1 and 40",
             ));
         }
+        limits::description("nameserver group description", &req.description)?;
+        limits::items("domains", &req.domains)?;
+        limits::items("groups", &req.groups)?;
         if !NAMESERVERS.contains(&req.nameservers.len()) {
             return Err(Failure::invalid("the list of nameservers should be 1 to 3"));
         }
@@ -156,6 +159,10 @@ async fn update_settings(
     let account_id = caller.account_id();
     let mut tx = app.store.write().await?;
     let mut account = load::<AccountRecord>(&mut tx, account_id, account_id).await?;
+    limits::items(
+        "disabled management groups",
+        &req.disabled_management_groups,
+    )?;
     let wanted = dedup(req.disabled_management_groups);
     require_all(&tx.list::<Group>(account_id).await?, &wanted)?;
     let old = &account.dns_settings.disabled_management_groups;

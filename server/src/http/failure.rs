@@ -99,6 +99,11 @@ fn rejected(status: StatusCode, text: String) -> Failure {
 }
 
 /// A JSON request body whose rejections are [`Failure`]s.
+///
+/// Request types decode as the reference server decodes its Go structs:
+/// they derive `Default` with `#[serde(default)]`, so a field left out takes
+/// its zero value and the handler's checks decide (SEMANTICS.md, "Decoding
+/// requests like the reference server"); a wrong type is still a 422.
 #[derive(Debug)]
 pub struct Body<T>(pub T);
 

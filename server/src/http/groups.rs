@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use axum::Router;
+use meshplane_core::limits;
 use meshplane_core::model::{
     Activity, Group, GroupId, GroupIssued, NameserverGroup, NetworkRouter, Peer, PeerId, Policy,
     ResourceRef, Route, SetupKey, User,
@@ -23,12 +24,11 @@ pub fn routes() -> Router<App> {
     crud::routes::<Group>("/api/groups", "group_id")
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct GroupRequest {
     name: String,
-    #[serde(default)]
     peers: Option<Vec<PeerId>>,
-    #[serde(default)]
     resources: Option<Vec<ResourceRef>>,
 }
 
@@ -88,6 +88,10 @@ impl Crud for Group {
         if name.is_empty() {
             return Err(Failure::invalid("group name shouldn't be empty"));
         }
+        limits::name("group name", name)?;
+        let members =
+            req.peers.as_ref().map_or(0, Vec::len) + req.resources.as_ref().map_or(0, Vec::len);
+        limits::count("group members", members, limits::MAX_GROUP_MEMBERS)?;
         let peers = dedup(req.peers.unwrap_or_default());
         require_all(&tx.list::<Peer>(account).await?, &peers)?;
         let resources = dedup(req.resources.unwrap_or_default());

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use axum::Router;
 use meshplane_core::ingress::{self, Wanted};
+use meshplane_core::limits;
 use meshplane_core::model::{
     Activity, AllocationId, IngressPeer, IngressPeerId, IngressPortAllocation, Peer, PeerId,
     PortProtocol,
@@ -34,9 +35,9 @@ pub fn routes() -> Router<App> {
 
 /// The REST `IngressPeerCreateRequest` / `IngressPeerUpdateRequest` (the
 /// update has no `peer_id`, and the peer never changes).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct IngressPeerRequest {
-    #[serde(default)]
     peer_id: Option<String>,
     enabled: bool,
     fallback: bool,
@@ -191,7 +192,9 @@ impl Crud for IngressPeer {
 /// The REST `IngressPortAllocationRequestPortRange`.
 #[derive(Debug, Deserialize)]
 pub struct RangeRequest {
+    #[serde(default)]
     start: i64,
+    #[serde(default)]
     end: i64,
     protocol: PortProtocol,
 }
@@ -199,18 +202,18 @@ pub struct RangeRequest {
 /// The REST `IngressPortAllocationRequestDirectPort`.
 #[derive(Debug, Deserialize)]
 pub struct DirectRequest {
+    #[serde(default)]
     count: i64,
     protocol: PortProtocol,
 }
 
 /// The REST `IngressPortAllocationRequest`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct AllocationRequest {
     name: String,
     enabled: bool,
-    #[serde(default)]
     port_ranges: Option<Vec<RangeRequest>>,
-    #[serde(default)]
     direct_port: Option<DirectRequest>,
 }
 
@@ -247,9 +250,10 @@ impl Crud for IngressPortAllocation {
         if name.is_empty() {
             return Err(ingress::IngressError::EmptyName.into());
         }
-        let ranges: Vec<_> = req
-            .port_ranges
-            .unwrap_or_default()
+        limits::name("allocation name", name)?;
+        let port_ranges = req.port_ranges.unwrap_or_default();
+        limits::items("port ranges", &port_ranges)?;
+        let ranges: Vec<_> = port_ranges
             .iter()
             .map(|r| (r.start, r.end, r.protocol))
             .collect();

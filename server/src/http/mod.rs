@@ -24,6 +24,7 @@ pub mod tokens;
 mod traffic;
 mod users;
 
+use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::{Json, Router};
 use serde_json::{json, Value};
@@ -70,6 +71,9 @@ pub fn router(app: App) -> Router {
         .method_not_allowed_fallback(|| async {
             Failure::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         })
+        .layer(DefaultBodyLimit::max(
+            meshplane_core::limits::MAX_BODY_BYTES,
+        ))
         .with_state(app)
 }
 

@@ -5,6 +5,7 @@
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
+use meshplane_core::limits;
 use meshplane_core::model::{
     Activity, Group, GroupId, Network, NetworkId, NetworkResource, NetworkRouter, PeerId, Policy,
     ResourceId, ResourceKind, ResourceRef, RouterId,
@@ -34,28 +35,27 @@ pub fn routes() -> Router<App> {
         .route("/api/networks/routers", get(all_routers))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct NetworkRequest {
     name: String,
-    #[serde(default)]
     description: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct ResourceRequest {
     name: String,
-    #[serde(default)]
     description: Option<String>,
     address: String,
     enabled: bool,
     groups: Vec<GroupId>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct RouterRequest {
-    #[serde(default)]
     peer: Option<String>,
-    #[serde(default)]
     peer_groups: Option<Vec<GroupId>>,
     metric: i64,
     masquerade: bool,
@@ -118,6 +118,11 @@ impl Crud for Network {
         if name.is_empty() {
             return Err(Failure::invalid("network name shouldn't be empty"));
         }
+        limits::name("network name", name)?;
+        limits::description(
+            "network description",
+            req.description.as_deref().unwrap_or_default(),
+        )?;
         Ok(Network {
             id: NetworkId::new(id),
             name: name.to_string(),
@@ -290,6 +295,13 @@ impl Crud for NetworkResource {
         if name.is_empty() {
             return Err(Failure::invalid("resource name shouldn't be empty"));
         }
+        limits::name("resource name", name)?;
+        limits::description(
+            "resource description",
+            req.description.as_deref().unwrap_or_default(),
+        )?;
+        limits::text("resource address", &req.address, limits::MAX_TEXT_CHARS)?;
+        limits::items("groups", &req.groups)?;
         let address = req.address.trim().to_string();
         let kind = kind_of(&address)?;
         let groups = dedup(req.groups);
@@ -367,6 +379,10 @@ impl Crud for NetworkRouter {
         req: RouterRequest,
     ) -> Result<NetworkRouter, Failure> {
         let peer = given(req.peer).map(PeerId::new);
+        limits::items(
+            "peer groups",
+            req.peer_groups.as_deref().unwrap_or_default(),
+        )?;
         let peer_groups = dedup(req.peer_groups.unwrap_or_default());
         routing_peers(tx, caller.account_id(), peer.as_ref(), &peer_groups).await?;
         Ok(NetworkRouter {

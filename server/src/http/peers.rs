@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use meshplane_core::index::AccountIndex;
+use meshplane_core::limits;
 use meshplane_core::model::{
     Account, Activity, DnsSettings, Group, IngressPeer, IngressPortAllocation, NameserverGroup,
     Network, NetworkResource, NetworkRouter, Peer, PeerId, Policy, PostureCheck, Route, User,
@@ -43,15 +44,14 @@ struct PeerFilter {
     ip: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 struct PeerRequest {
     name: String,
     ssh_enabled: bool,
     login_expiration_enabled: bool,
     inactivity_expiration_enabled: bool,
-    #[serde(default)]
     approval_required: Option<bool>,
-    #[serde(default)]
     ip: Option<String>,
 }
 
@@ -354,6 +354,7 @@ async fn update(
     if name.is_empty() {
         return Err(Failure::invalid("peer name shouldn't be empty"));
     }
+    limits::name("peer name", name)?;
     let mut changes = Vec::new();
     if name != peer.name {
         peer.name = name.to_string();

@@ -23,13 +23,12 @@ pub fn routes() -> Router<App> {
     crud::routes::<Policy>("/api/policies", "policy_id")
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct PolicyRequest {
     name: String,
-    #[serde(default)]
     description: Option<String>,
     enabled: bool,
-    #[serde(default)]
     source_posture_checks: Option<Vec<PostureCheckId>>,
     rules: Vec<PolicyRule>,
 }

@@ -1,6 +1,7 @@
 //! `/api/posture-checks`: conditions a policy's source peers must meet.
 
 use axum::Router;
+use meshplane_core::limits;
 use meshplane_core::model::{Activity, Checks, Policy, PostureCheck, PostureCheckId};
 use meshplane_core::validate::Cidr;
 use serde::Deserialize;
@@ -15,13 +16,52 @@ pub fn routes() -> Router<App> {
     crud::routes::<PostureCheck>("/api/posture-checks", "posture_check_id")
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct PostureCheckRequest {
     name: String,
-    #[serde(default)]
     description: Option<String>,
-    #[serde(default)]
     checks: Checks,
+}
+
+/// Bounds the lists and texts of the checks; a version a check names may
+/// not be empty (a client that leaves it out sends the zero value).
+fn sizes(c: &Checks) -> Result<(), Failure> {
+    let version = |v: &str| {
+        if v.trim().is_empty() {
+            return Err(Failure::invalid("minimum version shouldn't be empty"));
+        }
+        Ok(limits::text("version", v, limits::MAX_TEXT_CHARS)?)
+    };
+    if let Some(v) = &c.nb_version_check {
+        version(&v.min_version)?;
+    }
+    if let Some(os) = &c.os_version_check {
+        for v in [&os.android, &os.darwin, &os.ios].into_iter().flatten() {
+            version(&v.min_version)?;
+        }
+        for v in [&os.linux, &os.windows].into_iter().flatten() {
+            version(&v.min_kernel_version)?;
+        }
+    }
+    if let Some(geo) = &c.geo_location_check {
+        limits::items("locations", &geo.locations)?;
+        for l in &geo.locations {
+            limits::name("city name", &l.city_name)?;
+        }
+    }
+    if let Some(range) = &c.peer_network_range_check {
+        limits::items("ranges", &range.ranges)?;
+    }
+    if let Some(process) = &c.process_check {
+        limits::items("processes", &process.processes)?;
+        for p in &process.processes {
+            for path in [&p.linux_path, &p.mac_path, &p.windows_path] {
+                limits::text("process path", path, limits::MAX_TEXT_CHARS)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Checks a request and builds the posture check it describes.
@@ -30,6 +70,12 @@ fn checked(id: PostureCheckId, req: PostureCheckRequest) -> Result<PostureCheck,
     if name.is_empty() {
         return Err(Failure::invalid("posture check name shouldn't be empty"));
     }
+    limits::name("posture check name", name)?;
+    limits::description(
+        "posture check description",
+        req.description.as_deref().unwrap_or_default(),
+    )?;
+    sizes(&req.checks)?;
     let c = &req.checks;
     if c.nb_version_check.is_none()
         && c.os_version_check.is_none()

@@ -1,6 +1,7 @@
 //! `/api/routes`: network routes served by routing peers.
 
 use axum::Router;
+use meshplane_core::limits;
 use meshplane_core::model::{Activity, Group, GroupId, PeerId, Route, RouteId};
 use meshplane_core::validate::{Cidr, Domain};
 use serde::Deserialize;
@@ -18,24 +19,20 @@ pub fn routes() -> Router<App> {
     crud::routes::<Route>("/api/routes", "route_id")
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct RouteRequest {
     description: String,
     network_id: String,
     enabled: bool,
-    #[serde(default)]
     peer: Option<String>,
-    #[serde(default)]
     peer_groups: Option<Vec<GroupId>>,
-    #[serde(default)]
     network: Option<String>,
-    #[serde(default)]
     domains: Option<Vec<String>>,
     metric: i64,
     masquerade: bool,
     groups: Vec<GroupId>,
     keep_route: bool,
-    #[serde(default)]
     access_control_groups: Option<Vec<GroupId>>,
 }
 
@@ -61,8 +58,19 @@ impl Crud for Route {
         if network_id.is_empty() || network_id.chars().count() > 40 {
             return Err(Failure::invalid("identifier should be between 1 and 40"));
         }
+        limits::description("route description", &req.description)?;
         let network = given(req.network);
         let domains = req.domains.unwrap_or_default();
+        limits::items("domains", &domains)?;
+        limits::items("groups", &req.groups)?;
+        limits::items(
+            "peer groups",
+            req.peer_groups.as_deref().unwrap_or_default(),
+        )?;
+        limits::items(
+            "access control groups",
+            req.access_control_groups.as_deref().unwrap_or_default(),
+        )?;
         match (&network, domains.is_empty()) {
             (Some(_), false) => {
                 return Err(Failure::invalid(

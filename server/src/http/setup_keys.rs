@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use meshplane_core::keys;
+use meshplane_core::limits;
 use meshplane_core::model::{
     Activity, Group, GroupId, SetupKey, SetupKeyId, SetupKeyState, SetupKeyType,
 };
@@ -33,7 +34,8 @@ pub fn routes() -> Router<App> {
         )
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 struct CreateSetupKeyRequest {
     name: String,
     #[serde(rename = "type")]
@@ -41,13 +43,12 @@ struct CreateSetupKeyRequest {
     expires_in: i64,
     auto_groups: Vec<GroupId>,
     usage_limit: i64,
-    #[serde(default)]
     ephemeral: bool,
-    #[serde(default)]
     allow_extra_dns_labels: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 struct SetupKeyRequest {
     revoked: bool,
     auto_groups: Vec<GroupId>,
@@ -81,6 +82,7 @@ async fn auto_groups(
     account: &str,
     wanted: Vec<GroupId>,
 ) -> Result<Vec<GroupId>, Failure> {
+    limits::items("auto groups", &wanted)?;
     let groups = tx.list::<Group>(account).await?;
     require_all(&groups, &wanted)?;
     if groups.iter().any(|g| g.is_all() && wanted.contains(&g.id)) {
@@ -115,6 +117,7 @@ async fn create(
     if name.is_empty() {
         return Err(Failure::invalid("setup key name shouldn't be empty"));
     }
+    limits::name("setup key name", name)?;
     let kind = match req.kind.as_str() {
         "reusable" => SetupKeyType::Reusable,
         "one-off" => SetupKeyType::OneOff,

@@ -6,6 +6,7 @@
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
+use meshplane_core::limits;
 use meshplane_core::model::{Activity, Peer, PeerId};
 use meshplane_core::temporary_access::{self, Request};
 use rand_core::OsRng;
@@ -24,7 +25,8 @@ pub fn routes() -> Router<App> {
 }
 
 /// The REST `PeerTemporaryAccessRequest`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 struct AccessRequest {
     name: String,
     wg_pub_key: String,
@@ -37,6 +39,8 @@ async fn create(
     Ids(id): Ids<String>,
     Body(req): Body<AccessRequest>,
 ) -> Result<Json<Value>, Failure> {
+    limits::name("peer name", &req.name)?;
+    limits::items("rules", &req.rules)?;
     let account_id = caller.account_id();
     let mut tx = app.store.write().await?;
     let target = load::<Peer>(&mut tx, account_id, &id).await?;

@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use meshplane_core::keys;
+use meshplane_core::limits;
 use meshplane_core::model::{Activity, PersonalAccessToken, TokenId, User};
 use meshplane_core::permissions::Access;
 use meshplane_core::{Duration, Timestamp};
@@ -30,7 +31,8 @@ pub fn routes() -> Router<App> {
         )
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 struct TokenRequest {
     name: String,
     expires_in: i64,
@@ -63,6 +65,7 @@ pub async fn issue(
     if name.trim().is_empty() {
         return Err(Failure::invalid("name should not be empty"));
     }
+    limits::name("token name", name)?;
     if !EXPIRY_DAYS.contains(&expires_in_days) {
         return Err(Failure::invalid("expiration has to be between 1 and 365"));
     }

@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
+use meshplane_core::limits;
 use meshplane_core::model::{
     Activity, Group, GroupId, PersonalAccessToken, Role, User, UserId, UserStatus,
 };
@@ -32,18 +33,18 @@ struct UserFilter {
     service_user: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 struct UserCreateRequest {
-    #[serde(default)]
     email: Option<String>,
-    #[serde(default)]
     name: Option<String>,
     role: String,
     auto_groups: Vec<GroupId>,
     is_service_user: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 struct UserRequest {
     role: String,
     auto_groups: Vec<GroupId>,
@@ -86,6 +87,7 @@ async fn auto_groups(
     account: &str,
     wanted: Vec<GroupId>,
 ) -> Result<Vec<GroupId>, Failure> {
+    limits::items("auto groups", &wanted)?;
     let groups = tx.list::<Group>(account).await?;
     require_all(&groups, &wanted)?;
     Ok(dedup(wanted))
@@ -120,6 +122,8 @@ async fn create(
     let role = assignable_role(&req.role)?;
     let email = req.email.unwrap_or_default().trim().to_string();
     let name = req.name.unwrap_or_default().trim().to_string();
+    limits::name("email", &email)?;
+    limits::name("user name", &name)?;
     let mut tx = app.store.write().await?;
     let existing = tx.list::<User>(account).await?;
     let (status, activity) = if req.is_service_user {
