@@ -489,6 +489,44 @@ mod tests {
     }
 
     #[test]
+    fn limits_come_from_flags_file_and_defaults() {
+        let dir = std::env::temp_dir().join(format!("meshplane-config3-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("limits.toml");
+        std::fs::write(
+            &file,
+            "store = \"postgres://x@localhost/db\"\n[limits]\nidle_timeout_secs = 5\nstreams_per_peer = 2\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let cli = Cli::parse_from([
+            "meshplane-server",
+            "--config",
+            path,
+            "--streams-per-peer",
+            "3",
+        ]);
+        let limits = cli.settings().unwrap().limits;
+        assert_eq!(limits.idle_timeout, StdDuration::from_secs(5));
+        assert_eq!(limits.streams_per_peer, 3);
+        assert_eq!(
+            limits.header_read_timeout,
+            Limits::default().header_read_timeout
+        );
+        let zero = Cli::parse_from([
+            "meshplane-server",
+            "--config",
+            path,
+            "--max-connections",
+            "0",
+        ]);
+        assert!(matches!(zero.settings(), Err(ConfigError::ZeroLimit(_))));
+        std::fs::write(&file, "[limits]\nidle = 5\n").unwrap();
+        let unknown = Cli::parse_from(["meshplane-server", "--config", path]);
+        assert!(matches!(unknown.settings(), Err(ConfigError::Parse { .. })));
+    }
+
+    #[test]
     fn unknown_file_keys_are_refused() {
         let dir = std::env::temp_dir().join(format!("meshplane-config2-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
