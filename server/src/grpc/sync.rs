@@ -2,7 +2,8 @@
 //! map changes (see [`super::updates`]). The peer counts as connected while
 //! a stream is open; when its last stream ends it is marked disconnected
 //! with `last_seen`. A deleted, blocked or expired peer's stream is closed
-//! with the reason.
+//! with the reason. One peer key holds at most `--streams-per-peer`
+//! streams; a newer one closes its oldest (see [`super::peer_streams`]).
 
 use std::sync::Arc;
 
@@ -48,7 +49,8 @@ pub async fn start(
     tokio::spawn(serve(
         shared,
         opened.sender,
-        (subscription, slot),
+        subscription,
+        slot,
         out,
         account_id,
     ));
@@ -60,7 +62,8 @@ pub async fn start(
 async fn serve(
     shared: Arc<Shared>,
     sender: PublicKey,
-    (mut subscription, slot): (Subscription, StreamSlot),
+    mut subscription: Subscription,
+    slot: StreamSlot,
     out: mpsc::Sender<Result<SealedMessage, Status>>,
     account_id: String,
 ) {
