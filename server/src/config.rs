@@ -5,8 +5,9 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration as StdDuration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use meshplane_core::registration::EPHEMERAL_OFFLINE;
 use meshplane_core::validate::{Domain, ValidationError};
 use meshplane_core::Duration;
@@ -18,15 +19,17 @@ pub const DEFAULT_DATA_DIR: &str = "./meshplane-data";
 /// The port the API listens on (on 127.0.0.1) when nothing else is said.
 pub const DEFAULT_PORT: u16 = 33073;
 /// File name of the embedded database inside the data directory.
-const SQLITE_FILE: &str = "meshplane.db";
+pub const SQLITE_FILE: &str = "meshplane.db";
 
 /// meshplane management server: the REST API under /api, backed by an
 /// embedded SQLite database (default) or PostgreSQL.
 ///
 /// Every option can also be set with the environment variable shown, or as a
 /// key of the TOML file given with --config (keys: data_dir, store, listen,
-/// log, ephemeral_offline_secs, expose_ttl_secs, proxy_domain, proxy_group).
-/// Flags win over environment variables, which win over the file.
+/// log, ephemeral_offline_secs, expose_ttl_secs, proxy_domain, proxy_group,
+/// and the connection limits in a `[limits]` table: header_read_timeout_secs,
+/// idle_timeout_secs, ...). Flags win over environment variables, which win
+/// over the file.
 #[derive(Debug, Parser)]
 #[command(name = "meshplane-server", version, about, long_about)]
 pub struct Cli {
@@ -101,6 +104,9 @@ pub struct Cli {
     )]
     pub proxy_group: Option<String>,
 
+    #[command(flatten)]
+    pub limits: LimitOptions,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -129,6 +135,8 @@ struct FileConfig {
     expose_ttl_secs: Option<u32>,
     proxy_domain: Option<String>,
     proxy_group: Option<String>,
+    #[serde(default)]
+    limits: LimitOptions,
 }
 
 /// Why the configuration could not be read.
@@ -148,11 +156,8 @@ pub enum ConfigError {
     ProxyDomain(#[from] ValidationError),
     #[error("the expose TTL must be at least one second")]
     ExposeTtl,
-    #[error("cannot create data directory {path}: {source}")]
-    DataDir {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("{0} must be at least 1")]
+    ZeroLimit(&'static str),
 }
 
 /// The resolved settings.
@@ -170,6 +175,10 @@ pub struct Settings {
     pub proxy_domain: Domain,
     /// The name of the group of reverse-proxy peers.
     pub proxy_group: String,
+    /// The directory of the embedded database, when the store is one.
+    pub data_dir: Option<PathBuf>,
+    /// What one client may hold open.
+    pub limits: Limits,
 }
 
 /// Defaults of the expose settings (the seed's 90 s TTL).
@@ -185,19 +194,15 @@ impl Cli {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
-        let store_url = match self.store.clone().or(file.store) {
-            Some(url) => url,
+        let (store_url, data_dir) = match self.store.clone().or(file.store) {
+            Some(url) => (url, None),
             None => {
                 let dir = self
                     .data_dir
                     .clone()
                     .or(file.data_dir)
                     .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-                std::fs::create_dir_all(&dir).map_err(|source| ConfigError::DataDir {
-                    path: dir.display().to_string(),
-                    source,
-                })?;
-                sqlite_url(&dir.join(SQLITE_FILE))
+                (sqlite_url(&dir.join(SQLITE_FILE)), Some(dir))
             }
         };
         let listen = self
@@ -231,14 +236,181 @@ impl Cli {
             .clone()
             .or(file.proxy_group)
             .unwrap_or_else(|| DEFAULT_PROXY_GROUP.to_string());
+        let limits = self.limits.clone().or(file.limits).resolve()?;
         Ok(Settings {
             store_url,
+            data_dir,
+            limits,
             listen,
             log,
             ephemeral_offline,
             expose_ttl: Duration::from_secs(i64::from(ttl)),
             proxy_domain,
             proxy_group,
+        })
+    }
+}
+
+/// The connection and stream limits as flags, variables and the `[limits]`
+/// table of the file. Every one is optional; [`LimitOptions::resolve`]
+/// fills in the defaults.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitOptions {
+    /// Seconds a client has to send a complete request head, on a new
+    /// connection and between keep-alive requests. Default: 10.
+    #[arg(long, value_name = "SECS", env = "MESHPLANE_HEADER_READ_TIMEOUT_SECS")]
+    header_read_timeout_secs: Option<u32>,
+
+    /// Seconds a connection may stay open with no request in progress
+    /// before it is closed (HTTP/2: GOAWAY). Open gRPC streams count as
+    /// requests in progress, so Sync streams are never idle. Default: 60.
+    #[arg(long, value_name = "SECS", env = "MESHPLANE_IDLE_TIMEOUT_SECS")]
+    idle_timeout_secs: Option<u32>,
+
+    /// Seconds without any frame from an HTTP/2 client after which the
+    /// server pings it. Default: 60.
+    #[arg(long, value_name = "SECS", env = "MESHPLANE_H2_KEEPALIVE_SECS")]
+    h2_keepalive_secs: Option<u32>,
+
+    /// Seconds the server waits for the answer to its HTTP/2 ping before it
+    /// closes the connection. Default: 20.
+    #[arg(long, value_name = "SECS", env = "MESHPLANE_H2_KEEPALIVE_TIMEOUT_SECS")]
+    h2_keepalive_timeout_secs: Option<u32>,
+
+    /// Streams (calls) one HTTP/2 connection may have open at once.
+    /// Default: 100.
+    #[arg(long, value_name = "N", env = "MESHPLANE_H2_MAX_STREAMS")]
+    h2_max_streams: Option<u32>,
+
+    /// Requests one HTTP/1 keep-alive connection may carry; the last is
+    /// answered with `Connection: close`. Default: 1000.
+    #[arg(long, value_name = "N", env = "MESHPLANE_MAX_REQUESTS_PER_CONNECTION")]
+    max_requests_per_connection: Option<u32>,
+
+    /// Connections open at once. While at the cap the server accepts none;
+    /// it is also kept below the process's open-file limit. Default: 10000.
+    #[arg(long, value_name = "N", env = "MESHPLANE_MAX_CONNECTIONS")]
+    max_connections: Option<u32>,
+
+    /// Connections open at once from one source address; further ones are
+    /// closed as soon as they are accepted. Default: 256 (a NAT may put a
+    /// whole office behind one address).
+    #[arg(long, value_name = "N", env = "MESHPLANE_MAX_CONNECTIONS_PER_ADDRESS")]
+    max_connections_per_address: Option<u32>,
+
+    /// Sync streams, and WatchServices streams, one peer key may have open
+    /// at once; a newer one closes the oldest. Default: 4.
+    #[arg(long, value_name = "N", env = "MESHPLANE_STREAMS_PER_PEER")]
+    streams_per_peer: Option<u32>,
+}
+
+/// What one client may hold open: [`LimitOptions`] resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub header_read_timeout: StdDuration,
+    pub idle_timeout: StdDuration,
+    pub h2_keepalive_interval: StdDuration,
+    pub h2_keepalive_timeout: StdDuration,
+    pub h2_max_streams: u32,
+    pub max_requests_per_connection: u32,
+    pub max_connections: u32,
+    pub max_connections_per_address: u32,
+    pub streams_per_peer: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            header_read_timeout: StdDuration::from_secs(10),
+            idle_timeout: StdDuration::from_secs(60),
+            h2_keepalive_interval: StdDuration::from_secs(60),
+            h2_keepalive_timeout: StdDuration::from_secs(20),
+            h2_max_streams: 100,
+            max_requests_per_connection: 1000,
+            max_connections: 10_000,
+            max_connections_per_address: 256,
+            streams_per_peer: 4,
+        }
+    }
+}
+
+impl LimitOptions {
+    /// Each option of `self`, or else of `file`.
+    fn or(self, file: LimitOptions) -> LimitOptions {
+        LimitOptions {
+            header_read_timeout_secs: self
+                .header_read_timeout_secs
+                .or(file.header_read_timeout_secs),
+            idle_timeout_secs: self.idle_timeout_secs.or(file.idle_timeout_secs),
+            h2_keepalive_secs: self.h2_keepalive_secs.or(file.h2_keepalive_secs),
+            h2_keepalive_timeout_secs: self
+                .h2_keepalive_timeout_secs
+                .or(file.h2_keepalive_timeout_secs),
+            h2_max_streams: self.h2_max_streams.or(file.h2_max_streams),
+            max_requests_per_connection: self
+                .max_requests_per_connection
+                .or(file.max_requests_per_connection),
+            max_connections: self.max_connections.or(file.max_connections),
+            max_connections_per_address: self
+                .max_connections_per_address
+                .or(file.max_connections_per_address),
+            streams_per_peer: self.streams_per_peer.or(file.streams_per_peer),
+        }
+    }
+
+    /// The limits with defaults for what is not set; a zero is refused (it
+    /// would close or refuse everything).
+    fn resolve(self) -> Result<Limits, ConfigError> {
+        fn positive(
+            value: Option<u32>,
+            default: u32,
+            name: &'static str,
+        ) -> Result<u32, ConfigError> {
+            match value.unwrap_or(default) {
+                0 => Err(ConfigError::ZeroLimit(name)),
+                n => Ok(n),
+            }
+        }
+        let secs = |value, default: StdDuration, name| {
+            let default = u32::try_from(default.as_secs()).unwrap_or(u32::MAX);
+            positive(value, default, name).map(|s| StdDuration::from_secs(u64::from(s)))
+        };
+        let d = Limits::default();
+        Ok(Limits {
+            header_read_timeout: secs(
+                self.header_read_timeout_secs,
+                d.header_read_timeout,
+                "the header read timeout",
+            )?,
+            idle_timeout: secs(self.idle_timeout_secs, d.idle_timeout, "the idle timeout")?,
+            h2_keepalive_interval: secs(
+                self.h2_keepalive_secs,
+                d.h2_keepalive_interval,
+                "the HTTP/2 keep-alive interval",
+            )?,
+            h2_keepalive_timeout: secs(
+                self.h2_keepalive_timeout_secs,
+                d.h2_keepalive_timeout,
+                "the HTTP/2 keep-alive timeout",
+            )?,
+            h2_max_streams: positive(self.h2_max_streams, d.h2_max_streams, "h2-max-streams")?,
+            max_requests_per_connection: positive(
+                self.max_requests_per_connection,
+                d.max_requests_per_connection,
+                "max-requests-per-connection",
+            )?,
+            max_connections: positive(self.max_connections, d.max_connections, "max-connections")?,
+            max_connections_per_address: positive(
+                self.max_connections_per_address,
+                d.max_connections_per_address,
+                "max-connections-per-address",
+            )?,
+            streams_per_peer: positive(
+                self.streams_per_peer,
+                d.streams_per_peer,
+                "streams-per-peer",
+            )?,
         })
     }
 }
@@ -314,6 +486,44 @@ mod tests {
             short.settings().unwrap().ephemeral_offline,
             Duration::from_secs(3)
         );
+    }
+
+    #[test]
+    fn limits_come_from_flags_file_and_defaults() {
+        let dir = std::env::temp_dir().join(format!("meshplane-config3-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("limits.toml");
+        std::fs::write(
+            &file,
+            "store = \"postgres://x@localhost/db\"\n[limits]\nidle_timeout_secs = 5\nstreams_per_peer = 2\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let cli = Cli::parse_from([
+            "meshplane-server",
+            "--config",
+            path,
+            "--streams-per-peer",
+            "3",
+        ]);
+        let limits = cli.settings().unwrap().limits;
+        assert_eq!(limits.idle_timeout, StdDuration::from_secs(5));
+        assert_eq!(limits.streams_per_peer, 3);
+        assert_eq!(
+            limits.header_read_timeout,
+            Limits::default().header_read_timeout
+        );
+        let zero = Cli::parse_from([
+            "meshplane-server",
+            "--config",
+            path,
+            "--max-connections",
+            "0",
+        ]);
+        assert!(matches!(zero.settings(), Err(ConfigError::ZeroLimit(_))));
+        std::fs::write(&file, "[limits]\nidle = 5\n").unwrap();
+        let unknown = Cli::parse_from(["meshplane-server", "--config", path]);
+        assert!(matches!(unknown.settings(), Err(ConfigError::Parse { .. })));
     }
 
     #[test]

@@ -3,15 +3,16 @@
 
 mod bootstrap;
 mod config;
+mod data_dir;
 mod expose;
 mod grpc;
 mod http;
 mod ids;
+mod listen;
 mod records;
 mod store;
 
 use std::io::IsTerminal;
-use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -65,6 +66,9 @@ fn store_for_logs(url: &str) -> &str {
 }
 
 async fn open(settings: &Settings) -> Result<Store, String> {
+    if let Some(dir) = &settings.data_dir {
+        data_dir::prepare(dir).map_err(|e| e.to_string())?;
+    }
     Store::open(&settings.store_url).await.map_err(|e| {
         format!(
             "cannot open the {} store: {e}",
@@ -106,21 +110,18 @@ async fn serve(settings: &Settings) -> Result<(), String> {
         store: store.clone(),
         expose: expose.clone(),
     });
-    let (app, streams) = grpc::mount(app, &store, &expose).await?;
+    let (app, streams) =
+        grpc::mount(app, &store, &expose, settings.limits.streams_per_peer).await?;
     tokio::spawn(grpc::remove_offline(
         store.clone(),
         expose.clone(),
         settings.ephemeral_offline,
     ));
-    // Connect info gives the gRPC calls the peer's address (`connection_ip`).
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            streams.close();
-        })
-        .await
-        .map_err(|e| format!("server error: {e}"))?;
+    listen::serve(listener, app, settings.limits, async move {
+        shutdown_signal().await;
+        streams.close();
+    })
+    .await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -19,7 +19,7 @@ use tonic::Status;
 
 use super::senders::Sender;
 use super::Expose;
-use crate::grpc::internal;
+use crate::grpc::{internal, StreamSlot};
 use crate::store::Store;
 
 /// Tables a slow proxy may have waiting before the stream stops reading
@@ -36,13 +36,16 @@ struct Watcher {
 }
 
 /// Checks the sender of a WatchServices call and starts its stream: the
-/// receiving end of the sealed tables (`seal` seals one to the proxy).
+/// receiving end of the sealed tables (`seal` seals one to the proxy;
+/// `slot` takes the stream's place among the proxy's streams, which may
+/// close it for a newer one).
 pub async fn watch(
     expose: &Expose,
     store: &Store,
     key: &str,
     req: WatchServicesRequest,
     closing: watch::Receiver<bool>,
+    slot: impl FnOnce() -> StreamSlot,
     seal: impl Fn(&ServiceTable) -> SealedMessage + Send + 'static,
 ) -> Result<mpsc::Receiver<Result<SealedMessage, Status>>, Status> {
     if *closing.borrow() {
@@ -62,7 +65,7 @@ pub async fn watch(
         )));
     }
     let (out, stream) = mpsc::channel(BACKLOG);
-    tokio::spawn(serve(watcher, closing, out, seal));
+    tokio::spawn(serve(watcher, closing, slot(), out, seal));
     Ok(stream)
 }
 
@@ -119,10 +122,12 @@ fn drain(rx: &mut broadcast::Receiver<String>) {
     ) {}
 }
 
-/// Sends tables until the proxy hangs up or must be cut off.
+/// Sends tables until the proxy hangs up, must be cut off, or opens too
+/// many streams (this one being its oldest).
 async fn serve(
     watcher: Watcher,
     mut closing: watch::Receiver<bool>,
+    slot: StreamSlot,
     out: mpsc::Sender<Result<SealedMessage, Status>>,
     seal: impl Fn(&ServiceTable) -> SealedMessage,
 ) {
@@ -157,6 +162,10 @@ async fn serve(
                 () = out.closed() => Wake::Stop,
                 () = stopped(&mut closing) => {
                     let _ = out.send(Err(shutting_down())).await;
+                    Wake::Stop
+                }
+                () = slot.replaced() => {
+                    let _ = out.send(Err(slot.replaced_status())).await;
                     Wake::Stop
                 }
                 n = sessions.recv() => match concerns(n, &watcher.account) {

@@ -16,6 +16,7 @@ mod endpoints;
 mod ephemeral;
 mod keys;
 mod login;
+mod peer_streams;
 mod service;
 mod sync;
 pub(crate) mod traffic;
@@ -38,6 +39,7 @@ use crate::store::Store;
 
 pub use ephemeral::remove_offline;
 pub(crate) use login::key_entry;
+pub(crate) use peer_streams::StreamSlot;
 
 /// Ends the open Sync streams when the server stops: they never end on
 /// their own, and a graceful shutdown waits for every open call.
@@ -53,11 +55,13 @@ impl Streams {
 }
 
 /// `rest` with the management service mounted beside it, and the handle
-/// that ends its streams.
+/// that ends its streams. One peer key may hold `streams_per_peer` Sync
+/// streams and as many WatchServices streams ([`peer_streams`]).
 pub async fn mount(
     rest: Router,
     store: &Store,
     expose: &Expose,
+    streams_per_peer: u32,
 ) -> Result<(Router, Streams), String> {
     let reset = sync::reset_presence(store)
         .await
@@ -69,7 +73,7 @@ pub async fn mount(
         );
     }
     let (closing, closed) = watch::channel(false);
-    let service = service::Management::start(store, expose, closed)
+    let service = service::Management::start(store, expose, closed, streams_per_peer)
         .await
         .map_err(|e| format!("cannot load the server key: {e}"))?;
     let grpc = Routes::new(ManagementServer::new(service))

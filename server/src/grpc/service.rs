@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use super::peer_streams::PeerStreams;
 use super::updates::Hubs;
 use super::{endpoints, keys, login, sync, traffic};
 use crate::expose::{self, Expose};
@@ -46,6 +47,10 @@ pub struct Shared {
     pub expose: Expose,
     /// Becomes true when the server stops.
     pub closing: watch::Receiver<bool>,
+    /// The open Sync streams by peer key.
+    pub syncs: PeerStreams,
+    /// The open WatchServices streams by peer key.
+    watchers: PeerStreams,
 }
 
 /// A request opened: who sent it (their key, and its canonical base64 form)
@@ -88,6 +93,7 @@ impl Management {
         store: &Store,
         expose: &Expose,
         closing: watch::Receiver<bool>,
+        streams_per_peer: u32,
     ) -> Result<Management, StoreError> {
         let secret = keys::load_or_create(store).await?;
         let public = encode_public_key(&secret.public_key());
@@ -100,6 +106,8 @@ impl Management {
                 hubs: Hubs::new(store.clone(), expose.clone()),
                 expose: expose.clone(),
                 closing,
+                syncs: PeerStreams::new(streams_per_peer),
+                watchers: PeerStreams::new(streams_per_peer),
             }),
         })
     }
@@ -213,6 +221,7 @@ impl management_server::Management for Management {
             &opened.key,
             opened.message,
             shared.closing.clone(),
+            || shared.watchers.open(&opened.key),
             move |table| sealer.seal(table, &to),
         )
         .await?;

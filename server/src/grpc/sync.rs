@@ -2,7 +2,8 @@
 //! map changes (see [`super::updates`]). The peer counts as connected while
 //! a stream is open; when its last stream ends it is marked disconnected
 //! with `last_seen`. A deleted, blocked or expired peer's stream is closed
-//! with the reason.
+//! with the reason. One peer key holds at most `--streams-per-peer`
+//! streams; a newer one closes its oldest (see [`super::peer_streams`]).
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use tonic::Status;
 
 use super::internal;
 use super::login::{checked_peer, mark_seen};
+use super::peer_streams::StreamSlot;
 use super::service::{Opened, SealedStream, Shared};
 use super::updates::{Subscription, Update};
 use crate::ids;
@@ -39,19 +41,29 @@ pub async fn start(
     let account_id = account.id.to_string();
     tx.put(&account_id, &peer).await.map_err(internal)?;
     tx.commit().await.map_err(internal)?;
+    let slot = shared.syncs.open(&opened.key);
     let subscription = shared
         .hubs
         .subscribe(&account_id, peer.id.as_str(), &opened.key);
     let (out, stream) = mpsc::channel(BACKLOG);
-    tokio::spawn(serve(shared, opened.sender, subscription, out, account_id));
+    tokio::spawn(serve(
+        shared,
+        opened.sender,
+        subscription,
+        slot,
+        out,
+        account_id,
+    ));
     Ok(ReceiverStream::new(stream))
 }
 
-/// Forwards the peer's updates until it hangs up or must be cut off.
+/// Forwards the peer's updates until it hangs up, must be cut off, or
+/// opens too many streams (this one being its oldest).
 async fn serve(
     shared: Arc<Shared>,
     sender: PublicKey,
     mut subscription: Subscription,
+    slot: StreamSlot,
     out: mpsc::Sender<Result<SealedMessage, Status>>,
     account_id: String,
 ) {
@@ -62,6 +74,10 @@ async fn serve(
             () = out.closed() => break,
             () = stopped(&mut closing) => {
                 let _ = out.send(Err(shutting_down())).await;
+                break;
+            }
+            () = slot.replaced() => {
+                let _ = out.send(Err(slot.replaced_status())).await;
                 break;
             }
             update = subscription.next() => update,

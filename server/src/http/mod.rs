@@ -4,6 +4,8 @@
 mod accounts;
 pub mod auth;
 mod crud;
+#[cfg(test)]
+mod decoding_props;
 mod dns;
 mod events;
 pub mod failure;

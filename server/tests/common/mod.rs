@@ -259,6 +259,11 @@ impl Server {
         }
     }
 
+    /// The data directory of the embedded database (SQLite servers).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
     }
