@@ -213,7 +213,8 @@ struct Extras {
 }
 
 /// One peer's network map. Cheap to hold: it shares its class's part.
-/// Serialise it (serde) for the wire form.
+/// Serialise it (serde) for the JSON form; [`PeerMap::from`] makes an owned
+/// copy, which the wire protocol carries.
 #[derive(Debug)]
 pub struct NetworkMap<'a> {
     index: &'a AccountIndex<'a>,
