@@ -1,7 +1,7 @@
 //! Per-packet firewall decisions for a peer's data plane.
 //!
 //! A peer's network map carries its firewall rules
-//! ([`crate::netmap::firewall::FirewallRule`]); the data plane asks this
+//! ([`crate::netmap::owned::FirewallRule`]); the data plane asks this
 //! module, for every packet that enters or leaves the tunnel, whether to pass
 //! it. The decision lives here rather than in the daemon so that every shell
 //! (and the conformance vectors) applies exactly the same semantics:
@@ -66,7 +66,8 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::model::{Action, PortRange, Protocol};
-use crate::netmap::firewall::{Direction, FirewallRule};
+use crate::netmap::firewall::Direction;
+use crate::netmap::owned::FirewallRule;
 use crate::time::{Duration, Timestamp};
 
 /// The part of a map's firewall rule that decides packets.
@@ -84,8 +85,8 @@ pub struct Rule {
     pub port_range: Option<PortRange>,
 }
 
-impl From<&FirewallRule<'_>> for Rule {
-    fn from(r: &FirewallRule<'_>) -> Self {
+impl From<&FirewallRule> for Rule {
+    fn from(r: &FirewallRule) -> Self {
         Rule {
             peer_ip: r.peer_ip,
             direction: r.direction,
@@ -697,8 +698,8 @@ mod tests {
         use crate::model::{PolicyId, RuleId};
         let (policy, rule_id) = (PolicyId("p".into()), RuleId("r".into()));
         let map_rule = FirewallRule {
-            policy_id: &policy,
-            rule_id: &rule_id,
+            policy_id: policy,
+            rule_id,
             peer_ip: A,
             direction: Direction::Out,
             action: Action::Drop,

@@ -14,6 +14,7 @@
 //!   accounts have no network routers, which add router peers on top.)
 //! - Fan-out: every map of `all_network_maps` serialises exactly like the
 //!   single map of the same peer.
+//! - Owned form: every map's `PeerMap` serialises exactly like the map.
 //!
 //! Every account also has a route (served by a peer and a group, with
 //! access control), a nameserver group and a DNS-disabled group, so the
@@ -27,7 +28,7 @@ use meshplane_core::model::{
     NameserverGroupId, Peer, PeerId, Policy, PolicyId, PolicyRule, PortRange, PostureCheck,
     PostureCheckId, Protocol, Route, RouteId, RuleId, UserId,
 };
-use meshplane_core::netmap::{all_network_maps, network_map};
+use meshplane_core::netmap::{all_network_maps, network_map, PeerMap};
 use meshplane_core::policy::{evaluate, AccessQuery, Destination};
 use meshplane_core::Timestamp;
 use proptest::prelude::*;
@@ -156,6 +157,12 @@ fn build(spec: &Spec) -> Account {
                 p.last_login = Timestamp::from_secs(1_750_000_000 - 7200);
             }
             p.approval_required = state == 2;
+            // Every other peer has reported endpoints (left out of the
+            // JSON while empty).
+            if i % 2 == 1 {
+                p.endpoints = vec![format!("192.0.2.{i}:51820")];
+                p.ssh_enabled = true;
+            }
             p
         })
         .collect();
@@ -377,6 +384,18 @@ proptest! {
             prop_assert_eq!(
                 serde_json::to_string(map).unwrap_or_default(),
                 serde_json::to_string(&single).unwrap_or_default()
+            );
+        }
+    }
+
+    #[test]
+    fn owned_maps_serialise_like_the_maps(spec in spec(false)) {
+        let account = build(&spec);
+        let index = AccountIndex::new(&account);
+        for map in all_network_maps(&index, NOW).values() {
+            prop_assert_eq!(
+                serde_json::to_string(&PeerMap::from(map)).unwrap_or_default(),
+                serde_json::to_string(map).unwrap_or_default()
             );
         }
     }

@@ -18,11 +18,13 @@
 //! from [`cli`]) keeps its key and settings in a state directory
 //! ([`state`]), logs in to the management server over sealed gRPC
 //! ([`management`]), follows the Sync stream and applies every map
-//! ([`link`], [`map`]), and answers the CLI on a Unix socket ([`control`]).
+//! ([`link`]), and answers the CLI on a Unix socket ([`control`]).
+//! Maps arrive as protobuf messages and are used as the core's own type,
+//! [`meshplane_core::netmap::PeerMap`] ([`meshplane_proto::map`] converts).
 //!
 //! The engine knows nothing of the management protocol: whoever receives
 //! the network map turns it into a [`wg::NetworkUpdate`]
-//! ([`wg::NetworkUpdate::from_map`] does it for the core's map) and hands
+//! ([`wg::NetworkUpdate::from_map`] does it for a `PeerMap`) and hands
 //! it to [`wg::Engine::update`], as often as maps arrive.
 //!
 //! ```no_run
@@ -54,7 +56,6 @@ pub mod kernel_tun;
 pub mod key;
 pub mod link;
 pub mod management;
-pub mod map;
 pub mod netstack;
 pub mod packet;
 pub mod ping;

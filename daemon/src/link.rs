@@ -10,15 +10,15 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
+use meshplane_core::netmap::PeerMap;
 use tokio::task::JoinHandle;
 use tonic::codegen::http::Uri;
 
 use crate::forward::Forwarder;
 use crate::key::PrivateKey;
 use crate::management::{ManagementError, Session};
-use crate::map::Map;
 use crate::netstack::Netstack;
-use crate::wg::{Engine, EngineConfig, Status};
+use crate::wg::{Engine, EngineConfig, NetworkUpdate, Status};
 
 /// First wait before reconnecting; doubles up to [`MAX_BACKOFF`].
 pub(crate) const MIN_BACKOFF: Duration = Duration::from_millis(500);
@@ -62,7 +62,7 @@ pub struct SyncState {
     pub connected: bool,
     /// Why the last session ended, while not connected.
     pub last_error: Option<String>,
-    pub map: Option<Map>,
+    pub map: Option<PeerMap>,
 }
 
 /// This peer as the server registered it.
@@ -274,7 +274,12 @@ impl Follower {
                 Ok(None) => return (got_map, Ok(())),
                 Err(e) => return (got_map, Err(e)),
             };
-            if self.engine.update(map.to_update()).await.is_err() {
+            if self
+                .engine
+                .update(NetworkUpdate::from_map(&map))
+                .await
+                .is_err()
+            {
                 return (got_map, Ok(()));
             }
             {

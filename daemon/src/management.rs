@@ -9,8 +9,10 @@ use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crypto_box::{PublicKey, SecretKey};
+use meshplane_core::netmap::PeerMap;
 use meshplane_core::Timestamp;
 use meshplane_proto::envelope::{open, parse_public_key, parse_secret_key, seal, ReplayGuard};
+use meshplane_proto::map::MapError;
 use meshplane_proto::v1::management_client::ManagementClient;
 use meshplane_proto::v1::{
     CreateExposeRequest, CreateExposeResponse, ExposeSession, GetServerKeyRequest, LoginRequest,
@@ -26,7 +28,6 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status, Streaming};
 
 use crate::key::PrivateKey;
-use crate::map::Map;
 
 /// How long to wait for the server to accept the connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -167,15 +168,20 @@ impl Session {
     pub async fn next_map(
         &mut self,
         stream: &mut MapStream,
-    ) -> Result<Option<Map>, ManagementError> {
+    ) -> Result<Option<PeerMap>, ManagementError> {
         let Some(response) = self.next_sealed::<SyncResponse>(&mut stream.stream).await? else {
             return Ok(None);
         };
-        Map::parse(&response.network_map_json)
+        response
+            .network_map
+            .ok_or(MapError::Missing {
+                field: "network_map",
+            })
+            .and_then(PeerMap::try_from)
             .map(Some)
             .map_err(|e| ManagementError::Protocol {
                 url: self.url.clone(),
-                reason: format!("network map: {e}"),
+                reason: e.to_string(),
             })
     }
 

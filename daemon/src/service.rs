@@ -257,7 +257,7 @@ impl Daemon {
             .map(|p| {
                 let known = sync.map.as_ref().and_then(|m| m.peer_by_key(&p.public_key));
                 PeerReport {
-                    id: known.map(|k| k.id.clone()),
+                    id: known.map(|k| k.id.to_string()),
                     fqdn: known.map(|k| k.fqdn.clone()),
                     wireguard: p.clone(),
                 }

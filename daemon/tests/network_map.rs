@@ -1,22 +1,21 @@
 //! The engine fed with network maps computed by the core from an account,
 //! as the daemon will be: a one-way policy allowing TCP 8080 from A to B
 //! lets A reach B's 8080 and nothing else, and deleting the policy (a new
-//! map for each peer) stops the traffic.
+//! map for each peer) stops the traffic. Each peer's endpoint is in the
+//! account, as the peer would have reported it, so the maps carry it.
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use common::{echo_server, Side, IP_A, IP_B};
 use ipnet::Ipv4Net;
-use meshplane::key::PublicKey;
 use meshplane::netstack::Netstack;
 use meshplane::wg::NetworkUpdate;
 use meshplane_core::index::AccountIndex;
 use meshplane_core::model::Account;
-use meshplane_core::netmap::network_map;
+use meshplane_core::netmap::{network_map, PeerMap};
 use meshplane_core::Timestamp;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -26,7 +25,13 @@ const WAIT: Duration = Duration::from_secs(10);
 const BLOCKED: Duration = Duration::from_secs(2);
 
 fn account(a: &Side, b: &Side, with_policy: bool) -> Account {
-    let peer = |id: &str, side: &Side| json!({"id": id, "name": id, "ip": side.ip, "dns_label": id, "key": side.key.public_key().to_string()});
+    let peer = |id: &str, side: &Side| {
+        json!({
+            "id": id, "name": id, "ip": side.ip, "dns_label": id,
+            "key": side.key.public_key().to_string(),
+            "endpoints": [side.engine.local_addr().to_string()]
+        })
+    };
     let policies = if with_policy {
         json!([{
             "id": "p-web", "name": "web", "enabled": true,
@@ -53,14 +58,10 @@ fn account(a: &Side, b: &Side, with_policy: bool) -> Account {
 
 /// Computes both peers' maps from `account` and hands them to the engines.
 async fn push_maps(account: &Account, sides: [(&str, &Side); 2]) {
-    let endpoints: BTreeMap<PublicKey, SocketAddr> = sides
-        .iter()
-        .map(|(_, s)| (s.key.public_key(), s.engine.local_addr()))
-        .collect();
     let index = AccountIndex::new(account);
     for (id, side) in sides {
         let map = network_map(&index, id, Timestamp::from_secs(1_750_000_000)).expect("map");
-        let update = NetworkUpdate::from_map(&map, |k| endpoints.get(k).copied(), None);
+        let update = NetworkUpdate::from_map(&PeerMap::from(&map));
         side.engine.update(update).await.expect("engine runs");
     }
 }

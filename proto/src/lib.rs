@@ -1,9 +1,11 @@
 //! The `meshplane.management.v1` protocol: the generated messages and tonic
 //! service ([`v1`]), the sealed envelope every peer call travels in
-//! ([`envelope`]), and the mapping of core errors to gRPC statuses
+//! ([`envelope`]), the network map's conversion between the core's type and
+//! its messages ([`map`]), and the mapping of core errors to gRPC statuses
 //! ([`status`]).
 
 pub mod envelope;
+pub mod map;
 pub mod status;
 
 /// Generated protobuf messages, client and server of the management service.

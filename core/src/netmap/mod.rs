@@ -19,10 +19,15 @@
 //! fan-out ([`all_network_maps`]) therefore costs one class computation per
 //! distinct class plus a small constant per peer, and
 //! `all_network_maps(..)[p]` is the same value as `network_map(.., p, ..)`.
+//!
+//! A [`NetworkMap`] borrows the account; [`PeerMap`] (see [`owned`]) is the
+//! same map owning its data, for whatever holds a map on its own: the wire
+//! protocol and the daemon. Both serialise to the same JSON.
 
 mod classes;
 pub mod dns;
 pub mod firewall;
+pub mod owned;
 mod reach;
 pub mod routes;
 
@@ -30,6 +35,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+use ipnet::Ipv4Net;
 use serde::ser::{SerializeStruct, Serializer};
 use serde::Serialize;
 use thiserror::Error;
@@ -41,6 +47,7 @@ use crate::time::Timestamp;
 use classes::ClassMap;
 use dns::{NameserverGroupView, Record};
 use firewall::{expand, FirewallRule};
+pub use owned::PeerMap;
 use reach::Reach;
 use routes::{
     distributed_routes, resource_routes, route, route_firewall_rules, served_resources,
@@ -206,7 +213,8 @@ struct Extras {
 }
 
 /// One peer's network map. Cheap to hold: it shares its class's part.
-/// Serialise it (serde) for the wire form.
+/// Serialise it (serde) for the JSON form; [`PeerMap::from`] makes an owned
+/// copy, which the wire protocol carries.
 #[derive(Debug)]
 pub struct NetworkMap<'a> {
     index: &'a AccountIndex<'a>,
@@ -317,6 +325,54 @@ impl<'a> NetworkMap<'a> {
         self.body.as_ref().is_some_and(|b| b.class.dns_enabled)
     }
 
+    /// This peer's address with the account network's prefix length.
+    pub fn address(&self) -> Ipv4Net {
+        Ipv4Net::new(self.peer().ip, self.index.prefix_len())
+            .expect("the index keeps a prefix length of at most 32")
+    }
+
+    /// The peer at `rank` as maps list it.
+    fn view(&self, rank: u32) -> PeerView<'a> {
+        let index = self.index;
+        let p = index.peer(rank);
+        PeerView {
+            id: &p.id,
+            name: &p.name,
+            key: &p.key,
+            ip: p.ip,
+            fqdn: index.fqdn(rank),
+            ssh_enabled: p.ssh_enabled,
+            endpoints: &p.endpoints,
+        }
+    }
+
+    /// [`Self::peers`] as listed in the map.
+    pub fn peer_views(&self) -> impl Iterator<Item = PeerView<'a>> + '_ {
+        self.ranks(false).map(|r| self.view(r))
+    }
+
+    /// [`Self::offline_peers`] as listed in the map.
+    pub fn offline_peer_views(&self) -> impl Iterator<Item = PeerView<'a>> + '_ {
+        self.ranks(true).map(|r| self.view(r))
+    }
+
+    /// The A records of the account zone (none while DNS is off).
+    pub fn records(&self) -> impl Iterator<Item = Record<'a>> + '_ {
+        let index = self.index;
+        self.record_ranks().map(move |r| Record::of(index, r))
+    }
+
+    /// The nameserver groups that apply (none while DNS is off).
+    pub fn nameserver_groups(&self) -> impl Iterator<Item = NameserverGroupView<'a>> + '_ {
+        let index = self.index;
+        let on = self.dns_enabled();
+        self.body
+            .iter()
+            .flat_map(|b| b.class.nameservers.iter())
+            .filter(move |_| on)
+            .map(move |&pos| NameserverGroupView::of(index, pos))
+    }
+
     /// Ranks of the records of the account zone: the peer and its `peers`.
     fn record_ranks(&self) -> impl Iterator<Item = u32> + '_ {
         let me = self.rank;
@@ -353,7 +409,7 @@ struct NetworkView<'a> {
 
 #[derive(Serialize)]
 struct PeerConfig<'a> {
-    address: String,
+    address: Ipv4Net,
     fqdn: &'a str,
     ssh_enabled: bool,
 }
@@ -369,19 +425,6 @@ impl Serialize for NetworkMap<'_> {
         let index = self.index;
         let account = index.account;
         let settings = &account.settings;
-        let me = self.peer();
-        let ranked = |rank: u32| {
-            let p = index.peer(rank);
-            PeerView {
-                id: &p.id,
-                name: &p.name,
-                key: &p.key,
-                ip: p.ip,
-                fqdn: index.fqdn(rank),
-                ssh_enabled: p.ssh_enabled,
-                endpoints: &p.endpoints,
-            }
-        };
         let mut st = s.serialize_struct("NetworkMap", 9)?;
         st.serialize_field("serial", &account.serial)?;
         st.serialize_field(
@@ -395,13 +438,13 @@ impl Serialize for NetworkMap<'_> {
         st.serialize_field(
             "peer_config",
             &PeerConfig {
-                address: format!("{}/{}", me.ip, index.prefix_len()),
+                address: self.address(),
                 fqdn: index.fqdn(self.rank),
-                ssh_enabled: me.ssh_enabled,
+                ssh_enabled: self.peer().ssh_enabled,
             },
         )?;
-        st.serialize_field("peers", &Seq(|| self.ranks(false).map(ranked)))?;
-        st.serialize_field("offline_peers", &Seq(|| self.ranks(true).map(ranked)))?;
+        st.serialize_field("peers", &Seq(|| self.peer_views()))?;
+        st.serialize_field("offline_peers", &Seq(|| self.offline_peer_views()))?;
         st.serialize_field("firewall_rules", &Seq(|| self.firewall_rules()))?;
         st.serialize_field("routes", &self.routes())?;
         st.serialize_field("route_firewall_rules", &Seq(|| self.route_firewall_rules()))?;
@@ -409,23 +452,16 @@ impl Serialize for NetworkMap<'_> {
         let zones = Seq(|| {
             on.then(|| Zone {
                 domain: &settings.dns_domain,
-                records: Seq(|| self.record_ranks().map(|r| Record::of(index, r))),
+                records: Seq(|| self.records()),
             })
             .into_iter()
-        });
-        let nameservers = Seq(|| {
-            self.body
-                .iter()
-                .flat_map(|b| b.class.nameservers.iter())
-                .filter(move |_| on)
-                .map(|&pos| NameserverGroupView::of(index, pos))
         });
         st.serialize_field(
             "dns",
             &Dns {
                 service_enable: on,
                 custom_zones: zones,
-                nameserver_groups: nameservers,
+                nameserver_groups: Seq(|| self.nameserver_groups()),
             },
         )?;
         st.end()

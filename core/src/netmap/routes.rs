@@ -20,7 +20,8 @@ use std::cell::OnceCell;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use serde::ser::{SerializeSeq, Serializer};
+use ipnet::Ipv4Net;
+use serde::ser::Serializer;
 use serde::Serialize;
 
 use super::firewall::port_slots;
@@ -291,30 +292,18 @@ pub struct SourceRanges<'a> {
 }
 
 impl SourceRanges<'_> {
-    /// The ranges as text.
-    pub fn to_strings(&self) -> Vec<String> {
-        match self.peers {
-            None => vec!["0.0.0.0/0".to_string()],
-            Some(set) => set
-                .iter()
-                .map(|r| format!("{}/32", self.index.peer(r).ip))
-                .collect(),
-        }
+    /// The ranges: `0.0.0.0/0`, or each peer's address as a /32.
+    pub fn prefixes(&self) -> impl Iterator<Item = Ipv4Net> + '_ {
+        let all = self.peers.is_none().then_some(Ipv4Net::default());
+        let peers = self.peers.into_iter().flat_map(|set| set.iter());
+        all.into_iter()
+            .chain(peers.map(|r| Ipv4Net::from(self.index.peer(r).ip)))
     }
 }
 
 impl Serialize for SourceRanges<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(None)?;
-        match self.peers {
-            None => seq.serialize_element("0.0.0.0/0")?,
-            Some(set) => {
-                for r in set.iter() {
-                    seq.serialize_element(&format_args!("{}/32", self.index.peer(r).ip))?;
-                }
-            }
-        }
-        seq.end()
+        s.collect_seq(self.prefixes())
     }
 }
 

@@ -24,7 +24,7 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 
 use meshplane_core::firewall::Rule;
-use meshplane_core::netmap::NetworkMap;
+use meshplane_core::netmap::PeerMap;
 use meshplane_core::Timestamp;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -46,6 +46,10 @@ const SOCKET_BUFFER: usize = 4 << 20;
 
 /// The largest IP packet the tunnel carries (the interface MTU).
 pub const MTU: u16 = 1420;
+
+/// WireGuard persistent keep-alive towards every peer of a map, in seconds:
+/// keeps NAT mappings open and lets `status` see a peer go quiet.
+pub const KEEPALIVE: u16 = 25;
 
 /// What the engine needs to start.
 #[derive(Debug, Clone)]
@@ -80,25 +84,25 @@ pub struct NetworkUpdate {
 }
 
 impl NetworkUpdate {
-    /// The data-plane part of a peer's network map from the core: the
-    /// map's peers (offline peers carry no traffic and are left out) and
-    /// its firewall rules. The map has no endpoints; `endpoint` supplies
-    /// them by key where the caller knows one. A peer whose key is not a
-    /// valid WireGuard key is left out (and logged) rather than refusing the
-    /// whole map.
-    pub fn from_map(
-        map: &NetworkMap<'_>,
-        endpoint: impl Fn(&PublicKey) -> Option<SocketAddr>,
-        keepalive: Option<u16>,
-    ) -> NetworkUpdate {
+    /// The data-plane part of a peer's network map: the map's peers
+    /// (offline peers carry no traffic and are left out), each dialled at
+    /// the first endpoint it reported that parses and kept alive every
+    /// [`KEEPALIVE`] seconds, and its firewall rules. A peer whose key is
+    /// not a valid WireGuard key is left out (and logged) rather than
+    /// refusing the whole map.
+    pub fn from_map(map: &PeerMap) -> NetworkUpdate {
         let peers = map
-            .peers()
+            .peers
+            .iter()
             .filter_map(|p| match p.key.parse::<PublicKey>() {
                 Ok(public_key) => Some(PeerConfig {
                     public_key,
                     mesh_ip: p.ip,
-                    endpoint: endpoint(&public_key),
-                    keepalive,
+                    endpoint: p
+                        .endpoints
+                        .iter()
+                        .find_map(|e| e.parse::<SocketAddr>().ok()),
+                    keepalive: Some(KEEPALIVE),
                 }),
                 Err(e) => {
                     tracing::warn!("peer {} left out: {e}", p.id);
@@ -106,7 +110,7 @@ impl NetworkUpdate {
                 }
             })
             .collect();
-        let firewall = map.firewall_rules().map(|r| Rule::from(&r)).collect();
+        let firewall = map.firewall_rules.iter().map(Rule::from).collect();
         NetworkUpdate { peers, firewall }
     }
 }
@@ -243,5 +247,57 @@ fn grow_buffers(socket: &UdpSocket) {
 impl Drop for Engine {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meshplane_core::index::AccountIndex;
+    use meshplane_core::model::Account;
+    use meshplane_core::netmap::network_map;
+    use serde_json::json;
+
+    #[test]
+    fn a_map_becomes_the_engines_update() {
+        let key = || PrivateKey::generate().public_key().to_string();
+        let b_key = key();
+        let account: Account = serde_json::from_value(json!({
+            "id": "acc", "serial": 1,
+            "peers": [
+                {"id": "a", "name": "a", "ip": "100.64.0.1", "dns_label": "a", "key": key()},
+                {"id": "b", "name": "b", "ip": "100.64.0.2", "dns_label": "b", "key": b_key,
+                 "endpoints": ["nowhere", "127.0.0.1:4000"]},
+                {"id": "c", "name": "c", "ip": "100.64.0.3", "dns_label": "c", "key": "bad"}
+            ],
+            "groups": [{"id": "g", "name": "all", "peers": ["a", "b", "c"]}],
+            "policies": [{
+                "id": "p", "name": "web", "enabled": true,
+                "rules": [{
+                    "id": "r", "name": "web", "enabled": true, "action": "accept",
+                    "bidirectional": true, "protocol": "tcp",
+                    "sources": ["g"], "destinations": ["g"], "ports": ["8080"]
+                }]
+            }]
+        }))
+        .expect("account");
+        let index = AccountIndex::new(&account);
+        let map = PeerMap::from(&network_map(&index, "a", Timestamp::from_secs(1)).expect("map"));
+        assert_eq!(map.peers.len(), 2);
+
+        let update = NetworkUpdate::from_map(&map);
+        // c's key is not a WireGuard key: left out, not the whole map.
+        assert_eq!(update.peers.len(), 1);
+        assert_eq!(update.peers[0].public_key.to_string(), b_key);
+        assert_eq!(update.peers[0].mesh_ip, Ipv4Addr::new(100, 64, 0, 2));
+        // The first endpoint that parses.
+        assert_eq!(
+            update.peers[0].endpoint,
+            Some("127.0.0.1:4000".parse().expect("address"))
+        );
+        assert_eq!(update.peers[0].keepalive, Some(KEEPALIVE));
+        assert_eq!(update.firewall.len(), 2, "in and out");
+        assert!(update.firewall.iter().all(|r| r.port == Some(8080)));
+        assert_eq!(map.peer_by_key(&b_key).map(|p| p.id.as_str()), Some("b"));
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crypto_box::PublicKey;
 use meshplane_core::model::Peer;
-use meshplane_proto::v1::{SealedMessage, SyncRequest, SyncResponse};
+use meshplane_proto::v1::{NetworkMap, SealedMessage, SyncRequest, SyncResponse};
 use tokio::sync::{mpsc, watch};
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
@@ -67,7 +67,7 @@ async fn serve(
     out: mpsc::Sender<Result<SealedMessage, Status>>,
     account_id: String,
 ) {
-    let mut sent: Option<Arc<str>> = None;
+    let mut sent: Option<Arc<NetworkMap>> = None;
     let mut closing = shared.closing.clone();
     loop {
         let update = tokio::select! {
@@ -83,18 +83,18 @@ async fn serve(
             update = subscription.next() => update,
         };
         match update {
-            Some(Update::Map { json, serial }) => {
-                if sent.as_ref() == Some(&json) {
+            Some(Update::Map { map, serial }) => {
+                if sent.as_ref() == Some(&map) {
                     continue;
                 }
                 let response = SyncResponse {
-                    network_map_json: json.to_string(),
                     serial,
+                    network_map: Some(NetworkMap::clone(&map)),
                 };
                 if out.send(Ok(shared.seal(&response, &sender))).await.is_err() {
                     break;
                 }
-                sent = Some(json);
+                sent = Some(map);
             }
             Some(Update::Close { code, message }) => {
                 let _ = out.send(Err(Status::new(code, message))).await;

@@ -6,9 +6,9 @@
 //! work between them through one [`MapBuilder`]), and publishes them as one
 //! snapshot. The hub also recomputes when an expose session of the account
 //! begins or ends: the maps are computed from the account with the access
-//! its sessions grant the reverse proxy (`Expose::granted`). Streams
-//! compare their peer's map with the last one they sent and send only when
-//! it differs.
+//! its sessions grant the reverse proxy (`Expose::granted`), each converted
+//! once into its protobuf message. Streams compare their peer's map with
+//! the last one they sent and send only when it differs.
 //!
 //! Bursts are coalesced: the first change after a quiet spell is recomputed
 //! at once, later ones at most once per [`COALESCE`], so a change reaches
@@ -22,10 +22,11 @@ use std::time::Duration;
 
 use meshplane_core::index::AccountIndex;
 use meshplane_core::model::Account;
-use meshplane_core::netmap::MapBuilder;
+use meshplane_core::netmap::{MapBuilder, PeerMap};
 use meshplane_core::registration::{check_login, RegistrationError};
 use meshplane_core::{ErrorCode, Timestamp};
 use meshplane_proto::status::code_of;
+use meshplane_proto::v1::NetworkMap;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
@@ -44,10 +45,10 @@ const COALESCE: Duration = Duration::from_millis(100);
 const REVALIDATE: Duration = Duration::from_secs(15);
 
 /// What a stream should do for its peer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Update {
-    /// Send this map (the core's JSON) unless it is the one last sent.
-    Map { json: Arc<str>, serial: u64 },
+    /// Send this map unless it is the one last sent.
+    Map { map: Arc<NetworkMap>, serial: u64 },
     /// End the stream with this status (the peer was deleted, blocked, or
     /// its login expired).
     Close { code: Code, message: String },
@@ -330,15 +331,9 @@ fn updates(
                 }
                 Ok(_) => match index.rank(id) {
                     None => Update::close(&RegistrationError::NotRegistered),
-                    Some(rank) => match serde_json::to_string(&maps.map(rank)) {
-                        Ok(json) => Update::Map {
-                            json: json.into(),
-                            serial,
-                        },
-                        Err(e) => Update::Close {
-                            code: Code::Internal,
-                            message: format!("network map does not serialise: {e}"),
-                        },
+                    Some(rank) => Update::Map {
+                        map: Arc::new(PeerMap::from(&maps.map(rank)).into()),
+                        serial,
                     },
                 },
             };

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use crypto_box::{PublicKey, SecretKey};
+use meshplane_core::netmap::PeerMap;
 use meshplane_core::Timestamp;
 use meshplane_proto::envelope::{encode_public_key, open, parse_public_key, seal, ReplayGuard};
 use meshplane_proto::v1::management_client::ManagementClient;
@@ -117,7 +118,8 @@ impl Peer {
         self.client.sync(sealed).await.unwrap().into_inner()
     }
 
-    /// The next map on `stream`, which must come within [`PROMPT`].
+    /// The next map on `stream`, which must come within [`PROMPT`], in the
+    /// core's JSON form.
     pub async fn next_map(&mut self, stream: &mut Streaming<SealedMessage>) -> Value {
         let sealed = tokio::time::timeout(PROMPT, stream.message())
             .await
@@ -126,7 +128,8 @@ impl Peer {
             .expect("a map, not the end");
         let response: SyncResponse = self.open(&sealed);
         assert!(response.serial > 0);
-        serde_json::from_str(&response.network_map_json).unwrap()
+        let map = response.network_map.expect("a map in the response");
+        serde_json::to_value(PeerMap::try_from(map).expect("the map decodes")).unwrap()
     }
 
     pub async fn report(&mut self, endpoints: &[&str]) -> Result<(), Status> {
