@@ -76,7 +76,34 @@ pub fn router(app: App) -> Router {
         .layer(DefaultBodyLimit::max(
             meshplane_core::limits::MAX_BODY_BYTES,
         ))
+        .layer(axum::middleware::from_fn(refuse_oversized_bodies))
         .with_state(app)
+}
+
+/// 413 before any of the body is read when its declared length is over
+/// [`meshplane_core::limits::MAX_BODY_BYTES`]. The body limit alone reads
+/// up to the limit first, and by the time it answers, a client still
+/// sending is cut off mid-write and never sees the answer. Bodies without
+/// a length (chunked) are held to the same limit as they are read.
+async fn refuse_oversized_bodies(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let max = meshplane_core::limits::MAX_BODY_BYTES;
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(length) if length > max as u64 => Failure::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is too large: at most {max} bytes"),
+        )
+        .into_response(),
+        _ => next.run(request).await,
+    }
 }
 
 /// How a required time that is not set appears (Go's zero time, as the

@@ -337,6 +337,35 @@ impl Server {
         response(req.send_string(body))
     }
 
+    /// Sends only the head of a request whose declared body is `length`
+    /// bytes, and reads the answer: for limits that must answer before a
+    /// body is read.
+    pub fn head_only(&self, method: &str, path: &str, length: usize) -> (u16, Value) {
+        use std::io::{Read, Write};
+        let address = self.base.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(address).expect("connect to the server");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("read timeout");
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Token {}\r\n\
+             Content-Type: application/json\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n",
+            self.token
+        );
+        stream.write_all(head.as_bytes()).expect("send the head");
+        let mut answer = Vec::new();
+        // The server closes the connection after answering: read to the end.
+        let _ = stream.read_to_end(&mut answer);
+        let text = String::from_utf8_lossy(&answer);
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no status line in {text:?}"));
+        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    }
+
     pub fn get(&self, path: &str) -> Value {
         let (status, body) = self.call("GET", path, None);
         assert_eq!(status, 200, "GET {path}: {body}");
