@@ -3,6 +3,7 @@
 
 mod bootstrap;
 mod config;
+mod cpu;
 mod expose;
 mod grpc;
 mod http;

@@ -113,7 +113,12 @@ fn writes_under_read_load() {
     s.delete(&format!("/api/policies/{default}"));
     let policies: Vec<String> = (0..POLICIES)
         .map(|i| {
-            let p = policy(&format!("p{i}"), &groups[i], &groups[(i + 1) % POLICIES], 22);
+            let p = policy(
+                &format!("p{i}"),
+                &groups[i],
+                &groups[(i + 1) % POLICIES],
+                22,
+            );
             s.post("/api/policies", p)["id"]
                 .as_str()
                 .unwrap()

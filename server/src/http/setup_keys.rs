@@ -81,7 +81,7 @@ async fn auto_groups(
     account: &str,
     wanted: Vec<GroupId>,
 ) -> Result<Vec<GroupId>, Failure> {
-    let groups = tx.list::<Group>(account).await?;
+    let groups = tx.get_many::<Group>(account, &wanted).await?;
     require_all(&groups, &wanted)?;
     if groups.iter().any(|g| g.is_all() && wanted.contains(&g.id)) {
         return Err(Failure::invalid("auto_groups can't contain the All group"));

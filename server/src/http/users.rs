@@ -86,7 +86,7 @@ async fn auto_groups(
     account: &str,
     wanted: Vec<GroupId>,
 ) -> Result<Vec<GroupId>, Failure> {
-    let groups = tx.list::<Group>(account).await?;
+    let groups = tx.get_many::<Group>(account, &wanted).await?;
     require_all(&groups, &wanted)?;
     Ok(dedup(wanted))
 }
