@@ -3,6 +3,7 @@
 
 mod bootstrap;
 mod config;
+mod cpu;
 mod data_dir;
 mod expose;
 mod grpc;

@@ -34,9 +34,10 @@ pub struct AccountRecord {
 }
 
 macro_rules! stored {
-    ($($ty:ty => $kind:literal, |$v:ident| $key:expr, $label:expr;)*) => {
+    ($($ty:ty => $kind:literal, |$v:ident| $key:expr, $field:literal, $label:expr;)*) => {
         $(impl Stored for $ty {
             const KIND: &'static str = $kind;
+            const LABEL: &'static str = $field;
             fn key(&self) -> &str {
                 let $v = self;
                 $key
@@ -50,19 +51,19 @@ macro_rules! stored {
 }
 
 stored! {
-    AccountRecord => "account", |v| &v.id, &v.id;
-    User => "user", |v| v.id.as_str(), &v.name;
-    PersonalAccessToken => "token", |v| v.id.as_str(), &v.name;
-    Group => "group", |v| v.id.as_str(), &v.name;
-    SetupKey => "setup_key", |v| v.id.as_str(), &v.name;
-    Policy => "policy", |v| v.id.as_str(), &v.name;
-    PostureCheck => "posture_check", |v| v.id.as_str(), &v.name;
-    Route => "route", |v| v.id.as_str(), &v.network_id;
-    Network => "network", |v| v.id.as_str(), &v.name;
-    NetworkResource => "network_resource", |v| v.id.as_str(), &v.name;
-    NetworkRouter => "network_router", |v| v.id.as_str(), v.network_id.as_str();
-    NameserverGroup => "nameserver_group", |v| v.id.as_str(), &v.name;
-    Peer => "peer", |v| v.id.as_str(), &v.name;
-    IngressPeer => "ingress_peer", |v| v.id.as_str(), v.peer_id.as_str();
-    IngressPortAllocation => "ingress_allocation", |v| v.id.as_str(), &v.name;
+    AccountRecord => "account", |v| &v.id, "id", &v.id;
+    User => "user", |v| v.id.as_str(), "name", &v.name;
+    PersonalAccessToken => "token", |v| v.id.as_str(), "name", &v.name;
+    Group => "group", |v| v.id.as_str(), "name", &v.name;
+    SetupKey => "setup_key", |v| v.id.as_str(), "name", &v.name;
+    Policy => "policy", |v| v.id.as_str(), "name", &v.name;
+    PostureCheck => "posture_check", |v| v.id.as_str(), "name", &v.name;
+    Route => "route", |v| v.id.as_str(), "network_id", &v.network_id;
+    Network => "network", |v| v.id.as_str(), "name", &v.name;
+    NetworkResource => "network_resource", |v| v.id.as_str(), "name", &v.name;
+    NetworkRouter => "network_router", |v| v.id.as_str(), "network_id", v.network_id.as_str();
+    NameserverGroup => "nameserver_group", |v| v.id.as_str(), "name", &v.name;
+    Peer => "peer", |v| v.id.as_str(), "name", &v.name;
+    IngressPeer => "ingress_peer", |v| v.id.as_str(), "peer_id", v.peer_id.as_str();
+    IngressPortAllocation => "ingress_allocation", |v| v.id.as_str(), "name", &v.name;
 }

@@ -7,6 +7,11 @@
 //! read-check-write sequence never races another request, and SQLite runs
 //! with `synchronous = FULL` so an acknowledged commit survives `kill -9`.
 //!
+//! Write transactions have a connection of their own, apart from the pool
+//! readers share: however many reads are in flight, the one writer never
+//! queues behind them for a connection (SQLite's WAL lets the readers go on
+//! while it writes).
+//!
 //! Several servers may share one PostgreSQL database: a write transaction
 //! takes a transaction-scoped advisory lock on each account before it first
 //! reads or writes it, so read-check-write sequences of different processes
@@ -15,6 +20,7 @@
 //! which lets readers reuse an account they decoded before ([`Snapshots`]).
 
 use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
 use std::sync::Arc;
 
 use meshplane_core::model::Account;
@@ -23,7 +29,7 @@ use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 use thiserror::Error;
-use tokio::sync::{broadcast, Mutex, OwnedMutexGuard};
+use tokio::sync::{broadcast, Mutex, OnceCell, OwnedMutexGuard};
 
 /// How many committed-write notices a slow listener may fall behind before
 /// it is told it lagged (and must assume every account changed).
@@ -35,6 +41,14 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// Pragmas every SQLite connection gets.
 const SQLITE_PRAGMAS: &str =
     "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;";
+
+/// Connections read transactions share, per backend.
+const SQLITE_READERS: u32 = 4;
+const POSTGRES_READERS: u32 = 8;
+
+/// How many ids one `IN (…)` list binds: well under SQLite's limit of
+/// bound parameters.
+const IDS_PER_QUERY: usize = 500;
 
 /// A failure of the database or of stored data.
 #[derive(Debug, Error)]
@@ -51,6 +65,8 @@ pub enum StoreError {
 pub trait Stored: Serialize + DeserializeOwned {
     /// The `kind` column value.
     const KIND: &'static str;
+    /// The field of the stored JSON that holds [`Stored::label`].
+    const LABEL: &'static str;
     /// The `id` column value.
     fn key(&self) -> &str;
     /// What the audit log calls it (its name, where it has one).
@@ -59,11 +75,18 @@ pub trait Stored: Serialize + DeserializeOwned {
 
 /// Values decoded from an account's rows, each kept with the account
 /// version it was read at: a reader whose transaction sees the same version
-/// reuses it instead of loading and decoding every row again.
+/// reuses it instead of loading and decoding every row again. Readers that
+/// ask for a version nobody has decoded yet share one load: the first one
+/// decodes, the others wait for its result (after a commit, a burst of
+/// readers costs one decode, not one each).
 #[derive(Debug)]
 pub struct Snapshots<T> {
-    kept: std::sync::Mutex<HashMap<String, (i64, Arc<T>)>>,
+    /// Per account, the newest version asked for and its value once loaded.
+    kept: std::sync::Mutex<HashMap<String, (i64, Slot<T>)>>,
 }
+
+/// One version's value, filled by the first reader that loads it.
+type Slot<T> = Arc<OnceCell<Arc<T>>>;
 
 impl<T> Default for Snapshots<T> {
     fn default() -> Self {
@@ -74,30 +97,46 @@ impl<T> Default for Snapshots<T> {
 }
 
 impl<T> Snapshots<T> {
-    /// The value kept for `account` at exactly `version`.
-    pub fn get(&self, account: &str, version: i64) -> Option<Arc<T>> {
-        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
-        kept.get(account)
-            .filter(|(v, _)| *v == version)
-            .map(|(_, value)| value.clone())
-    }
-
-    /// Keeps `value` as `account` at `version`, unless a newer one is kept.
-    pub fn keep(&self, account: &str, version: i64, value: Arc<T>) {
-        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
-        match kept.get(account) {
-            Some((v, _)) if *v > version => {}
-            _ => {
-                kept.insert(account.to_string(), (version, value));
+    /// The value of `account` at exactly `version`: the one kept, or the
+    /// one `load` makes (run by one caller at a time; when it fails, the
+    /// next waiting caller runs its own). Kept unless a newer version is.
+    pub async fn get_or_load<E, F, Fut>(
+        &self,
+        account: &str,
+        version: i64,
+        load: F,
+    ) -> Result<Arc<T>, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let cell = {
+            let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+            match kept.get(account) {
+                Some((v, cell)) if *v == version => cell.clone(),
+                // A reader behind a newer one: its value is not kept.
+                Some((v, _)) if *v > version => Arc::new(OnceCell::new()),
+                _ => {
+                    let cell = Arc::new(OnceCell::new());
+                    kept.insert(account.to_string(), (version, cell.clone()));
+                    cell
+                }
             }
-        }
+        };
+        let value = cell
+            .get_or_try_init(|| async { load().await.map(Arc::new) })
+            .await?;
+        Ok(value.clone())
     }
 }
 
-/// A connection pool plus the in-process writer lock.
+/// The connection pools plus the in-process writer lock.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: AnyPool,
+    /// Connections of read transactions.
+    readers: AnyPool,
+    /// The one connection of write transactions (taken under `writer`).
+    writers: AnyPool,
     /// Whether the database is PostgreSQL (shared by several servers).
     postgres: bool,
     writer: Arc<Mutex<()>>,
@@ -114,21 +153,18 @@ impl Store {
     pub async fn open(url: &str) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let sqlite = url.starts_with("sqlite:");
-        let pool = AnyPoolOptions::new()
-            .max_connections(if sqlite { 4 } else { 8 })
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    if sqlite {
-                        conn.execute(SQLITE_PRAGMAS).await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect(url)
-            .await?;
-        MIGRATOR.run(&pool).await?;
+        // The writer's connection first: it creates a new SQLite file.
+        let writers = connect(url, sqlite, 1).await?;
+        MIGRATOR.run(&writers).await?;
+        let readers = if sqlite {
+            SQLITE_READERS
+        } else {
+            POSTGRES_READERS
+        };
+        let readers = connect(url, sqlite, readers).await?;
         Ok(Store {
-            pool,
+            readers,
+            writers,
             postgres: !sqlite,
             writer: Arc::new(Mutex::new(())),
             accounts: Arc::default(),
@@ -139,7 +175,8 @@ impl Store {
     /// A transaction for reading.
     pub async fn read(&self) -> Result<Tx, StoreError> {
         Ok(Tx {
-            tx: self.pool.begin().await?,
+            tx: self.readers.begin().await?,
+            postgres: self.postgres,
             _writer: None,
             changed: None,
             touched: BTreeSet::new(),
@@ -151,7 +188,8 @@ impl Store {
     pub async fn write(&self) -> Result<Tx, StoreError> {
         let guard = self.writer.clone().lock_owned().await;
         Ok(Tx {
-            tx: self.pool.begin().await?,
+            tx: self.writers.begin().await?,
+            postgres: self.postgres,
             _writer: Some(guard),
             changed: Some(self.changed.clone()),
             touched: BTreeSet::new(),
@@ -172,14 +210,34 @@ impl Store {
 
     /// Closes every connection (used on shutdown).
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.readers.close().await;
+        self.writers.close().await;
     }
+}
+
+/// A pool of at most `size` connections to `url`.
+async fn connect(url: &str, sqlite: bool, size: u32) -> Result<AnyPool, StoreError> {
+    let pool = AnyPoolOptions::new()
+        .max_connections(size)
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                if sqlite {
+                    conn.execute(SQLITE_PRAGMAS).await?;
+                }
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await?;
+    Ok(pool)
 }
 
 /// One transaction. Dropping it without [`Tx::commit`] rolls back.
 #[derive(Debug)]
 pub struct Tx {
     tx: Transaction<'static, Any>,
+    /// Whether the database is PostgreSQL (where SQL differs).
+    postgres: bool,
     _writer: Option<OwnedMutexGuard<()>>,
     /// Where the commit announces `touched` (write transactions only).
     changed: Option<broadcast::Sender<String>>,
@@ -233,6 +291,12 @@ impl Tx {
         Ok(())
     }
 
+    /// Whether this transaction wrote to `account` (its reads see changes
+    /// no committed version holds).
+    pub fn wrote(&self, account: &str) -> bool {
+        self.touched.contains(account)
+    }
+
     /// The account's version: raised by every committed write to it (0
     /// before the first).
     pub async fn version(&mut self, account: &str) -> Result<i64, StoreError> {
@@ -260,6 +324,71 @@ impl Tx {
                 .fetch_optional(&mut *self.tx)
                 .await?;
         row.as_ref().map(decode).transpose()
+    }
+
+    /// The resources of a kind in an account whose ids are among `ids`,
+    /// ordered by id; ids without one are left out. Costs what the ids
+    /// cost, however large the account.
+    pub async fn get_many<T: Stored>(
+        &mut self,
+        account: &str,
+        ids: &[impl std::fmt::Display],
+    ) -> Result<Vec<T>, StoreError> {
+        self.lock(account).await?;
+        let ids: BTreeSet<String> = ids.iter().map(ToString::to_string).collect();
+        let ids: Vec<String> = ids.into_iter().collect();
+        let mut found = Vec::new();
+        for chunk in ids.chunks(IDS_PER_QUERY) {
+            let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
+            let sql = format!(
+                "SELECT data FROM objects WHERE account_id = $1 AND kind = $2 AND id IN ({}) \
+                 ORDER BY id",
+                marks.join(", ")
+            );
+            let mut query = sqlx::query(&sql).bind(account).bind(T::KIND);
+            for id in chunk {
+                query = query.bind(id.as_str());
+            }
+            for row in query.fetch_all(&mut *self.tx).await? {
+                found.push(decode(&row)?);
+            }
+        }
+        Ok(found)
+    }
+
+    /// The resources of a kind in an account whose label field (see
+    /// [`Stored::LABEL`]) is `label`. The match is made by the database on
+    /// the stored JSON, so only matching rows are decoded.
+    pub async fn labelled<T: Stored>(
+        &mut self,
+        account: &str,
+        label: &str,
+    ) -> Result<Vec<T>, StoreError> {
+        self.lock(account).await?;
+        // The field name is a constant of the type, never input.
+        let field = if self.postgres {
+            format!("CAST(data AS jsonb) ->> '{}'", T::LABEL)
+        } else {
+            format!("json_extract(data, '$.{}')", T::LABEL)
+        };
+        let sql = format!(
+            "SELECT data FROM objects WHERE account_id = $1 AND kind = $2 AND {field} = $3 \
+             ORDER BY id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(account)
+            .bind(T::KIND)
+            .bind(label)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        let mut found = Vec::new();
+        for row in &rows {
+            let value: T = decode(row)?;
+            if value.label() == label {
+                found.push(value);
+            }
+        }
+        Ok(found)
     }
 
     /// Every resource of a kind in an account, ordered by id.
@@ -492,4 +621,69 @@ pub struct TrafficQuery {
     pub user_id: Option<String>,
     pub from_ms: i64,
     pub to_ms: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Loads `value` for `account` at `version`, counting the load.
+    async fn load(
+        snapshots: &Snapshots<String>,
+        loads: &AtomicUsize,
+        version: i64,
+        value: &str,
+    ) -> Result<Arc<String>, String> {
+        snapshots
+            .get_or_load("a", version, || async {
+                loads.fetch_add(1, Ordering::SeqCst);
+                tokio::task::yield_now().await;
+                Ok(value.to_string())
+            })
+            .await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn readers_of_one_version_share_one_load() {
+        let snapshots = Arc::new(Snapshots::default());
+        let loads = Arc::new(AtomicUsize::new(0));
+        let readers: Vec<_> = (0..32)
+            .map(|_| {
+                let (snapshots, loads) = (snapshots.clone(), loads.clone());
+                tokio::spawn(async move { load(&snapshots, &loads, 7, "v7").await })
+            })
+            .collect();
+        let mut values = Vec::new();
+        for reader in readers {
+            values.push(reader.await.expect("reader ran").expect("loaded"));
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+        assert!(values.iter().all(|v| Arc::ptr_eq(v, &values[0])));
+        assert_eq!(*values[0], "v7");
+    }
+
+    #[tokio::test]
+    async fn a_newer_version_replaces_and_an_older_one_is_not_kept() {
+        let snapshots = Snapshots::default();
+        let loads = AtomicUsize::new(0);
+        assert_eq!(*load(&snapshots, &loads, 1, "v1").await.unwrap(), "v1");
+        assert_eq!(*load(&snapshots, &loads, 2, "v2").await.unwrap(), "v2");
+        // A reader still at version 1 decodes its own, which is not kept.
+        assert_eq!(*load(&snapshots, &loads, 1, "v1").await.unwrap(), "v1");
+        assert_eq!(*load(&snapshots, &loads, 2, "other").await.unwrap(), "v2");
+        assert_eq!(loads.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_failed_load_is_not_kept() {
+        let snapshots: Snapshots<String> = Snapshots::default();
+        let failed = snapshots
+            .get_or_load("a", 1, || async { Err::<String, _>("gone".to_string()) })
+            .await;
+        assert_eq!(failed, Err("gone".to_string()));
+        let loads = AtomicUsize::new(0);
+        assert_eq!(*load(&snapshots, &loads, 1, "v1").await.unwrap(), "v1");
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+    }
 }

@@ -15,7 +15,8 @@ both_stores!(
     temporary_access,
     ingress_ports,
     locations,
-    peer_list_follows_writes
+    peer_list_follows_writes,
+    names_and_references_checked_by_row
 );
 
 /// A WireGuard public key (32 bytes, base64) no peer has.
@@ -499,4 +500,78 @@ fn peer_list_follows_writes(s: &mut Server) {
     );
     s.delete("/api/peers/a");
     assert_eq!(names(s), ["beta"]);
+}
+
+/// Writes check names and referenced ids with queries on the rows concerned
+/// (an `IN` list in chunks, a name compared in SQL): the answers must be
+/// those of a check over every row, for any name and any number of ids.
+fn names_and_references_checked_by_row(s: &mut Server) {
+    let odd = "He said \"hi\" \\ ü 名 'x'";
+    let g = s.post("/api/groups", json!({"name": odd}))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let taken = format!("group with name \"{odd}\" already exists");
+    s.expect_error(
+        "POST",
+        "/api/groups",
+        Some(json!({"name": odd})),
+        409,
+        &taken,
+    );
+    s.put(&format!("/api/groups/{g}"), json!({"name": odd}));
+    let other = s.post("/api/groups", json!({"name": "he said"}))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("/api/groups/{other}");
+    s.expect_error("PUT", &path, Some(json!({"name": odd})), 409, &taken);
+    // Names are compared exactly, as before.
+    s.post("/api/groups", json!({"name": "HE SAID"}));
+
+    // More ids than one IN list holds.
+    let net = prefix(s);
+    let peers: Vec<(String, String, String, Vec<String>)> = (0..600)
+        .map(|n| {
+            let ip = format!("{net}{}.{}", n / 250 + 1, n % 250 + 1);
+            (format!("p{n:03}"), format!("peer{n}"), ip, vec![])
+        })
+        .collect();
+    s.insert_peers(peers);
+    let mut ids: Vec<String> = (0..600).rev().map(|n| format!("p{n:03}")).collect();
+    ids.push("p007".to_string());
+    let group = s.post("/api/groups", json!({"name": "many", "peers": ids}));
+    assert_eq!(group["peers_count"], 600);
+    let listed = group["peers"].as_array().unwrap();
+    assert_eq!(listed[0], json!({"id": "p000", "name": "peer0"}));
+    assert_eq!(listed[599], json!({"id": "p599", "name": "peer599"}));
+    ids.insert(300, "ghost".to_string());
+    ids.insert(0, "zombie".to_string());
+    s.expect_error(
+        "POST",
+        "/api/groups",
+        Some(json!({"name": "more", "peers": ids})),
+        422,
+        // The ids are sorted before they are checked.
+        "peer ghost not found",
+    );
+
+    // A policy answers with the groups its rules name, and names the first
+    // missing one.
+    let rule = |from: &str, to: &str| {
+        json!({"name": "p", "enabled": true, "rules": [{"name": "r", "enabled": true,
+            "action": "accept", "bidirectional": true, "protocol": "all",
+            "sources": [from], "destinations": [to]}]})
+    };
+    let policy = s.post("/api/policies", rule(&g, &other));
+    let rule0 = &policy["rules"][0];
+    assert_eq!(rule0["sources"][0]["name"], odd);
+    assert_eq!(rule0["destinations"][0]["name"], "he said");
+    s.expect_error(
+        "POST",
+        "/api/policies",
+        Some(rule(&g, "nowhere")),
+        422,
+        "group nowhere not found",
+    );
 }

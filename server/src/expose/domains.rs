@@ -42,6 +42,7 @@ pub struct CustomDomain {
 
 impl Stored for CustomDomain {
     const KIND: &'static str = "proxy_domain";
+    const LABEL: &'static str = "domain";
     fn key(&self) -> &str {
         &self.id
     }

@@ -23,6 +23,7 @@ struct ServerKey {
 
 impl Stored for ServerKey {
     const KIND: &'static str = "server_key";
+    const LABEL: &'static str = "id";
 
     fn key(&self) -> &str {
         &self.id

@@ -34,7 +34,7 @@ use tonic::{Code, Status};
 
 use super::internal;
 use crate::expose::Expose;
-use crate::http::peers::aggregate;
+use crate::http::peers::snapshot;
 use crate::ids;
 use crate::records::AccountRecord;
 use crate::store::Store;
@@ -295,19 +295,19 @@ async fn compute(
         .get::<AccountRecord>(account_id, account_id)
         .await
         .map_err(internal)?;
-    let Some(record) = record else {
+    if record.is_none() {
         let gone = Update::close(&RegistrationError::NotRegistered);
         return Ok(members
             .into_iter()
             .map(|(id, _)| (id, gone.clone()))
             .collect());
-    };
-    let account = aggregate(&mut tx, &record)
+    }
+    let account = snapshot(&hubs.store, &mut tx, account_id)
         .await
         .map_err(|f| internal(f.message()))?;
     drop(tx);
     let account = hubs.expose.granted(&account).await;
-    tokio::task::spawn_blocking(move || updates(&account, &members, now, serial))
+    crate::cpu::run(move || updates(&account, &members, now, serial))
         .await
         .map_err(internal)
 }

@@ -14,7 +14,7 @@ use std::future::Future;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use meshplane_core::model::{Activity, Group};
+use meshplane_core::model::Activity;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -40,20 +40,20 @@ impl Scope for () {
     }
 }
 
-/// What views share, loaded once per response.
-pub trait Context: Sized + Send + Sync {
-    fn load(tx: &mut Tx, account: &str) -> impl Future<Output = Result<Self, Failure>> + Send;
+/// What the views of the items `T` of one response share, loaded once for
+/// them. It is given the items so that it can load only what they name: a
+/// write answering with one item must not read the whole account.
+pub trait Context<T>: Sized + Send + Sync {
+    fn load(
+        tx: &mut Tx,
+        account: &str,
+        items: &[&T],
+    ) -> impl Future<Output = Result<Self, Failure>> + Send;
 }
 
-impl Context for () {
-    async fn load(_tx: &mut Tx, _account: &str) -> Result<(), Failure> {
+impl<T: Sync> Context<T> for () {
+    async fn load(_tx: &mut Tx, _account: &str, _items: &[&T]) -> Result<(), Failure> {
         Ok(())
-    }
-}
-
-impl Context for Vec<Group> {
-    async fn load(tx: &mut Tx, account: &str) -> Result<Vec<Group>, Failure> {
-        Ok(tx.list::<Group>(account).await?)
     }
 }
 
@@ -64,7 +64,7 @@ pub trait Crud: Stored + Send + Sync + Sized + 'static {
     /// What the parent path segment resolves to.
     type Scope: Scope;
     /// What views need that is shared by every item of a list.
-    type Context: Context;
+    type Context: Context<Self>;
 
     const CREATED: Activity;
     const UPDATED: Activity;
@@ -142,7 +142,7 @@ async fn item<T: Crud>(
 }
 
 async fn respond<T: Crud>(tx: &mut Tx, account: &str, value: &T) -> Result<Json<Value>, Failure> {
-    let ctx = T::Context::load(tx, account).await?;
+    let ctx = T::Context::load(tx, account, &[value]).await?;
     Ok(Json(value.view(&ctx)?))
 }
 
@@ -157,12 +157,12 @@ async fn list<T: Crud>(
     let (parent, _) = split(params, false);
     let scope = T::Scope::resolve(&mut tx, account, parent.as_deref()).await?;
     let items = tx.list::<T>(account).await?;
-    let ctx = T::Context::load(&mut tx, account).await?;
-    let out: Result<Vec<Value>, Failure> = items
+    let kept: Vec<&T> = items
         .iter()
         .filter(|i| i.in_scope(&scope) && i.matches(&query))
-        .map(|i| i.view(&ctx))
         .collect();
+    let ctx = T::Context::load(&mut tx, account, &kept).await?;
+    let out: Result<Vec<Value>, Failure> = kept.iter().map(|i| i.view(&ctx)).collect();
     Ok(Json(Value::Array(out?)))
 }
 
@@ -225,7 +225,7 @@ async fn remove<T: Crud>(
 
 /// 409 when another item of the account has the same label (name).
 pub async fn unique_label<T: Stored>(tx: &mut Tx, account: &str, value: &T) -> Result<(), Failure> {
-    let others = tx.list::<T>(account).await?;
+    let others = tx.labelled::<T>(account, value.label()).await?;
     if others
         .iter()
         .any(|o| o.label() == value.label() && o.key() != value.key())

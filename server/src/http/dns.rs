@@ -126,7 +126,10 @@ impl Crud for NameserverGroup {
                 "a nameserver group should have at least one distribution group",
             ));
         }
-        require_all(&tx.list::<Group>(account).await?, &req.groups)?;
+        require_all(
+            &tx.get_many::<Group>(account, &req.groups).await?,
+            &req.groups,
+        )?;
         let ns = NameserverGroup {
             id: NameserverGroupId::new(id),
             name: name.to_string(),
@@ -164,7 +167,7 @@ async fn update_settings(
         &req.disabled_management_groups,
     )?;
     let wanted = dedup(req.disabled_management_groups);
-    require_all(&tx.list::<Group>(account_id).await?, &wanted)?;
+    require_all(&tx.get_many::<Group>(account_id, &wanted).await?, &wanted)?;
     let old = &account.dns_settings.disabled_management_groups;
     caller
         .audit_group_changes(

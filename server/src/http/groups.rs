@@ -50,13 +50,14 @@ pub fn dedup<T: Ord>(mut v: Vec<T>) -> Vec<T> {
     v
 }
 
-/// Peer names by id, for group views.
+/// Names of the peers of the groups viewed, by id.
 #[derive(Debug)]
 pub struct PeerNames(BTreeMap<String, String>);
 
-impl Context for PeerNames {
-    async fn load(tx: &mut Tx, account: &str) -> Result<PeerNames, Failure> {
-        let peers = tx.list::<Peer>(account).await?;
+impl Context<Group> for PeerNames {
+    async fn load(tx: &mut Tx, account: &str, groups: &[&Group]) -> Result<PeerNames, Failure> {
+        let ids: Vec<&PeerId> = groups.iter().flat_map(|g| &g.peers).collect();
+        let peers = tx.get_many::<Peer>(account, &ids).await?;
         Ok(PeerNames(
             peers.into_iter().map(|p| (p.id.0, p.name)).collect(),
         ))
@@ -93,7 +94,7 @@ impl Crud for Group {
             req.peers.as_ref().map_or(0, Vec::len) + req.resources.as_ref().map_or(0, Vec::len);
         limits::count("group members", members, limits::MAX_GROUP_MEMBERS)?;
         let peers = dedup(req.peers.unwrap_or_default());
-        require_all(&tx.list::<Peer>(account).await?, &peers)?;
+        require_all(&tx.get_many::<Peer>(account, &peers).await?, &peers)?;
         let resources = dedup(req.resources.unwrap_or_default());
         for r in &resources {
             require_resource(tx, account, r).await?;

@@ -64,8 +64,8 @@ impl IngressContext {
     }
 }
 
-impl Context for IngressContext {
-    async fn load(tx: &mut Tx, account: &str) -> Result<IngressContext, Failure> {
+impl<T: Sync> Context<T> for IngressContext {
+    async fn load(tx: &mut Tx, account: &str, _items: &[&T]) -> Result<IngressContext, Failure> {
         Ok(IngressContext {
             allocations: tx.list(account).await?,
             ingress_peers: tx

@@ -71,8 +71,12 @@ pub struct NetworkContext {
     policies: Vec<Policy>,
 }
 
-impl Context for NetworkContext {
-    async fn load(tx: &mut Tx, account: &str) -> Result<NetworkContext, Failure> {
+impl Context<Network> for NetworkContext {
+    async fn load(
+        tx: &mut Tx,
+        account: &str,
+        _networks: &[&Network],
+    ) -> Result<NetworkContext, Failure> {
         Ok(NetworkContext {
             routers: tx.list(account).await?,
             resources: tx.list(account).await?,
@@ -269,6 +273,17 @@ impl Scope for Network {
     }
 }
 
+/// Every group: a resource's groups are the ones that hold it.
+impl Context<NetworkResource> for Vec<Group> {
+    async fn load(
+        tx: &mut Tx,
+        account: &str,
+        _resources: &[&NetworkResource],
+    ) -> Result<Vec<Group>, Failure> {
+        Ok(tx.list::<Group>(account).await?)
+    }
+}
+
 impl Crud for NetworkResource {
     type Request = ResourceRequest;
     type Scope = Network;
@@ -305,7 +320,10 @@ impl Crud for NetworkResource {
         let address = req.address.trim().to_string();
         let kind = kind_of(&address)?;
         let groups = dedup(req.groups);
-        require_all(&tx.list::<Group>(caller.account_id()).await?, &groups)?;
+        require_all(
+            &tx.get_many::<Group>(caller.account_id(), &groups).await?,
+            &groups,
+        )?;
         let resource = NetworkResource {
             id: ResourceId::new(id),
             network_id: network.id.clone(),

@@ -80,17 +80,24 @@ pub async fn aggregate(tx: &mut Tx, record: &AccountRecord) -> Result<Account, F
 }
 
 /// The account as `tx` sees it, decoded once per account version and shared
-/// by the reads that see that version. For read transactions: a write
-/// transaction's own changes are not in the version yet.
+/// by the transactions that see that version (those asking at once wait for
+/// one decode). A write transaction that already wrote to the account sees
+/// changes no version holds yet: for it the account is decoded afresh.
 pub async fn snapshot(store: &Store, tx: &mut Tx, id: &str) -> Result<Arc<Account>, Failure> {
-    let version = tx.version(id).await?;
-    if let Some(account) = store.accounts().get(id, version) {
-        return Ok(account);
+    if tx.wrote(id) {
+        return Ok(Arc::new(decode(tx, id).await?));
     }
+    let version = tx.version(id).await?;
+    store
+        .accounts()
+        .get_or_load(id, version, || decode(tx, id))
+        .await
+}
+
+/// The account `id` as `tx` sees it, 404 when it does not exist.
+async fn decode(tx: &mut Tx, id: &str) -> Result<Account, Failure> {
     let record = load::<AccountRecord>(tx, id, id).await?;
-    let account = Arc::new(aggregate(tx, &record).await?);
-    store.accounts().keep(id, version, account.clone());
-    Ok(account)
+    aggregate(tx, &record).await
 }
 
 /// A time as the REST API shows it: Go's zero time when never set.
@@ -265,7 +272,7 @@ async fn list(
     drop(tx);
     let now = ids::now();
     let visible = move |p: &Peer| caller.sees(p);
-    let out = tokio::task::spawn_blocking(move || batch(&account, &filter, visible, now))
+    let out = crate::cpu::run(move || batch(&account, &filter, visible, now))
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "peer list failed");
@@ -348,8 +355,7 @@ async fn update(
     let account_id = caller.account_id();
     let mut tx = app.store.write().await?;
     let mut peer = load::<Peer>(&mut tx, account_id, &id).await?;
-    let record = load::<AccountRecord>(&mut tx, account_id, account_id).await?;
-    let mut account = aggregate(&mut tx, &record).await?;
+    let account = snapshot(&app.store, &mut tx, account_id).await?;
     let name = req.name.trim();
     if name.is_empty() {
         return Err(Failure::invalid("peer name shouldn't be empty"));
@@ -410,9 +416,6 @@ async fn update(
             .await?;
     }
     tx.commit().await?;
-    if let Some(slot) = account.peers.iter_mut().find(|p| p.id == peer.id) {
-        *slot = peer.clone();
-    }
     Ok(Json(single(&peer, &account)?))
 }
 

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::auth::Caller;
-use super::crud::{self, Crud};
+use super::crud::{self, Context, Crud};
 use super::failure::Failure;
 use super::groups::minimum;
 use super::{require_all, App};
@@ -46,6 +46,18 @@ pub async fn require_resource(tx: &mut Tx, account: &str, r: &ResourceRef) -> Re
         Ok(())
     } else {
         Err(Failure::invalid(format!("resource {} not found", r.id)))
+    }
+}
+
+/// The groups the viewed policies' rules name, for their `GroupMinimum`s.
+impl Context<Policy> for Vec<Group> {
+    async fn load(tx: &mut Tx, account: &str, policies: &[&Policy]) -> Result<Vec<Group>, Failure> {
+        let named: Vec<&GroupId> = policies
+            .iter()
+            .flat_map(|p| &p.rules)
+            .flat_map(|r| r.sources.iter().chain(&r.destinations))
+            .collect();
+        Ok(tx.get_many::<Group>(account, &named).await?)
     }
 }
 
@@ -88,7 +100,12 @@ impl Crud for Policy {
             rules,
         };
         validate::policy(&policy)?;
-        let groups = tx.list::<Group>(account).await?;
+        let named: Vec<&GroupId> = policy
+            .rules
+            .iter()
+            .flat_map(|r| r.sources.iter().chain(&r.destinations))
+            .collect();
+        let groups = tx.get_many::<Group>(account, &named).await?;
         for rule in &policy.rules {
             require_all(&groups, &rule.sources)?;
             require_all(&groups, &rule.destinations)?;
@@ -101,7 +118,8 @@ impl Crud for Policy {
             }
         }
         require_all(
-            &tx.list::<PostureCheck>(account).await?,
+            &tx.get_many::<PostureCheck>(account, &policy.source_posture_checks)
+                .await?,
             &policy.source_posture_checks,
         )?;
         Ok(policy)

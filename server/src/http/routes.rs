@@ -100,7 +100,8 @@ impl Crud for Route {
             ));
         }
         let access_control_groups = dedup(req.access_control_groups.unwrap_or_default());
-        let groups = tx.list::<Group>(account).await?;
+        let named: Vec<&GroupId> = req.groups.iter().chain(&access_control_groups).collect();
+        let groups = tx.get_many::<Group>(account, &named).await?;
         require_all(&groups, &req.groups)?;
         require_all(&groups, &access_control_groups)?;
         Ok(Route {

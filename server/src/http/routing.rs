@@ -31,8 +31,11 @@ pub async fn routing_peers(
         (None, true) => Err(Failure::invalid(
             "either peer or peer_groups should be provided",
         )),
-        (Some(p), true) => require_all(&tx.list::<Peer>(account).await?, &[p]),
-        (None, false) => require_all(&tx.list::<Group>(account).await?, peer_groups),
+        (Some(p), true) => require_all(&tx.get_many::<Peer>(account, &[p]).await?, &[p]),
+        (None, false) => require_all(
+            &tx.get_many::<Group>(account, peer_groups).await?,
+            peer_groups,
+        ),
     }
 }
 

@@ -83,7 +83,7 @@ async fn auto_groups(
     wanted: Vec<GroupId>,
 ) -> Result<Vec<GroupId>, Failure> {
     limits::items("auto groups", &wanted)?;
-    let groups = tx.list::<Group>(account).await?;
+    let groups = tx.get_many::<Group>(account, &wanted).await?;
     require_all(&groups, &wanted)?;
     if groups.iter().any(|g| g.is_all() && wanted.contains(&g.id)) {
         return Err(Failure::invalid("auto_groups can't contain the All group"));

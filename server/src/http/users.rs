@@ -88,7 +88,7 @@ async fn auto_groups(
     wanted: Vec<GroupId>,
 ) -> Result<Vec<GroupId>, Failure> {
     limits::items("auto groups", &wanted)?;
-    let groups = tx.list::<Group>(account).await?;
+    let groups = tx.get_many::<Group>(account, &wanted).await?;
     require_all(&groups, &wanted)?;
     Ok(dedup(wanted))
 }

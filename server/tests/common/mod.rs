@@ -496,19 +496,32 @@ impl Server {
     /// Puts a resource row straight into the store, as another part of the
     /// system (gRPC login, SSO sign-up) would.
     pub fn insert_object(&self, kind: &str, value: &Value) {
+        self.insert_objects(kind, std::slice::from_ref(value));
+    }
+
+    /// Puts resource rows of one kind straight into the store in one
+    /// transaction (the benchmarks' large accounts).
+    pub fn insert_objects(&self, kind: &str, values: &[Value]) {
         let account = self.account_id();
         let url = self.store_url.clone();
         block_on(async move {
+            use sqlx::Connection;
             let mut conn = store_connection(&url).await;
-            sqlx::query("INSERT INTO objects (account_id, kind, id, data) VALUES ($1, $2, $3, $4)")
+            let mut tx = conn.begin().await.unwrap();
+            for value in values {
+                sqlx::query(
+                    "INSERT INTO objects (account_id, kind, id, data) VALUES ($1, $2, $3, $4)",
+                )
                 .bind(&account)
                 .bind(kind)
                 .bind(value["id"].as_str().unwrap())
                 .bind(value.to_string())
-                .execute(&mut conn)
+                .execute(&mut *tx)
                 .await
                 .unwrap();
-            bump_version(&mut conn, &account).await;
+            }
+            bump_version(&mut tx, &account).await;
+            tx.commit().await.unwrap();
         });
     }
 
