@@ -23,20 +23,6 @@ pub const PG_ENV: &str = "MESHPLANE_TEST_POSTGRES_URL";
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-/// Configuration variables of the server a developer may have set: the
-/// tests pass everything as flags.
-const SERVER_VARS: [&str; 9] = [
-    "MESHPLANE_CONFIG",
-    "MESHPLANE_EXPOSE_TTL_SECS",
-    "MESHPLANE_PROXY_DOMAIN",
-    "MESHPLANE_PROXY_GROUP",
-    "MESHPLANE_EPHEMERAL_OFFLINE_SECS",
-    "MESHPLANE_DATA_DIR",
-    "MESHPLANE_STORE",
-    "MESHPLANE_LISTEN",
-    "MESHPLANE_LOG",
-];
-
 /// Which store a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -156,8 +142,13 @@ fn fresh_postgres_db() -> (String, String) {
 /// The server binary, with none of the developer's configuration variables.
 fn server_command() -> Command {
     let mut command = Command::new(BIN);
-    for var in SERVER_VARS {
-        command.env_remove(var);
+    // Every server setting is a `MESHPLANE_*` variable; the tests' own
+    // (`MESHPLANE_TEST_*`) configure the tests, not the server.
+    for (var, _) in std::env::vars_os() {
+        let name = var.to_string_lossy();
+        if name.starts_with("MESHPLANE_") && !name.starts_with("MESHPLANE_TEST_") {
+            command.env_remove(&var);
+        }
     }
     command
 }
