@@ -17,7 +17,10 @@
 //! reads or writes it, so read-check-write sequences of different processes
 //! on one account run one after the other (SQLite has one writer anyway).
 //! Each committed write raises the account's row in `account_versions`,
-//! which lets readers reuse an account they decoded before ([`Snapshots`]).
+//! which lets readers reuse an account they decoded before ([`Snapshots`]),
+//! and is announced to the live views of every server ([`notify`]).
+
+mod notify;
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -30,6 +33,9 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 use thiserror::Error;
 use tokio::sync::{broadcast, Mutex, OnceCell, OwnedMutexGuard};
+use tokio::task::AbortHandle;
+
+use notify::Changes;
 
 /// How many committed-write notices a slow listener may fall behind before
 /// it is told it lagged (and must assume every account changed).
@@ -142,9 +148,12 @@ pub struct Store {
     writer: Arc<Mutex<()>>,
     /// Accounts decoded by earlier reads, by version.
     accounts: Arc<Snapshots<Account>>,
-    /// The id of each account a committed write transaction touched, so
-    /// live views (the gRPC Sync streams) learn about every change.
-    changed: broadcast::Sender<String>,
+    /// The id of each account a committed write transaction touched (by
+    /// this server or, on PostgreSQL, another), so live views (the gRPC
+    /// Sync streams) learn about every change.
+    changed: Arc<Changes>,
+    /// The task listening for other servers' commits (PostgreSQL only).
+    listener: Option<AbortHandle>,
 }
 
 impl Store {
@@ -162,13 +171,20 @@ impl Store {
             POSTGRES_READERS
         };
         let readers = connect(url, sqlite, readers).await?;
+        let changed = Arc::new(Changes::new(CHANGE_BACKLOG));
+        let listener = if sqlite {
+            None
+        } else {
+            Some(notify::listen(url, changed.clone()).await?)
+        };
         Ok(Store {
             readers,
             writers,
             postgres: !sqlite,
             writer: Arc::new(Mutex::new(())),
             accounts: Arc::default(),
-            changed: broadcast::channel(CHANGE_BACKLOG).0,
+            changed,
+            listener,
         })
     }
 
@@ -210,6 +226,9 @@ impl Store {
 
     /// Closes every connection (used on shutdown).
     pub async fn close(&self) {
+        if let Some(listener) = &self.listener {
+            listener.abort();
+        }
         self.readers.close().await;
         self.writers.close().await;
     }
@@ -240,7 +259,7 @@ pub struct Tx {
     postgres: bool,
     _writer: Option<OwnedMutexGuard<()>>,
     /// Where the commit announces `touched` (write transactions only).
-    changed: Option<broadcast::Sender<String>>,
+    changed: Option<Arc<Changes>>,
     /// The accounts this transaction wrote to.
     touched: BTreeSet<String>,
     /// The accounts whose advisory lock this transaction holds (PostgreSQL
@@ -255,20 +274,25 @@ fn decode<T: DeserializeOwned>(row: &AnyRow) -> Result<T, StoreError> {
 
 impl Tx {
     pub async fn commit(mut self) -> Result<(), StoreError> {
+        let mut versions = Vec::with_capacity(self.touched.len());
         for account in &self.touched {
-            sqlx::query(
+            let version: i64 = sqlx::query_scalar(
                 "INSERT INTO account_versions (account_id, version) VALUES ($1, 1) \
-                 ON CONFLICT (account_id) DO UPDATE SET version = account_versions.version + 1",
+                 ON CONFLICT (account_id) DO UPDATE SET version = account_versions.version + 1 \
+                 RETURNING version",
             )
             .bind(account)
-            .execute(&mut *self.tx)
+            .fetch_one(&mut *self.tx)
             .await?;
+            if self.postgres {
+                notify::send(&mut self.tx, account, version).await?;
+            }
+            versions.push((account, version));
         }
         self.tx.commit().await?;
         if let Some(changed) = self.changed {
-            for account in self.touched {
-                // Nobody listening is fine: no view needs refreshing.
-                let _ = changed.send(account);
+            for (account, version) in versions {
+                changed.announce(account, version);
             }
         }
         Ok(())

@@ -1,7 +1,8 @@
 //! Two server processes on one PostgreSQL database: concurrent writes that
 //! check before they write (a free port range, a unique name, the next
-//! audit sequence number) must not interleave across the processes. Runs
-//! only when `MESHPLANE_TEST_POSTGRES_URL` is set.
+//! audit sequence number) must not interleave across the processes, and a
+//! change made through one server reaches the Sync streams the other holds.
+//! Runs only when `MESHPLANE_TEST_POSTGRES_URL` is set.
 
 // A failed unwrap is a failed test here.
 #![allow(clippy::unwrap_used)]
@@ -9,9 +10,14 @@
 mod common;
 
 use std::thread;
+use std::time::{Duration, Instant};
 
+use common::client::{listed, reusable, run, Peer};
 use common::{Backend, Server, PG_ENV};
+use meshplane_core::netmap::PeerMap;
+use meshplane_proto::v1::{SealedMessage, SyncResponse};
 use serde_json::{json, Value};
+use tonic::Streaming;
 
 /// Concurrent requests per server.
 const WRITERS: usize = 8;
@@ -137,4 +143,78 @@ fn two_servers_on_one_database_do_not_lose_updates() {
         .filter(|e| e["activity_code"] == "ingress.ports.create")
         .count();
     assert_eq!(allocations, 2 * WRITERS);
+}
+
+/// How long a change made through one server may take to reach a stream
+/// held by another (generous: the figure is printed, not asserted).
+const ACROSS: Duration = Duration::from_secs(10);
+
+/// Reads maps from `stream` until one satisfies `check`, within [`ACROSS`];
+/// that map and how long it took.
+async fn map_where(
+    peer: &mut Peer,
+    stream: &mut Streaming<SealedMessage>,
+    check: impl Fn(&Value) -> bool,
+) -> (Value, Duration) {
+    let start = Instant::now();
+    loop {
+        let left = ACROSS.saturating_sub(start.elapsed());
+        let sealed = tokio::time::timeout(left, stream.message())
+            .await
+            .expect("the change reaches the stream within 10 s")
+            .expect("a map, not an error")
+            .expect("a map, not the end");
+        let response: SyncResponse = peer.open(&sealed);
+        let map = response.network_map.expect("a map in the response");
+        let map = serde_json::to_value(PeerMap::try_from(map).unwrap()).unwrap();
+        if check(&map) {
+            return (map, start.elapsed());
+        }
+    }
+}
+
+#[test]
+fn changes_through_one_server_reach_streams_on_the_other() {
+    if std::env::var(PG_ENV).is_err() {
+        eprintln!("{PG_ENV} not set: PostgreSQL multi-instance test skipped");
+        return;
+    }
+    let one = Server::start(Backend::Postgres);
+    let two = one.another_instance();
+    run(async {
+        let key = reusable(&one);
+        // A peer registered with and streaming from the second server.
+        let mut alpha = Peer::connect(&two, "alpha").await;
+        alpha.login(&key).await.unwrap();
+        let mut stream = alpha.sync().await;
+        let (first, _) = map_where(&mut alpha, &mut stream, |_| true).await;
+        assert!(listed(&first).is_empty());
+
+        // A peer joining through the first server appears in its map.
+        let mut beta = Peer::connect(&one, "beta").await;
+        let joined = Instant::now();
+        beta.login(&key).await.unwrap();
+        let beta_key = beta.key.clone();
+        let (_, _) = map_where(&mut alpha, &mut stream, |m| {
+            listed(m) == [beta_key.as_str()]
+        })
+        .await;
+        eprintln!(
+            "a join on one server reached a stream on the other in {:?}",
+            joined.elapsed()
+        );
+
+        // A policy change over REST on the first server: without the
+        // Default policy alpha sees nobody.
+        let policies = one.get("/api/policies");
+        let changed = Instant::now();
+        for p in policies.as_array().unwrap() {
+            one.delete(&format!("/api/policies/{}", p["id"].as_str().unwrap()));
+        }
+        let (_, _) = map_where(&mut alpha, &mut stream, |m| listed(m).is_empty()).await;
+        eprintln!(
+            "a policy change on one server reached a stream on the other in {:?}",
+            changed.elapsed()
+        );
+    });
 }
