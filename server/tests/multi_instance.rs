@@ -145,6 +145,11 @@ fn two_servers_on_one_database_do_not_lose_updates() {
     assert_eq!(allocations, 2 * WRITERS);
 }
 
+/// Ends the servers' listening connections: the last statement each ran
+/// reads the versions it may have missed.
+const LISTENERS_TERMINATE: &str = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+    WHERE datname = '{db}' AND query = 'SELECT account_id, version FROM account_versions'";
+
 /// How long a change made through one server may take to reach a stream
 /// held by another (generous: the figure is printed, not asserted).
 const ACROSS: Duration = Duration::from_secs(10);
@@ -215,6 +220,35 @@ fn changes_through_one_server_reach_streams_on_the_other() {
         eprintln!(
             "a policy change on one server reached a stream on the other in {:?}",
             changed.elapsed()
+        );
+
+        // Both servers lose their listening connections and cannot make
+        // new ones while a change is made: once they reconnect, the change
+        // they missed reaches the stream anyway.
+        let all = one.all_group();
+        one.postgres_admin("ALTER DATABASE {db} ALLOW_CONNECTIONS false");
+        one.postgres_admin(LISTENERS_TERMINATE);
+        let changed = Instant::now();
+        one.post(
+            "/api/policies",
+            json!({"name": "all", "enabled": true, "rules": [{"name": "all", "enabled": true,
+                "action": "accept", "bidirectional": true, "protocol": "all",
+                "sources": [&all], "destinations": [&all]}]}),
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        one.postgres_admin("ALTER DATABASE {db} ALLOW_CONNECTIONS true");
+        let (_, _) = map_where(&mut alpha, &mut stream, |m| {
+            listed(m) == [beta_key.as_str()]
+        })
+        .await;
+        eprintln!(
+            "a change made while no server listened reached the stream {:?} after it",
+            changed.elapsed()
+        );
+        assert!(
+            two.log().contains("listening for change notices again"),
+            "{}",
+            two.log()
         );
     });
 }

@@ -223,6 +223,17 @@ impl Server {
         s
     }
 
+    /// Runs `statement` as the PostgreSQL administrator, with `{db}`
+    /// standing for this server's database (a server that owns its
+    /// PostgreSQL store). Works from inside a test's runtime too.
+    pub fn postgres_admin(&self, statement: &str) {
+        let db = self.postgres_db.as_deref().expect("a PostgreSQL store");
+        let statement = statement.replace("{db}", db);
+        std::thread::spawn(move || postgres_admin(&statement))
+            .join()
+            .expect("the statement ran");
+    }
+
     /// Another `admin-token` run against this server's store.
     pub fn admin_token(&self) -> String {
         admin_token(&self.store_args)
