@@ -31,8 +31,9 @@ use axum::http::StatusCode;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+use crate::domain::audit::meta;
 use crate::store::{Store, Stored, Tx};
-use auth::{meta, Caller};
+use auth::Caller;
 use failure::Failure;
 use meshplane_core::model::Activity;
 
