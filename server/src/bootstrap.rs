@@ -9,7 +9,7 @@ use meshplane_core::model::{
 };
 use rand_core::OsRng;
 
-use crate::http::auth::{meta, record};
+use crate::domain::audit::{meta, record};
 use crate::http::failure::Failure;
 use crate::http::tokens;
 use crate::ids;

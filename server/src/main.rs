@@ -5,6 +5,7 @@ mod bootstrap;
 mod config;
 mod cpu;
 mod data_dir;
+mod domain;
 mod expose;
 mod grpc;
 mod http;

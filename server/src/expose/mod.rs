@@ -7,8 +7,9 @@
 //! - [`rpc`]: CreateExpose / RenewExpose / StopExpose for the exposing peer,
 //!   whose sender [`senders`] checks;
 //! - [`watch`](mod@watch): WatchServices, the proxy's stream of the services it serves;
-//! - [`services_rest`] and [`domains`]: the REST views of services and the
-//!   domains they may live under.
+//! - [`domains`]: the custom domains services may live under. The REST
+//!   routes listing services and managing domains are the REST API's
+//!   (`/api/reverse-proxies`).
 //!
 //! What the proxy may reach follows from the active sessions alone (the
 //! core's `expose::grants`); the Sync streams apply it through
@@ -17,19 +18,10 @@
 mod domains;
 mod rpc;
 mod senders;
-mod services_rest;
 mod sessions;
 mod watch;
 
-use axum::Router;
-
-use crate::http::App;
-
+pub use domains::CustomDomain;
 pub use rpc::{create, renew, stop};
 pub use sessions::{Expose, ExposeConfig};
 pub use watch::watch;
-
-/// The REST routes of reverse-proxy services and domains.
-pub fn routes() -> Router<App> {
-    services_rest::routes().merge(domains::routes())
-}

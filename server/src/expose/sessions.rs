@@ -31,7 +31,7 @@ use rand_core::OsRng;
 use tokio::sync::{broadcast, mpsc, Mutex, MutexGuard, Notify};
 
 use super::senders::Senders;
-use crate::http::auth::meta;
+use crate::domain::audit::meta;
 use crate::ids;
 use crate::store::{Store, StoreError};
 

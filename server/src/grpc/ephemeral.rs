@@ -16,8 +16,8 @@ use meshplane_core::model::{Activity, AuditEvent, Peer, PeerId};
 use meshplane_core::registration::ephemeral_sweep;
 use meshplane_core::{Duration, Timestamp};
 
+use crate::domain::peer_removal::{delete_peer, removal_meta};
 use crate::expose::Expose;
-use crate::http::peers::{delete_peer, removal_meta};
 use crate::ids;
 use crate::store::{Store, StoreError};
 
@@ -68,8 +68,8 @@ async fn sweep(
             (a, b) => a.or(b),
         };
         for peer in peers.iter().filter(|p| sweep.due.contains(&p.id)) {
-            if let Err(f) = delete_peer(&mut tx, &account, peer).await {
-                tracing::warn!(peer = %peer.id, reason = f.message(), "ephemeral peer kept");
+            if let Err(e) = delete_peer(&mut tx, &account, peer).await {
+                tracing::warn!(peer = %peer.id, reason = %e, "ephemeral peer kept");
                 continue;
             }
             let details = removal_meta(peer);

@@ -25,8 +25,8 @@ use tonic::Status;
 
 use super::internal;
 use super::service::Shared;
-use crate::http::auth::meta;
-use crate::http::peers::aggregate;
+use crate::domain::account_view::aggregate;
+use crate::domain::audit::meta;
 use crate::ids;
 use crate::records::AccountRecord;
 use crate::store::Tx;
@@ -50,11 +50,7 @@ pub async fn account_of(tx: &mut Tx, key: &str) -> Result<Option<Account>, Statu
         .await
         .map_err(internal)?;
     match record {
-        Some(record) => Ok(Some(
-            aggregate(tx, &record)
-                .await
-                .map_err(|f| internal(f.message()))?,
-        )),
+        Some(record) => Ok(Some(aggregate(tx, &record).await.map_err(internal)?)),
         None => Ok(None),
     }
 }
@@ -155,9 +151,7 @@ async fn register(
         .await
         .map_err(internal)?
         .ok_or_else(|| from_core(&RegistrationError::UnknownSetupKey))?;
-    let account = aggregate(tx, &record)
-        .await
-        .map_err(|f| internal(f.message()))?;
+    let account = aggregate(tx, &record).await.map_err(internal)?;
     let meta_in = req.meta.unwrap_or_default();
     let request = RegistrationRequest {
         wg_key: key.to_string(),

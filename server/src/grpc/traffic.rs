@@ -15,43 +15,17 @@ use std::net::Ipv4Addr;
 use meshplane_core::model::{Account, Peer};
 use meshplane_core::Timestamp;
 use meshplane_proto::v1::{FlowDirection, FlowEvent, FlowEventType, ReportTrafficRequest};
-use serde::{Deserialize, Serialize};
 use tonic::Status;
 
 use super::internal;
 use super::login::checked_peer;
 use super::service::Shared;
+use crate::domain::traffic_events::Reported;
 use crate::ids;
 use crate::store::TrafficRow;
 
 /// Most events one report may carry.
 pub const MAX_EVENTS: usize = 1000;
-
-/// One reported event as the store keeps it (the row's `data`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Reported {
-    pub flow_id: String,
-    /// `TYPE_START`, `TYPE_END`, `TYPE_DROP` (or `TYPE_UNKNOWN`).
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// When the peer saw it.
-    pub timestamp: Timestamp,
-    /// When the server stored it.
-    pub received: Timestamp,
-    pub protocol: u8,
-    /// `INGRESS`, `EGRESS` or `DIRECTION_UNKNOWN`.
-    pub direction: String,
-    pub source_ip: Ipv4Addr,
-    pub source_port: u16,
-    pub destination_ip: Ipv4Addr,
-    pub destination_port: u16,
-    pub rx_packets: u64,
-    pub rx_bytes: u64,
-    pub tx_packets: u64,
-    pub tx_bytes: u64,
-    pub icmp_type: u8,
-    pub icmp_code: u8,
-}
 
 /// Stores the events of the peer holding `key`; answers how many were new.
 pub async fn report(

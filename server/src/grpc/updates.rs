@@ -33,8 +33,8 @@ use tokio::time::Instant;
 use tonic::{Code, Status};
 
 use super::internal;
+use crate::domain::account_view::snapshot;
 use crate::expose::Expose;
-use crate::http::peers::snapshot;
 use crate::ids;
 use crate::records::AccountRecord;
 use crate::store::Store;
@@ -304,7 +304,7 @@ async fn compute(
     }
     let account = snapshot(&hubs.store, &mut tx, account_id)
         .await
-        .map_err(|f| internal(f.message()))?;
+        .map_err(internal)?;
     drop(tx);
     let account = hubs.expose.granted(&account).await;
     crate::cpu::run(move || updates(&account, &members, now, serial))

@@ -10,9 +10,10 @@ use rand_core::OsRng;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::{meta, Caller};
+use super::auth::Caller;
 use super::failure::{Body, Failure, Ids};
 use super::{deleted, require_all, App};
+use crate::domain::audit::meta;
 use crate::records::{AccountRecord, Onboarding};
 use crate::store::Tx;
 

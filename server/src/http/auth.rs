@@ -16,12 +16,13 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use meshplane_core::keys;
-use meshplane_core::model::{Activity, AuditEvent, GroupId, Peer, PersonalAccessToken, User};
+use meshplane_core::model::{Activity, GroupId, Peer, PersonalAccessToken, User};
 use meshplane_core::permissions::Access;
 use meshplane_core::{Duration, Timestamp};
 
 use super::failure::Failure;
 use super::App;
+use crate::domain::audit::{meta, record};
 use crate::ids;
 use crate::records::AccountRecord;
 use crate::store::Tx;
@@ -150,7 +151,7 @@ impl Caller {
         target: &str,
         meta: BTreeMap<String, String>,
     ) -> Result<(), Failure> {
-        record(tx, &self.account.id, &self.user, activity, target, meta).await
+        Ok(record(tx, &self.account.id, &self.user, activity, target, meta).await?)
     }
 }
 
@@ -180,41 +181,6 @@ impl Caller {
         }
         Ok(())
     }
-}
-
-/// Records an audit event initiated by `initiator`, in `tx`.
-pub async fn record(
-    tx: &mut Tx,
-    account: &str,
-    initiator: &User,
-    activity: Activity,
-    target: &str,
-    meta: BTreeMap<String, String>,
-) -> Result<(), Failure> {
-    let now = ids::now();
-    tx.append_event(account, |seq| {
-        let mut event = AuditEvent::new(
-            seq.to_string(),
-            now,
-            activity,
-            initiator.id.as_str(),
-            target,
-            meta,
-        );
-        event.initiator_name = initiator.name.clone();
-        event.initiator_email = initiator.email.clone();
-        event
-    })
-    .await?;
-    Ok(())
-}
-
-/// Builds an audit `meta` map from pairs.
-pub fn meta<const N: usize>(pairs: [(&str, &str); N]) -> BTreeMap<String, String> {
-    pairs
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
 }
 
 #[cfg(test)]

@@ -13,6 +13,8 @@ use meshplane_core::ErrorCode;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
+use crate::domain::account_view::ViewError;
+use crate::domain::peer_removal::RemovalError;
 use crate::store::StoreError;
 
 /// An error response.
@@ -84,6 +86,24 @@ impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "store failure");
         Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    }
+}
+
+impl From<ViewError> for Failure {
+    fn from(e: ViewError) -> Self {
+        match e {
+            ViewError::Missing(id) => Failure::not_found("account", &id),
+            ViewError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<RemovalError> for Failure {
+    fn from(e: RemovalError) -> Self {
+        match e {
+            e @ RemovalError::Linked { .. } => Failure::bad_request(e.to_string()),
+            RemovalError::Store(e) => e.into(),
+        }
     }
 }
 

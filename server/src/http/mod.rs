@@ -18,6 +18,7 @@ pub mod peers;
 mod permissions;
 mod policies;
 mod posture_checks;
+mod reverse_proxies;
 mod routes;
 mod routing;
 mod setup_keys;
@@ -31,8 +32,9 @@ use axum::http::StatusCode;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+use crate::domain::audit::meta;
 use crate::store::{Store, Stored, Tx};
-use auth::{meta, Caller};
+use auth::Caller;
 use failure::Failure;
 use meshplane_core::model::Activity;
 
@@ -64,7 +66,7 @@ pub fn router(app: App) -> Router {
         .merge(events::routes())
         .merge(traffic::routes())
         .merge(openapi::routes())
-        .merge(crate::expose::routes())
+        .merge(reverse_proxies::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),
             permissions::authorize,

@@ -14,12 +14,13 @@ use meshplane_core::validate::{Cidr, Domain};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::{meta, Caller};
+use super::auth::Caller;
 use super::crud::{self, Context, Crud, Scope};
 use super::failure::Failure;
 use super::groups::{dedup, minimum};
 use super::routing::{given, metric, routing_peers};
 use super::{discard, load, require_all, App};
+use crate::domain::audit::meta;
 use crate::store::Tx;
 
 pub fn routes() -> Router<App> {

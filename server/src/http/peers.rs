@@ -2,9 +2,7 @@
 //! work); here they are listed, renamed, re-addressed and removed. Who a peer
 //! can reach is computed by the core from the whole account.
 
-use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
@@ -14,22 +12,21 @@ use axum::routing::get;
 use axum::{Json, Router};
 use meshplane_core::index::AccountIndex;
 use meshplane_core::limits;
-use meshplane_core::model::{
-    Account, Activity, DnsSettings, Group, IngressPeer, IngressPortAllocation, NameserverGroup,
-    Network, NetworkResource, NetworkRouter, Peer, PeerId, Policy, PostureCheck, Route, User,
-};
+use meshplane_core::model::{Account, Activity, Peer, PeerId};
 use meshplane_core::validate::Cidr;
-use meshplane_core::{dns_label, netmap, policy, temporary_access, Timestamp};
+use meshplane_core::{dns_label, netmap, policy, Timestamp};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{json, Value};
 
-use super::auth::{meta, Caller};
+use super::auth::Caller;
 use super::failure::{Body, Failure, Filter, Ids};
 use super::groups::minimum;
 use super::{deleted, load, App, NEVER};
+use crate::domain::account_view::{mapped, snapshot};
+use crate::domain::audit::meta;
+use crate::domain::peer_removal::{delete_peer, removal_meta};
 use crate::ids;
-use crate::records::AccountRecord;
-use crate::store::{Store, StoreError, Tx};
+use crate::store::{StoreError, Tx};
 
 pub fn routes() -> Router<App> {
     Router::new()
@@ -53,51 +50,6 @@ struct PeerRequest {
     inactivity_expiration_enabled: bool,
     approval_required: Option<bool>,
     ip: Option<String>,
-}
-
-/// The whole account as the core sees it.
-pub async fn aggregate(tx: &mut Tx, record: &AccountRecord) -> Result<Account, Failure> {
-    let id = record.id.as_str();
-    Ok(Account {
-        id: meshplane_core::model::AccountId::new(id),
-        domain: record.domain.clone(),
-        settings: record.settings.clone(),
-        serial: 0,
-        users: tx.list::<User>(id).await?,
-        peers: tx.list::<Peer>(id).await?,
-        groups: tx.list::<Group>(id).await?,
-        policies: tx.list::<Policy>(id).await?,
-        posture_checks: tx.list::<PostureCheck>(id).await?,
-        routes: tx.list::<Route>(id).await?,
-        networks: tx.list::<Network>(id).await?,
-        network_resources: tx.list::<NetworkResource>(id).await?,
-        network_routers: tx.list::<NetworkRouter>(id).await?,
-        nameserver_groups: tx.list::<NameserverGroup>(id).await?,
-        dns_settings: DnsSettings {
-            disabled_management_groups: record.dns_settings.disabled_management_groups.clone(),
-        },
-    })
-}
-
-/// The account as `tx` sees it, decoded once per account version and shared
-/// by the transactions that see that version (those asking at once wait for
-/// one decode). A write transaction that already wrote to the account sees
-/// changes no version holds yet: for it the account is decoded afresh.
-pub async fn snapshot(store: &Store, tx: &mut Tx, id: &str) -> Result<Arc<Account>, Failure> {
-    if tx.wrote(id) {
-        return Ok(Arc::new(decode(tx, id).await?));
-    }
-    let version = tx.version(id).await?;
-    store
-        .accounts()
-        .get_or_load(id, version, || decode(tx, id))
-        .await
-}
-
-/// The account `id` as `tx` sees it, 404 when it does not exist.
-async fn decode(tx: &mut Tx, id: &str) -> Result<Account, Failure> {
-    let record = load::<AccountRecord>(tx, id, id).await?;
-    aggregate(tx, &record).await
 }
 
 /// A time as the REST API shows it: Go's zero time when never set.
@@ -244,13 +196,6 @@ fn batch(
     Ok(out)
 }
 
-/// The account as the network maps see it, for the views of who reaches
-/// whom: a reverse-proxy peer reaches only the services exposed to it.
-async fn mapped(app: &App, tx: &mut Tx, id: &str) -> Result<Arc<Account>, Failure> {
-    let account = snapshot(&app.store, tx, id).await?;
-    Ok(app.expose.as_mapped(account).await)
-}
-
 /// A peer of the caller's account it may see; one it may not is not found,
 /// as if it were not there (the list leaves it out too).
 async fn visible(tx: &mut Tx, caller: &Caller, id: &str) -> Result<Peer, Failure> {
@@ -268,7 +213,7 @@ async fn list(
     Filter(filter): Filter<PeerFilter>,
 ) -> Result<Response, Failure> {
     let mut tx = app.store.read().await?;
-    let account = mapped(&app, &mut tx, caller.account_id()).await?;
+    let account = mapped(&app.store, &app.expose, &mut tx, caller.account_id()).await?;
     drop(tx);
     let now = ids::now();
     let visible = move |p: &Peer| caller.sees(p);
@@ -299,7 +244,7 @@ async fn accessible(
 ) -> Result<Json<Value>, Failure> {
     let mut tx = app.store.read().await?;
     let peer = visible(&mut tx, &caller, &id).await?;
-    let account = mapped(&app, &mut tx, caller.account_id()).await?;
+    let account = mapped(&app.store, &app.expose, &mut tx, caller.account_id()).await?;
     drop(tx);
     let index = AccountIndex::new(&account);
     let reachable = policy::accessible_peers(&index, peer.id.as_str(), ids::now())?;
@@ -456,71 +401,4 @@ async fn remove(
     // Its expose sessions end with it (audited as unexposed).
     app.expose.remove_peer(&peer.id).await;
     Ok(deleted())
-}
-
-/// Deletes `peer` of `account` in `tx`: its group memberships, the policy
-/// rules naming it as a resource (and policies left without rules), its
-/// ingress port allocations, the peer and its secret-index entry. Refused
-/// while the peer serves a route, a network router or as an ingress peer.
-/// Used by the REST delete and by the server's removal of ephemeral peers;
-/// the caller records the audit event (with [`removal_meta`]), may record
-/// the policy changes it returns, and commits, which updates the other
-/// peers' maps.
-pub async fn delete_peer(
-    tx: &mut Tx,
-    account: &str,
-    peer: &Peer,
-) -> Result<temporary_access::Forgotten, Failure> {
-    let routes = tx.list::<Route>(account).await?;
-    let routers = tx.list::<NetworkRouter>(account).await?;
-    let ingress_peers = tx.list::<IngressPeer>(account).await?;
-    let serves = |p: &Option<PeerId>| p.as_ref() == Some(&peer.id);
-    let link = routes
-        .iter()
-        .find(|r| serves(&r.peer))
-        .map(|r| ("route", r.network_id.as_str()))
-        .or_else(|| {
-            routers
-                .iter()
-                .find(|r| serves(&r.peer))
-                .map(|r| ("network router", r.id.as_str()))
-        })
-        .or_else(|| {
-            ingress_peers
-                .iter()
-                .find(|i| i.peer_id == peer.id)
-                .map(|i| ("ingress peer", i.id.as_str()))
-        });
-    if let Some((kind, name)) = link {
-        return Err(Failure::bad_request(format!(
-            "peer has been linked to {kind}: {name}"
-        )));
-    }
-    for mut g in tx.list::<Group>(account).await? {
-        if g.peers.contains(&peer.id) {
-            g.peers.retain(|p| p != &peer.id);
-            tx.put(account, &g).await?;
-        }
-    }
-    let policies = tx.list::<Policy>(account).await?;
-    let forgotten = temporary_access::forget_peer(&policies, &peer.id);
-    for p in &forgotten.changed {
-        tx.put(account, p).await?;
-    }
-    for p in &forgotten.removed {
-        tx.delete::<Policy>(account, p.id.as_str()).await?;
-    }
-    for a in tx.list::<IngressPortAllocation>(account).await? {
-        if a.peer_id == peer.id {
-            tx.delete::<IngressPortAllocation>(account, a.id.as_str())
-                .await?;
-        }
-    }
-    tx.delete::<Peer>(account, peer.id.as_str()).await?;
-    Ok(forgotten)
-}
-
-/// The audit details of a peer's removal.
-pub fn removal_meta(peer: &Peer) -> BTreeMap<String, String> {
-    meta([("name", &peer.name), ("ip", &peer.ip.to_string())])
 }

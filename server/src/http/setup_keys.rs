@@ -15,10 +15,11 @@ use rand_core::OsRng;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::{meta, Caller};
+use super::auth::Caller;
 use super::failure::{Body, Failure, Ids};
 use super::groups::dedup;
 use super::{deleted, discard, load, require_all, save, App, NEVER};
+use crate::domain::audit::meta;
 use crate::ids;
 use crate::store::Tx;
 

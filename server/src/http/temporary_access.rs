@@ -13,10 +13,11 @@ use rand_core::OsRng;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::{meta, Caller};
+use super::auth::Caller;
 use super::failure::{Body, Failure, Ids};
-use super::peers::aggregate;
 use super::{load, save, App};
+use crate::domain::account_view::aggregate;
+use crate::domain::audit::meta;
 use crate::ids;
 use crate::records::AccountRecord;
 

@@ -13,9 +13,10 @@ use rand_core::OsRng;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::{meta, Caller};
+use super::auth::Caller;
 use super::failure::{Body, Failure, Ids};
 use super::{deleted, load, App};
+use crate::domain::audit::meta;
 use crate::ids;
 use crate::store::Tx;
 
@@ -83,7 +84,7 @@ pub async fn issue(
     };
     tx.put(account, &token).await?;
     tx.put_secret(account, &token.hashed_token, &token).await?;
-    super::auth::record(
+    crate::domain::audit::record(
         tx,
         account,
         created_by,

@@ -1,5 +1,5 @@
-//! `/api/events/network-traffic`: the flow events peers reported
-//! ([`crate::grpc::traffic`]), admins only.
+//! `/api/events/network-traffic`: the flow events peers reported (over
+//! gRPC ReportTraffic), admins only.
 //!
 //! One record is one flow as one peer saw it: the events that share a
 //! reporter and a flow id, with their counts and time window. The store
@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::Caller;
 use super::failure::{Failure, Filter};
 use super::App;
-use crate::grpc::traffic::Reported;
+use crate::domain::traffic_events::Reported;
 use crate::records::AccountRecord;
 use crate::store::TrafficQuery;
 

@@ -11,10 +11,11 @@ use meshplane_core::model::{
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::{meta, Caller};
+use super::auth::Caller;
 use super::failure::{Body, Failure, Filter, Ids};
 use super::groups::dedup;
 use super::{deleted, load, require_all, App};
+use crate::domain::audit::meta;
 use crate::ids;
 use crate::store::Tx;
 
