@@ -47,8 +47,8 @@ pub enum PeerError {
 #[derive(Debug, Clone)]
 pub struct Connections {
     url: String,
+    plan: ConnectionPlan,
     channels: Vec<Channel>,
-    streams_per_connection: usize,
     server: PublicKey,
 }
 
@@ -70,56 +70,32 @@ impl Connections {
         peers: usize,
         plan: ConnectionPlan,
     ) -> Result<Connections, PeerError> {
-        let fail = |reason: String| PeerError::Connect {
-            url: url.to_string(),
-            reason,
+        let plan = ConnectionPlan {
+            streams_per_connection: plan.streams_per_connection.max(1),
+            connections_per_address: plan.connections_per_address.max(1),
         };
-        let per = plan.streams_per_connection.max(1);
-        let count = peers.div_ceil(per).max(1);
-        let loopback = url.contains("://127.") || url.contains("://localhost");
-        let mut channels = Vec::with_capacity(count);
-        for i in 0..count {
-            let mut endpoint = Endpoint::from_shared(url.to_string())
-                .map_err(|e| fail(format!("invalid URL: {e}")))?
-                .connect_timeout(CALL_TIMEOUT);
-            if loopback && count > plan.connections_per_address {
-                let host = 1 + i / plan.connections_per_address.max(1);
-                let host = u8::try_from(host)
-                    .map_err(|_| fail("more connections than 127.0.0.0/24 can hold".to_string()))?;
-                endpoint = endpoint.local_address(Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, host))));
-            }
-            let channel = endpoint.connect().await.map_err(|e| fail(e.to_string()))?;
-            channels.push(channel);
-        }
-        let answer = ManagementClient::new(channels[0].clone())
+        let first = connect(url, plan, 0).await?;
+        let answer = ManagementClient::new(first.clone())
             .get_server_key(GetServerKeyRequest {})
             .await
-            .map_err(|s| fail(s.message().to_string()))?
+            .map_err(|s| connect_error(url, s.message().to_string()))?
             .into_inner();
-        let server = parse_public_key(&answer.key).map_err(|e| fail(e.to_string()))?;
-        Ok(Connections {
+        let server =
+            parse_public_key(&answer.key).map_err(|e| connect_error(url, e.to_string()))?;
+        let mut connections = Connections {
             url: url.to_string(),
-            channels,
-            streams_per_connection: per,
+            plan,
+            channels: vec![first],
             server,
-        })
+        };
+        connections.grow(peers).await?;
+        Ok(connections)
     }
 
     /// Adds connections until `peers` streams fit.
     pub async fn grow(&mut self, peers: usize) -> Result<(), PeerError> {
-        while self.channels.len() * self.streams_per_connection < peers {
-            let channel = Endpoint::from_shared(self.url.clone())
-                .map_err(|e| PeerError::Connect {
-                    url: self.url.clone(),
-                    reason: e.to_string(),
-                })?
-                .connect_timeout(CALL_TIMEOUT)
-                .connect()
-                .await
-                .map_err(|e| PeerError::Connect {
-                    url: self.url.clone(),
-                    reason: e.to_string(),
-                })?;
+        while self.channels.len() * self.plan.streams_per_connection < peers {
+            let channel = connect(&self.url, self.plan, self.channels.len()).await?;
             self.channels.push(channel);
         }
         Ok(())
@@ -131,8 +107,37 @@ impl Connections {
     }
 
     fn client(&self, index: usize) -> ManagementClient<Channel> {
-        let i = (index / self.streams_per_connection).min(self.channels.len() - 1);
+        let i = (index / self.plan.streams_per_connection).min(self.channels.len() - 1);
         ManagementClient::new(self.channels[i].clone())
+    }
+}
+
+/// Opens connection number `i` to `url`. Past the per-address share of
+/// a loopback server, connections come from 127.0.0.2, 127.0.0.3, ... so the
+/// server's per-address limit does not refuse them.
+async fn connect(url: &str, plan: ConnectionPlan, i: usize) -> Result<Channel, PeerError> {
+    let mut endpoint = Endpoint::from_shared(url.to_string())
+        .map_err(|e| connect_error(url, format!("invalid URL: {e}")))?
+        .connect_timeout(CALL_TIMEOUT);
+    let loopback = url.contains("://127.") || url.contains("://localhost");
+    let host = 1 + i / plan.connections_per_address;
+    if loopback && host > 1 {
+        let host = u8::try_from(host)
+            .ok()
+            .filter(|h| *h < 255)
+            .ok_or_else(|| connect_error(url, "more connections than 127.0.0.0/24 holds".into()))?;
+        endpoint = endpoint.local_address(Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, host))));
+    }
+    endpoint
+        .connect()
+        .await
+        .map_err(|e| connect_error(url, e.to_string()))
+}
+
+fn connect_error(url: &str, reason: String) -> PeerError {
+    PeerError::Connect {
+        url: url.to_string(),
+        reason,
     }
 }
 

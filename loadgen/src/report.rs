@@ -139,7 +139,8 @@ impl Report {
         bytes / changes.max(1) as u64
     }
 
-    /// Whether every change reached every peer (a failed run has no report).
+    /// The last line: the slowest convergence, the bytes per change and
+    /// the server's peak memory (a run that did not converge has no report).
     pub fn summary(&self) -> String {
         let rss = self.peak_rss_kib.map_or_else(|| "n/a".to_string(), mib);
         format!(

@@ -41,6 +41,7 @@ pub struct Rest {
 #[derive(Debug, Clone)]
 pub struct Target {
     pub policy_id: String,
+    pub policy_name: String,
     pub all_group: String,
 }
 
@@ -112,6 +113,7 @@ impl Rest {
             .ok_or_else(|| RestError::Shape("the account has no policy to change".to_string()))?;
         Ok(Target {
             policy_id: text(policy, "id", "policy")?,
+            policy_name: text(policy, "name", "policy")?,
             all_group: text(all, "id", "group")?,
         })
     }
@@ -122,7 +124,7 @@ impl Rest {
         let rule = json!({"name": "loadgen", "enabled": true, "action": "accept",
             "bidirectional": true, "protocol": "tcp", "ports": [port.to_string()],
             "sources": [target.all_group], "destinations": [target.all_group]});
-        let body = json!({"name": "Default", "enabled": true, "rules": [rule]});
+        let body = json!({"name": target.policy_name, "enabled": true, "rules": [rule]});
         self.call(
             "PUT",
             &format!("/api/policies/{}", target.policy_id),
