@@ -175,8 +175,13 @@ impl<'a> Driver<'a> {
             peer.login(&setup_key).await?;
             let answered = Instant::now();
             peer.sync(self.tracker.clone()).await?;
-            self.converge(&mut phase, answered, index, &format!("peer join {}", j + 1))
-                .await?;
+            self.converge(
+                &mut phase,
+                answered,
+                index + 1,
+                &format!("peer join {}", j + 1),
+            )
+            .await?;
         }
         self.end(phase)?;
 
