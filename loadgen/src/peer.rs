@@ -1,0 +1,277 @@
+//! Simulated peers on the real protocol: each has its own WireGuard key
+//! pair, registers with `Login` and follows its `Sync` stream like a daemon
+//! does (every message opened with the envelope and its replay guard, every
+//! map decoded into the core's [`PeerMap`]). Peers share HTTP/2 connections,
+//! a bounded number of streams on each.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crypto_box::{PublicKey, SecretKey};
+use meshplane_core::netmap::PeerMap;
+use meshplane_core::Timestamp;
+use meshplane_proto::envelope::{encode_public_key, open, parse_public_key, seal, ReplayGuard};
+use meshplane_proto::v1::management_client::ManagementClient;
+use meshplane_proto::v1::{
+    GetServerKeyRequest, LoginRequest, LoginResponse, PeerSystemMeta, SealedMessage, SyncRequest,
+    SyncResponse,
+};
+use prost::Message;
+use rand_core::OsRng;
+use thiserror::Error;
+use tonic::transport::{Channel, Endpoint};
+use tonic::Streaming;
+
+use crate::track::Tracker;
+
+/// How long connecting or one unary call may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why a peer could not join or follow its stream.
+#[derive(Debug, Clone, Error)]
+pub enum PeerError {
+    #[error("cannot connect to {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("{call} of peer {index} refused: {reason}")]
+    Refused {
+        call: &'static str,
+        index: usize,
+        reason: String,
+    },
+    #[error("bad answer to peer {index}: {reason}")]
+    Protocol { index: usize, reason: String },
+}
+
+/// The HTTP/2 connections the peers share and the server's key.
+#[derive(Debug, Clone)]
+pub struct Connections {
+    url: String,
+    plan: ConnectionPlan,
+    channels: Vec<Channel>,
+    server: PublicKey,
+}
+
+/// Where the connections come from.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionPlan {
+    /// Streams one connection carries (the server allows 100 by default).
+    pub streams_per_connection: usize,
+    /// Connections from one loopback source address before the next
+    /// `127.0.0.x` is used (the server allows 256 per address by default).
+    pub connections_per_address: usize,
+}
+
+impl Connections {
+    /// Opens enough connections to `url` for `peers` streams and fetches the
+    /// server's key.
+    pub async fn open(
+        url: &str,
+        peers: usize,
+        plan: ConnectionPlan,
+    ) -> Result<Connections, PeerError> {
+        let plan = ConnectionPlan {
+            streams_per_connection: plan.streams_per_connection.max(1),
+            connections_per_address: plan.connections_per_address.max(1),
+        };
+        let first = connect(url, plan, 0).await?;
+        let answer = ManagementClient::new(first.clone())
+            .get_server_key(GetServerKeyRequest {})
+            .await
+            .map_err(|s| connect_error(url, s.message().to_string()))?
+            .into_inner();
+        let server =
+            parse_public_key(&answer.key).map_err(|e| connect_error(url, e.to_string()))?;
+        let mut connections = Connections {
+            url: url.to_string(),
+            plan,
+            channels: vec![first],
+            server,
+        };
+        connections.grow(peers).await?;
+        Ok(connections)
+    }
+
+    /// Adds connections until `peers` streams fit.
+    pub async fn grow(&mut self, peers: usize) -> Result<(), PeerError> {
+        while self.channels.len() * self.plan.streams_per_connection < peers {
+            let channel = connect(&self.url, self.plan, self.channels.len()).await?;
+            self.channels.push(channel);
+        }
+        Ok(())
+    }
+
+    /// How many connections are open.
+    pub fn count(&self) -> usize {
+        self.channels.len()
+    }
+
+    fn client(&self, index: usize) -> ManagementClient<Channel> {
+        let i = (index / self.plan.streams_per_connection).min(self.channels.len() - 1);
+        ManagementClient::new(self.channels[i].clone())
+    }
+}
+
+/// Opens connection number `i` to `url`. Past the per-address share of
+/// a loopback server, connections come from 127.0.0.2, 127.0.0.3, ... so the
+/// server's per-address limit does not refuse them.
+async fn connect(url: &str, plan: ConnectionPlan, i: usize) -> Result<Channel, PeerError> {
+    let mut endpoint = Endpoint::from_shared(url.to_string())
+        .map_err(|e| connect_error(url, format!("invalid URL: {e}")))?
+        .connect_timeout(CALL_TIMEOUT);
+    let loopback = url.contains("://127.") || url.contains("://localhost");
+    let host = 1 + i / plan.connections_per_address;
+    if loopback && host > 1 {
+        let host = u8::try_from(host)
+            .ok()
+            .filter(|h| *h < 255)
+            .ok_or_else(|| connect_error(url, "more connections than 127.0.0.0/24 holds".into()))?;
+        endpoint = endpoint.local_address(Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, host))));
+    }
+    endpoint
+        .connect()
+        .await
+        .map_err(|e| connect_error(url, e.to_string()))
+}
+
+fn connect_error(url: &str, reason: String) -> PeerError {
+    PeerError::Connect {
+        url: url.to_string(),
+        reason,
+    }
+}
+
+/// One simulated peer: its keys and where it talks to the server.
+#[derive(Debug)]
+pub struct Peer {
+    pub index: usize,
+    secret: SecretKey,
+    /// Its WireGuard public key, base64.
+    pub key: String,
+    server: PublicKey,
+    guard: ReplayGuard,
+    client: ManagementClient<Channel>,
+}
+
+impl Peer {
+    /// A new peer with fresh keys, on the connection its index falls on.
+    pub fn new(index: usize, connections: &Connections) -> Peer {
+        let secret = SecretKey::generate(&mut OsRng);
+        Peer {
+            index,
+            key: encode_public_key(&secret.public_key()),
+            secret,
+            server: connections.server.clone(),
+            guard: ReplayGuard::default(),
+            client: connections.client(index),
+        }
+    }
+
+    fn seal<M: Message>(&self, message: &M) -> SealedMessage {
+        seal(
+            message,
+            &self.key,
+            &self.secret,
+            &self.server,
+            now(),
+            &mut OsRng,
+        )
+    }
+
+    fn meta(&self) -> PeerSystemMeta {
+        PeerSystemMeta {
+            hostname: format!("loadgen-{}", self.index),
+            os: "linux".to_string(),
+            kernel_version: "6.1.0".to_string(),
+            client_version: env!("CARGO_PKG_VERSION").to_string(),
+            ..PeerSystemMeta::default()
+        }
+    }
+
+    /// Registers with `setup_key`.
+    pub async fn login(&mut self, setup_key: &str) -> Result<LoginResponse, PeerError> {
+        let request = LoginRequest {
+            setup_key: setup_key.to_string(),
+            meta: Some(self.meta()),
+            extra_dns_labels: Vec::new(),
+        };
+        let sealed = self.seal(&request);
+        let answer = tokio::time::timeout(CALL_TIMEOUT, self.client.login(sealed))
+            .await
+            .map_err(|_| self.refused("Login", "timed out".to_string()))?
+            .map_err(|s| self.refused("Login", s.message().to_string()))?
+            .into_inner();
+        open(&answer, &self.secret, &self.server, &mut self.guard, now()).map_err(|e| {
+            PeerError::Protocol {
+                index: self.index,
+                reason: e.to_string(),
+            }
+        })
+    }
+
+    /// Opens the Sync stream and follows it on a task of its own, reporting
+    /// every map to `tracker`.
+    pub async fn sync(mut self, tracker: Arc<Tracker>) -> Result<(), PeerError> {
+        let sealed = self.seal(&SyncRequest {
+            meta: Some(self.meta()),
+        });
+        let stream = tokio::time::timeout(CALL_TIMEOUT, self.client.sync(sealed))
+            .await
+            .map_err(|_| self.refused("Sync", "timed out".to_string()))?
+            .map_err(|s| self.refused("Sync", s.message().to_string()))?
+            .into_inner();
+        tokio::spawn(async move {
+            if let Err(e) = self.follow(stream, &tracker).await {
+                tracker.fail(e.to_string());
+            }
+        });
+        Ok(())
+    }
+
+    /// Reads the stream until it ends: opens each message, decodes its map
+    /// and hands it to `tracker` with the message's encoded size.
+    async fn follow(
+        &mut self,
+        mut stream: Streaming<SealedMessage>,
+        tracker: &Tracker,
+    ) -> Result<(), PeerError> {
+        loop {
+            let sealed = match stream.message().await {
+                Ok(Some(sealed)) => sealed,
+                Ok(None) if tracker.finished() => return Ok(()),
+                Ok(None) => return Err(self.refused("Sync", "stream ended".to_string())),
+                Err(_) if tracker.finished() => return Ok(()),
+                Err(s) => return Err(self.refused("Sync", s.message().to_string())),
+            };
+            let bytes = sealed.encoded_len();
+            let protocol = |reason: String| PeerError::Protocol {
+                index: self.index,
+                reason,
+            };
+            let response: SyncResponse =
+                open(&sealed, &self.secret, &self.server, &mut self.guard, now())
+                    .map_err(|e| protocol(e.to_string()))?;
+            let map = response
+                .network_map
+                .ok_or_else(|| protocol("SyncResponse without a network map".to_string()))
+                .and_then(|m| PeerMap::try_from(m).map_err(|e| protocol(e.to_string())))?;
+            tracker.observe(self.index, &map, bytes);
+        }
+    }
+
+    fn refused(&self, call: &'static str, reason: String) -> PeerError {
+        PeerError::Refused {
+            call,
+            index: self.index,
+            reason,
+        }
+    }
+}
+
+/// The wall clock, as the envelope's replay window needs it.
+fn now() -> Timestamp {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    Timestamp::from_millis(i64::try_from(ms).unwrap_or(i64::MAX))
+}
