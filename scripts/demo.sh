@@ -67,7 +67,14 @@ proxy_key=$(call POST /setup-keys "{\"name\":\"proxy\",\"type\":\"reusable\",\"e
 laptop_key=$(call POST /setup-keys "{\"name\":\"laptop\",\"type\":\"reusable\",\"expires_in\":86400,\"auto_groups\":[\"$dev\"],\"usage_limit\":0}" | field '["key"]')
 account=$(curl -fsS -H "Authorization: Token $token" "$api/accounts" | field '[0]["id"]')
 echo "(an administrator allows the developers group to expose services:)"
-call PUT "/accounts/$account" "{\"settings\":{\"peer_expose_enabled\":true,\"peer_expose_groups\":[\"$dev\"]}}" >/dev/null
+# A PUT carries the whole settings object, as in the reference API: read,
+# change two fields, send back.
+settings=$(curl -fsS -H "Authorization: Token $token" "$api/accounts" | python3 -c "
+import json, sys
+settings = json.load(sys.stdin)[0]['settings']
+settings.update(peer_expose_enabled=True, peer_expose_groups=['$dev'])
+print(json.dumps({'settings': settings}))")
+call PUT "/accounts/$account" "$settings" >/dev/null
 curl -fsS -H "Authorization: Token $token" "$api/accounts" | field '[0]["settings"]["peer_expose_enabled"]'
 
 printf '\n$ meshplane proxy --domain proxy.localhost --listen %s ...\n' "$proxy_listen"
