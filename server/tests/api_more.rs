@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::Server;
+use common::{sorted_ids, Server};
 use serde_json::{json, Value};
 
 both_stores!(
@@ -79,15 +79,7 @@ fn user_invite(s: &mut Server) {
 
 /// The ids of the peers `peer` can reach, sorted.
 fn reachable(s: &Server, peer: &str) -> Vec<String> {
-    let list = s.get(&format!("/api/peers/{peer}/accessible-peers"));
-    let mut ids: Vec<String> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["id"].as_str().unwrap().to_string())
-        .collect();
-    ids.sort();
-    ids
+    sorted_ids(&s.get(&format!("/api/peers/{peer}/accessible-peers")))
 }
 
 /// How many `policy.delete` events the audit log holds.

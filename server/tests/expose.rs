@@ -11,7 +11,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::client::{assert_status, reusable, run, Peer, PROMPT};
-use common::Server;
+use common::{sorted_ids, Server};
 use meshplane_proto::v1::{CreateExposeRequest, ExposeSession};
 use serde_json::{json, Value};
 use tonic::Code;
@@ -226,12 +226,7 @@ fn sessions_reach_rest_proxy_and_maps(s: &mut Server) {
         assert_eq!(rules[0]["port"], 8080);
         // REST reachability agrees with the maps.
         let reachable = |id: &str| -> Vec<String> {
-            let list = s.get(&format!("/api/peers/{id}/accessible-peers"));
-            list.as_array()
-                .unwrap()
-                .iter()
-                .map(|p| p["id"].as_str().unwrap().to_string())
-                .collect()
+            sorted_ids(&s.get(&format!("/api/peers/{id}/accessible-peers")))
         };
         assert_eq!(reachable(&x_id), std::slice::from_ref(&a_id));
         assert!(reachable(&a_id).contains(&x_id));

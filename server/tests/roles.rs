@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::Server;
+use common::{sorted_ids, Server};
 use serde_json::{json, Value};
 
 /// The roles, in the column order of [`ENDPOINTS`].
@@ -227,14 +227,7 @@ fn regular_users_see_their_own_peers(s: &Server, members: &[Member]) {
     let listed = |auth: &str| -> Vec<String> {
         let (status, out) = s.call_as(Some(auth), "GET", "/api/peers", None);
         assert_eq!(status, 200, "{out}");
-        let mut ids: Vec<String> = out
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["id"].as_str().unwrap().to_string())
-            .collect();
-        ids.sort();
-        ids
+        sorted_ids(&out)
     };
     let get = |auth: &str, path: &str| s.call_as(Some(auth), "GET", path, None);
 

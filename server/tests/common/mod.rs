@@ -153,6 +153,18 @@ fn server_command() -> Command {
     command
 }
 
+/// The `id` of every object in a JSON list, sorted: lists compare as sets.
+pub fn sorted_ids(list: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = list
+        .as_array()
+        .expect("a JSON list")
+        .iter()
+        .map(|p| p["id"].as_str().expect("an id").to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
