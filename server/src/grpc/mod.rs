@@ -6,13 +6,11 @@
 //! ([`meshplane_proto::envelope`]), so a peer can act only as the holder of
 //! its WireGuard private key. [`service`] opens and seals; [`login`]
 //! registers and logs peers in; [`sync`] serves the network-map streams that
-//! [`updates`] keeps current; [`endpoints`] records where peers listen;
-//! [`ephemeral`] removes ephemeral peers offline too long; [`traffic`]
-//! stores the flow events peers report. The expose calls
+//! [`updates`] keeps current; [`ephemeral`] removes ephemeral peers offline
+//! too long; [`traffic`] stores the flow events peers report. The expose calls
 //! (CreateExpose, RenewExpose, StopExpose, WatchServices) are served by
 //! [`crate::expose`].
 
-mod endpoints;
 mod ephemeral;
 mod keys;
 mod login;

@@ -12,8 +12,8 @@ use meshplane_proto::envelope::{self, encode_public_key, parse_public_key, Repla
 use meshplane_proto::v1::management_server;
 use meshplane_proto::v1::{
     CreateExposeRequest, GetServerKeyRequest, GetServerKeyResponse, LoginRequest,
-    RenewExposeRequest, ReportEndpointsRequest, ReportEndpointsResponse, ReportTrafficRequest,
-    ReportTrafficResponse, SealedMessage, StopExposeRequest, SyncRequest, WatchServicesRequest,
+    RenewExposeRequest, ReportTrafficRequest, ReportTrafficResponse, SealedMessage,
+    StopExposeRequest, SyncRequest, WatchServicesRequest,
 };
 use meshplane_proto::PROTOCOL_VERSION;
 use prost::Message;
@@ -24,7 +24,7 @@ use tonic::{Request, Response, Status};
 
 use super::peer_streams::PeerStreams;
 use super::updates::Hubs;
-use super::{endpoints, keys, login, sync, traffic};
+use super::{keys, login, sync, traffic};
 use crate::expose::{self, Expose};
 use crate::ids;
 use crate::store::{Store, StoreError};
@@ -148,20 +148,6 @@ impl management_server::Management for Management {
         let opened = self.shared.open::<SyncRequest>(request.get_ref())?;
         let stream = sync::start(self.shared.clone(), opened).await?;
         Ok(Response::new(stream))
-    }
-
-    async fn report_endpoints(
-        &self,
-        request: Request<SealedMessage>,
-    ) -> Result<Response<SealedMessage>, Status> {
-        let opened = self
-            .shared
-            .open::<ReportEndpointsRequest>(request.get_ref())?;
-        endpoints::report(&self.shared, &opened.key, opened.message.endpoints).await?;
-        Ok(Response::new(
-            self.shared
-                .seal(&ReportEndpointsResponse {}, &opened.sender),
-        ))
     }
 
     async fn create_expose(
