@@ -208,4 +208,3 @@ fn a_seed_replays_exactly() {
     assert_eq!(a, run_ok(42, &config));
     assert_ne!(a, run_ok(43, &config));
 }
-

@@ -658,12 +658,10 @@ impl<'a> Sim<'a> {
         report.settled_ms += settled;
         for (side, peer) in self.peers.iter().enumerate() {
             let selected = peer.paths.selected();
-            let right = match (expected, selected) {
-                (None, _) => true,
-                (Some(true), Some(Path::Direct(_))) => true,
-                (Some(false), Some(Path::Relay)) => true,
-                _ => false,
-            };
+            let right = matches!(
+                (expected, selected),
+                (None, _) | (Some(true), Some(Path::Direct(_))) | (Some(false), Some(Path::Relay))
+            );
             if right {
                 report.right_ms[side] += settled;
                 report.first_right_ms[side].get_or_insert((now - phase_start).as_millis());
@@ -692,7 +690,7 @@ impl<'a> Sim<'a> {
                     if !peer.signalled.contains(&addr) && last.is_none() {
                         return Err(self.fail(format!("{name} selected unknown {addr}")));
                     }
-                    if relay && !last.is_some_and(|&t| self.now < t + dead_after) {
+                    if relay && last.is_none_or(|&t| self.now >= t + dead_after) {
                         return Err(self.fail(format!(
                             "{name} stays on {addr}, silent since {last:?}, with the relay up"
                         )));
