@@ -51,6 +51,23 @@ fn script() -> impl Strategy<Value = Vec<(i64, Op)>> {
     )
 }
 
+/// The defaults half the time, otherwise any timers from 1 ms to 10 s.
+fn timers() -> impl Strategy<Value = Timers> {
+    let ms = || (1i64..10_000).prop_map(Duration::from_millis);
+    prop_oneof![
+        Just(Timers::default()),
+        (ms(), ms(), ms(), ms(), ms()).prop_map(
+            |(punch_interval, fallback, dead_after, keepalive_interval, reprobe_interval)| Timers {
+                punch_interval,
+                fallback,
+                dead_after,
+                keepalive_interval,
+                reprobe_interval,
+            }
+        ),
+    ]
+}
+
 /// What the test knows independently of the machine.
 #[derive(Debug)]
 struct Model {
@@ -161,8 +178,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
-    fn any_interleaving_keeps_the_invariants(script in script()) {
-        let timers = Timers::default();
+    fn any_interleaving_keeps_the_invariants(script in script(), timers in timers()) {
         let start = Timestamp::from_secs(10_000);
         let mut now = start;
         let mut peer = PeerPaths::new(timers, now);
