@@ -112,6 +112,10 @@ pub enum Connection {
 
 /// The timers of the path machine. Every duration is at least 1 ms (smaller
 /// values are raised), so a probe is never due twice at one instant.
+///
+/// Both peers should use the same timers: `dead_after` must exceed the
+/// peer's `keepalive_interval` (by default it is three of them) or a quiet
+/// but working path dies between two keepalives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Timers {
