@@ -18,9 +18,10 @@
 //!   after that the relay is selected whenever it is usable and no direct
 //!   path works. A selected direct path that dies hands over to the relay at
 //!   once, and every direct path is punched again.
-//! - **Roaming.** An authenticated packet from an address the machine has
-//!   never seen (the peer moved, or its NAT gave it a new mapping) makes that
+//! - **Roaming.** An authenticated packet from an address the machine does
+//!   not know (the peer moved, or its NAT gave it a new mapping) makes that
 //!   address a path and the selected one at once: the packet is the proof.
+//!   At most [`MAX_LEARNED`] such addresses are kept.
 //! - **Probing.** The selected path and every working direct path are
 //!   probed every `keepalive_interval` (which also holds the NAT mappings);
 //!   while no direct path is selected, the others are probed every
@@ -170,6 +171,13 @@ struct DirectPath {
     /// Probed every `punch_interval` until then.
     punch_until: Timestamp,
     next_probe: Timestamp,
+}
+
+impl DirectPath {
+    /// Whether an authenticated packet came over it within `dead_after`.
+    fn alive(&self, now: Timestamp, dead_after: Duration) -> bool {
+        self.last_received.is_some_and(|t| now < t + dead_after)
+    }
 }
 
 /// The path machine of one remote peer. See the module documentation for
@@ -406,8 +414,7 @@ impl PeerPaths {
     }
 
     fn alive(&self, path: &DirectPath) -> bool {
-        path.last_received
-            .is_some_and(|t| self.now < t + self.timers.dead_after)
+        path.alive(self.now, self.timers.dead_after)
     }
 
     /// The working direct path that heard from the peer last (the earlier in
@@ -493,7 +500,7 @@ impl PeerPaths {
         let until = now + self.timers.fallback;
         let dead_after = self.timers.dead_after;
         for path in &mut self.direct {
-            if path.last_received.is_none_or(|t| now >= t + dead_after) {
+            if !path.alive(now, dead_after) {
                 path.punch_until = until;
                 path.next_probe = now;
             }
