@@ -14,7 +14,7 @@ use meshplane_core::netmap::firewall::Direction;
 use meshplane_core::Timestamp;
 use meshplane_proto::stun;
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::time::MissedTickBehavior;
 
 use super::peers::{Peer, PeerTable};
@@ -56,6 +56,8 @@ pub(super) struct Dataplane {
     to_host: mpsc::Sender<Vec<u8>>,
     /// STUN messages that arrived on the socket, for discovery.
     stun: mpsc::Sender<(SocketAddr, Vec<u8>)>,
+    /// Rings discovery when a direct path died.
+    path_lost: Arc<Notify>,
     /// Whether the relay connection is up (every peer may be reached over
     /// it: all peers of a map use the relay their management server names).
     relay_up: bool,
@@ -129,6 +131,7 @@ impl Dataplane {
         flows: FlowLog,
         stun: mpsc::Sender<(SocketAddr, Vec<u8>)>,
         relay: mpsc::Sender<(PublicKey, Vec<u8>)>,
+        path_lost: Arc<Notify>,
     ) -> Self {
         let private = config.private_key.secret().clone();
         Dataplane {
@@ -152,6 +155,7 @@ impl Dataplane {
             },
             to_host,
             stun,
+            path_lost,
             relay_up: false,
         }
     }
@@ -404,6 +408,9 @@ impl Dataplane {
             let after = peer.paths.selected();
             if after != before {
                 tracing::info!("peer {}: {before:?} -> {after:?}", peer.public_key);
+                if matches!(before, Some(Path::Direct(_))) {
+                    self.path_lost.notify_one();
+                }
             }
         }
     }
