@@ -63,6 +63,13 @@ pub(super) struct Dataplane {
     relay_up: bool,
 }
 
+/// The engine's ends of the [`Underlay`](super::Underlay) channels.
+pub(super) struct UnderlayEnds {
+    pub(super) stun: mpsc::Sender<(SocketAddr, Vec<u8>)>,
+    pub(super) relay: mpsc::Sender<(PublicKey, Vec<u8>)>,
+    pub(super) path_lost: Arc<Notify>,
+}
+
 /// Where datagrams leave: the UDP socket or the relay.
 struct Wire {
     socket: Arc<UdpSocket>,
@@ -129,10 +136,13 @@ impl Dataplane {
         config: EngineConfig,
         to_host: mpsc::Sender<Vec<u8>>,
         flows: FlowLog,
-        stun: mpsc::Sender<(SocketAddr, Vec<u8>)>,
-        relay: mpsc::Sender<(PublicKey, Vec<u8>)>,
-        path_lost: Arc<Notify>,
+        underlay: UnderlayEnds,
     ) -> Self {
+        let UnderlayEnds {
+            stun,
+            relay,
+            path_lost,
+        } = underlay;
         let private = config.private_key.secret().clone();
         Dataplane {
             wire: Wire { socket, relay },

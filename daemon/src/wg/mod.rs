@@ -50,7 +50,7 @@ use tokio::task::JoinHandle;
 
 use crate::flows::FlowLog;
 use crate::key::{PrivateKey, PublicKey};
-use dataplane::Dataplane;
+use dataplane::{Dataplane, UnderlayEnds};
 
 /// How many packets may wait between the engine and a front-end in each
 /// direction. The engine never waits for a front-end: past this many
@@ -263,9 +263,11 @@ impl Engine {
             config,
             to_host,
             flows.clone(),
-            stun_tx,
-            relay_tx,
-            Arc::clone(&path_lost),
+            UnderlayEnds {
+                stun: stun_tx,
+                relay: relay_tx,
+                path_lost: Arc::clone(&path_lost),
+            },
         );
         let task = tokio::spawn(dataplane.run(command_rx, from_host, from_relay));
         Ok((
