@@ -9,14 +9,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::client::{assert_status, reusable, run, Peer, PROMPT};
+use common::client::{assert_status, now, reusable, run, Peer, PROMPT};
 use common::Server;
 use crypto_box::SecretKey;
 use meshplane_proto::signal::body::Type;
 use meshplane_proto::signal::client::{Received, SignalClient, SignalError, SignalStream};
 use meshplane_proto::signal::signal_exchange_client::SignalExchangeClient;
 use meshplane_proto::signal::{
-    seal_body, Body, EncryptedMessage, HEADER_PEER_ID, HEADER_REGISTERED,
+    prove, seal_body, Body, EncryptedMessage, HEADER_PEER_ID, HEADER_PROOF, HEADER_REGISTERED,
 };
 use rand_core::OsRng;
 use serde_json::json;
@@ -35,7 +35,8 @@ async fn channel(s: &Server) -> Channel {
 async fn registered(s: &Server, setup_key: &str, name: &str) -> (Peer, SignalClient) {
     let mut peer = Peer::connect(s, name).await;
     peer.login(setup_key).await.unwrap();
-    let signal = SignalClient::new(channel(s).await, peer.secret.clone());
+    let signal =
+        SignalClient::new(channel(s).await, peer.secret.clone()).proving_to(peer.server.clone());
     assert_eq!(signal.public_key(), peer.key);
     (peer, signal)
 }
@@ -140,7 +141,50 @@ fn peers_exchange_sealed_bodies() {
         );
         let closed = tokio::time::timeout(PROMPT, b_in.recv()).await.unwrap();
         assert_eq!(refused(closed).code(), Code::ResourceExhausted);
+
+        // Naming b's key without proving it: refused while b's proven
+        // streams are open, so nobody can displace them or listen in.
+        assert_status(
+            raw_stream(&s, &b.key, None).await,
+            Code::PermissionDenied,
+            "this peer's signal streams prove its key: one without the proof is refused",
+        );
+        // A proof made with another key, or one already used, fails.
+        let forged = prove(&b.key, &thief, &b.server, now(), &mut OsRng);
+        assert_status(
+            raw_stream(&s, &b.key, Some(&forged)).await,
+            Code::Unauthenticated,
+            "message could not be authenticated",
+        );
+        let proof = prove(&b.key, &b.secret, &b.server, now(), &mut OsRng);
+        raw_stream(&s, &b.key, Some(&proof)).await.unwrap();
+        assert_status(
+            raw_stream(&s, &b.key, Some(&proof)).await,
+            Code::Unauthenticated,
+            "message was already received",
+        );
     });
+}
+
+/// A `ConnectStream` call naming `key`, with `proof` if given; the
+/// response (the stream stays open while it is held).
+async fn raw_stream(
+    s: &Server,
+    key: &str,
+    proof: Option<&str>,
+) -> Result<tonic::Response<tonic::Streaming<EncryptedMessage>>, Status> {
+    let mut request = Request::new(futures_util::stream::pending::<EncryptedMessage>());
+    request
+        .metadata_mut()
+        .insert(HEADER_PEER_ID, key.parse().unwrap());
+    if let Some(proof) = proof {
+        request
+            .metadata_mut()
+            .insert(HEADER_PROOF, proof.parse().unwrap());
+    }
+    SignalExchangeClient::new(channel(s).await)
+        .connect_stream(request)
+        .await
 }
 
 #[test]
@@ -233,6 +277,15 @@ fn strangers_and_bad_requests_are_refused() {
             Code::FailedPrecondition,
             "missing connection header: x-wiretrustee-peer-id",
         );
+        assert_status(
+            raw_stream(&s, "AAAA", None).await,
+            Code::InvalidArgument,
+            "invalid x-wiretrustee-peer-id: must be a WireGuard public key in base64",
+        );
+        let garbled = raw_stream(&s, &a.key, Some("not-base64!"))
+            .await
+            .unwrap_err();
+        assert_eq!(garbled.code(), Code::InvalidArgument, "{garbled:?}");
         assert_status(
             raw.send(EncryptedMessage {
                 key: "not a key".into(),
