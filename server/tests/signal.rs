@@ -403,3 +403,90 @@ fn only_peers_that_see_each_other_signal() {
         );
     });
 }
+
+/// Waits until `attempt` is refused with PERMISSION_DENIED and `message`.
+async fn until_denied<F, Fut, T>(attempt: F, message: &str)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, SignalError>>,
+    T: std::fmt::Debug,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match attempt().await {
+            Err(SignalError::Status(s))
+                if s.code() == Code::PermissionDenied && s.message() == message =>
+            {
+                return
+            }
+            other => assert!(Instant::now() < deadline, "not refused: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn pending_and_blocked_peers_cannot_signal() {
+    let s = Server::start(common::Backend::Sqlite);
+    run(async {
+        let key = reusable(&s);
+        let (_, sa) = registered(&s, &key, "alpha").await;
+        let (b, sb) = registered(&s, &key, "beta").await;
+        let id_of = |name: &str| {
+            s.get("/api/peers")
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"] == name)
+                .unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        let (a_id, b_id) = (id_of("alpha"), id_of("beta"));
+        let offer = body(Type::Offer, "x");
+
+        // b waits for approval: it may not connect, and a cannot reach it.
+        let approval = |required: bool| json!({"name": "beta", "approval_required": required});
+        s.put(&format!("/api/peers/{b_id}"), approval(true));
+        until_denied(|| sb.connect(), "peer is pending approval").await;
+        until_denied(
+            || sa.send(&b.key, &offer),
+            "the remote peer is not reachable from this peer",
+        )
+        .await;
+        s.put(&format!("/api/peers/{b_id}"), approval(false));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut b_in = loop {
+            match sb.connect().await {
+                Ok(stream) => break stream,
+                Err(e) => assert!(Instant::now() < deadline, "still refused: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        sa.send(&b.key, &body(Type::Offer, "approved"))
+            .await
+            .unwrap();
+        assert_eq!(next(&mut b_in).await.body.payload, "approved");
+
+        // a's user is blocked: a may neither send nor connect.
+        let user = s.post(
+            "/api/users",
+            json!({"email": "ann@example.com", "name": "Ann", "role": "user",
+                "auto_groups": [], "is_service_user": false}),
+        )["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        // The store helper runs its own runtime: off this one's threads.
+        std::thread::scope(|scope| {
+            scope.spawn(|| s.set_peer_user(&a_id, &user));
+        });
+        s.put(
+            &format!("/api/users/{user}"),
+            json!({"role": "user", "auto_groups": [], "is_blocked": true}),
+        );
+        until_denied(|| sa.send(&b.key, &offer), "user is blocked").await;
+        until_denied(|| sa.connect(), "user is blocked").await;
+    });
+}
