@@ -430,7 +430,7 @@ fn pending_and_blocked_peers_cannot_signal() {
     let s = Server::start(common::Backend::Sqlite);
     run(async {
         let key = reusable(&s);
-        let (_, sa) = registered(&s, &key, "alpha").await;
+        let (a, sa) = registered(&s, &key, "alpha").await;
         let (b, sb) = registered(&s, &key, "beta").await;
         let id_of = |name: &str| {
             s.get("/api/peers")
@@ -488,5 +488,14 @@ fn pending_and_blocked_peers_cannot_signal() {
         );
         until_denied(|| sa.send(&b.key, &offer), "user is blocked").await;
         until_denied(|| sa.connect(), "user is blocked").await;
+        // Nor does it receive: b cannot reach it.
+        let status = refused(sb.send(&a.key, &offer).await);
+        assert_eq!(
+            (status.code(), status.message()),
+            (
+                Code::PermissionDenied,
+                "the remote peer is not reachable from this peer"
+            )
+        );
     });
 }

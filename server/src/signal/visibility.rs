@@ -168,16 +168,17 @@ impl Visibility {
         view.admitted(key).map(|_| ())
     }
 
-    /// Whether `from` may send to `to` now: `from` may signal and `to` is
-    /// in its map (or is `from` itself, a client's liveness probe).
+    /// Whether `from` may send to `to` now: both may signal and `to` is in
+    /// `from`'s map (or is `from` itself, a client's liveness probe).
     pub async fn check(&self, from: &str, to: &str) -> Result<(), Refusal> {
         let view = self.view_of(from).await?;
         let visible = view.admitted(from)?;
         if from == to {
             return Ok(());
         }
+        // The maps still list a blocked user's peers; they receive nothing.
         match view.peers.get(to) {
-            Some((rank, _)) if visible.contains(*rank) => Ok(()),
+            Some((rank, Admission::Admitted(_))) if visible.contains(*rank) => Ok(()),
             _ => Err(Refusal::NotVisible),
         }
     }
