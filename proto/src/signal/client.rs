@@ -6,7 +6,9 @@
 //! registration; [`SignalClient::send`] seals a body to a remote key and
 //! sends it with the unary `Send`, so a refusal (the remote is not a peer we
 //! may see) comes back as that call's status. The client does not reconnect:
-//! when [`SignalStream::recv`] ends, the caller connects again.
+//! when [`SignalStream::recv`] ends, the caller connects again. A daemon
+//! builds it with [`SignalClient::proving_to`] the server's key, so its
+//! streams carry the proof of its key and nobody else can take them over.
 
 use std::fmt;
 
