@@ -78,7 +78,10 @@ pub async fn mount(
     let service = service::Management::start(store, expose, closed, streams_per_peer, relay)
         .await
         .map_err(|e| format!("cannot load the server key: {e}"))?;
-    let (signal, signal_streams) = crate::signal::service(store, expose, streams_per_peer);
+    let shared = service.shared();
+    let proofs =
+        crate::signal::Proofs::new(move |header, key| shared.check_signal_proof(header, key));
+    let (signal, signal_streams) = crate::signal::service(store, expose, proofs, streams_per_peer);
     let grpc = Routes::new(ManagementServer::new(service))
         .add_service(signal)
         .prepare()
