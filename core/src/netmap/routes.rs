@@ -6,7 +6,12 @@
 //! `network_id`. Network resources become routes too: a peer that may reach
 //! a resource gets one entry per active router peer of the resource's
 //! network, and a router peer gets every enabled resource of the networks it
-//! routes. Entries are sorted by network id, id and routing peer IP.
+//! routes. A routing peer is not given the other routing peers' entries for
+//! a network it routes itself: neither the routes of the same
+//! high-availability group (same network id and prefix or domains, whether it
+//! serves them directly, through `peer_groups`, or only through a disabled
+//! route), nor the other routers of a network it is a router of (see
+//! [`Shadowed`]). Entries are sorted by network id, id and routing peer IP.
 //!
 //! A routing peer also gets route firewall rules for what it serves: a route
 //! without access-control groups permits all from `0.0.0.0/0`; a route with
@@ -189,6 +194,57 @@ pub(crate) fn served_routes(reach: &Reach<'_>, rank: u32) -> Vec<RouteEntry> {
             peer: rank,
         })
         .collect()
+}
+
+/// The high-availability groups of every route the peer at `rank` serves,
+/// enabled or not, sorted: the networks it routes itself (see
+/// [`Shadowed`]).
+pub(crate) fn served_ha_groups(index: &AccountIndex<'_>, rank: u32) -> Vec<u32> {
+    let mut out: Vec<u32> = (0..index.account.routes.len() as u32)
+        .filter(|&pos| index.route_peers(pos).contains(rank))
+        .map(|pos| index.route_ha(pos))
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// What a routing peer routes itself, so it is not also given the entries of
+/// the other routing peers of the same networks.
+///
+/// A routing peer forwards a network's traffic into the local network; if it
+/// also had the other members of the network's high-availability group as
+/// routes, it could pick one of them and send that traffic back into the
+/// tunnel (or loop between two routers), and the route would fail over
+/// between peers that are all serving it. The reference drops those entries
+/// the same way (its `filterRoutesFromPeersOfSameHAGroup` for routes, and a
+/// router of a network is never given the network's other routers for its
+/// resources). Only the entries of the map change: route firewall rules are
+/// those of what the peer serves and DNS does not depend on routes.
+#[derive(Debug, Default)]
+pub(crate) struct Shadowed {
+    /// HA groups of the routes the peer serves, enabled or not: the
+    /// reference counts a disabled route too, so a peer assigned to a network
+    /// never routes it through its group mates.
+    pub ha_groups: Vec<u32>,
+    /// Resources of the networks the peer routes, sorted.
+    pub resources: Vec<u32>,
+}
+
+impl Shadowed {
+    /// Whether `entry`, through a peer other than `me`, is for a network `me`
+    /// routes itself.
+    pub fn hides(&self, index: &AccountIndex<'_>, me: u32, entry: &RouteEntry) -> bool {
+        entry.peer != me
+            && match entry.via {
+                Via::Route(pos) => self.ha_groups.binary_search(&index.route_ha(pos)).is_ok(),
+                Via::Resource { resource, .. } => self.resources.binary_search(&resource).is_ok(),
+            }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ha_groups.is_empty() && self.resources.is_empty()
+    }
 }
 
 /// The enabled resources of the networks whose enabled routers include the
