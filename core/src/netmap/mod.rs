@@ -313,7 +313,7 @@ impl<'a> NetworkMap<'a> {
             .unwrap_or(&body.class.routes);
         let mut entries: Vec<RouteEntry> = shared
             .iter()
-            .filter(|e| e.peer != me && !extras.is_some_and(|x| x.shadowed.hides(index, me, e)))
+            .filter(|e| e.peer != me && !extras.is_some_and(|x| x.shadowed.hides(index, e)))
             .copied()
             .collect();
         if let Some(e) = extras {

@@ -221,7 +221,7 @@ pub(crate) fn served_ha_groups(index: &AccountIndex<'_>, rank: u32) -> Vec<u32> 
 /// router of a network is never given the network's other routers for its
 /// resources). Only the entries of the map change: route firewall rules are
 /// those of what the peer serves and DNS does not depend on routes.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Shadowed {
     /// HA groups of the routes the peer serves, enabled or not: the
     /// reference counts a disabled route too, so a peer assigned to a network
@@ -232,14 +232,13 @@ pub(crate) struct Shadowed {
 }
 
 impl Shadowed {
-    /// Whether `entry`, through a peer other than `me`, is for a network `me`
-    /// routes itself.
-    pub fn hides(&self, index: &AccountIndex<'_>, me: u32, entry: &RouteEntry) -> bool {
-        entry.peer != me
-            && match entry.via {
-                Via::Route(pos) => self.ha_groups.binary_search(&index.route_ha(pos)).is_ok(),
-                Via::Resource { resource, .. } => self.resources.binary_search(&resource).is_ok(),
-            }
+    /// Whether `entry` is for a network the peer routes itself. Only entries
+    /// through other peers are asked about: the peer's own are what it serves.
+    pub fn hides(&self, index: &AccountIndex<'_>, entry: &RouteEntry) -> bool {
+        match entry.via {
+            Via::Route(pos) => self.ha_groups.binary_search(&index.route_ha(pos)).is_ok(),
+            Via::Resource { resource, .. } => self.resources.binary_search(&resource).is_ok(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -489,4 +488,86 @@ pub(crate) fn route_firewall_rules<'a>(
             port,
             port_range,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::index::AccountIndex;
+    use crate::model::Account;
+    use crate::netmap::network_map;
+    use crate::Timestamp;
+
+    /// A network whose routers are `b` and the group of `c` and `d`, and a
+    /// policy letting `a`, `b` and `c` reach its resource. (Not a conformance
+    /// vector: the router's route firewall rule lists `b` among its own
+    /// sources, where the reference leaves the router out.)
+    fn account() -> Account {
+        let peer = |id: &str, n: u8| {
+            serde_json::json!({"id": id, "name": id, "ip": format!("100.64.0.{n}"),
+                "dns_label": id, "key": format!("{}KEY=", id.to_uppercase())})
+        };
+        serde_json::from_value(serde_json::json!({
+            "id": "acc", "serial": 1,
+            "peers": [peer("a", 1), peer("b", 2), peer("c", 3), peer("d", 4)],
+            "groups": [
+                {"id": "g-all", "name": "All", "peers": ["a", "b", "c", "d"]},
+                {"id": "g-cli", "name": "g-cli", "peers": ["a", "b", "c"]},
+                {"id": "g-rt", "name": "g-rt", "peers": ["c", "d"]}
+            ],
+            "policies": [
+                {"id": "p-all", "name": "p-all", "enabled": true, "rules": [
+                    {"id": "r-all", "name": "r-all", "enabled": true, "action": "accept",
+                     "bidirectional": true, "protocol": "all",
+                     "sources": ["g-all"], "destinations": ["g-all"]}]},
+                {"id": "p-h", "name": "p-h", "enabled": true, "rules": [
+                    {"id": "r-h", "name": "r-h", "enabled": true, "action": "accept",
+                     "bidirectional": false, "protocol": "tcp", "ports": ["5432"],
+                     "sources": ["g-cli"],
+                     "destinationResource": {"id": "res-h", "type": "host"}}]}
+            ],
+            "networks": [{"id": "net-1", "name": "Office"}],
+            "network_resources": [{"id": "res-h", "network_id": "net-1", "name": "db",
+                "address": "10.0.0.5", "type": "host", "enabled": true}],
+            "network_routers": [
+                {"id": "rtr-b", "network_id": "net-1", "peer": "b", "metric": 10,
+                 "masquerade": true, "enabled": true},
+                {"id": "rtr-g", "network_id": "net-1", "peer_groups": ["g-rt"], "metric": 20,
+                 "masquerade": false, "enabled": true}
+            ]
+        }))
+        .expect("the test account parses")
+    }
+
+    fn routes_of(account: &Account, peer: &str) -> Vec<(String, String)> {
+        let index = AccountIndex::new(account);
+        let map = network_map(&index, peer, Timestamp::from_secs(1_750_000_000)).expect("map");
+        map.routes()
+            .iter()
+            .map(|r| (r.id.to_string(), r.peer.to_string()))
+            .collect()
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_client_gets_every_router_of_the_network() {
+        assert_eq!(
+            routes_of(&account(), "a"),
+            pairs(&[("res-h", "b"), ("res-h", "c"), ("res-h", "d")])
+        );
+    }
+
+    #[test]
+    fn a_router_that_is_also_a_client_gets_only_its_own_entry() {
+        let account = account();
+        assert_eq!(routes_of(&account, "b"), pairs(&[("res-h", "b")]));
+        // The same for a router through the group of routers.
+        assert_eq!(routes_of(&account, "c"), pairs(&[("res-h", "c")]));
+        // d routes and is no client: its own entry, as before.
+        assert_eq!(routes_of(&account, "d"), pairs(&[("res-h", "d")]));
+    }
 }
