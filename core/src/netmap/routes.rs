@@ -212,15 +212,15 @@ pub(crate) fn served_ha_groups(index: &AccountIndex<'_>, rank: u32) -> Vec<u32> 
 /// What a routing peer routes itself, so it is not also given the entries of
 /// the other routing peers of the same networks.
 ///
-/// A routing peer forwards a network's traffic into the local network; if it
-/// also had the other members of the network's high-availability group as
-/// routes, it could pick one of them and send that traffic back into the
-/// tunnel (or loop between two routers), and the route would fail over
-/// between peers that are all serving it. The reference drops those entries
-/// the same way (its `filterRoutesFromPeersOfSameHAGroup` for routes, and a
-/// router of a network is never given the network's other routers for its
-/// resources). Only the entries of the map change: route firewall rules are
-/// those of what the peer serves and DNS does not depend on routes.
+/// A routing peer delivers a network's traffic into its local network
+/// itself. Given its group mates' entries as well, its client side would
+/// route that network into the tunnel, towards a mate, taking over the
+/// traffic it should forward (and, between two routers, sending it back and
+/// forth). The reference leaves those entries out the same way (its
+/// `filterRoutesFromPeersOfSameHAGroup` for routes; for resources, a router
+/// of a network is never given the network's other routers). Only the route
+/// entries change: the peers stay, route firewall rules are those of what
+/// the peer serves, and DNS does not depend on routes.
 #[derive(Debug)]
 pub(crate) struct Shadowed {
     /// HA groups of the routes the peer serves, enabled or not: the
