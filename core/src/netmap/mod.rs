@@ -300,7 +300,7 @@ impl<'a> NetworkMap<'a> {
 
     /// The routes, sorted by network id, id and routing peer IP. A routing
     /// peer gets its own entries for the networks it routes and none of the
-    /// other routing peers' (see [`routes::Shadowed`]).
+    /// other routing peers' (see `routes::Shadowed`).
     pub fn routes(&self) -> Vec<Route<'a>> {
         let Some(body) = &self.body else {
             return Vec::new();

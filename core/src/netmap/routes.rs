@@ -11,7 +11,7 @@
 //! high-availability group (same network id and prefix or domains, whether it
 //! serves them directly, through `peer_groups`, or only through a disabled
 //! route), nor the other routers of a network it is a router of (see
-//! [`Shadowed`]). Entries are sorted by network id, id and routing peer IP.
+//! `Shadowed`). Entries are sorted by network id, id and routing peer IP.
 //!
 //! A routing peer also gets route firewall rules for what it serves: a route
 //! without access-control groups permits all from `0.0.0.0/0`; a route with
