@@ -53,17 +53,20 @@ pub(super) async fn run(
             return;
         }
     };
-    let response = protocol::auth_response(&instance_url)
-        .or_else(|_| protocol::auth_response(""))
-        .unwrap_or_default();
-    if socket.send(Message::Binary(response.into())).await.is_err() {
-        return;
-    }
+    // Registered before the answer: a client told it is connected must
+    // get what is sent to it from then on.
     let (queue, queued) = mpsc::channel(shared.limits.send_queue);
     let (stop, stopped) = watch::channel(false);
     shared
         .registry
         .insert(peer, connection, queue.clone(), stop);
+    let response = protocol::auth_response(&instance_url)
+        .or_else(|_| protocol::auth_response(""))
+        .unwrap_or_default();
+    if socket.send(Message::Binary(response.into())).await.is_err() {
+        shared.registry.remove(&peer, connection);
+        return;
+    }
     tracing::debug!(%peer, "relay peer connected");
     let answered = Arc::new(AtomicBool::new(true));
     let (sink, stream) = socket.split();
