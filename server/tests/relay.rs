@@ -134,7 +134,34 @@ fn relay_urls_are_advertised(s: &mut Server) {
     });
 }
 
+/// An upgraded connection leaves the listener's idle and header
+/// watchdogs: relaying works after both have passed many times over.
+fn relay_connections_outlive_the_listeners_timeouts(s: &mut Server) {
+    s.restart_with(&[
+        "--idle-timeout-secs",
+        "1",
+        "--header-read-timeout-secs",
+        "1",
+    ]);
+    let key = reusable(s);
+    let base = s.base.clone();
+    run(async {
+        let (a, relay_a) = logged_in(s, "alpha", &key).await;
+        let (b, relay_b) = logged_in(s, "beta", &key).await;
+        let own = format!("rel://{}", base.trim_start_matches("http://"));
+        let (to_b, _at_a) = connect(&own, &a, &relay_a).await;
+        let (_to_a, mut at_b) = connect(&own, &b, &relay_b).await;
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        to_b.send(&PeerId::from_public_key(&b.key), b"later")
+            .await
+            .unwrap();
+        let got = tokio::time::timeout(PROMPT, at_b.recv()).await.unwrap();
+        assert_eq!(got.unwrap().1, b"later");
+    });
+}
+
 both_stores!(
+    relay_connections_outlive_the_listeners_timeouts,
     the_servers_relay_carries_logged_in_peers,
     the_token_key_is_published_and_kept,
     relay_urls_are_advertised,

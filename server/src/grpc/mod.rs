@@ -8,7 +8,8 @@
 //! registers and logs peers in; [`sync`] serves the network-map streams that
 //! [`updates`] keeps current; [`endpoints`] records where peers listen;
 //! [`ephemeral`] removes ephemeral peers offline too long; [`traffic`]
-//! stores the flow events peers report. The expose calls
+//! stores the flow events peers report; RelayToken mints relay tokens
+//! ([`crate::relay`]), which Login answers carry too. The expose calls
 //! (CreateExpose, RenewExpose, StopExpose, WatchServices) are served by
 //! [`crate::expose`].
 
