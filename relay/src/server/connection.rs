@@ -78,7 +78,7 @@ pub(super) async fn run(
         relay.clone(),
     ));
     tokio::select! {
-        () = read(stream, &relay, &peer, &queue, &answered) => writer.abort(),
+        () = read(stream, &relay, &peer, connection, &queue, &answered) => writer.abort(),
         _ = &mut writer => {}
     }
     shared.registry.remove(&peer, connection);
@@ -115,6 +115,7 @@ async fn read(
     mut stream: SplitStream<Socket>,
     relay: &Relay,
     peer: &PeerId,
+    connection: u64,
     own_queue: &mpsc::Sender<Bytes>,
     answered: &AtomicBool,
 ) {
@@ -137,7 +138,7 @@ async fn read(
             }
             Ok(ClientFrame::Close) => return,
             Ok(ClientFrame::Subscribe(ids)) => {
-                let online = registry.subscribe(peer, &ids);
+                let online = registry.subscribe(peer, connection, &ids);
                 if !online.is_empty() {
                     for frame in
                         protocol::peer_state(MsgType::PeersOnline, &online).unwrap_or_default()
@@ -148,7 +149,7 @@ async fn read(
                 continue;
             }
             Ok(ClientFrame::Unsubscribe(ids)) => {
-                registry.unsubscribe(peer, &ids);
+                registry.unsubscribe(peer, connection, &ids);
                 continue;
             }
             Ok(ClientFrame::Auth { .. }) => {
