@@ -206,12 +206,16 @@ async fn write(
                     deadline = None;
                 }
                 if now >= next_check {
-                    answered.store(false, Ordering::Relaxed);
+                    // One deadline at a time: checks sent while one runs
+                    // do not push it back.
+                    if deadline.is_none() {
+                        answered.store(false, Ordering::Relaxed);
+                        deadline = Some(now + limits.health_timeout);
+                    }
                     if sink.send(Message::Binary(protocol::health_check().into())).await.is_err() {
                         return;
                     }
                     next_check = now + limits.health_interval;
-                    deadline = Some(now + limits.health_timeout);
                 }
             }
             // The flag only ever becomes true (or its registry entry,
