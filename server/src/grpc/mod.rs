@@ -6,14 +6,13 @@
 //! ([`meshplane_proto::envelope`]), so a peer can act only as the holder of
 //! its WireGuard private key. [`service`] opens and seals; [`login`]
 //! registers and logs peers in; [`sync`] serves the network-map streams that
-//! [`updates`] keeps current; [`endpoints`] records where peers listen;
-//! [`ephemeral`] removes ephemeral peers offline too long; [`traffic`]
-//! stores the flow events peers report; RelayToken mints relay tokens
-//! ([`crate::relay`]), which Login answers carry too. The expose calls
+//! [`updates`] keeps current; [`ephemeral`] removes ephemeral peers offline
+//! too long; [`traffic`] stores the flow events peers report; RelayToken
+//! mints relay tokens ([`crate::relay`]), which Login answers carry too. The expose calls
 //! (CreateExpose, RenewExpose, StopExpose, WatchServices) are served by
-//! [`crate::expose`].
+//! [`crate::expose`]. The signal exchange ([`crate::signal`]) is mounted
+//! beside the management service.
 
-mod endpoints;
 mod ephemeral;
 mod keys;
 mod login;
@@ -43,16 +42,17 @@ pub use ephemeral::remove_offline;
 pub(crate) use login::key_entry;
 pub(crate) use peer_streams::StreamSlot;
 
-/// Ends the open Sync streams when the server stops: they never end on
-/// their own, and a graceful shutdown waits for every open call.
+/// Ends the open Sync and signal streams when the server stops: they never
+/// end on their own, and a graceful shutdown waits for every open call.
 #[derive(Debug)]
-pub struct Streams(watch::Sender<bool>);
+pub struct Streams(watch::Sender<bool>, crate::signal::Registry);
 
 impl Streams {
     /// Ends every open stream (UNAVAILABLE, so daemons reconnect) and
     /// refuses new ones.
     pub fn close(&self) {
         self.0.send_replace(true);
+        self.1.close();
     }
 }
 
@@ -79,7 +79,12 @@ pub async fn mount(
     let service = service::Management::start(store, expose, closed, streams_per_peer, relay)
         .await
         .map_err(|e| format!("cannot load the server key: {e}"))?;
+    let shared = service.shared();
+    let proofs =
+        crate::signal::Proofs::new(move |header, key| shared.check_signal_proof(header, key));
+    let (signal, signal_streams) = crate::signal::service(store, expose, proofs, streams_per_peer);
     let grpc = Routes::new(ManagementServer::new(service))
+        .add_service(signal)
         .prepare()
         .into_axum_router();
     let dispatch = move |mut req: Request, next: Next| {
@@ -101,7 +106,7 @@ pub async fn mount(
     let router = Router::new()
         .fallback_service(rest)
         .layer(middleware::from_fn(dispatch));
-    Ok((router, Streams(closing)))
+    Ok((router, Streams(closing, signal_streams)))
 }
 
 /// Whether the request is a gRPC call (`application/grpc`, `+proto`, ...).

@@ -9,11 +9,12 @@ use axum::extract::ConnectInfo;
 
 use crypto_box::{PublicKey, SecretKey};
 use meshplane_proto::envelope::{self, encode_public_key, parse_public_key, ReplayGuard};
+use meshplane_proto::signal::check_proof;
 use meshplane_proto::v1::management_server;
 use meshplane_proto::v1::{
     CreateExposeRequest, GetServerKeyRequest, GetServerKeyResponse, LoginRequest,
-    RelayTokenRequest, RelayTokenResponse, RenewExposeRequest, ReportEndpointsRequest,
-    ReportEndpointsResponse, ReportTrafficRequest, ReportTrafficResponse, SealedMessage,
+    RelayTokenRequest, RelayTokenResponse, RenewExposeRequest, ReportTrafficRequest,
+    ReportTrafficResponse, SealedMessage,
     StopExposeRequest, SyncRequest, WatchServicesRequest,
 };
 use meshplane_proto::PROTOCOL_VERSION;
@@ -25,7 +26,7 @@ use tonic::{Request, Response, Status};
 
 use super::peer_streams::PeerStreams;
 use super::updates::Hubs;
-use super::{endpoints, internal, keys, login, sync, traffic};
+use super::{internal, keys, login, sync, traffic};
 use crate::expose::{self, Expose};
 use crate::ids;
 use crate::relay::{Authority, Issuer};
@@ -79,6 +80,14 @@ impl Shared {
         })
     }
 
+    /// Checks a signal stream's proof that its caller holds `key`
+    /// ([`meshplane_proto::signal::check_proof`]) against this server's key
+    /// and replay guard.
+    pub fn check_signal_proof(&self, header: &str, key: &PublicKey) -> Result<(), Status> {
+        let mut guard = self.guard.lock().unwrap_or_else(PoisonError::into_inner);
+        check_proof(header, key, &self.secret, &mut guard, ids::now()).map_err(Status::from)
+    }
+
     /// Seals `message` to the peer holding `to`.
     pub fn seal<M: Message>(&self, message: &M, to: &PublicKey) -> SealedMessage {
         envelope::seal(message, "", &self.secret, to, ids::now(), &mut OsRng)
@@ -92,6 +101,11 @@ pub struct Management {
 }
 
 impl Management {
+    /// What every call shares.
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
     /// The service over `store`, with the server key loaded (or created).
     pub async fn start(
         store: &Store,
@@ -160,20 +174,6 @@ impl management_server::Management for Management {
         let opened = self.shared.open::<SyncRequest>(request.get_ref())?;
         let stream = sync::start(self.shared.clone(), opened).await?;
         Ok(Response::new(stream))
-    }
-
-    async fn report_endpoints(
-        &self,
-        request: Request<SealedMessage>,
-    ) -> Result<Response<SealedMessage>, Status> {
-        let opened = self
-            .shared
-            .open::<ReportEndpointsRequest>(request.get_ref())?;
-        endpoints::report(&self.shared, &opened.key, opened.message.endpoints).await?;
-        Ok(Response::new(
-            self.shared
-                .seal(&ReportEndpointsResponse {}, &opened.sender),
-        ))
     }
 
     async fn create_expose(
