@@ -101,6 +101,19 @@ enum Command {
         #[arg(short = 'W', long = "timeout", default_value = "1", value_parser = ping::parse_wait)]
         wait: Duration,
     },
+    /// Run a relay for peers with no direct path to each other: a
+    /// WebSocket at /relay on ADDR that accepts the peers the management
+    /// server issued relay tokens to. Announce it to peers with the
+    /// server's --relay-url rel://HOST:PORT.
+    Relay {
+        /// Address to listen on (IP:PORT).
+        #[arg(long, value_name = "ADDR", env = "MESHPLANE_RELAY_LISTEN")]
+        listen: SocketAddr,
+        /// The management server whose relay tokens to accept, e.g.
+        /// http://127.0.0.1:33073 (its key is fetched at start).
+        #[arg(long, value_name = "URL", env = "MESHPLANE_MANAGEMENT_URL")]
+        management_url: String,
+    },
 }
 
 /// Runs the command line; returns the process exit code.
@@ -147,6 +160,10 @@ pub fn main() -> i32 {
         Command::Ping { ip, count, wait } => {
             ping::run(&socket_path(cli.socket), ip, count, wait).map_err(|e| e.to_string())
         }
+        Command::Relay {
+            listen,
+            management_url,
+        } => run_relay(listen, &management_url),
     };
     match result {
         Ok(()) => 0,
@@ -234,6 +251,22 @@ fn run_daemon(
         let _ = std::fs::remove_file(&socket);
         Ok(())
     })
+}
+
+/// Runs a relay process until SIGINT or SIGTERM.
+fn run_relay(listen: SocketAddr, management_url: &str) -> Result<(), String> {
+    init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime
+        .block_on(meshplane_relay::server::run(
+            listen,
+            management_url,
+            shutdown_signal(),
+        ))
+        .map_err(|e| e.to_string())
 }
 
 /// Logs to standard error, at the level `MESHPLANE_LOG` sets (info by

@@ -5,14 +5,13 @@
 //! ([`Link::report_flows`]), the task that reports the engine's flow events.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
 use meshplane_core::netmap::PeerMap;
 use tokio::task::JoinHandle;
-use tonic::codegen::http::Uri;
 
 use crate::forward::Forwarder;
 use crate::key::PrivateKey;
@@ -142,7 +141,6 @@ impl Link {
             key: key.clone(),
             engine: Arc::clone(&engine),
             sync: Arc::clone(&sync),
-            endpoints: vec![endpoint_towards(url, engine.local_addr().port()).to_string()],
         };
         let task = tokio::spawn(follower.run(session));
         Ok(Link {
@@ -224,7 +222,6 @@ struct Follower {
     key: PrivateKey,
     engine: Arc<Engine>,
     sync: Arc<Mutex<SyncState>>,
-    endpoints: Vec<String>,
 }
 
 impl Follower {
@@ -288,12 +285,7 @@ impl Follower {
                 state.last_error = None;
                 state.map = Some(map);
             }
-            if !got_map {
-                got_map = true;
-                if let Err(e) = session.report_endpoints(self.endpoints.clone()).await {
-                    return (got_map, Err(e));
-                }
-            }
+            got_map = true;
         }
     }
 
@@ -301,44 +293,5 @@ impl Follower {
         let mut session = Session::connect(&self.url, &self.key).await?;
         session.login("").await?;
         Ok(session)
-    }
-}
-
-/// The address other peers can reach this engine's `port` at: the local
-/// IP the host uses towards the management server (so on one machine,
-/// loopback), or loopback when that cannot be told.
-fn endpoint_towards(url: &str, port: u16) -> SocketAddr {
-    let ip = url
-        .parse::<Uri>()
-        .ok()
-        .and_then(|uri| {
-            let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
-            let server_port = uri.port_u16().unwrap_or(80);
-            let target = (host, server_port)
-                .to_socket_addrs()
-                .ok()?
-                .find(SocketAddr::is_ipv4)?;
-            let probe = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).ok()?;
-            probe.connect(target).ok()?;
-            probe.local_addr().ok().map(|a| a.ip())
-        })
-        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-    SocketAddr::new(ip, port)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn endpoint_is_the_local_address_towards_the_server() {
-        assert_eq!(
-            endpoint_towards("http://127.0.0.1:33073", 51820),
-            "127.0.0.1:51820".parse().unwrap()
-        );
-        assert_eq!(
-            endpoint_towards("not a url", 7),
-            "127.0.0.1:7".parse().unwrap()
-        );
     }
 }

@@ -16,10 +16,9 @@ use meshplane_proto::map::MapError;
 use meshplane_proto::v1::management_client::ManagementClient;
 use meshplane_proto::v1::{
     CreateExposeRequest, CreateExposeResponse, ExposeSession, GetServerKeyRequest, LoginRequest,
-    LoginResponse, PeerSystemMeta, RenewExposeRequest, RenewExposeResponse, ReportEndpointsRequest,
-    ReportEndpointsResponse, ReportTrafficRequest, ReportTrafficResponse, SealedMessage,
-    ServiceTable, StopExposeRequest, StopExposeResponse, SyncRequest, SyncResponse,
-    WatchServicesRequest,
+    LoginResponse, PeerSystemMeta, RenewExposeRequest, RenewExposeResponse, ReportTrafficRequest,
+    ReportTrafficResponse, SealedMessage, ServiceTable, StopExposeRequest, StopExposeResponse,
+    SyncRequest, SyncResponse, WatchServicesRequest,
 };
 use prost::Message;
 use rand_core::OsRng;
@@ -183,20 +182,6 @@ impl Session {
                 url: self.url.clone(),
                 reason: e.to_string(),
             })
-    }
-
-    /// Tells the server where this peer's WireGuard socket is reachable.
-    pub async fn report_endpoints(
-        &mut self,
-        endpoints: Vec<String>,
-    ) -> Result<(), ManagementError> {
-        let _: ReportEndpointsResponse = self
-            .unary(
-                &ReportEndpointsRequest { endpoints },
-                |mut client, sealed| async move { client.report_endpoints(sealed).await },
-            )
-            .await?;
-        Ok(())
     }
 
     /// Sends a batch of flow events ([`crate::flows`]); how many the

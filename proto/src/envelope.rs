@@ -79,6 +79,44 @@ mod base64_engine {
     }
 }
 
+/// The NaCl box of `plain` from `ours` to `theirs` with a fresh random
+/// nonce in front: the sealing every message between two WireGuard keys
+/// uses, here and in the signal exchange's bodies.
+pub fn seal_box(
+    plain: &[u8],
+    ours: &SecretKey,
+    theirs: &PublicKey,
+    rng: &mut impl CryptoRngCore,
+) -> Vec<u8> {
+    let nonce = SalsaBox::generate_nonce(rng);
+    // XSalsa20-Poly1305 refuses only plaintexts beyond its 256 GiB limit,
+    // which no message approaches; an empty box would simply fail to open
+    // on the other side.
+    let sealed = SalsaBox::new(theirs, ours)
+        .encrypt(&nonce, plain)
+        .unwrap_or_default();
+    let mut body = Vec::with_capacity(NONCE_LEN + sealed.len());
+    body.extend_from_slice(&nonce);
+    body.extend_from_slice(&sealed);
+    body
+}
+
+/// Opens a box made by [`seal_box`] from `theirs` to `ours`: the nonce it
+/// carried and the plaintext.
+pub fn open_box(
+    data: &[u8],
+    ours: &SecretKey,
+    theirs: &PublicKey,
+) -> Result<([u8; NONCE_LEN], Vec<u8>), EnvelopeError> {
+    let (nonce, boxed) = data
+        .split_first_chunk::<NONCE_LEN>()
+        .ok_or(EnvelopeError::Truncated)?;
+    let plain = SalsaBox::new(theirs, ours)
+        .decrypt(Nonce::from_slice(nonce), boxed)
+        .map_err(|_| EnvelopeError::Forged)?;
+    Ok((*nonce, plain))
+}
+
 /// Seals `message` from `ours` to `theirs`. `sender_key` is put in the clear
 /// field `wg_pub_key` (the peer's key on requests, empty from the server).
 pub fn seal<M: Message>(
@@ -93,16 +131,7 @@ pub fn seal<M: Message>(
         timestamp_ms: now.as_millis(),
         message: message.encode_to_vec(),
     };
-    let nonce = SalsaBox::generate_nonce(rng);
-    // XSalsa20-Poly1305 refuses only plaintexts beyond its 256 GiB limit,
-    // which no management message approaches; an empty box would simply
-    // fail to open on the other side.
-    let sealed = SalsaBox::new(theirs, ours)
-        .encrypt(&nonce, payload.encode_to_vec().as_slice())
-        .unwrap_or_default();
-    let mut body = Vec::with_capacity(NONCE_LEN + sealed.len());
-    body.extend_from_slice(&nonce);
-    body.extend_from_slice(&sealed);
+    let body = seal_box(&payload.encode_to_vec(), ours, theirs, rng);
     SealedMessage {
         wg_pub_key: sender_key.to_string(),
         body,
@@ -118,19 +147,12 @@ pub fn open<M: Message + Default>(
     guard: &mut ReplayGuard,
     now: Timestamp,
 ) -> Result<M, EnvelopeError> {
-    if sealed.body.len() < NONCE_LEN {
-        return Err(EnvelopeError::Truncated);
-    }
-    let (nonce, boxed) = sealed.body.split_at(NONCE_LEN);
-    let nonce = Nonce::from_slice(nonce);
-    let plain = SalsaBox::new(theirs, ours)
-        .decrypt(nonce, boxed)
-        .map_err(|_| EnvelopeError::Forged)?;
+    let (nonce, plain) = open_box(&sealed.body, ours, theirs)?;
     let payload = SealedPayload::decode(plain.as_slice())
         .map_err(|e| EnvelopeError::Decode(e.to_string()))?;
     let mut key = [0u8; 56];
     key[..32].copy_from_slice(theirs.as_bytes());
-    key[32..].copy_from_slice(nonce);
+    key[32..].copy_from_slice(&nonce);
     guard.accept(key, Timestamp::from_millis(payload.timestamp_ms), now)?;
     M::decode(payload.message.as_slice()).map_err(|e| EnvelopeError::Decode(e.to_string()))
 }

@@ -2,11 +2,15 @@
 //! service ([`v1`]), the sealed envelope every peer call travels in
 //! ([`envelope`]), the network map's conversion between the core's type and
 //! its messages ([`map`]), and the mapping of core errors to gRPC statuses
-//! ([`status`]).
+//! ([`status`]). Beside it: the signal exchange peers pass connection
+//! candidates through ([`signal`]) and the STUN binding that tells a peer
+//! its public address ([`stun`]).
 
 pub mod envelope;
 pub mod map;
+pub mod signal;
 pub mod status;
+pub mod stun;
 
 /// Generated protobuf messages, client and server of the management service.
 #[allow(missing_debug_implementations, clippy::all)]

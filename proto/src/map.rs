@@ -226,7 +226,6 @@ fn remote_peer(p: owned::RemotePeer) -> v1::RemotePeer {
         ip: address(p.ip),
         fqdn: p.fqdn,
         ssh_enabled: p.ssh_enabled,
-        endpoints: p.endpoints,
     }
 }
 
@@ -239,7 +238,8 @@ fn from_remote_peer(field: &'static str, p: v1::RemotePeer) -> Result<owned::Rem
         ip: from_address(field, &p.ip)?,
         fqdn: p.fqdn,
         ssh_enabled: p.ssh_enabled,
-        endpoints: p.endpoints,
+        // Candidates travel over the signal service, not in the map.
+        endpoints: Vec::new(),
     })
 }
 

@@ -41,17 +41,11 @@ fn maps_of(account: &Account) -> Vec<PeerMap> {
         .collect()
 }
 
-/// The benchmark account with what it lacks for a full map: reported
-/// endpoints, SSH, a domain route, and a group with DNS management off.
+/// The benchmark account with what it lacks for a full map: SSH, a domain
+/// route, and a group with DNS management off.
 fn varied_account(peers: usize, groups: usize) -> Account {
     let mut account = bench_account(peers, groups, NOW);
     for (i, p) in account.peers.iter_mut().enumerate() {
-        if i % 3 == 0 {
-            p.endpoints = vec![
-                format!("192.0.2.{}:51820", i % 250),
-                "[2001:db8::1]:1".into(),
-            ];
-        }
         p.ssh_enabled = i % 4 == 0;
     }
     let mut domain = account.routes[0].clone();
@@ -131,15 +125,15 @@ fn ports() -> impl Strategy<Value = (Option<u16>, Option<PortRange>)> {
 }
 
 fn remote_peer() -> impl Strategy<Value = RemotePeer> {
-    (text(), text(), text(), ip(), text(), any::<bool>(), texts()).prop_map(
-        |(id, name, key, ip, fqdn, ssh_enabled, endpoints)| RemotePeer {
+    (text(), text(), text(), ip(), text(), any::<bool>()).prop_map(
+        |(id, name, key, ip, fqdn, ssh_enabled)| RemotePeer {
             id: PeerId(id),
             name,
             key,
             ip,
             fqdn,
             ssh_enabled,
-            endpoints,
+            endpoints: Vec::new(),
         },
     )
 }

@@ -27,7 +27,7 @@ pub const SQLITE_FILE: &str = "meshplane.db";
 /// Every option can also be set with the environment variable shown, or as a
 /// key of the TOML file given with --config (keys: data_dir, store, listen,
 /// log, ephemeral_offline_secs, expose_ttl_secs, proxy_domain, proxy_group,
-/// and the connection limits in a `[limits]` table: header_read_timeout_secs,
+/// relay_urls (a list), and the connection limits in a `[limits]` table: header_read_timeout_secs,
 /// idle_timeout_secs, ...). Flags win over environment variables, which win
 /// over the file.
 #[derive(Debug, Parser)]
@@ -104,6 +104,19 @@ pub struct Cli {
     )]
     pub proxy_group: Option<String>,
 
+    /// A relay address peers are told to use when no direct path works
+    /// (rel://host:port, rels://host:port for TLS); repeat for several,
+    /// preferred first. Default: this server's own relay, at the address
+    /// the peer reached the server on.
+    #[arg(
+        long = "relay-url",
+        value_name = "URL",
+        env = "MESHPLANE_RELAY_URLS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub relay_urls: Vec<String>,
+
     #[command(flatten)]
     pub limits: LimitOptions,
 
@@ -135,6 +148,7 @@ struct FileConfig {
     expose_ttl_secs: Option<u32>,
     proxy_domain: Option<String>,
     proxy_group: Option<String>,
+    relay_urls: Option<Vec<String>>,
     #[serde(default)]
     limits: LimitOptions,
 }
@@ -158,6 +172,8 @@ pub enum ConfigError {
     ExposeTtl,
     #[error("{0} must be at least 1")]
     ZeroLimit(&'static str),
+    #[error("invalid relay URL: {0}")]
+    RelayUrl(String),
 }
 
 /// The resolved settings.
@@ -179,6 +195,8 @@ pub struct Settings {
     pub data_dir: Option<PathBuf>,
     /// What one client may hold open.
     pub limits: Limits,
+    /// The relays peers are told to use (empty: this server's own).
+    pub relay_urls: Vec<String>,
 }
 
 /// Defaults of the expose settings (the seed's 90 s TTL).
@@ -237,7 +255,17 @@ impl Cli {
             .or(file.proxy_group)
             .unwrap_or_else(|| DEFAULT_PROXY_GROUP.to_string());
         let limits = self.limits.clone().or(file.limits).resolve()?;
+        let relay_urls = if self.relay_urls.is_empty() {
+            file.relay_urls.unwrap_or_default()
+        } else {
+            self.relay_urls.clone()
+        };
+        for url in &relay_urls {
+            meshplane_relay::dial::Target::relay(url)
+                .map_err(|e| ConfigError::RelayUrl(e.to_string()))?;
+        }
         Ok(Settings {
+            relay_urls,
             store_url,
             data_dir,
             limits,

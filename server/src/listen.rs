@@ -28,6 +28,9 @@
 //!   the HTTP/2 stack always does (NetBird clients ping every 30 s).
 //! - HTTP/1: the request that reaches `max_requests_per_connection` is
 //!   answered with `Connection: close`.
+//! - HTTP/1 upgrades (the relay's WebSocket) are served: the connection
+//!   leaves this loop, its watchdogs and its place under the caps when it
+//!   upgrades, and the relay's own caps hold it from then on.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -324,7 +327,7 @@ impl Connection {
         let service = hyper::service::service_fn(move |req| {
             handle(req, app.clone(), peer, activity.clone(), max_requests)
         });
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         tokio::pin!(conn);
         let why = tokio::select! {
             result = conn.as_mut() => {
@@ -383,7 +386,7 @@ async fn handle(
     let last = req.version() < Version::HTTP_2 && begun >= max_requests;
     req.extensions_mut().insert(ConnectInfo(peer));
     let mut response = app.oneshot(req.map(Body::new)).await?;
-    if last {
+    if last && response.status() != axum::http::StatusCode::SWITCHING_PROTOCOLS {
         response
             .headers_mut()
             .insert(CONNECTION, HeaderValue::from_static("close"));

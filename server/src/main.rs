@@ -12,6 +12,7 @@ mod http;
 mod ids;
 mod listen;
 mod records;
+mod relay;
 mod store;
 
 use std::io::IsTerminal;
@@ -108,12 +109,22 @@ async fn serve(settings: &Settings) -> Result<(), String> {
             proxy_group: settings.proxy_group.clone(),
         },
     );
+    let issuer =
+        std::sync::Arc::new(relay::Issuer::load(&store, settings.relay_urls.clone()).await?);
+    let (relay, relay_routes) = issuer.routes();
     let app = http::router(http::App {
         store: store.clone(),
         expose: expose.clone(),
-    });
-    let (app, streams) =
-        grpc::mount(app, &store, &expose, settings.limits.streams_per_peer).await?;
+    })
+    .merge(relay_routes);
+    let (app, streams) = grpc::mount(
+        app,
+        &store,
+        &expose,
+        settings.limits.streams_per_peer,
+        issuer,
+    )
+    .await?;
     tokio::spawn(grpc::remove_offline(
         store.clone(),
         expose.clone(),
@@ -122,6 +133,7 @@ async fn serve(settings: &Settings) -> Result<(), String> {
     listen::serve(listener, app, settings.limits, async move {
         shutdown_signal().await;
         streams.close();
+        relay.shutdown();
     })
     .await;
     store.close().await;

@@ -221,5 +221,7 @@ fn answer(account: &Account, peer: &Peer) -> Result<LoginResponse, Status> {
         address: format!("{}/{}", peer.ip, network.0.prefix_len()),
         fqdn: fqdn(account, peer),
         dns_domain: account.settings.dns_domain.clone(),
+        // Filled in by the service, which knows the address dialled.
+        relay: None,
     })
 }

@@ -6,13 +6,11 @@
 //! ([`meshplane_proto::envelope`]), so a peer can act only as the holder of
 //! its WireGuard private key. [`service`] opens and seals; [`login`]
 //! registers and logs peers in; [`sync`] serves the network-map streams that
-//! [`updates`] keeps current; [`endpoints`] records where peers listen;
-//! [`ephemeral`] removes ephemeral peers offline too long; [`traffic`]
-//! stores the flow events peers report. The expose calls
+//! [`updates`] keeps current; [`ephemeral`] removes ephemeral peers offline
+//! too long; [`traffic`] stores the flow events peers report. The expose calls
 //! (CreateExpose, RenewExpose, StopExpose, WatchServices) are served by
 //! [`crate::expose`].
 
-mod endpoints;
 mod ephemeral;
 mod keys;
 mod login;
@@ -25,7 +23,7 @@ mod updates;
 use std::fmt::Display;
 
 use axum::extract::Request;
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{CONTENT_TYPE, HOST};
 use axum::middleware::{self, Next};
 use axum::Router;
 use meshplane_proto::v1::management_server::ManagementServer;
@@ -35,6 +33,7 @@ use tonic::Status;
 use tower::ServiceExt as _;
 
 use crate::expose::Expose;
+use crate::relay::{Authority, Issuer};
 use crate::store::Store;
 
 pub use ephemeral::remove_offline;
@@ -62,6 +61,7 @@ pub async fn mount(
     store: &Store,
     expose: &Expose,
     streams_per_peer: u32,
+    relay: std::sync::Arc<Issuer>,
 ) -> Result<(Router, Streams), String> {
     let reset = sync::reset_presence(store)
         .await
@@ -73,16 +73,19 @@ pub async fn mount(
         );
     }
     let (closing, closed) = watch::channel(false);
-    let service = service::Management::start(store, expose, closed, streams_per_peer)
+    let service = service::Management::start(store, expose, closed, streams_per_peer, relay)
         .await
         .map_err(|e| format!("cannot load the server key: {e}"))?;
     let grpc = Routes::new(ManagementServer::new(service))
         .prepare()
         .into_axum_router();
-    let dispatch = move |req: Request, next: Next| {
+    let dispatch = move |mut req: Request, next: Next| {
         let grpc = grpc.clone();
         async move {
             if is_grpc(&req) {
+                if let Some(authority) = authority(&req) {
+                    req.extensions_mut().insert(authority);
+                }
                 match grpc.oneshot(req).await {
                     Ok(response) => response,
                     Err(never) => match never {},
@@ -104,6 +107,16 @@ fn is_grpc(req: &Request) -> bool {
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/grpc"))
+}
+
+/// The `host:port` the client dialled: HTTP/2's `:authority`, or HTTP/1's
+/// Host header.
+fn authority(req: &Request) -> Option<Authority> {
+    let text = match req.uri().authority() {
+        Some(a) => a.as_str().to_string(),
+        None => req.headers().get(HOST)?.to_str().ok()?.to_string(),
+    };
+    Some(Authority(text))
 }
 
 /// A failure of the server itself: logged, and answered without details.

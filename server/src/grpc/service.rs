@@ -12,8 +12,9 @@ use meshplane_proto::envelope::{self, encode_public_key, parse_public_key, Repla
 use meshplane_proto::v1::management_server;
 use meshplane_proto::v1::{
     CreateExposeRequest, GetServerKeyRequest, GetServerKeyResponse, LoginRequest,
-    RenewExposeRequest, ReportEndpointsRequest, ReportEndpointsResponse, ReportTrafficRequest,
-    ReportTrafficResponse, SealedMessage, StopExposeRequest, SyncRequest, WatchServicesRequest,
+    RelayTokenRequest, RelayTokenResponse, RenewExposeRequest, ReportTrafficRequest,
+    ReportTrafficResponse, SealedMessage,
+    StopExposeRequest, SyncRequest, WatchServicesRequest,
 };
 use meshplane_proto::PROTOCOL_VERSION;
 use prost::Message;
@@ -24,9 +25,10 @@ use tonic::{Request, Response, Status};
 
 use super::peer_streams::PeerStreams;
 use super::updates::Hubs;
-use super::{endpoints, keys, login, sync, traffic};
+use super::{internal, keys, login, sync, traffic};
 use crate::expose::{self, Expose};
 use crate::ids;
+use crate::relay::{Authority, Issuer};
 use crate::store::{Store, StoreError};
 
 /// A stream of sealed messages, as Sync and WatchServices answer.
@@ -51,6 +53,8 @@ pub struct Shared {
     pub syncs: PeerStreams,
     /// The open WatchServices streams by peer key.
     watchers: PeerStreams,
+    /// Mints relay tokens.
+    relay: Arc<Issuer>,
 }
 
 /// A request opened: who sent it (their key, and its canonical base64 form)
@@ -94,6 +98,7 @@ impl Management {
         expose: &Expose,
         closing: watch::Receiver<bool>,
         streams_per_peer: u32,
+        relay: Arc<Issuer>,
     ) -> Result<Management, StoreError> {
         let secret = keys::load_or_create(store).await?;
         let public = encode_public_key(&secret.public_key());
@@ -108,6 +113,7 @@ impl Management {
                 closing,
                 syncs: PeerStreams::new(streams_per_peer),
                 watchers: PeerStreams::new(streams_per_peer),
+                relay,
             }),
         })
     }
@@ -134,8 +140,14 @@ impl management_server::Management for Management {
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
+        let authority = request.extensions().get::<Authority>().cloned();
         let opened = self.shared.open::<LoginRequest>(request.get_ref())?;
-        let answer = login::login(&self.shared, &opened.key, opened.message, from).await?;
+        let mut answer = login::login(&self.shared, &opened.key, opened.message, from).await?;
+        let relay = self
+            .shared
+            .relay
+            .config(&opened.key, authority.as_ref(), ids::now());
+        answer.relay = Some(relay);
         Ok(Response::new(self.shared.seal(&answer, &opened.sender)))
     }
 
@@ -148,20 +160,6 @@ impl management_server::Management for Management {
         let opened = self.shared.open::<SyncRequest>(request.get_ref())?;
         let stream = sync::start(self.shared.clone(), opened).await?;
         Ok(Response::new(stream))
-    }
-
-    async fn report_endpoints(
-        &self,
-        request: Request<SealedMessage>,
-    ) -> Result<Response<SealedMessage>, Status> {
-        let opened = self
-            .shared
-            .open::<ReportEndpointsRequest>(request.get_ref())?;
-        endpoints::report(&self.shared, &opened.key, opened.message.endpoints).await?;
-        Ok(Response::new(
-            self.shared
-                .seal(&ReportEndpointsResponse {}, &opened.sender),
-        ))
     }
 
     async fn create_expose(
@@ -203,6 +201,24 @@ impl management_server::Management for Management {
         let opened = shared.open::<ReportTrafficRequest>(request.get_ref())?;
         let stored = traffic::report(shared, &opened.key, opened.message).await?;
         let answer = ReportTrafficResponse { stored };
+        Ok(Response::new(shared.seal(&answer, &opened.sender)))
+    }
+
+    async fn relay_token(
+        &self,
+        request: Request<SealedMessage>,
+    ) -> Result<Response<SealedMessage>, Status> {
+        let shared = &self.shared;
+        let authority = request.extensions().get::<Authority>().cloned();
+        let opened = shared.open::<RelayTokenRequest>(request.get_ref())?;
+        // Only a peer that may log in now gets a token.
+        let mut tx = shared.store.read().await.map_err(internal)?;
+        login::checked_peer(&mut tx, &opened.key, ids::now()).await?;
+        drop(tx);
+        let relay = shared
+            .relay
+            .config(&opened.key, authority.as_ref(), ids::now());
+        let answer = RelayTokenResponse { relay: Some(relay) };
         Ok(Response::new(shared.seal(&answer, &opened.sender)))
     }
 

@@ -12,9 +12,9 @@ use meshplane_proto::envelope::{encode_public_key, open, parse_public_key, seal,
 use meshplane_proto::v1::management_client::ManagementClient;
 use meshplane_proto::v1::{
     CreateExposeRequest, CreateExposeResponse, ExposeSession, GetServerKeyRequest, LoginRequest,
-    LoginResponse, PeerSystemMeta, RenewExposeRequest, RenewExposeResponse, ReportEndpointsRequest,
-    ReportEndpointsResponse, SealedMessage, ServiceTable, StopExposeRequest, StopExposeResponse,
-    SyncRequest, SyncResponse, WatchServicesRequest,
+    LoginResponse, PeerSystemMeta, RenewExposeRequest, RenewExposeResponse, SealedMessage,
+    ServiceTable, StopExposeRequest, StopExposeResponse, SyncRequest, SyncResponse,
+    WatchServicesRequest,
 };
 use meshplane_proto::PROTOCOL_VERSION;
 use prost::Message;
@@ -130,16 +130,6 @@ impl Peer {
         assert!(response.serial > 0);
         let map = response.network_map.expect("a map in the response");
         serde_json::to_value(PeerMap::try_from(map).expect("the map decodes")).unwrap()
-    }
-
-    pub async fn report(&mut self, endpoints: &[&str]) -> Result<(), Status> {
-        let request = ReportEndpointsRequest {
-            endpoints: endpoints.iter().map(|e| e.to_string()).collect(),
-        };
-        let sealed = self.seal(&request);
-        let answer = self.client.report_endpoints(sealed).await?.into_inner();
-        let _: ReportEndpointsResponse = self.open(&answer);
-        Ok(())
     }
 }
 

@@ -1,0 +1,140 @@
+//! The relay on the management server's port: the relay itself at
+//! `GET /relay` ([`meshplane_relay::Relay`]), the public key its tokens
+//! are checked with at `GET /relay/v1/key` (for relays run apart with
+//! `meshplane relay`), and the tokens peers get with their login and from
+//! the RelayToken call.
+//!
+//! The signing key is drawn once and kept in the store as a row outside
+//! any account, like the management key, so several servers on one
+//! database mint tokens every relay of theirs accepts.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use meshplane_core::Timestamp;
+use meshplane_proto::v1::RelayConfig;
+use meshplane_relay::management::{KeyDocument, ALGORITHM, KEY_PATH};
+use meshplane_relay::token::TokenError;
+use meshplane_relay::{Limits, PeerId, Relay, TokenSigner};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::store::{Store, StoreError, Stored};
+
+/// How long a relay token is valid; daemons ask for a new one before.
+pub const TOKEN_TTL_SECS: i64 = 3600;
+/// The account column of server-wide rows.
+const SERVER_SCOPE: &str = "";
+/// The id of the key row.
+const KEY_ID: &str = "relay";
+
+/// The stored seed of the signing key.
+#[derive(Serialize, Deserialize)]
+struct RelayKey {
+    id: String,
+    seed: [u8; 32],
+}
+
+impl Stored for RelayKey {
+    const KIND: &'static str = "relay_key";
+    const LABEL: &'static str = "id";
+
+    fn key(&self) -> &str {
+        &self.id
+    }
+
+    fn label(&self) -> &str {
+        &self.id
+    }
+}
+
+/// Mints the relay tokens and knows which relays to advertise.
+#[derive(Debug)]
+pub struct Issuer {
+    signer: TokenSigner,
+    /// `--relay-url`s; empty: this server's own relay.
+    urls: Vec<String>,
+}
+
+/// The request's authority (`host:port` the client dialled), which the
+/// default relay URL is built from. Put in the request's extensions by
+/// [`crate::grpc::mount`].
+#[derive(Debug, Clone)]
+pub struct Authority(pub String);
+
+impl Issuer {
+    /// The issuer with the stored signing key (or a new one stored now).
+    pub async fn load(store: &Store, urls: Vec<String>) -> Result<Issuer, String> {
+        let signer = load_or_create(store)
+            .await
+            .map_err(|e| format!("cannot load the relay signing key: {e}"))?;
+        Ok(Issuer { signer, urls })
+    }
+
+    /// The relay configuration of the peer holding WireGuard key `key`
+    /// (canonical base64), who reached this server at `authority`.
+    pub fn config(&self, key: &str, authority: Option<&Authority>, now: Timestamp) -> RelayConfig {
+        let expires = now.as_millis() / 1000 + TOKEN_TTL_SECS;
+        let token = self.signer.mint(&PeerId::from_public_key(key), expires);
+        let urls = if self.urls.is_empty() {
+            authority
+                .map(|a| vec![format!("rel://{}", a.0)])
+                .unwrap_or_default()
+        } else {
+            self.urls.clone()
+        };
+        RelayConfig {
+            urls,
+            token_payload: token.payload,
+            token_signature: token.signature,
+            expires_at_ms: expires.saturating_mul(1000),
+        }
+    }
+
+    /// The relay (checking this issuer's tokens) and the routes to mount:
+    /// `GET /relay` and `GET /relay/v1/key`.
+    pub fn routes(&self) -> (Relay, Router) {
+        let verifier = self.signer.verifier();
+        let document = KeyDocument {
+            algorithm: ALGORITHM.to_string(),
+            key: verifier.to_base64(),
+        };
+        let relay = Relay::new(verifier, Limits::default());
+        let router = relay
+            .router()
+            .route(KEY_PATH, get(public_key).with_state(document));
+        (relay, router)
+    }
+}
+
+/// `GET /relay/v1/key`: the key relays check tokens with.
+async fn public_key(State(document): State<KeyDocument>) -> Json<KeyDocument> {
+    Json(document)
+}
+
+/// Why the signing key could not be loaded.
+#[derive(Debug, Error)]
+enum KeyError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Key(#[from] TokenError),
+}
+
+/// The stored signing key, or a new one stored now.
+async fn load_or_create(store: &Store) -> Result<TokenSigner, KeyError> {
+    // The writer lock makes two servers starting on one store agree.
+    let mut tx = store.write().await?;
+    if let Some(stored) = tx.get::<RelayKey>(SERVER_SCOPE, KEY_ID).await? {
+        return Ok(TokenSigner::from_seed(stored.seed)?);
+    }
+    let signer = TokenSigner::generate()?;
+    let row = RelayKey {
+        id: KEY_ID.to_string(),
+        seed: signer.seed(),
+    };
+    tx.put(SERVER_SCOPE, &row).await?;
+    tx.commit().await?;
+    tracing::info!("generated the relay signing key");
+    Ok(signer)
+}
