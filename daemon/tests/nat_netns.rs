@@ -12,7 +12,9 @@
 //!    when it is back;
 //! 5. deleting the policy cuts relayed traffic as fast as direct traffic,
 //!    re-adding it restores it;
-//! 6. (the relay's own refusals are in `relay_netns.rs`);
+//! 6. the server's relay, reached from behind a NAT, refuses a client
+//!    whose token does not prove its key, and a peer receives only what is
+//!    addressed to it;
 //! 7. a peer whose router changes its public address, and then a peer
 //!    plugged into another home, is reachable again within 15 s;
 //!
@@ -34,12 +36,15 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::nat::{Home, Internet, Nat, Peer, INTERNET_HOST};
-use common::netns::{exec_in, unsupported};
+use common::netns::{exec_in, in_netns, unsupported};
 use common::netns_mesh::{ns_daemon, NsServer};
 use common::procs::{
-    changes_within, cli, installed, mesh_ip, wait_until, Daemon, Proc, Rest, ScratchDir,
-    MESHPLANE,
+    changes_within, cli, installed, mesh_ip, wait_until, Daemon, Proc, Rest, ScratchDir, MESHPLANE,
 };
+use meshplane::key::PrivateKey;
+use meshplane::management::Session;
+use meshplane_proto::v1::RelayConfig;
+use meshplane_relay::{PeerId, RelayClient, RelayReceiver, Token};
 use serde_json::Value;
 
 /// The bound for two fresh peers behind `MASQUERADE` to ping.
@@ -61,6 +66,8 @@ const SETTLE: Duration = Duration::from_secs(60);
 /// Where the server listens in the internet namespace (TCP, and UDP for
 /// STUN on the same port).
 const MANAGEMENT_PORT: u16 = 33073;
+/// How long a relayed frame may take to arrive.
+const RELAY_WAIT: Duration = Duration::from_secs(10);
 /// The unprivileged user the netstack daemons run as.
 const NOBODY: u32 = 65534;
 
@@ -375,7 +382,10 @@ fn both_behind_symmetric_nats(tag: &str, mode: Mode) {
         upped.elapsed()
     );
     pair.wait_connection(SETTLE, "relayed");
-    assert!(pair.pings(&pair.a, &pair.b, "2"), "still relayed and pinging");
+    assert!(
+        pair.pings(&pair.a, &pair.b, "2"),
+        "still relayed and pinging"
+    );
 }
 
 #[test]
@@ -457,7 +467,10 @@ fn scenario_4_lifting_a_udp_block_upgrades_to_direct_and_back() {
     let took = pair.wait_connection(SETTLE, "relayed");
     eprintln!("UDP blocked again: relayed on both sides {took:?} later");
     wait_until(SETTLE, "the ping stream answered over the relay", || {
-        stream.replies().last().is_some_and(|t| *t > now_secs() - 1.0)
+        stream
+            .replies()
+            .last()
+            .is_some_and(|t| *t > now_secs() - 1.0)
     });
     std::thread::sleep(Duration::from_secs(2));
     let fallback_gap = stream.longest_gap(blocked, now_secs());
@@ -481,9 +494,12 @@ fn scenario_5_deleting_the_policy_cuts_relayed_traffic() {
     let all = pair.server.group_id("All");
 
     let since = pair.server.delete_policies();
-    let took = changes_within(since, PROMPT, "relayed ping failing without a policy", || {
-        !pair.pings(&pair.a, &pair.b, "1")
-    });
+    let took = changes_within(
+        since,
+        PROMPT,
+        "relayed ping failing without a policy",
+        || !pair.pings(&pair.a, &pair.b, "1"),
+    );
     eprintln!("policy deleted: relayed ping failed {took:?} later");
     assert!(!pair.pings(&pair.b, &pair.a, "1"), "b cannot ping a either");
 
@@ -523,4 +539,122 @@ fn scenario_7_a_peer_that_moves_is_reachable_again_within_15_s() {
     );
     eprintln!("a moved to b's home: pinging both ways again {took:?} later");
     pair.wait_connection(SETTLE, "direct");
+}
+
+/// A new peer registered with `setup_key` through the management API (as
+/// `up` does); its public key and the relay configuration its login got.
+async fn registered(url: &str, setup_key: &str) -> (String, RelayConfig) {
+    let key = PrivateKey::generate();
+    let mut session = Session::connect(url, &key)
+        .await
+        .expect("management reachable");
+    let login = session.login(setup_key).await.expect("login");
+    let relay = login
+        .relay
+        .expect("the login answer carries a relay configuration");
+    (key.public_key().to_string(), relay)
+}
+
+/// The next frame `at` receives, within [`RELAY_WAIT`].
+async fn receive(at: &mut RelayReceiver) -> (PeerId, Vec<u8>) {
+    tokio::time::timeout(RELAY_WAIT, at.recv())
+        .await
+        .expect("a frame within the wait")
+        .expect("the relay connection open")
+}
+
+fn token(relay: &RelayConfig) -> Token {
+    Token {
+        payload: relay.token_payload.clone(),
+        signature: relay.token_signature.clone(),
+    }
+}
+
+/// Scenario 6 from inside a home network: tokens come from real logins,
+/// the relay is the server's own, reached through the NAT.
+async fn relay_refuses_and_routes(url: &str, setup_key: &str) {
+    let (a, relay_a) = registered(url, setup_key).await;
+    let (b, relay_b) = registered(url, setup_key).await;
+    let (c, relay_c) = registered(url, setup_key).await;
+    let relay_url = relay_a.urls.first().expect("a relay URL").clone();
+
+    let forged = Token {
+        payload: relay_a.token_payload.clone(),
+        signature: format!("{}==", "A".repeat(86)),
+    };
+    let refused = RelayClient::connect(&relay_url, &a, &forged).await;
+    assert!(
+        refused.is_err(),
+        "a forged signature is refused: {refused:?}"
+    );
+    let refused = RelayClient::connect(&relay_url, &a, &token(&relay_c)).await;
+    assert!(
+        refused.is_err(),
+        "c's token does not prove a's key: {refused:?}"
+    );
+    let stranger = PrivateKey::generate().public_key().to_string();
+    let refused = RelayClient::connect(&relay_url, &stranger, &token(&relay_b)).await;
+    assert!(
+        refused.is_err(),
+        "a key that never logged in has no token: {refused:?}"
+    );
+
+    let connect = |key: String, relay: RelayConfig| {
+        let relay_url = relay_url.clone();
+        async move {
+            RelayClient::connect(&relay_url, &key, &token(&relay))
+                .await
+                .expect("a peer with its own token connects")
+        }
+    };
+    let (to_a, _from_a) = connect(a.clone(), relay_a).await;
+    let (_to_b, mut at_b) = connect(b.clone(), relay_b).await;
+    let (to_c, mut at_c) = connect(c.clone(), relay_c).await;
+    let (id_a, id_b, id_c) = (
+        PeerId::from_public_key(&a),
+        PeerId::from_public_key(&b),
+        PeerId::from_public_key(&c),
+    );
+    to_a.send(&id_b, b"from a to b").await.expect("a sends");
+    assert_eq!(
+        receive(&mut at_b).await,
+        (id_a.clone(), b"from a to b".to_vec())
+    );
+    to_c.send(&id_b, b"from c to b").await.expect("c sends");
+    assert_eq!(receive(&mut at_b).await, (id_c, b"from c to b".to_vec()));
+    to_a.send(&id_b, b"again to b").await.expect("a sends");
+    assert_eq!(receive(&mut at_b).await, (id_a, b"again to b".to_vec()));
+    let overheard = tokio::time::timeout(Duration::from_secs(1), at_c.recv()).await;
+    assert!(
+        overheard.is_err(),
+        "c received what was addressed to b: {overheard:?}"
+    );
+}
+
+#[test]
+fn scenario_6_the_relay_refuses_unproven_keys_and_delivers_only_to_the_addressee() {
+    if skip("scenario 6") {
+        return;
+    }
+    let scratch = ScratchDir::new("nat-s6");
+    let mut net = Internet::create("s6");
+    let mut home = net.home(Nat::Masquerade);
+    let inside = net.peer("c", &mut home);
+    let server = NsServer::start(
+        &net.ns,
+        SocketAddrV4::new(INTERNET_HOST, MANAGEMENT_PORT),
+        &scratch.0,
+    );
+    let group = server.new_group("s6");
+    let setup_key = server.reusable_key("s6", &[&group]);
+    let url = server.url.clone();
+    in_netns(&inside.ns, move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(relay_refuses_and_routes(&url, &setup_key));
+    })
+    .join()
+    .unwrap_or_else(|_| panic!("the relay checks failed\n{}", server.log()));
 }

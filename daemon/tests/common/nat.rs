@@ -123,13 +123,21 @@ impl Internet {
         self.namespace(&router);
         let uplink = format!("up{n}");
         ip(&[
-            "link", "add", WAN, "netns", &router, "type", "veth", "peer", "name", &uplink,
-            "netns", &self.ns,
+            "link", "add", WAN, "netns", &router, "type", "veth", "peer", "name", &uplink, "netns",
+            &self.ns,
         ]);
         ip(&["-n", &self.ns, "link", "set", &uplink, "master", "inet0"]);
         ip(&["-n", &self.ns, "link", "set", &uplink, "up"]);
         let public = Ipv4Addr::new(10, 213, 100, 11 + n);
-        ip(&["-n", &router, "addr", "add", &format!("{public}/24"), "dev", WAN]);
+        ip(&[
+            "-n",
+            &router,
+            "addr",
+            "add",
+            &format!("{public}/24"),
+            "dev",
+            WAN,
+        ]);
         ip(&["-n", &router, "link", "set", WAN, "up"]);
         ip(&["-n", &router, "link", "add", LAN_BRIDGE, "type", "bridge"]);
         ip(&["-n", &router, "link", "set", LAN_BRIDGE, "up"]);
@@ -137,7 +145,16 @@ impl Internet {
         let gateway = format!("10.213.{lan}.1/24");
         ip(&["-n", &router, "addr", "add", &gateway, "dev", LAN_BRIDGE]);
         in_ns(&router, "sysctl", &["-q", "-w", "net.ipv4.ip_forward=1"]);
-        let mut rule = vec!["-t", "nat", "-A", "POSTROUTING", "-o", WAN, "-j", "MASQUERADE"];
+        let mut rule = vec![
+            "-t",
+            "nat",
+            "-A",
+            "POSTROUTING",
+            "-o",
+            WAN,
+            "-j",
+            "MASQUERADE",
+        ];
         if nat == Nat::Symmetric {
             rule.push("--random-fully");
         }
@@ -190,7 +207,15 @@ fn plug(peer: &mut Peer, home: &mut Home) {
         "netns",
         &home.router,
     ]);
-    ip(&["-n", &home.router, "link", "set", &peer.port, "master", LAN_BRIDGE]);
+    ip(&[
+        "-n",
+        &home.router,
+        "link",
+        "set",
+        &peer.port,
+        "master",
+        LAN_BRIDGE,
+    ]);
     ip(&["-n", &home.router, "link", "set", &peer.port, "up"]);
     let cidr = format!("{address}/24");
     ip(&["-n", &peer.ns, "addr", "add", &cidr, "dev", PEER_DEV]);
