@@ -618,7 +618,7 @@ async fn relay_refuses_and_routes(url: &str, setup_key: &str) {
     to_a.send(&id_b, b"from a to b").await.expect("a sends");
     assert_eq!(
         receive(&mut at_b).await,
-        (id_a.clone(), b"from a to b".to_vec())
+        (id_a, b"from a to b".to_vec())
     );
     to_c.send(&id_b, b"from c to b").await.expect("c sends");
     assert_eq!(receive(&mut at_b).await, (id_c, b"from c to b".to_vec()));
