@@ -36,7 +36,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::nat::{Home, Internet, Nat, Peer, INTERNET_HOST};
-use common::netns::{exec_in, in_netns, unsupported};
+use common::netns::{count_server, exec_in, in_netns, send_bytes, unsupported};
 use common::netns_mesh::{ns_daemon, NsServer};
 use common::procs::{
     changes_within, cli, installed, mesh_ip, wait_until, Daemon, Proc, Rest, ScratchDir, MESHPLANE,
@@ -616,10 +616,7 @@ async fn relay_refuses_and_routes(url: &str, setup_key: &str) {
         PeerId::from_public_key(&c),
     );
     to_a.send(&id_b, b"from a to b").await.expect("a sends");
-    assert_eq!(
-        receive(&mut at_b).await,
-        (id_a, b"from a to b".to_vec())
-    );
+    assert_eq!(receive(&mut at_b).await, (id_a, b"from a to b".to_vec()));
     to_c.send(&id_b, b"from c to b").await.expect("c sends");
     assert_eq!(receive(&mut at_b).await, (id_c, b"from c to b".to_vec()));
     to_a.send(&id_b, b"again to b").await.expect("a sends");
@@ -657,4 +654,45 @@ fn scenario_6_the_relay_refuses_unproven_keys_and_delivers_only_to_the_addressee
     })
     .join()
     .unwrap_or_else(|_| panic!("the relay checks failed\n{}", server.log()));
+}
+
+/// The figures of BENCHMARKS.md's "Connecting through NATs": time from b's
+/// `up` to the first answered ping and TCP throughput from a to b, for a
+/// direct pair (two `MASQUERADE` homes) and a relayed one (two symmetric
+/// NATs). `MESHPLANE_BENCH_BYTES` sets the transfer (default 256 MiB).
+#[test]
+#[ignore = "a benchmark: run with --ignored --nocapture, in a release build"]
+fn bench_connect_time_and_throughput_direct_and_relayed() {
+    if skip("the NAT benchmark") {
+        return;
+    }
+    let bytes: u64 = std::env::var("MESHPLANE_BENCH_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256 << 20);
+    for (tag, home, connection) in [("bd", MASQUERADE, "direct"), ("br", SYMMETRIC, "relayed")] {
+        let (pair, upped) = Pair::start(tag, Mode::Kernel, home, home);
+        let ip_b = Pair::ip(&pair.b);
+        wait_until(SETTLE, "a's first ping answered", || {
+            exec_in(&pair.a.peer.ns, "ping")
+                .args(["-c", "1", "-W", "0.2", &ip_b.to_string()])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+        let first = upped.elapsed();
+        pair.wait_connection(SETTLE, connection);
+        let at = SocketAddrV4::new(ip_b, 5001);
+        let server = count_server(&pair.b.peer.ns, at);
+        let start = Instant::now();
+        let got = send_bytes(&pair.a.peer.ns, at, bytes).expect("transfer");
+        let took = start.elapsed();
+        server.join().expect("count server");
+        assert_eq!(got, bytes);
+        println!(
+            "{connection:<8} up to first ping {first:>8.0?}; {bytes} bytes in {:.2} s = {:.1} MiB/s",
+            took.as_secs_f64(),
+            bytes as f64 / took.as_secs_f64() / f64::from(1 << 20)
+        );
+    }
 }
