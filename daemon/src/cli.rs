@@ -16,6 +16,7 @@ use crate::proxy_peer::{self, ProxyArgs};
 use crate::service::Daemon;
 use crate::setup_key::SetupKeyArgs;
 use crate::state::StateDir;
+use crate::wg::ConnectionKind;
 use crate::{ping, socks};
 
 /// The control socket's file name inside the state directory.
@@ -52,6 +53,11 @@ enum Command {
         /// The kernel TUN interface's name (when not in netstack mode).
         #[arg(long, default_value = "meshplane0")]
         interface: String,
+        /// Reach peers over the relay only: announce no addresses of this
+        /// host and do not try the peers' addresses (for networks where
+        /// direct UDP between peers is unwanted).
+        #[arg(long, env = "MESHPLANE_RELAY_ONLY")]
+        relay_only: bool,
         /// Seconds between renewals of an expose session (shorter than the
         /// server's session TTL).
         #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
@@ -124,6 +130,7 @@ pub fn main() -> i32 {
             state_dir,
             netstack,
             interface,
+            relay_only,
             expose_renew_secs,
             socks5,
             flow_report_secs,
@@ -131,7 +138,14 @@ pub fn main() -> i32 {
             let kernel = (!netstack && is_root()).then_some(interface);
             let renew = meshplane_core::Duration::from_secs(i64::from(expose_renew_secs));
             let flows = Duration::from_secs(u64::from(flow_report_secs));
-            run_daemon(state_dir, cli.socket, kernel, renew, socks5, flows)
+            let settings = DaemonSettings {
+                kernel,
+                relay_only,
+                expose_renew: renew,
+                socks5,
+                flow_report: flows,
+            };
+            run_daemon(state_dir, cli.socket, settings)
         }
         Command::Up {
             management_url,
@@ -193,16 +207,29 @@ fn default_state_dir() -> PathBuf {
     }
 }
 
-/// Runs the daemon until SIGINT or SIGTERM; `kernel` names the TUN
-/// interface to create, netstack mode when `None`.
-fn run_daemon(
-    state_dir: Option<PathBuf>,
-    socket: Option<PathBuf>,
+/// The daemon's command-line settings.
+struct DaemonSettings {
+    /// The TUN interface to create; netstack mode when `None`.
     kernel: Option<String>,
+    relay_only: bool,
     expose_renew: meshplane_core::Duration,
     socks5: Option<SocketAddr>,
     flow_report: Duration,
+}
+
+/// Runs the daemon until SIGINT or SIGTERM.
+fn run_daemon(
+    state_dir: Option<PathBuf>,
+    socket: Option<PathBuf>,
+    settings: DaemonSettings,
 ) -> Result<(), String> {
+    let DaemonSettings {
+        kernel,
+        relay_only,
+        expose_renew,
+        socks5,
+        flow_report,
+    } = settings;
     init_logging();
     let state =
         StateDir::open(&state_dir.unwrap_or_else(default_state_dir)).map_err(|e| e.to_string())?;
@@ -233,6 +260,7 @@ fn run_daemon(
         );
         let daemon = Arc::new(
             Daemon::new(state, kernel)
+                .with_relay_only(relay_only)
                 .with_expose_renew(expose_renew)
                 .with_flow_report(flow_report),
         );
@@ -352,15 +380,38 @@ fn render_status(r: &StatusReport) -> String {
         "Listen:      {}",
         or_dash(r.listen.map(|l| l.to_string()))
     );
+    let _ = writeln!(
+        out,
+        "Candidates:  {}",
+        if r.candidates.is_empty() {
+            "-".to_string()
+        } else {
+            r.candidates.join(", ")
+        }
+    );
+    let relay = match (&r.relay, r.relay_connected) {
+        (None, _) => "-".to_string(),
+        (Some(url), true) => format!("{url} (connected)"),
+        (Some(url), false) => format!("{url} (not connected)"),
+    };
+    let _ = writeln!(out, "Relay:       {relay}");
     let connected = r.peers.iter().filter(|p| p.wireguard.connected).count();
     let _ = writeln!(out, "Peers:       {connected}/{} connected", r.peers.len());
     for (p, wg) in r.peers.iter().map(|p| (p, &p.wireguard)) {
+        let path = match (wg.connection, wg.endpoint) {
+            (Some(ConnectionKind::Direct), Some(at)) => format!("direct {at}"),
+            (Some(ConnectionKind::Direct), None) => "direct".to_string(),
+            (Some(ConnectionKind::Relayed), _) => {
+                format!("relayed via {}", or_dash(r.relay.clone()))
+            }
+            (None, _) => "no path yet".to_string(),
+        };
         let _ = writeln!(
             out,
-            "  {} {}\n    endpoint: {}  last handshake: {}  received: {} B  sent: {} B  {}",
+            "  {} {}\n    {path}  latency: {}  last handshake: {}  received: {} B  sent: {} B  {}",
             wg.mesh_ip,
             or_dash(p.fqdn.clone()),
-            or_dash(wg.endpoint.map(|e| e.to_string())),
+            or_dash(wg.latency_ms.map(|ms| format!("{ms} ms"))),
             or_dash(wg.last_handshake.map(|t| t.to_string())),
             wg.rx_bytes,
             wg.tx_bytes,

@@ -89,6 +89,12 @@ pub struct StatusReport {
     pub mode: Option<String>,
     /// The WireGuard UDP socket, while up.
     pub listen: Option<SocketAddr>,
+    /// The addresses this peer announces to its peers (ICE candidate
+    /// text: host and server-reflexive).
+    pub candidates: Vec<String>,
+    /// The relay this peer uses, when the server named one.
+    pub relay: Option<String>,
+    pub relay_connected: bool,
     pub peers: Vec<PeerReport>,
 }
 

@@ -46,6 +46,7 @@
 //! ```
 
 pub mod cli;
+pub mod connect;
 pub mod control;
 pub mod expose;
 pub mod expose_cli;

@@ -1,23 +1,29 @@
 //! A live link to the mesh: the WireGuard engine, the front-end that
 //! attaches it to the host, and the task that follows the management
 //! server's Sync stream, applies every map to the engine and reconnects
-//! with backoff when the stream drops; and, once asked
-//! ([`Link::report_flows`]), the task that reports the engine's flow events.
+//! with backoff when the stream drops; the tasks that find where peers are
+//! ([`crate::connect`]: candidate discovery, the signal exchange, the relay
+//! connection); and, once asked ([`Link::report_flows`]), the task that
+//! reports the engine's flow events.
 
+use std::collections::BTreeSet;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
+use meshplane_core::connect::Candidate;
 use meshplane_core::netmap::PeerMap;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::connect::{Connect, ConnectConfig};
 use crate::forward::Forwarder;
-use crate::key::PrivateKey;
+use crate::key::{PrivateKey, PublicKey};
 use crate::management::{ManagementError, Session};
 use crate::netstack::Netstack;
-use crate::wg::{Engine, EngineConfig, NetworkUpdate, Status};
+use crate::wg::{Engine, EngineConfig, NetworkUpdate, Status, Underlay};
 
 /// First wait before reconnecting; doubles up to [`MAX_BACKOFF`].
 pub(crate) const MIN_BACKOFF: Duration = Duration::from_millis(500);
@@ -38,12 +44,12 @@ async fn attach(
     kernel: Option<&str>,
     config: EngineConfig,
     address: Ipv4Net,
-) -> io::Result<(Engine, Frontend)> {
+) -> io::Result<(Engine, Underlay, Frontend)> {
     #[cfg(target_os = "linux")]
     if let Some(name) = kernel {
-        let (engine, tunnel) = Engine::start(config.clone()).await?;
+        let (engine, tunnel, underlay) = Engine::start_with_underlay(config.clone()).await?;
         match crate::kernel_tun::KernelTun::start(name, address, tunnel) {
-            Ok(tun) => return Ok((engine, Frontend::Kernel(tun))),
+            Ok(tun) => return Ok((engine, underlay, Frontend::Kernel(tun))),
             Err(e) => {
                 tracing::warn!("kernel TUN {name}: {e}; using the userspace network stack");
             }
@@ -51,8 +57,12 @@ async fn attach(
     }
     #[cfg(not(target_os = "linux"))]
     let _ = kernel;
-    let (engine, tunnel) = Engine::start(config).await?;
-    Ok((engine, Frontend::Netstack(Netstack::start(address, tunnel))))
+    let (engine, tunnel, underlay) = Engine::start_with_underlay(config).await?;
+    Ok((
+        engine,
+        underlay,
+        Frontend::Netstack(Netstack::start(address, tunnel)),
+    ))
 }
 
 /// What the Sync task learns, for `status`.
@@ -84,6 +94,8 @@ pub struct Link {
     _forward: Option<Forwarder>,
     sync: Arc<Mutex<SyncState>>,
     task: JoinHandle<()>,
+    /// Discovery, signal and relay.
+    connect: Connect,
     /// This peer's key, for the flow reporter's own session.
     key: PrivateKey,
     /// The flow reporter, once started.
@@ -101,18 +113,30 @@ pub enum LinkError {
     Engine(io::Error),
 }
 
+/// How a link attaches to the host and reaches its peers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkOptions {
+    /// A kernel TUN interface to create (privileged); the userspace stack
+    /// when `None` or when it cannot be created.
+    pub kernel: Option<String>,
+    /// In netstack mode: whether connections from peers reach the host's
+    /// loopback services ([`Forwarder`]); the reverse-proxy peer says no,
+    /// since nothing on its host is meant for the mesh.
+    pub forward_to_host: bool,
+    /// Announce no candidates and discover none: peers reach this one over
+    /// the relay only (unless they are reachable directly themselves).
+    pub relay_only: bool,
+}
+
 impl Link {
     /// Logs in at `url` (registering with `setup_key` when given), starts
-    /// the engine and begins following the Sync stream. In netstack mode,
-    /// `forward_to_host` decides whether connections from peers reach the
-    /// host's loopback services ([`Forwarder`]); the reverse-proxy peer says
-    /// no, since nothing on its host is meant for the mesh.
+    /// the engine and the connect tasks and begins following the Sync
+    /// stream.
     pub async fn up(
         url: &str,
         setup_key: &str,
         key: PrivateKey,
-        kernel: Option<&str>,
-        forward_to_host: bool,
+        options: &LinkOptions,
     ) -> Result<Link, LinkError> {
         let mut session = Session::connect(url, &key).await?;
         let login = session.login(setup_key).await?;
@@ -125,22 +149,35 @@ impl Link {
             listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
             mesh_ip: address.addr(),
         };
-        let (engine, frontend) = attach(kernel, config, address)
+        let (engine, underlay, frontend) = attach(options.kernel.as_deref(), config, address)
             .await
             .map_err(LinkError::Engine)?;
         let forward = match &frontend {
-            Frontend::Netstack(stack) if forward_to_host => Some(Forwarder::start(stack)),
+            Frontend::Netstack(stack) if options.forward_to_host => Some(Forwarder::start(stack)),
             Frontend::Netstack(_) => None,
             #[cfg(target_os = "linux")]
             Frontend::Kernel(_) => None,
         };
         let engine = Arc::new(engine);
         let sync = Arc::new(Mutex::new(SyncState::default()));
+        let (peers, peer_keys) = watch::channel(BTreeSet::new());
+        let connect = Connect::start(ConnectConfig {
+            url,
+            key: &key,
+            session: &session,
+            relay: login.relay.clone(),
+            engine: Arc::clone(&engine),
+            underlay,
+            mesh_ip: address.addr(),
+            peers: peer_keys,
+            relay_only: options.relay_only,
+        });
         let follower = Follower {
             url: url.to_string(),
             key: key.clone(),
             engine: Arc::clone(&engine),
             sync: Arc::clone(&sync),
+            peers,
         };
         let task = tokio::spawn(follower.run(session));
         Ok(Link {
@@ -155,6 +192,7 @@ impl Link {
             _forward: forward,
             sync,
             task,
+            connect,
             key,
             reporter: None,
         })
@@ -197,6 +235,16 @@ impl Link {
         self.engine.status().await.ok()
     }
 
+    /// The relay this peer uses, when the server named one.
+    pub fn relay_url(&self) -> Option<&str> {
+        self.connect.relay_url()
+    }
+
+    /// The candidates this peer announces now.
+    pub fn candidates(&self) -> Vec<Candidate> {
+        self.connect.candidates()
+    }
+
     pub fn sync_state(&self) -> MutexGuard<'_, SyncState> {
         lock(&self.sync)
     }
@@ -222,6 +270,8 @@ struct Follower {
     key: PrivateKey,
     engine: Arc<Engine>,
     sync: Arc<Mutex<SyncState>>,
+    /// The keys of the current map's peers, for the signal task.
+    peers: watch::Sender<BTreeSet<PublicKey>>,
 }
 
 impl Follower {
@@ -271,14 +321,16 @@ impl Follower {
                 Ok(None) => return (got_map, Ok(())),
                 Err(e) => return (got_map, Err(e)),
             };
-            if self
-                .engine
-                .update(NetworkUpdate::from_map(&map))
-                .await
-                .is_err()
-            {
+            let update = NetworkUpdate::from_map(&map);
+            if self.engine.update(update.clone()).await.is_err() {
                 return (got_map, Ok(()));
             }
+            let keys: BTreeSet<PublicKey> = update.peers.iter().map(|p| p.public_key).collect();
+            self.peers.send_if_modified(|current| {
+                let changed = *current != keys;
+                *current = keys;
+                changed
+            });
             {
                 let mut state = lock(&self.sync);
                 state.connected = true;

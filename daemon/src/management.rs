@@ -13,12 +13,14 @@ use meshplane_core::netmap::PeerMap;
 use meshplane_core::Timestamp;
 use meshplane_proto::envelope::{open, parse_public_key, parse_secret_key, seal, ReplayGuard};
 use meshplane_proto::map::MapError;
+use meshplane_proto::signal::client::SignalClient;
 use meshplane_proto::v1::management_client::ManagementClient;
 use meshplane_proto::v1::{
     CreateExposeRequest, CreateExposeResponse, ExposeSession, GetServerKeyRequest, LoginRequest,
-    LoginResponse, PeerSystemMeta, RenewExposeRequest, RenewExposeResponse, ReportTrafficRequest,
-    ReportTrafficResponse, SealedMessage, ServiceTable, StopExposeRequest, StopExposeResponse,
-    SyncRequest, SyncResponse, WatchServicesRequest,
+    LoginResponse, PeerSystemMeta, RelayConfig, RelayTokenRequest, RelayTokenResponse,
+    RenewExposeRequest, RenewExposeResponse, ReportTrafficRequest, ReportTrafficResponse,
+    SealedMessage, ServiceTable, StopExposeRequest, StopExposeResponse, SyncRequest, SyncResponse,
+    WatchServicesRequest,
 };
 use prost::Message;
 use rand_core::OsRng;
@@ -59,6 +61,8 @@ pub(crate) fn now() -> Timestamp {
 #[derive(Debug)]
 pub struct Session {
     url: String,
+    /// The connection, shared by the management and signal clients.
+    channel: Channel,
     client: ManagementClient<Channel>,
     secret: SecretKey,
     key: String,
@@ -94,7 +98,7 @@ impl Session {
             .connect()
             .await
             .map_err(|e| unreachable(error_chain(&e)))?;
-        let mut client = ManagementClient::new(channel);
+        let mut client = ManagementClient::new(channel.clone());
         let answer = client
             .get_server_key(GetServerKeyRequest {})
             .await
@@ -108,6 +112,7 @@ impl Session {
         let secret = parse_secret_key(&key.to_base64()).map_err(|e| protocol(e.to_string()))?;
         Ok(Session {
             url: url.to_string(),
+            channel,
             client,
             secret,
             key: key.public_key().to_string(),
@@ -182,6 +187,24 @@ impl Session {
                 url: self.url.clone(),
                 reason: e.to_string(),
             })
+    }
+
+    /// A signal client on this session's connection, as this peer.
+    pub fn signal_client(&self) -> SignalClient {
+        SignalClient::new(self.channel.clone(), self.secret.clone())
+    }
+
+    /// A fresh relay token (to renew the one from login before it expires).
+    pub async fn relay_token(&mut self) -> Result<RelayConfig, ManagementError> {
+        let answer: RelayTokenResponse = self
+            .unary(&RelayTokenRequest {}, |mut client, sealed| async move {
+                client.relay_token(sealed).await
+            })
+            .await?;
+        answer.relay.ok_or_else(|| ManagementError::Protocol {
+            url: self.url.clone(),
+            reason: "RelayToken answered without a relay".to_string(),
+        })
     }
 
     /// Sends a batch of flow events ([`crate::flows`]); how many the

@@ -24,7 +24,7 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 use crate::key::PrivateKey;
-use crate::link::{Link, LinkError, MAX_BACKOFF, MIN_BACKOFF};
+use crate::link::{Link, LinkError, LinkOptions, MAX_BACKOFF, MIN_BACKOFF};
 use crate::management::{ManagementError, Session};
 use crate::setup_key::{SetupKeyArgs, SetupKeyError};
 use crate::state::{StateDir, StateError};
@@ -127,7 +127,13 @@ pub fn run(
         .map_err(ProxyPeerError::Runtime)?;
     runtime.block_on(async {
         // Netstack, and no forwarding: the proxy only dials out to targets.
-        let link = Link::up(&args.management_url, &setup_key, key.clone(), None, false).await?;
+        let link = Link::up(
+            &args.management_url,
+            &setup_key,
+            key.clone(),
+            &LinkOptions::default(),
+        )
+        .await?;
         let mesh_ip = link.identity.address.addr();
         let (services, table) = watch::channel(Arc::new(Vec::new()));
         let watcher = tokio::spawn(watch_services(

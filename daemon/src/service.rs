@@ -12,7 +12,7 @@ use tokio::sync::Mutex;
 use crate::control::{PeerReport, Reply, Request, StatusReport, UpInfo};
 use crate::expose::Exposes;
 use crate::key::PrivateKey;
-use crate::link::{Link, MAX_BACKOFF, MIN_BACKOFF};
+use crate::link::{Link, LinkOptions, MAX_BACKOFF, MIN_BACKOFF};
 use crate::netstack::{Dialer, Echo, Netstack};
 use crate::state::{Settings, StateDir};
 
@@ -24,9 +24,9 @@ const EXPOSE_CONNECT_GRACE: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct Daemon {
     state: StateDir,
-    /// The kernel TUN interface to attach through (privileged, not
-    /// `--netstack`); the userspace stack when `None`.
-    kernel: Option<String>,
+    /// How links attach: the kernel TUN interface (privileged, not
+    /// `--netstack`) or the userspace stack, and `--relay-only`.
+    options: LinkOptions,
     link: Mutex<Option<Link>>,
     /// Active `meshplane expose` sessions, stopped before the link goes.
     exposes: Exposes,
@@ -39,12 +39,22 @@ impl Daemon {
     pub fn new(state: StateDir, kernel: Option<String>) -> Daemon {
         Daemon {
             state,
-            kernel,
+            options: LinkOptions {
+                kernel,
+                forward_to_host: true,
+                relay_only: false,
+            },
             link: Mutex::new(None),
             exposes: Exposes::default(),
             keepalive: KeepAliveConfig::default(),
             flow_report: crate::flows::DEFAULT_REPORT_EVERY,
         }
+    }
+
+    /// Reaches peers over the relay only (`--relay-only`).
+    pub fn with_relay_only(mut self, relay_only: bool) -> Daemon {
+        self.options.relay_only = relay_only;
+        self
     }
 
     /// Reports flow events every `period` instead of the default 10 s
@@ -186,15 +196,9 @@ impl Daemon {
             .or(saved.management_url)
             .ok_or("no management server known yet: pass --management-url")?;
         let key = self.state.private_key().map_err(|e| e.to_string())?;
-        let mut new = Link::up(
-            &url,
-            setup_key.as_deref().unwrap_or(""),
-            key,
-            self.kernel.as_deref(),
-            true,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+        let mut new = Link::up(&url, setup_key.as_deref().unwrap_or(""), key, &self.options)
+            .await
+            .map_err(|e| e.to_string())?;
         new.report_flows(self.flow_report);
         self.state
             .save_settings(&Settings {
@@ -246,6 +250,9 @@ impl Daemon {
                 fqdn: None,
                 mode: None,
                 listen: None,
+                candidates: Vec::new(),
+                relay: None,
+                relay_connected: false,
                 peers: Vec::new(),
             });
         };
@@ -277,6 +284,9 @@ impl Daemon {
             )),
             mode: Some(link.mode()),
             listen: engine.as_ref().map(|s| s.listen),
+            candidates: link.candidates().iter().map(ToString::to_string).collect(),
+            relay: link.relay_url().map(str::to_string),
+            relay_connected: engine.as_ref().is_some_and(|s| s.relay_connected),
             peers,
         })
     }

@@ -34,7 +34,8 @@ fn fails(out: &Output) -> String {
     String::from_utf8(out.stderr.clone()).unwrap()
 }
 
-/// Whether `status` lists the peer with mesh IP `ip` with a handshake done.
+/// Whether `status` lists the peer with mesh IP `ip` with a handshake done
+/// over a direct path (one of its addresses on this host).
 fn handshake_with(status: &Value, ip: &Value) -> bool {
     status["peers"].as_array().is_some_and(|peers| {
         peers.iter().any(|p| {
@@ -43,9 +44,8 @@ fn handshake_with(status: &Value, ip: &Value) -> bool {
                 && p["last_handshake"].is_string()
                 && p["rx_bytes"].as_u64() > Some(0)
                 && p["tx_bytes"].as_u64() > Some(0)
-                && p["endpoint"]
-                    .as_str()
-                    .is_some_and(|e| e.starts_with("127.0.0.1:"))
+                && p["connection"] == "direct"
+                && p["endpoint"].is_string()
         })
     })
 }

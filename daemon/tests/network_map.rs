@@ -1,8 +1,8 @@
 //! The engine fed with network maps computed by the core from an account,
 //! as the daemon will be: a one-way policy allowing TCP 8080 from A to B
 //! lets A reach B's 8080 and nothing else, and deleting the policy (a new
-//! map for each peer) stops the traffic. Each peer's endpoint is in the
-//! account, as the peer would have reported it, so the maps carry it.
+//! map for each peer) stops the traffic. Maps say nothing of where peers
+//! are: each engine gets the other's address as a signalled candidate.
 
 mod common;
 
@@ -28,8 +28,7 @@ fn account(a: &Side, b: &Side, with_policy: bool) -> Account {
     let peer = |id: &str, side: &Side| {
         json!({
             "id": id, "name": id, "ip": side.ip, "dns_label": id,
-            "key": side.key.public_key().to_string(),
-            "endpoints": [side.engine.local_addr().to_string()]
+            "key": side.key.public_key().to_string()
         })
     };
     let policies = if with_policy {
@@ -56,13 +55,19 @@ fn account(a: &Side, b: &Side, with_policy: bool) -> Account {
     .expect("account")
 }
 
-/// Computes both peers' maps from `account` and hands them to the engines.
+/// Computes both peers' maps from `account` and hands them to the engines,
+/// each with the other's address as its candidate (what signal would do).
 async fn push_maps(account: &Account, sides: [(&str, &Side); 2]) {
     let index = AccountIndex::new(account);
-    for (id, side) in sides {
+    for (i, (id, side)) in sides.iter().enumerate() {
         let map = network_map(&index, id, Timestamp::from_secs(1_750_000_000)).expect("map");
         let update = NetworkUpdate::from_map(&PeerMap::from(&map));
         side.engine.update(update).await.expect("engine runs");
+        let other = sides[1 - i].1;
+        side.engine
+            .candidates(other.key.public_key(), vec![other.engine.local_addr()])
+            .await
+            .expect("engine runs");
     }
 }
 

@@ -95,7 +95,13 @@ impl ManagedServer {
         std::fs::create_dir_all(&dir)?;
         let data = dir.join("data").display().to_string();
         let token = admin_token(bin, &data)?;
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        // Free for TCP and UDP alike: the server listens on both (STUN).
+        let port = loop {
+            let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+                break port;
+            }
+        };
         let log = std::fs::File::create(dir.join("server.log"))?;
         let child = server_command(bin)
             .args(["--data-dir", &data])

@@ -192,10 +192,11 @@ fn transport_parts(frame: &[u8]) -> Result<(PeerId, &[u8]), ProtocolError> {
 /// The peer ids of a peer-state frame.
 fn peer_list(frame: &[u8]) -> Result<Vec<PeerId>, ProtocolError> {
     let body = &frame[HEADER_LEN..];
-    if body.len() % PEER_ID_LEN != 0 {
+    let ids = body.chunks_exact(PEER_ID_LEN);
+    if !ids.remainder().is_empty() {
         return Err(ProtocolError::PeerList(body.len()));
     }
-    Ok(body.chunks_exact(PEER_ID_LEN).map(PeerId::read).collect())
+    Ok(ids.map(PeerId::read).collect())
 }
 
 impl<'a> ClientFrame<'a> {

@@ -13,7 +13,9 @@ mod ids;
 mod listen;
 mod records;
 mod relay;
+mod signal;
 mod store;
+mod stun;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -100,6 +102,11 @@ async fn serve(settings: &Settings) -> Result<(), String> {
         store = store_for_logs(&settings.store_url),
         "meshplane-server listening"
     );
+    // STUN on UDP at the same address and port number.
+    let stun_at = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the listening address: {e}"))?;
+    tokio::spawn(stun::serve(stun::bind(stun_at).await?));
     // A start begins with no expose sessions: the seed's restart clears them.
     let expose = expose::Expose::start(
         store.clone(),

@@ -282,3 +282,171 @@ fn parse_port(text: &str) -> Result<u16, CandidateError> {
     text.parse()
         .map_err(|_| CandidateError::Port(text.to_owned()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn every_kind_round_trips_for_ipv4_and_ipv6() {
+        let base = addr("0.0.0.0:51820");
+        for c in [
+            Candidate::host(addr("192.168.1.20:51820")),
+            Candidate::host(addr("[2001:db8::7]:51820")),
+            Candidate::server_reflexive(addr("203.0.113.9:40001"), base),
+            Candidate::server_reflexive(addr("[2001:db8::9]:51820"), addr("[::]:51820")),
+            Candidate::relay(addr("198.51.100.1:3478"), base),
+        ] {
+            let text = c.to_string();
+            assert_eq!(text.parse::<Candidate>(), Ok(c), "{text}");
+            assert_eq!(format!("candidate:{text}").parse::<Candidate>(), Ok(c));
+        }
+    }
+
+    #[test]
+    fn the_text_is_what_netbird_peers_write() {
+        let host = Candidate::host(addr("192.168.1.20:51820"));
+        assert_eq!(
+            host.to_string(),
+            format!(
+                "{} 1 udp 2130706431 192.168.1.20 51820 typ host",
+                host.foundation()
+            )
+        );
+        let v6 = Candidate::host(addr("[2001:db8::7]:51820"));
+        assert!(v6.to_string().contains(" 2001:db8::7 51820 typ host"));
+        let relay = Candidate::relay(addr("198.51.100.1:3478"), addr("10.0.0.2:51820"));
+        assert!(relay
+            .to_string()
+            .ends_with(" 1 udp 16777215 198.51.100.1 3478 typ relay raddr 10.0.0.2 rport 51820"));
+    }
+
+    #[test]
+    fn priorities_follow_rfc_8445_type_preferences() {
+        let base = addr("0.0.0.0:1");
+        let host = Candidate::host(addr("10.0.0.1:1")).priority();
+        let srflx = Candidate::server_reflexive(addr("10.0.0.1:1"), base).priority();
+        let relay = Candidate::relay(addr("10.0.0.1:1"), base).priority();
+        assert_eq!((host, srflx, relay), (2130706431, 1694498815, 16777215));
+    }
+
+    #[test]
+    fn foundations_depend_on_kind_and_ip_only() {
+        let a = Candidate::host(addr("10.0.0.1:1"));
+        assert_eq!(
+            a.foundation(),
+            Candidate::host(addr("10.0.0.1:2")).foundation()
+        );
+        assert_ne!(
+            a.foundation(),
+            Candidate::host(addr("10.0.0.2:1")).foundation()
+        );
+        let srflx = Candidate::server_reflexive(addr("10.0.0.1:1"), addr("0.0.0.0:1"));
+        assert_ne!(a.foundation(), srflx.foundation());
+        assert!(a.foundation().len() <= MAX_FOUNDATION_LEN);
+    }
+
+    #[test]
+    fn netbird_texts_with_extensions_zones_and_odd_case_parse() {
+        let c: Candidate =
+            "3470617372 1 UDP 1694498815 203.0.113.9 40001 typ srflx raddr 0.0.0.0 rport 51820 generation 0 candidate-id candidate:xyz"
+                .parse()
+                .unwrap();
+        assert_eq!(
+            c,
+            Candidate::server_reflexive(addr("203.0.113.9:40001"), addr("0.0.0.0:51820"))
+        );
+        let c: Candidate = "candidate:1 1 udp 2130706431 fe80::1%eth0 51820 typ host network-id 1"
+            .parse()
+            .unwrap();
+        assert_eq!(c, Candidate::host(addr("[fe80::1]:51820")));
+        // A priority NetBird raised for a forwarded port is still a priority.
+        let c: Candidate = "1 1 udp 1694499815 203.0.113.9 40001 typ srflx"
+            .parse()
+            .unwrap();
+        assert_eq!(c.related, None);
+    }
+
+    #[test]
+    fn bad_texts_say_what_is_wrong() {
+        let cases: &[(&str, CandidateError)] = &[
+            ("", CandidateError::Missing("foundation")),
+            ("candidate:", CandidateError::Missing("foundation")),
+            ("1 1 udp 5 10.0.0.1", CandidateError::Missing("port")),
+            (
+                "1 1 udp 5 10.0.0.1 9 typ",
+                CandidateError::Missing("candidate type"),
+            ),
+            (
+                "f-x 1 udp 5 10.0.0.1 9 typ host",
+                CandidateError::Foundation("f-x".into()),
+            ),
+            (
+                "1 2 udp 5 10.0.0.1 9 typ host",
+                CandidateError::Component("2".into()),
+            ),
+            (
+                "1 1 tcp 5 10.0.0.1 9 typ host tcptype passive",
+                CandidateError::Transport("tcp".into()),
+            ),
+            (
+                "1 1 udp 99999999999 10.0.0.1 9 typ host",
+                CandidateError::Priority("99999999999".into()),
+            ),
+            (
+                "1 1 udp 5 abcd.local 9 typ host",
+                CandidateError::Address("abcd.local".into()),
+            ),
+            (
+                "1 1 udp 5 10.0.0.1 65536 typ host",
+                CandidateError::Port("65536".into()),
+            ),
+            (
+                "1 1 udp 5 10.0.0.1 9 type host",
+                CandidateError::ExpectedTyp("type".into()),
+            ),
+            (
+                "1 1 udp 5 10.0.0.1 9 typ prflx",
+                CandidateError::Type("prflx".into()),
+            ),
+            (
+                "1 1 udp 5 10.0.0.1 9 typ srflx raddr",
+                CandidateError::Related("missing raddr value"),
+            ),
+            (
+                "1 1 udp 5 10.0.0.1 9 typ srflx raddr x rport 1",
+                CandidateError::Related("raddr is not an IP address"),
+            ),
+            (
+                "1 1 udp 5 10.0.0.1 9 typ srflx raddr 0.0.0.0 9",
+                CandidateError::Related("raddr without rport"),
+            ),
+            (
+                "1 1 udp 5 10.0.0.1 9 typ srflx raddr 0.0.0.0 rport",
+                CandidateError::Related("missing rport value"),
+            ),
+            (
+                "1 1 udp 5 10.0.0.1 9 typ srflx raddr 0.0.0.0 rport -1",
+                CandidateError::Related("bad rport"),
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(text.parse::<Candidate>().as_ref(), Err(want), "{text}");
+        }
+        let long = format!("1 1 udp 5 10.0.0.1 9 typ host {}", "x ".repeat(600));
+        assert_eq!(long.parse::<Candidate>(), Err(CandidateError::TooLong));
+        let err = "1 1 udp 5 10.0.0.1 9 typ prflx"
+            .parse::<Candidate>()
+            .unwrap_err();
+        assert_eq!(err.code(), "invalid_candidate");
+        assert_eq!(err.kind(), Kind::InvalidArgument);
+        assert_eq!(
+            err.to_string(),
+            "invalid ICE candidate: type \"prflx\" is not host, srflx or relay"
+        );
+    }
+}

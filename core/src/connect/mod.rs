@@ -21,6 +21,8 @@
 
 mod candidate;
 mod paths;
+#[cfg(feature = "sim")]
+pub mod sim;
 
 pub use candidate::{Candidate, CandidateError, CandidateKind};
 pub use paths::{

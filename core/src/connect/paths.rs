@@ -18,9 +18,10 @@
 //!   after that the relay is selected whenever it is usable and no direct
 //!   path works. A selected direct path that dies hands over to the relay at
 //!   once, and every direct path is punched again.
-//! - **Roaming.** An authenticated packet from an address the machine has
-//!   never seen (the peer moved, or its NAT gave it a new mapping) makes that
+//! - **Roaming.** An authenticated packet from an address the machine does
+//!   not know (the peer moved, or its NAT gave it a new mapping) makes that
 //!   address a path and the selected one at once: the packet is the proof.
+//!   At most [`MAX_LEARNED`] such addresses are kept.
 //! - **Probing.** The selected path and every working direct path are
 //!   probed every `keepalive_interval` (which also holds the NAT mappings);
 //!   while no direct path is selected, the others are probed every
@@ -112,6 +113,10 @@ pub enum Connection {
 
 /// The timers of the path machine. Every duration is at least 1 ms (smaller
 /// values are raised), so a probe is never due twice at one instant.
+///
+/// Both peers should use the same timers: `dead_after` must exceed the
+/// peer's `keepalive_interval` (by default it is three of them) or a quiet
+/// but working path dies between two keepalives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Timers {
@@ -166,6 +171,13 @@ struct DirectPath {
     /// Probed every `punch_interval` until then.
     punch_until: Timestamp,
     next_probe: Timestamp,
+}
+
+impl DirectPath {
+    /// Whether an authenticated packet came over it within `dead_after`.
+    fn alive(&self, now: Timestamp, dead_after: Duration) -> bool {
+        self.last_received.is_some_and(|t| now < t + dead_after)
+    }
 }
 
 /// The path machine of one remote peer. See the module documentation for
@@ -273,7 +285,10 @@ impl PeerPaths {
             return;
         }
         self.relay_available = available;
-        self.relay_next_probe = available.then_some(self.now);
+        // A relay that comes while no direct path is in use is probed at
+        // once, so a session over it is ready when it is selected.
+        let on_direct = matches!(self.selected, Some(Path::Direct(_)));
+        self.relay_next_probe = (available && !on_direct).then_some(self.now);
         self.reselect();
     }
 
@@ -335,7 +350,7 @@ impl PeerPaths {
             .chain((0..self.direct.len()).filter(|&i| Some(i) != selected_first));
         for i in order {
             let path = &self.direct[i];
-            if self.probing(path) && path.next_probe <= now {
+            if self.next_probe(path).is_some_and(|due| due <= now) {
                 let interval = self.interval(path);
                 let path = &mut self.direct[i];
                 path.next_probe = now + interval;
@@ -362,11 +377,7 @@ impl PeerPaths {
     /// (the next probe, the death of the selected path, the end of the
     /// fallback); `None` when nothing is pending.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        let probes = self
-            .direct
-            .iter()
-            .filter(|p| self.probing(p))
-            .map(|p| p.next_probe);
+        let probes = self.direct.iter().filter_map(|p| self.next_probe(p));
         let relay = self.relay_next_probe.filter(|_| self.relay_available);
         let death = match self.selected {
             Some(Path::Direct(addr)) => self
@@ -403,8 +414,7 @@ impl PeerPaths {
     }
 
     fn alive(&self, path: &DirectPath) -> bool {
-        path.last_received
-            .is_some_and(|t| self.now < t + self.timers.dead_after)
+        path.alive(self.now, self.timers.dead_after)
     }
 
     /// The working direct path that heard from the peer last (the earlier in
@@ -490,7 +500,7 @@ impl PeerPaths {
         let until = now + self.timers.fallback;
         let dead_after = self.timers.dead_after;
         for path in &mut self.direct {
-            if path.last_received.is_none_or(|t| now >= t + dead_after) {
+            if !path.alive(now, dead_after) {
                 path.punch_until = until;
                 path.next_probe = now;
             }
@@ -522,17 +532,14 @@ impl PeerPaths {
         });
     }
 
-    /// Whether a direct path is probed at all now.
-    fn probing(&self, path: &DirectPath) -> bool {
-        if self.alive(path) {
-            return true;
-        }
-        if self.now < path.punch_until {
-            return true;
-        }
-        // After punching, paths that do not work are tried again now and
-        // then, unless a working direct path is in use.
-        !matches!(self.selected, Some(Path::Direct(_))) || self.selected_dead
+    /// When a direct path is probed next, if at all under the current
+    /// selection: working paths always, paths being punched until the
+    /// punching ends, the others only while no working direct path is in
+    /// use.
+    fn next_probe(&self, path: &DirectPath) -> Option<Timestamp> {
+        let searching = !matches!(self.selected, Some(Path::Direct(_))) || self.selected_dead;
+        (self.alive(path) || path.next_probe < path.punch_until || searching)
+            .then_some(path.next_probe)
     }
 
     /// The probe cadence of a direct path in its current state.
@@ -552,4 +559,381 @@ fn usable(addr: SocketAddr) -> bool {
     let ip = addr.ip();
     let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
     addr.port() != 0 && !ip.is_unspecified() && !ip.is_multicast() && !broadcast
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: Timestamp = Timestamp::from_secs(1_000);
+
+    fn at(ms: i64) -> Timestamp {
+        T0 + Duration::from_millis(ms)
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn a() -> SocketAddr {
+        addr("192.0.2.1:51820")
+    }
+
+    fn b() -> SocketAddr {
+        addr("198.51.100.2:40000")
+    }
+
+    fn c() -> SocketAddr {
+        addr("203.0.113.3:41000")
+    }
+
+    fn drain(peer: &mut PeerPaths, now: Timestamp) -> Vec<Path> {
+        std::iter::from_fn(|| peer.poll_probe(now))
+            .map(|p| p.path)
+            .collect()
+    }
+
+    /// Relay usable, candidates `a` and `b` known, all at T0.
+    fn punching() -> PeerPaths {
+        let mut peer = PeerPaths::new(Timers::default(), T0);
+        peer.handle_relay(true, T0);
+        peer.handle_candidates(&[a(), b()], T0);
+        peer
+    }
+
+    #[test]
+    fn new_candidates_are_punched_at_once_with_the_relay_then_every_second() {
+        let mut peer = punching();
+        assert_eq!(
+            drain(&mut peer, T0),
+            [Path::Direct(a()), Path::Direct(b()), Path::Relay]
+        );
+        assert_eq!(peer.poll_timeout(), Some(at(1_000)));
+        assert_eq!(drain(&mut peer, at(999)), []);
+        // The relay is probed once; the candidates at the punch cadence.
+        assert_eq!(
+            drain(&mut peer, at(1_000)),
+            [Path::Direct(a()), Path::Direct(b())]
+        );
+        assert_eq!(drain(&mut peer, at(2_000)).len(), 2);
+    }
+
+    #[test]
+    fn the_first_path_that_proves_itself_is_selected_and_kept() {
+        let mut peer = punching();
+        drain(&mut peer, T0);
+        peer.handle_received(Path::Direct(b()), at(30));
+        assert_eq!(peer.selected(), Some(Path::Direct(b())));
+        assert_eq!(peer.connection(), Some(Connection::Direct(b())));
+        // `a` works too, later: no switch.
+        peer.handle_received(Path::Direct(a()), at(60));
+        assert_eq!(peer.selected(), Some(Path::Direct(b())));
+        // A packet over the relay changes nothing either.
+        peer.handle_received(Path::Relay, at(70));
+        assert_eq!(peer.selected(), Some(Path::Direct(b())));
+    }
+
+    #[test]
+    fn without_a_direct_path_the_relay_is_selected_after_the_fallback_time() {
+        let mut peer = punching();
+        drain(&mut peer, T0);
+        // Even a relay that answers waits for the fallback time.
+        peer.handle_received(Path::Relay, at(50));
+        for ms in (1_000..5_000).step_by(1_000) {
+            drain(&mut peer, at(ms));
+            assert_eq!(peer.selected(), None);
+        }
+        assert_eq!(peer.poll_timeout(), Some(at(5_000)));
+        assert_eq!(
+            drain(&mut peer, at(5_000)),
+            [Path::Direct(a()), Path::Direct(b()), Path::Relay]
+        );
+        assert_eq!(peer.selected(), Some(Path::Relay));
+        assert_eq!(peer.connection(), Some(Connection::Relayed));
+    }
+
+    #[test]
+    fn the_fallback_counts_from_creation_not_from_the_latest_candidates() {
+        let mut peer = punching();
+        peer.handle_candidates(&[c()], at(4_000));
+        drain(&mut peer, at(5_000));
+        assert_eq!(peer.selected(), Some(Path::Relay));
+    }
+
+    #[test]
+    fn a_relay_that_comes_after_the_fallback_time_is_selected_at_once() {
+        let mut peer = PeerPaths::new(Timers::default(), T0);
+        peer.handle_candidates(&[a()], T0);
+        drain(&mut peer, at(7_000));
+        assert_eq!(peer.selected(), None);
+        peer.handle_relay(true, at(7_500));
+        assert_eq!(peer.selected(), Some(Path::Relay));
+        assert_eq!(drain(&mut peer, at(7_500)), [Path::Relay]);
+    }
+
+    #[test]
+    fn while_relayed_direct_paths_are_reprobed_and_an_upgrade_is_immediate() {
+        let mut peer = punching();
+        drain(&mut peer, at(5_000));
+        assert_eq!(peer.selected(), Some(Path::Relay));
+        // Punching ended at 5 s; next probes of the candidates come 5 s
+        // later, the relay gets keepalives every 2 s.
+        assert_eq!(drain(&mut peer, at(7_000)), [Path::Relay]);
+        assert_eq!(drain(&mut peer, at(9_000)), [Path::Relay]);
+        assert_eq!(
+            drain(&mut peer, at(10_000)),
+            [Path::Direct(a()), Path::Direct(b())]
+        );
+        peer.handle_received(Path::Direct(a()), at(10_040));
+        assert_eq!(peer.selected(), Some(Path::Direct(a())));
+        // The new path is probed at once; the relay no longer.
+        assert_eq!(drain(&mut peer, at(10_040)), [Path::Direct(a())]);
+        assert_eq!(drain(&mut peer, at(12_040)), [Path::Direct(a())]);
+    }
+
+    #[test]
+    fn a_dead_direct_path_hands_over_to_the_relay_at_the_dead_time() {
+        let mut peer = punching();
+        drain(&mut peer, T0);
+        peer.handle_received(Path::Direct(a()), at(100));
+        drain(&mut peer, at(100));
+        drain(&mut peer, at(2_100));
+        drain(&mut peer, at(4_100));
+        assert_eq!(peer.poll_timeout(), Some(at(6_100)));
+        drain(&mut peer, at(6_099));
+        assert_eq!(peer.selected(), Some(Path::Direct(a())));
+        // At the instant of death: the relay, and every path punched again.
+        assert_eq!(
+            drain(&mut peer, at(6_100)),
+            [Path::Direct(a()), Path::Direct(b()), Path::Relay]
+        );
+        assert_eq!(peer.selected(), Some(Path::Relay));
+        assert_eq!(
+            drain(&mut peer, at(7_100)),
+            [Path::Direct(a()), Path::Direct(b())]
+        );
+    }
+
+    #[test]
+    fn another_working_direct_path_takes_over_before_the_relay() {
+        let mut peer = punching();
+        peer.handle_received(Path::Direct(a()), at(100));
+        peer.handle_received(Path::Direct(b()), at(200));
+        peer.handle_received(Path::Direct(b()), at(3_000));
+        assert_eq!(peer.selected(), Some(Path::Direct(a())));
+        drain(&mut peer, at(6_100));
+        assert_eq!(peer.selected(), Some(Path::Direct(b())));
+    }
+
+    #[test]
+    fn without_a_relay_a_dead_path_stays_selected_and_everything_is_punched_again() {
+        let mut peer = PeerPaths::new(Timers::default(), T0);
+        peer.handle_candidates(&[a(), b()], T0);
+        peer.handle_received(Path::Direct(a()), at(100));
+        drain(&mut peer, at(100));
+        drain(&mut peer, at(6_100));
+        assert_eq!(peer.selected(), Some(Path::Direct(a())));
+        // Punched every second for the fallback time, then every 5 s.
+        for ms in [7_100, 8_100, 9_100, 10_100] {
+            assert_eq!(
+                drain(&mut peer, at(ms)),
+                [Path::Direct(a()), Path::Direct(b())]
+            );
+        }
+        assert_eq!(drain(&mut peer, at(11_100)).len(), 2);
+        assert_eq!(drain(&mut peer, at(16_099)), []);
+        assert_eq!(drain(&mut peer, at(16_100)).len(), 2);
+        // The other path answers: it takes over.
+        peer.handle_received(Path::Direct(b()), at(16_200));
+        assert_eq!(peer.selected(), Some(Path::Direct(b())));
+        // A relay arriving later does not displace a working direct path.
+        peer.handle_relay(true, at(16_300));
+        assert_eq!(peer.selected(), Some(Path::Direct(b())));
+        assert_eq!(drain(&mut peer, at(16_300)), [Path::Direct(b())]);
+    }
+
+    #[test]
+    fn a_relay_arriving_while_on_a_dead_path_takes_over() {
+        let mut peer = PeerPaths::new(Timers::default(), T0);
+        peer.handle_candidates(&[a()], T0);
+        peer.handle_received(Path::Direct(a()), at(100));
+        drain(&mut peer, at(20_000));
+        assert_eq!(peer.selected(), Some(Path::Direct(a())));
+        peer.handle_relay(true, at(20_000));
+        assert_eq!(peer.selected(), Some(Path::Relay));
+    }
+
+    #[test]
+    fn a_packet_from_a_new_address_selects_it_at_once() {
+        let mut peer = punching();
+        peer.handle_received(Path::Direct(a()), at(100));
+        let roamed = addr("192.0.2.1:61000");
+        peer.handle_received(Path::Direct(roamed), at(3_000));
+        assert_eq!(peer.selected(), Some(Path::Direct(roamed)));
+        assert_eq!(
+            drain(&mut peer, at(3_000)).first(),
+            Some(&Path::Direct(roamed))
+        );
+        // The old address keeps working too: no switch back.
+        peer.handle_received(Path::Direct(a()), at(3_100));
+        assert_eq!(peer.selected(), Some(Path::Direct(roamed)));
+    }
+
+    #[test]
+    fn learned_addresses_are_bounded() {
+        let mut peer = punching();
+        for port in 0..(MAX_LEARNED as u16 * 3) {
+            let from = SocketAddr::new(a().ip(), 20_000 + port);
+            peer.handle_received(Path::Direct(from), at(i64::from(port)));
+            assert_eq!(peer.selected(), Some(Path::Direct(from)));
+        }
+        assert_eq!(peer.direct.len(), 2 + MAX_LEARNED);
+        assert!(peer.direct.iter().any(|p| p.addr == a()));
+    }
+
+    #[test]
+    fn candidates_are_filtered_deduplicated_and_bounded() {
+        let mut peer = PeerPaths::new(Timers::default(), T0);
+        let mut list = vec![
+            addr("0.0.0.0:51820"),
+            addr("192.0.2.1:0"),
+            addr("224.0.0.1:51820"),
+            addr("255.255.255.255:51820"),
+            addr("[::]:51820"),
+            a(),
+            a(),
+        ];
+        list.extend((0..40).map(|i| SocketAddr::new(b().ip(), 1_000 + i)));
+        peer.handle_candidates(&list, T0);
+        let paths = drain(&mut peer, T0);
+        assert_eq!(paths.len(), MAX_CANDIDATES);
+        assert_eq!(paths[0], Path::Direct(a()));
+        assert_eq!(paths[1], Path::Direct(SocketAddr::new(b().ip(), 1_000)));
+    }
+
+    #[test]
+    fn new_candidates_keep_working_paths_and_forget_the_others() {
+        let mut peer = punching();
+        peer.handle_received(Path::Direct(b()), at(100));
+        peer.handle_candidates(&[c()], at(200));
+        assert_eq!(peer.selected(), Some(Path::Direct(b())));
+        let mut probed = drain(&mut peer, at(200));
+        probed.sort_by_key(|p| format!("{p:?}"));
+        // `a` never worked and is gone; `b` works and stays; `c` is punched.
+        assert!(!probed.contains(&Path::Direct(a())));
+        assert!(probed.contains(&Path::Direct(b())));
+        assert!(probed.contains(&Path::Direct(c())));
+        // Once `b` is dead and gone from the list, the relay takes over.
+        drain(&mut peer, at(6_100));
+        assert_eq!(peer.selected(), Some(Path::Relay));
+        // The relay is already probed on its keepalive cadence.
+        peer.handle_candidates(&[c()], at(6_200));
+        assert_eq!(drain(&mut peer, at(6_200)), [Path::Direct(c())]);
+    }
+
+    #[test]
+    fn unproven_paths_rest_while_a_direct_path_works() {
+        let mut peer = punching();
+        peer.handle_received(Path::Direct(a()), at(100));
+        for ms in (100..30_000).step_by(100) {
+            peer.handle_received(Path::Direct(a()), at(ms));
+            for path in drain(&mut peer, at(ms)) {
+                if ms >= 5_000 {
+                    assert_eq!(path, Path::Direct(a()), "at {ms}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn probes_are_handshakes_until_a_session_exists() {
+        let mut peer = punching();
+        assert_eq!(
+            peer.poll_probe(T0).map(|p| p.kind),
+            Some(ProbeKind::Handshake)
+        );
+        peer.handle_received(Path::Direct(a()), at(50));
+        peer.handle_session(true, at(50));
+        let probe = peer.poll_probe(at(50)).unwrap();
+        assert_eq!(
+            probe,
+            Probe {
+                path: Path::Direct(a()),
+                kind: ProbeKind::Keepalive
+            }
+        );
+        assert_eq!(
+            peer.poll_probe(at(1_000)).map(|p| p.kind),
+            Some(ProbeKind::Keepalive)
+        );
+        // Losing the session asks for a handshake on the selected path now.
+        peer.handle_received(Path::Direct(a()), at(1_500));
+        drain(&mut peer, at(1_500));
+        peer.handle_session(false, at(1_600));
+        assert_eq!(
+            peer.poll_probe(at(1_600)),
+            Some(Probe {
+                path: Path::Direct(a()),
+                kind: ProbeKind::Handshake
+            })
+        );
+    }
+
+    #[test]
+    fn losing_the_relay_while_relayed_leaves_nothing_selected() {
+        let mut peer = punching();
+        drain(&mut peer, at(5_000));
+        assert_eq!(peer.selected(), Some(Path::Relay));
+        peer.handle_relay(false, at(5_500));
+        assert_eq!(peer.selected(), None);
+        assert!(!drain(&mut peer, at(10_000)).contains(&Path::Relay));
+        // Back: selected at once, the fallback is long over.
+        peer.handle_relay(true, at(11_000));
+        assert_eq!(peer.selected(), Some(Path::Relay));
+    }
+
+    #[test]
+    fn losing_the_relay_keeps_a_working_direct_path() {
+        let mut peer = punching();
+        peer.handle_received(Path::Direct(a()), at(100));
+        peer.handle_relay(false, at(200));
+        assert_eq!(peer.selected(), Some(Path::Direct(a())));
+    }
+
+    #[test]
+    fn time_never_runs_backwards() {
+        let mut peer = punching();
+        peer.handle_received(Path::Direct(a()), at(100));
+        drain(&mut peer, at(6_100));
+        assert_eq!(peer.selected(), Some(Path::Relay));
+        // A late call stamped before the death does not revive `a`.
+        peer.handle_received(Path::Direct(b()), at(50));
+        assert_eq!(peer.selected(), Some(Path::Direct(b())));
+        assert!(peer.poll_timeout() >= Some(at(6_100)));
+    }
+
+    #[test]
+    fn zero_timers_are_raised_so_probing_ends() {
+        let zero = Duration::from_millis(0);
+        let timers = Timers {
+            punch_interval: zero,
+            fallback: zero,
+            dead_after: zero,
+            keepalive_interval: zero,
+            reprobe_interval: zero,
+        };
+        let mut peer = PeerPaths::new(timers, T0);
+        peer.handle_relay(true, T0);
+        peer.handle_candidates(&[a(), b()], T0);
+        assert!(drain(&mut peer, T0).len() <= 3);
+        assert!(peer.poll_timeout() > Some(T0));
+    }
+
+    #[test]
+    fn nothing_pending_without_paths() {
+        let peer = PeerPaths::new(Timers::default(), T0);
+        assert_eq!(peer.poll_timeout(), None);
+        assert_eq!(peer.selected(), None);
+        assert_eq!(peer.connection(), None);
+    }
 }

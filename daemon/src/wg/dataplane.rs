@@ -2,20 +2,23 @@
 //! firewall, so none of them needs a lock.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use boringtun::noise::handshake::parse_handshake_anon;
 use boringtun::noise::{Packet, Tunn, TunnResult};
 use boringtun::x25519::{PublicKey as DalekPublic, StaticSecret};
+use meshplane_core::connect::{Connection, Path, ProbeKind};
 use meshplane_core::firewall::{Firewall, Verdict};
 use meshplane_core::netmap::firewall::Direction;
 use meshplane_core::Timestamp;
+use meshplane_proto::stun;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 
 use super::peers::{Peer, PeerTable};
-use super::{Command, EngineConfig, NetworkUpdate, PeerStatus, Status};
+use super::{Command, ConnectionKind, EngineConfig, PeerStatus, Status};
 use crate::flows::FlowLog;
 use crate::key::PublicKey;
 use crate::packet;
@@ -33,9 +36,16 @@ const COOKIE_REPLY_LEN: usize = 64;
 const BUF: usize = 65_536 + 64;
 /// Packets handled per wake-up before the other sources get a turn.
 const BATCH: usize = 64;
+/// WireGuard's rekey timeout: how long an initiation waits for its answer.
+const REKEY_TIMEOUT_MS: i64 = 5_000;
+/// A handshake initiation's length.
+const INITIATION_LEN: usize = 148;
+
+/// The zero of [`clock`].
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
 pub(super) struct Dataplane {
-    socket: UdpSocket,
+    wire: Wire,
     listen: SocketAddr,
     private: StaticSecret,
     public: DalekPublic,
@@ -44,6 +54,51 @@ pub(super) struct Dataplane {
     peers: PeerTable,
     filter: Filter,
     to_host: mpsc::Sender<Vec<u8>>,
+    /// STUN messages that arrived on the socket, for discovery.
+    stun: mpsc::Sender<(SocketAddr, Vec<u8>)>,
+    /// Whether the relay connection is up (every peer may be reached over
+    /// it: all peers of a map use the relay their management server names).
+    relay_up: bool,
+}
+
+/// Where datagrams leave: the UDP socket or the relay.
+struct Wire {
+    socket: Arc<UdpSocket>,
+    relay: mpsc::Sender<(PublicKey, Vec<u8>)>,
+}
+
+impl Wire {
+    /// Sends one WireGuard datagram to `peer` over `path`. The relay's
+    /// queue is bounded: when it is full the datagram is dropped, as a full
+    /// socket buffer would.
+    async fn send(&self, peer: &mut Peer, path: Path, datagram: &[u8]) {
+        let sent = match path {
+            Path::Direct(to) => match self.socket.send_to(datagram, to).await {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::debug!("udp send to {to}: {e}");
+                    false
+                }
+            },
+            Path::Relay => self
+                .relay
+                .try_send((peer.public_key, datagram.to_vec()))
+                .is_ok(),
+        };
+        if sent {
+            peer.tx_bytes += datagram.len() as u64;
+        }
+    }
+
+    /// Sends a datagram boringtun made on the peer's selected path; with
+    /// none selected yet it is dropped, and a handshake initiation is kept
+    /// for the probes.
+    async fn send_selected(&self, peer: &mut Peer, datagram: &[u8]) {
+        remember_initiation(peer, datagram);
+        if let Some(path) = peer.paths.selected() {
+            self.send(peer, path, datagram).await;
+        }
+    }
 }
 
 /// What an incoming datagram can prove about its sender.
@@ -59,6 +114,7 @@ enum Kind {
 
 enum Event {
     Datagram(std::io::Result<(usize, SocketAddr)>),
+    Relayed(Option<Vec<u8>>),
     Outbound(Option<Vec<u8>>),
     Command(Option<Command>),
     Tick,
@@ -66,15 +122,17 @@ enum Event {
 
 impl Dataplane {
     pub(super) fn new(
-        socket: UdpSocket,
+        socket: Arc<UdpSocket>,
         listen: SocketAddr,
         config: EngineConfig,
         to_host: mpsc::Sender<Vec<u8>>,
         flows: FlowLog,
+        stun: mpsc::Sender<(SocketAddr, Vec<u8>)>,
+        relay: mpsc::Sender<(PublicKey, Vec<u8>)>,
     ) -> Self {
         let private = config.private_key.secret().clone();
         Dataplane {
-            socket,
+            wire: Wire { socket, relay },
             listen,
             public: DalekPublic::from(&private),
             own_key: config.private_key.public_key(),
@@ -83,16 +141,18 @@ impl Dataplane {
             peers: PeerTable::default(),
             filter: Filter {
                 firewall: Firewall::new(&[]),
-                epoch: Instant::now(),
                 wall_epoch: millis(
                     SystemTime::now()
                         .duration_since(UNIX_EPOCH)
                         .unwrap_or_default(),
                 )
-                .as_millis(),
+                .as_millis()
+                    - clock().as_millis(),
                 flows,
             },
             to_host,
+            stun,
+            relay_up: false,
         }
     }
 
@@ -101,6 +161,7 @@ impl Dataplane {
         mut self,
         mut commands: mpsc::Receiver<Command>,
         mut from_host: mpsc::Receiver<Vec<u8>>,
+        mut from_relay: mpsc::Receiver<Vec<u8>>,
     ) {
         let mut recv = vec![0u8; BUF];
         let mut out = vec![0u8; BUF];
@@ -108,25 +169,38 @@ impl Dataplane {
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_sweep = Instant::now();
         let mut host_open = true;
+        let mut relay_open = true;
+        let socket = Arc::clone(&self.wire.socket);
         loop {
             let event = tokio::select! {
-                r = self.socket.recv_from(&mut recv) => Event::Datagram(r),
+                r = socket.recv_from(&mut recv) => Event::Datagram(r),
+                p = from_relay.recv(), if relay_open => Event::Relayed(p),
                 p = from_host.recv(), if host_open => Event::Outbound(p),
                 c = commands.recv() => Event::Command(c),
                 _ = tick.tick() => Event::Tick,
             };
             match event {
                 Event::Datagram(Ok((n, from))) => {
-                    self.on_datagram(&recv[..n], from, &mut out).await;
+                    self.on_udp(&recv[..n], from, &mut out).await;
                     // Take the rest of a burst without going back to select.
                     for _ in 1..BATCH {
-                        match self.socket.try_recv_from(&mut recv) {
-                            Ok((n, from)) => self.on_datagram(&recv[..n], from, &mut out).await,
+                        match socket.try_recv_from(&mut recv) {
+                            Ok((n, from)) => self.on_udp(&recv[..n], from, &mut out).await,
                             Err(_) => break,
                         }
                     }
                 }
                 Event::Datagram(Err(e)) => tracing::debug!("udp receive: {e}"),
+                Event::Relayed(Some(p)) => {
+                    self.on_datagram(&p, Path::Relay, &mut out).await;
+                    for _ in 1..BATCH {
+                        match from_relay.try_recv() {
+                            Ok(p) => self.on_datagram(&p, Path::Relay, &mut out).await,
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Event::Relayed(None) => relay_open = false,
                 Event::Outbound(Some(p)) => {
                     self.on_outbound(&p, &mut out).await;
                     for _ in 1..BATCH {
@@ -138,13 +212,7 @@ impl Dataplane {
                 }
                 Event::Outbound(None) => host_open = false,
                 Event::Command(None) => return,
-                Event::Command(Some(Command::Update(u, done))) => {
-                    self.apply(u);
-                    let _ = done.send(());
-                }
-                Event::Command(Some(Command::Status(reply))) => {
-                    let _ = reply.send(self.status());
-                }
+                Event::Command(Some(command)) => self.on_command(command),
                 Event::Tick => {
                     self.on_tick(&mut out).await;
                     if last_sweep.elapsed() >= FLOW_SWEEP {
@@ -156,13 +224,51 @@ impl Dataplane {
         }
     }
 
-    fn apply(&mut self, update: NetworkUpdate) {
-        self.filter.firewall.set_rules(&update.firewall);
-        self.peers.apply(&update.peers, &self.private, self.own_key);
+    fn on_command(&mut self, command: Command) {
+        let now = clock();
+        match command {
+            Command::Update(update, done) => {
+                self.filter.firewall.set_rules(&update.firewall);
+                self.peers.apply(
+                    &update.peers,
+                    &self.private,
+                    self.own_key,
+                    self.relay_up,
+                    now,
+                );
+                let _ = done.send(());
+            }
+            Command::Candidates(key, candidates) => {
+                if let Some(peer) = self.peers.by_key(&key) {
+                    peer.set_signalled(candidates, now);
+                }
+            }
+            Command::Relay(up) => {
+                self.relay_up = up;
+                for peer in self.peers.iter_mut() {
+                    peer.paths.handle_relay(up, now);
+                }
+            }
+            Command::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+        }
     }
 
-    /// A datagram from the socket: find its peer, decrypt, check, deliver.
-    async fn on_datagram(&mut self, data: &[u8], from: SocketAddr, out: &mut [u8]) {
+    /// A datagram from the UDP socket: STUN goes to discovery, the rest is
+    /// WireGuard.
+    async fn on_udp(&mut self, data: &[u8], from: SocketAddr, out: &mut [u8]) {
+        if stun::is_stun(data) {
+            // Discovery reads these a few times a minute; a flood is dropped.
+            let _ = self.stun.try_send((from, data.to_vec()));
+            return;
+        }
+        self.on_datagram(data, Path::Direct(from), out).await;
+    }
+
+    /// A WireGuard datagram that came over `from`: find its peer, decrypt,
+    /// check, deliver.
+    async fn on_datagram(&mut self, data: &[u8], from: Path, out: &mut [u8]) {
         let (peer, kind) = match Tunn::parse_incoming_packet(data) {
             Ok(Packet::HandshakeInit(init)) => {
                 match parse_handshake_anon(&self.private, &self.public, &init) {
@@ -185,14 +291,18 @@ impl Dataplane {
         let Some(peer) = peer else {
             return;
         };
-        let mut result = peer.tunn.decapsulate(Some(from.ip()), data, out);
+        let source = match from {
+            Path::Direct(addr) => Some(addr.ip()),
+            Path::Relay => None,
+        };
+        let mut result = peer.tunn.decapsulate(source, data, out);
         if !matches!(result, TunnResult::Err(_)) {
             peer.rx_bytes += data.len() as u64;
-            // Roaming: follow the peer to wherever its authenticated packets
-            // come from. A cookie reply proves nothing, and neither does an
-            // initiation that only earned a cookie reply (we are under load
-            // and did not check it).
-            let roams = match kind {
+            // The path proved itself: the packet is authenticated. A
+            // cookie reply proves nothing, and neither does an initiation
+            // that only earned a cookie reply (we are under load and did
+            // not check it).
+            let proves = match kind {
                 Kind::Proof => true,
                 Kind::Cookie => false,
                 Kind::Initiation => !matches!(
@@ -200,21 +310,22 @@ impl Dataplane {
                     TunnResult::WriteToNetwork(p) if p.len() == COOKIE_REPLY_LEN
                 ),
             };
-            if roams {
-                peer.endpoint = Some(from);
+            if proves {
+                peer.paths.handle_received(from, clock());
             }
         }
         // The answer to this datagram goes back where it came from; packets
-        // boringtun had queued follow (repeat calls) to the peer's endpoint.
-        let mut dest = from;
+        // boringtun had queued follow (repeat calls) on the selected path.
+        let mut answered = false;
         loop {
             match result {
                 TunnResult::WriteToNetwork(p) => {
-                    match self.socket.send_to(p, dest).await {
-                        Ok(_) => peer.tx_bytes += p.len() as u64,
-                        Err(e) => tracing::debug!("udp send to {dest}: {e}"),
+                    if answered {
+                        self.wire.send_selected(peer, p).await;
+                    } else {
+                        self.wire.send(peer, from, p).await;
+                        answered = true;
                     }
-                    dest = peer.endpoint.unwrap_or(from);
                     result = peer.tunn.decapsulate(None, &[], out);
                 }
                 TunnResult::WriteToTunnelV4(p, src) => {
@@ -228,7 +339,7 @@ impl Dataplane {
                 }
                 TunnResult::WriteToTunnelV6(..) | TunnResult::Done => return,
                 TunnResult::Err(e) => {
-                    tracing::trace!("decapsulate from {from}: {e:?}");
+                    tracing::trace!("decapsulate from {from:?}: {e:?}");
                     return;
                 }
             }
@@ -250,30 +361,43 @@ impl Dataplane {
             return;
         }
         if let TunnResult::WriteToNetwork(p) = peer.tunn.encapsulate(ip, out) {
-            send(&self.socket, peer, p).await;
+            self.wire.send_selected(peer, p).await;
         }
     }
 
-    /// WireGuard's timers: handshake retries, rekeys and keep-alives.
-    ///
-    /// A peer with persistent keep-alive and a known endpoint but no
-    /// session yet starts its handshake at once, as WireGuard does when
-    /// keep-alive is configured, instead of after the first interval; an
-    /// initiation already in flight is left to boringtun's retry timer.
+    /// WireGuard's timers (handshake retries, rekeys and keep-alives) and
+    /// the path machines' probes: handshake initiations before a session
+    /// exists, keep-alives after, each on the path the machine names.
     async fn on_tick(&mut self, out: &mut [u8]) {
+        let now = clock();
         for peer in self.peers.iter_mut() {
-            let eager = peer.keepalive.is_some()
-                && peer.endpoint.is_some()
-                && peer.tunn.time_since_last_handshake().is_none();
-            if eager {
-                if let TunnResult::WriteToNetwork(p) =
-                    peer.tunn.format_handshake_initiation(out, false)
-                {
-                    send(&self.socket, peer, p).await;
+            let established = peer
+                .tunn
+                .time_since_last_handshake()
+                .is_some_and(|d| d < REJECT_AFTER);
+            peer.paths.handle_session(established, now);
+            while let Some(probe) = peer.paths.poll_probe(now) {
+                match probe.kind {
+                    ProbeKind::Handshake => {
+                        if let Some(init) = fresh_initiation(peer, now) {
+                            self.wire.send(peer, probe.path, &init).await;
+                        } else if let TunnResult::WriteToNetwork(p) =
+                            peer.tunn.format_handshake_initiation(out, true)
+                        {
+                            remember_initiation(peer, p);
+                            self.wire.send(peer, probe.path, p).await;
+                        }
+                    }
+                    ProbeKind::Keepalive if established => {
+                        if let TunnResult::WriteToNetwork(p) = peer.tunn.encapsulate(&[], out) {
+                            self.wire.send(peer, probe.path, p).await;
+                        }
+                    }
+                    ProbeKind::Keepalive => {}
                 }
             }
             if let TunnResult::WriteToNetwork(p) = peer.tunn.update_timers(out) {
-                send(&self.socket, peer, p).await;
+                self.wire.send_selected(peer, p).await;
             }
         }
     }
@@ -285,10 +409,16 @@ impl Dataplane {
             .iter()
             .map(|p| {
                 let since = p.tunn.time_since_last_handshake();
+                let connection = p.paths.connection();
                 PeerStatus {
                     public_key: p.public_key.to_string(),
                     mesh_ip: p.mesh_ip,
-                    endpoint: p.endpoint,
+                    endpoint: match connection {
+                        Some(Connection::Direct(addr)) => Some(addr),
+                        _ => None,
+                    },
+                    connection: connection.map(ConnectionKind::from),
+                    latency_ms: p.tunn.stats().4,
                     last_handshake: since
                         .and_then(|d| wall_now.checked_sub(d))
                         .map(|t| millis(t.duration_since(UNIX_EPOCH).unwrap_or_default())),
@@ -303,28 +433,35 @@ impl Dataplane {
             public_key: self.own_key.to_string(),
             mesh_ip: self.mesh_ip,
             listen: self.listen,
+            relay_connected: self.relay_up,
             peers,
         }
     }
 }
 
-/// The firewall's time: milliseconds since the engine started.
-fn clock(epoch: Instant) -> Timestamp {
-    millis(epoch.elapsed())
+/// The initiation last sent to `peer`, while its answer may still come
+/// (WireGuard's rekey timeout): probes on new paths repeat it.
+fn fresh_initiation(peer: &Peer, now: Timestamp) -> Option<Vec<u8>> {
+    let (at, init) = peer.initiation.as_ref()?;
+    (now.as_millis() - at.as_millis() < REKEY_TIMEOUT_MS).then(|| init.clone())
+}
+
+/// Keeps `datagram` as the peer's current initiation if it is a new
+/// WireGuard handshake initiation (type 1), so probes repeat it.
+fn remember_initiation(peer: &mut Peer, datagram: &[u8]) {
+    if datagram.len() == INITIATION_LEN && datagram[..4] == [1, 0, 0, 0] {
+        peer.initiation = Some((clock(), datagram.to_vec()));
+    }
+}
+
+/// The engines' clock for the firewall and the path machines:
+/// milliseconds since the first engine of the process started.
+fn clock() -> Timestamp {
+    millis(EPOCH.elapsed())
 }
 
 fn millis(d: Duration) -> Timestamp {
     Timestamp::from_millis(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// Sends a datagram to the peer's endpoint, if it has one yet.
-async fn send(socket: &UdpSocket, peer: &mut Peer, datagram: &[u8]) {
-    if let Some(endpoint) = peer.endpoint {
-        match socket.send_to(datagram, endpoint).await {
-            Ok(_) => peer.tx_bytes += datagram.len() as u64,
-            Err(e) => tracing::debug!("udp send to {endpoint}: {e}"),
-        }
-    }
 }
 
 /// The firewall with its clock, and the flow log its verdicts go to; apart
@@ -332,10 +469,8 @@ async fn send(socket: &UdpSocket, peer: &mut Peer, datagram: &[u8]) {
 /// filtered.
 struct Filter {
     firewall: Firewall,
-    /// The firewall's clock.
-    epoch: Instant,
-    /// The wall clock at `epoch`, ms since the Unix epoch (flow events
-    /// carry wall-clock times).
+    /// The wall clock at the engine clock's zero, ms since the Unix epoch
+    /// minus the engine clock (flow events carry wall-clock times).
     wall_epoch: i64,
     /// Every packet's verdict, for the network traffic log.
     flows: FlowLog,
@@ -348,7 +483,7 @@ impl Filter {
         let Some(summary) = packet::summary(ip, direction) else {
             return false;
         };
-        let now = clock(self.epoch);
+        let now = clock();
         let allowed = self.firewall.check(&summary, now).verdict == Verdict::Accept;
         self.flows
             .packet(ip, &summary, allowed, self.wall_epoch + now.as_millis());
@@ -357,7 +492,7 @@ impl Filter {
 
     /// Forgets idle firewall flows and ends idle logged ones.
     fn sweep(&mut self) {
-        let now = clock(self.epoch);
+        let now = clock();
         self.firewall.expire(now);
         self.flows.sweep(self.wall_epoch + now.as_millis());
     }

@@ -15,6 +15,20 @@
 //! directions. WireGuard's timers (handshake retries, rekeying, keep-alives,
 //! session expiry) run from a 100 ms tick, as boringtun expects.
 //!
+//! A peer is reached over one of two kinds of path: a UDP address (one of
+//! its candidates, or where its authenticated packets came from) or the
+//! relay, a channel of datagrams to and from the relay task
+//! ([`Underlay`]). Which one is decided per peer by the core's path machine
+//! ([`meshplane_core::connect::PeerPaths`]): the engine feeds it every
+//! authenticated packet with the path it came over, sends the probes it
+//! asks for (handshake initiations, then keep-alives) and sends data on the
+//! path it selects. Relayed datagrams go through the same tunnel, checks
+//! and firewall as direct ones.
+//!
+//! The UDP socket also carries this peer's STUN binding requests (so the
+//! server sees the NAT mapping WireGuard uses); STUN messages that arrive
+//! on it are handed to discovery through [`Underlay::stun`].
+//!
 //! [`Tunn`]: boringtun::noise::Tunn
 
 mod dataplane;
@@ -22,7 +36,9 @@ mod peers;
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 
+use meshplane_core::connect::Connection;
 use meshplane_core::firewall::Rule;
 use meshplane_core::netmap::PeerMap;
 use meshplane_core::Timestamp;
@@ -40,6 +56,9 @@ use dataplane::Dataplane;
 /// direction. The engine never waits for a front-end: past this many
 /// undelivered inbound packets it drops, as a full NIC ring would.
 pub const QUEUE: usize = 4096;
+
+/// How many STUN answers may wait for discovery.
+const STUN_QUEUE: usize = 16;
 
 /// The UDP socket's buffers, each way.
 const SOCKET_BUFFER: usize = 4 << 20;
@@ -67,7 +86,8 @@ pub struct PeerConfig {
     pub public_key: PublicKey,
     /// The one address (/32) the peer may send from and is routed to.
     pub mesh_ip: Ipv4Addr,
-    /// Where to reach it, when known; learned from its packets otherwise.
+    /// A fixed address to try, besides the candidates the peer signals
+    /// ([`Engine::candidates`]) and the addresses its packets come from.
     pub endpoint: Option<SocketAddr>,
     /// Persistent keep-alive interval in seconds.
     pub keepalive: Option<u16>,
@@ -85,11 +105,11 @@ pub struct NetworkUpdate {
 
 impl NetworkUpdate {
     /// The data-plane part of a peer's network map: the map's peers
-    /// (offline peers carry no traffic and are left out), each dialled at
-    /// the first endpoint it reported that parses and kept alive every
-    /// [`KEEPALIVE`] seconds, and its firewall rules. A peer whose key is
-    /// not a valid WireGuard key is left out (and logged) rather than
-    /// refusing the whole map.
+    /// (offline peers carry no traffic and are left out), kept alive every
+    /// [`KEEPALIVE`] seconds, and its firewall rules. Where each peer is
+    /// reached is not in the map: its candidates arrive over signal. A
+    /// peer whose key is not a valid WireGuard key is left out (and logged)
+    /// rather than refusing the whole map.
     pub fn from_map(map: &PeerMap) -> NetworkUpdate {
         let peers = map
             .peers
@@ -98,10 +118,7 @@ impl NetworkUpdate {
                 Ok(public_key) => Some(PeerConfig {
                     public_key,
                     mesh_ip: p.ip,
-                    endpoint: p
-                        .endpoints
-                        .iter()
-                        .find_map(|e| e.parse::<SocketAddr>().ok()),
+                    endpoint: None,
                     keepalive: Some(KEEPALIVE),
                 }),
                 Err(e) => {
@@ -124,12 +141,49 @@ pub struct Tunnel {
     pub inbound: mpsc::Receiver<Vec<u8>>,
 }
 
+/// The engine's side towards the network besides its own UDP traffic:
+/// STUN on the shared socket, and the relay.
+#[derive(Debug)]
+pub struct Underlay {
+    /// The engine's UDP socket, to send STUN binding requests from the port
+    /// WireGuard uses (so the mapping a NAT shows the server is WireGuard's).
+    pub socket: Arc<UdpSocket>,
+    /// STUN messages that arrived on the socket, with their sender.
+    pub stun: mpsc::Receiver<(SocketAddr, Vec<u8>)>,
+    /// WireGuard datagrams to send over the relay, with the peer they are for.
+    pub relay_out: mpsc::Receiver<(PublicKey, Vec<u8>)>,
+    /// WireGuard datagrams that came over the relay.
+    pub relay_in: mpsc::Sender<Vec<u8>>,
+}
+
+/// How a peer is reached, in `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionKind {
+    Direct,
+    Relayed,
+}
+
+impl From<Connection> for ConnectionKind {
+    fn from(c: Connection) -> Self {
+        match c {
+            Connection::Direct(_) => ConnectionKind::Direct,
+            Connection::Relayed => ConnectionKind::Relayed,
+        }
+    }
+}
+
 /// One peer in `status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerStatus {
     pub public_key: String,
     pub mesh_ip: Ipv4Addr,
+    /// How the peer is reached now; none while no path works yet.
+    pub connection: Option<ConnectionKind>,
+    /// The peer's UDP address in use, when direct.
     pub endpoint: Option<SocketAddr>,
+    /// Round trip of the last handshake this side started, in ms.
+    pub latency_ms: Option<u32>,
     pub last_handshake: Option<Timestamp>,
     /// WireGuard bytes (UDP payloads) received from and sent to the peer.
     pub rx_bytes: u64,
@@ -144,6 +198,8 @@ pub struct Status {
     pub public_key: String,
     pub mesh_ip: Ipv4Addr,
     pub listen: SocketAddr,
+    /// Whether the relay connection is up.
+    pub relay_connected: bool,
     pub peers: Vec<PeerStatus>,
 }
 
@@ -155,6 +211,8 @@ pub struct EngineStopped;
 
 enum Command {
     Update(NetworkUpdate, oneshot::Sender<()>),
+    Candidates(PublicKey, Vec<SocketAddr>),
+    Relay(bool),
     Status(oneshot::Sender<Status>),
 }
 
@@ -171,18 +229,40 @@ pub struct Engine {
 
 impl Engine {
     /// Binds the UDP socket and starts the engine with no peers (and so no
-    /// traffic) until the first [`Engine::update`].
+    /// traffic) until the first [`Engine::update`]; direct paths only
+    /// (no relay, STUN answers dropped).
     pub async fn start(config: EngineConfig) -> io::Result<(Engine, Tunnel)> {
+        let (engine, tunnel, _) = Engine::start_with_underlay(config).await?;
+        Ok((engine, tunnel))
+    }
+
+    /// [`Engine::start`], with the [`Underlay`] for STUN discovery and the
+    /// relay task.
+    pub async fn start_with_underlay(
+        config: EngineConfig,
+    ) -> io::Result<(Engine, Tunnel, Underlay)> {
         let socket = UdpSocket::bind(config.listen).await?;
         grow_buffers(&socket);
+        let socket = Arc::new(socket);
         let local_addr = socket.local_addr()?;
         let (outbound, from_host) = mpsc::channel(QUEUE);
         let (to_host, inbound) = mpsc::channel(QUEUE);
-        let (commands, command_rx) = mpsc::channel(16);
+        let (commands, command_rx) = mpsc::channel(64);
+        let (stun_tx, stun) = mpsc::channel(STUN_QUEUE);
+        let (relay_tx, relay_out) = mpsc::channel(QUEUE);
+        let (relay_in, from_relay) = mpsc::channel(QUEUE);
         let public_key = config.private_key.public_key();
         let flows = FlowLog::default();
-        let dataplane = Dataplane::new(socket, local_addr, config, to_host, flows.clone());
-        let task = tokio::spawn(dataplane.run(command_rx, from_host));
+        let dataplane = Dataplane::new(
+            Arc::clone(&socket),
+            local_addr,
+            config,
+            to_host,
+            flows.clone(),
+            stun_tx,
+            relay_tx,
+        );
+        let task = tokio::spawn(dataplane.run(command_rx, from_host, from_relay));
         Ok((
             Engine {
                 commands,
@@ -192,6 +272,12 @@ impl Engine {
                 task,
             },
             Tunnel { outbound, inbound },
+            Underlay {
+                socket,
+                stun,
+                relay_out,
+                relay_in,
+            },
         ))
     }
 
@@ -217,6 +303,28 @@ impl Engine {
             .await
             .map_err(|_| EngineStopped)?;
         wait.await.map_err(|_| EngineStopped)
+    }
+
+    /// The candidate addresses `peer` announced (replacing earlier ones);
+    /// a peer not in the current map is ignored.
+    pub async fn candidates(
+        &self,
+        peer: PublicKey,
+        candidates: Vec<SocketAddr>,
+    ) -> Result<(), EngineStopped> {
+        self.commands
+            .send(Command::Candidates(peer, candidates))
+            .await
+            .map_err(|_| EngineStopped)
+    }
+
+    /// Whether the relay connection is up (every peer may then be reached
+    /// over it).
+    pub async fn relay(&self, up: bool) -> Result<(), EngineStopped> {
+        self.commands
+            .send(Command::Relay(up))
+            .await
+            .map_err(|_| EngineStopped)
     }
 
     pub async fn status(&self) -> Result<Status, EngineStopped> {
@@ -266,8 +374,7 @@ mod tests {
             "id": "acc", "serial": 1,
             "peers": [
                 {"id": "a", "name": "a", "ip": "100.64.0.1", "dns_label": "a", "key": key()},
-                {"id": "b", "name": "b", "ip": "100.64.0.2", "dns_label": "b", "key": b_key,
-                 "endpoints": ["nowhere", "127.0.0.1:4000"]},
+                {"id": "b", "name": "b", "ip": "100.64.0.2", "dns_label": "b", "key": b_key},
                 {"id": "c", "name": "c", "ip": "100.64.0.3", "dns_label": "c", "key": "bad"}
             ],
             "groups": [{"id": "g", "name": "all", "peers": ["a", "b", "c"]}],
@@ -290,11 +397,8 @@ mod tests {
         assert_eq!(update.peers.len(), 1);
         assert_eq!(update.peers[0].public_key.to_string(), b_key);
         assert_eq!(update.peers[0].mesh_ip, Ipv4Addr::new(100, 64, 0, 2));
-        // The first endpoint that parses.
-        assert_eq!(
-            update.peers[0].endpoint,
-            Some("127.0.0.1:4000".parse().expect("address"))
-        );
+        // Where b is comes over signal, not in the map.
+        assert_eq!(update.peers[0].endpoint, None);
         assert_eq!(update.peers[0].keepalive, Some(KEEPALIVE));
         assert_eq!(update.firewall.len(), 2, "in and out");
         assert!(update.firewall.iter().all(|r| r.port == Some(8080)));

@@ -1,11 +1,14 @@
 //! The peer table: one boringtun tunnel per peer, found by session index,
-//! by public key or by mesh IP.
+//! by public key or by mesh IP, each with the path machine that decides
+//! where its packets go ([`PeerPaths`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
 
 use boringtun::noise::Tunn;
 use boringtun::x25519::StaticSecret;
+use meshplane_core::connect::{PeerPaths, Timers};
+use meshplane_core::Timestamp;
 
 use super::PeerConfig;
 use crate::key::PublicKey;
@@ -18,15 +21,42 @@ pub(super) struct Peer {
     pub(super) public_key: PublicKey,
     pub(super) tunn: Tunn,
     pub(super) mesh_ip: Ipv4Addr,
-    /// Where packets for the peer go: from the map, or learned from the
-    /// peer's authenticated packets when it roams.
-    pub(super) endpoint: Option<SocketAddr>,
-    /// The endpoint the last map gave, so that a map repeating it does not
-    /// undo what roaming learned.
+    /// Which path (a UDP address or the relay) packets for the peer take.
+    pub(super) paths: PeerPaths,
+    /// The endpoint the last map gave: a candidate that needs no signal.
     configured_endpoint: Option<SocketAddr>,
+    /// The candidates the peer announced over signal.
+    signalled: Vec<SocketAddr>,
+    /// The last handshake initiation and when it was made: probes on
+    /// several paths must carry the *same* initiation, since each new one
+    /// replaces the previous one and its answer would no longer match.
+    pub(super) initiation: Option<(Timestamp, Vec<u8>)>,
     pub(super) keepalive: Option<u16>,
     pub(super) rx_bytes: u64,
     pub(super) tx_bytes: u64,
+}
+
+impl Peer {
+    /// Every candidate address: the map's endpoint first, then the
+    /// signalled ones.
+    fn candidates(&self) -> Vec<SocketAddr> {
+        let mut all: Vec<SocketAddr> = self.configured_endpoint.into_iter().collect();
+        for c in &self.signalled {
+            if !all.contains(c) {
+                all.push(*c);
+            }
+        }
+        all
+    }
+
+    /// Replaces the signalled candidates; the path machine hears of it
+    /// only when the set changed (new candidates start a round of probes).
+    pub(super) fn set_signalled(&mut self, candidates: Vec<SocketAddr>, now: Timestamp) {
+        if self.signalled != candidates {
+            self.signalled = candidates;
+            self.paths.handle_candidates(&self.candidates(), now);
+        }
+    }
 }
 
 impl std::fmt::Debug for Peer {
@@ -34,7 +64,7 @@ impl std::fmt::Debug for Peer {
         f.debug_struct("Peer")
             .field("public_key", &self.public_key)
             .field("mesh_ip", &self.mesh_ip)
-            .field("endpoint", &self.endpoint)
+            .field("path", &self.paths.selected())
             .finish_non_exhaustive()
     }
 }
@@ -53,7 +83,14 @@ impl PeerTable {
     /// that stay keep their tunnel and sessions; a changed keep-alive needs
     /// a new tunnel (boringtun fixes it at creation). When two peers claim
     /// one mesh IP, the one whose key sorts first gets the route.
-    pub(super) fn apply(&mut self, wanted: &[PeerConfig], private: &StaticSecret, own: PublicKey) {
+    pub(super) fn apply(
+        &mut self,
+        wanted: &[PeerConfig],
+        private: &StaticSecret,
+        own: PublicKey,
+        relay: bool,
+        now: Timestamp,
+    ) {
         let wanted: BTreeMap<PublicKey, &PeerConfig> = wanted
             .iter()
             .filter(|p| p.public_key != own)
@@ -81,27 +118,27 @@ impl PeerTable {
                     peer.mesh_ip = cfg.mesh_ip;
                     if peer.configured_endpoint != cfg.endpoint {
                         peer.configured_endpoint = cfg.endpoint;
-                        if cfg.endpoint.is_some() {
-                            peer.endpoint = cfg.endpoint;
-                        }
+                        peer.paths.handle_candidates(&peer.candidates(), now);
                     }
                 }
                 None => {
                     let index = self.free_index();
                     self.by_key.insert(*key, index);
-                    self.by_index.insert(
-                        index,
-                        Peer {
-                            public_key: *key,
-                            tunn: new_tunn(private, cfg, index),
-                            mesh_ip: cfg.mesh_ip,
-                            endpoint: cfg.endpoint,
-                            configured_endpoint: cfg.endpoint,
-                            keepalive: cfg.keepalive,
-                            rx_bytes: 0,
-                            tx_bytes: 0,
-                        },
-                    );
+                    let mut peer = Peer {
+                        public_key: *key,
+                        tunn: new_tunn(private, cfg, index),
+                        mesh_ip: cfg.mesh_ip,
+                        paths: PeerPaths::new(Timers::default(), now),
+                        configured_endpoint: cfg.endpoint,
+                        signalled: Vec::new(),
+                        initiation: None,
+                        keepalive: cfg.keepalive,
+                        rx_bytes: 0,
+                        tx_bytes: 0,
+                    };
+                    peer.paths.handle_relay(relay, now);
+                    peer.paths.handle_candidates(&peer.candidates(), now);
+                    self.by_index.insert(index, peer);
                 }
             }
         }
@@ -171,15 +208,18 @@ mod tests {
     }
 
     #[test]
-    fn updates_in_place_and_keeps_learned_endpoints() {
+    fn updates_in_place_and_merges_candidates() {
         let me = PrivateKey::generate();
         let (a, b) = (PrivateKey::generate(), PrivateKey::generate());
         let mut t = PeerTable::default();
         let own = me.public_key();
+        let now = Timestamp::from_millis(0);
         t.apply(
             &[cfg(&a, 2, Some("127.0.0.1:1000")), cfg(&b, 3, None)],
             me.secret(),
             own,
+            false,
+            now,
         );
         let index_a = t.by_key[&a.public_key()];
         assert_eq!(
@@ -187,23 +227,46 @@ mod tests {
             b.public_key()
         );
 
-        // Roaming: the peer was seen elsewhere; the same map must not undo it.
-        let roamed: SocketAddr = "127.0.0.1:2000".parse().unwrap();
-        t.by_key(&a.public_key()).unwrap().endpoint = Some(roamed);
-        t.apply(&[cfg(&a, 2, Some("127.0.0.1:1000"))], me.secret(), own);
+        // Signalled candidates join the map's endpoint, which stays first;
+        // the same map again keeps the peer (same session index).
+        let signalled: SocketAddr = "127.0.0.1:2000".parse().unwrap();
+        t.by_key(&a.public_key())
+            .unwrap()
+            .set_signalled(vec![signalled, "127.0.0.1:1000".parse().unwrap()], now);
+        t.apply(
+            &[cfg(&a, 2, Some("127.0.0.1:1000"))],
+            me.secret(),
+            own,
+            false,
+            now,
+        );
         assert_eq!(t.by_key[&a.public_key()], index_a);
-        assert_eq!(t.by_key(&a.public_key()).unwrap().endpoint, Some(roamed));
+        assert_eq!(
+            t.by_key(&a.public_key()).unwrap().candidates(),
+            vec!["127.0.0.1:1000".parse().unwrap(), signalled]
+        );
         assert!(t.by_key(&b.public_key()).is_none());
         assert!(t.route(Ipv4Addr::new(100, 64, 0, 3)).is_none());
 
-        // A new endpoint in the map wins.
-        t.apply(&[cfg(&a, 2, Some("127.0.0.1:3000"))], me.secret(), own);
+        // A new endpoint in the map replaces the old one, which stays a
+        // candidate since the peer signalled it too.
+        t.apply(
+            &[cfg(&a, 2, Some("127.0.0.1:3000"))],
+            me.secret(),
+            own,
+            false,
+            now,
+        );
         assert_eq!(
-            t.by_session(index_a << 8).unwrap().endpoint,
-            Some("127.0.0.1:3000".parse().unwrap())
+            t.by_session(index_a << 8).unwrap().candidates(),
+            vec![
+                "127.0.0.1:3000".parse().unwrap(),
+                signalled,
+                "127.0.0.1:1000".parse().unwrap()
+            ]
         );
         // Our own key is never a peer.
-        t.apply(&[cfg(&me, 1, None)], me.secret(), own);
+        t.apply(&[cfg(&me, 1, None)], me.secret(), own, false, now);
         assert_eq!(t.iter().count(), 0);
     }
 }

@@ -104,12 +104,18 @@ pub fn wait_until_telling(
     start.elapsed()
 }
 
-/// A loopback port nothing listens on (at the time of asking).
+/// A loopback port nothing listens on, TCP or UDP (at the time of asking):
+/// the server listens on both (STUN on UDP).
 pub fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    loop {
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        if std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Whether something accepts TCP connections on `at`.

@@ -9,7 +9,8 @@
 //! [`updates`] keeps current; [`ephemeral`] removes ephemeral peers offline
 //! too long; [`traffic`] stores the flow events peers report. The expose calls
 //! (CreateExpose, RenewExpose, StopExpose, WatchServices) are served by
-//! [`crate::expose`].
+//! [`crate::expose`]. The signal exchange ([`crate::signal`]) is mounted
+//! beside the management service.
 
 mod ephemeral;
 mod keys;
@@ -40,16 +41,17 @@ pub use ephemeral::remove_offline;
 pub(crate) use login::key_entry;
 pub(crate) use peer_streams::StreamSlot;
 
-/// Ends the open Sync streams when the server stops: they never end on
-/// their own, and a graceful shutdown waits for every open call.
+/// Ends the open Sync and signal streams when the server stops: they never
+/// end on their own, and a graceful shutdown waits for every open call.
 #[derive(Debug)]
-pub struct Streams(watch::Sender<bool>);
+pub struct Streams(watch::Sender<bool>, crate::signal::Registry);
 
 impl Streams {
     /// Ends every open stream (UNAVAILABLE, so daemons reconnect) and
     /// refuses new ones.
     pub fn close(&self) {
         self.0.send_replace(true);
+        self.1.close();
     }
 }
 
@@ -76,7 +78,9 @@ pub async fn mount(
     let service = service::Management::start(store, expose, closed, streams_per_peer, relay)
         .await
         .map_err(|e| format!("cannot load the server key: {e}"))?;
+    let (signal, signal_streams) = crate::signal::service(store, expose, streams_per_peer);
     let grpc = Routes::new(ManagementServer::new(service))
+        .add_service(signal)
         .prepare()
         .into_axum_router();
     let dispatch = move |mut req: Request, next: Next| {
@@ -98,7 +102,7 @@ pub async fn mount(
     let router = Router::new()
         .fallback_service(rest)
         .layer(middleware::from_fn(dispatch));
-    Ok((router, Streams(closing)))
+    Ok((router, Streams(closing, signal_streams)))
 }
 
 /// Whether the request is a gRPC call (`application/grpc`, `+proto`, ...).

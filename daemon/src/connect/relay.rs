@@ -1,0 +1,134 @@
+//! The relay task: keeps this peer's one connection to a relay (the first
+//! URL management names), moves WireGuard datagrams between it and the
+//! engine, and tells the engine whether the relay path is up.
+//!
+//! The relay admits us with a token management minted for our key; it is
+//! renewed ([`Session::relay_token`]) before it expires, so a reconnect
+//! always has a valid one. A dropped connection is retried with backoff.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use meshplane_proto::v1::RelayConfig;
+use meshplane_relay::client::RelayClient;
+use meshplane_relay::protocol::PeerId;
+use meshplane_relay::token::Token;
+use tokio::sync::mpsc;
+use tokio::time::{sleep, sleep_until, Instant};
+
+use crate::key::{PrivateKey, PublicKey};
+use crate::link::{MAX_BACKOFF, MIN_BACKOFF};
+use crate::management::{now, Session};
+use crate::wg::Engine;
+
+/// A token is renewed this long before it expires.
+const RENEW_BEFORE: Duration = Duration::from_secs(120);
+/// After a failed renewal, the next try.
+const RENEW_RETRY: Duration = Duration::from_secs(10);
+
+/// What the relay task needs.
+#[derive(Debug)]
+pub struct Relay {
+    /// The relay to use.
+    pub url: String,
+    /// The token management gave (renewed by the task).
+    pub config: RelayConfig,
+    /// The management server, for renewals.
+    pub management_url: String,
+    pub key: PrivateKey,
+    pub engine: Arc<Engine>,
+    /// Datagrams the engine sends over the relay.
+    pub outbound: mpsc::Receiver<(PublicKey, Vec<u8>)>,
+    /// Datagrams that came over the relay, for the engine.
+    pub inbound: mpsc::Sender<Vec<u8>>,
+    /// After a failed renewal: when to try again.
+    pub retry: Option<Instant>,
+}
+
+impl Relay {
+    /// Runs for as long as the link.
+    pub async fn run(mut self) {
+        let own = self.key.public_key().to_string();
+        let mut ids: HashMap<PublicKey, PeerId> = HashMap::new();
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            if self.renew_at() <= Instant::now() {
+                self.renew().await;
+            }
+            let token = Token {
+                payload: self.config.token_payload.clone(),
+                signature: self.config.token_signature.clone(),
+            };
+            match RelayClient::connect(&self.url, &own, &token).await {
+                Ok((sender, mut receiver)) => {
+                    tracing::info!("relay {} connected", self.url);
+                    backoff = MIN_BACKOFF;
+                    if self.engine.relay(true).await.is_err() {
+                        return;
+                    }
+                    loop {
+                        let renew_at = self.renew_at();
+                        tokio::select! {
+                            out = self.outbound.recv() => {
+                                let Some((to, payload)) = out else { return };
+                                let id = ids
+                                    .entry(to)
+                                    .or_insert_with(|| PeerId::from_public_key(&to.to_string()));
+                                if sender.try_send(id, &payload).is_err() {
+                                    break;
+                                }
+                            }
+                            got = receiver.recv() => {
+                                let Some((_, payload)) = got else { break };
+                                // The engine never waits for the relay, nor
+                                // the relay for the engine: a full queue drops.
+                                let _ = self.inbound.try_send(payload);
+                            }
+                            () = sleep_until(renew_at) => self.renew().await,
+                        }
+                    }
+                    tracing::warn!("relay {} disconnected", self.url);
+                    if self.engine.relay(false).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => tracing::warn!("relay {}: {e}", self.url),
+            }
+            // What the engine queued meanwhile is stale.
+            while self.outbound.try_recv().is_ok() {}
+            sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// When the token needs renewing.
+    fn renew_at(&self) -> Instant {
+        if let Some(retry) = self.retry {
+            return retry;
+        }
+        let left = self.config.expires_at_ms - now().as_millis();
+        let left = Duration::from_millis(u64::try_from(left).unwrap_or(0));
+        Instant::now() + left.saturating_sub(RENEW_BEFORE)
+    }
+
+    /// Asks management for a fresh token; keeps the old one (and tries
+    /// again soon) when that fails.
+    async fn renew(&mut self) {
+        let renewed = match Session::connect(&self.management_url, &self.key).await {
+            Ok(mut session) => session.relay_token().await,
+            Err(e) => Err(e),
+        };
+        match renewed {
+            Ok(config) => {
+                tracing::debug!("relay token renewed");
+                self.config = config;
+                self.retry = None;
+            }
+            Err(e) => {
+                tracing::warn!("relay token renewal: {e}");
+                self.retry = Some(Instant::now() + RENEW_RETRY);
+            }
+        }
+    }
+}
