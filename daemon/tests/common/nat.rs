@@ -159,6 +159,29 @@ impl Internet {
             rule.push("--random-fully");
         }
         in_ns(&router, "iptables", &rule);
+        // Like every home router's firewall: nothing unasked from the WAN
+        // reaches the router itself. This matters to hole punching, not
+        // only to realism: a probe that arrives before the router has sent
+        // anything to its source would otherwise be accepted by the
+        // router's own stack, and its conntrack entry would take the
+        // public port the peer's own outgoing packets need (MASQUERADE
+        // would pick another one). Dropped packets leave no entry.
+        in_ns(
+            &router,
+            "iptables",
+            &[
+                "-A",
+                "INPUT",
+                "-i",
+                WAN,
+                "-m",
+                "conntrack",
+                "--ctstate",
+                "NEW,INVALID",
+                "-j",
+                "DROP",
+            ],
+        );
         Home {
             router,
             lan,
