@@ -265,8 +265,11 @@ impl Home {
     /// for it.
     pub fn renumber(&mut self, to: Ipv4Addr) {
         let (old, new) = (format!("{}/24", self.public), format!("{to}/24"));
-        ip(&["-n", &self.router, "addr", "add", &new, "dev", WAN]);
+        // The old one goes first: added first, the new address would be a
+        // secondary on the same subnet, and deleting the primary deletes
+        // the secondaries with it.
         ip(&["-n", &self.router, "addr", "del", &old, "dev", WAN]);
+        ip(&["-n", &self.router, "addr", "add", &new, "dev", WAN]);
         self.public = to;
     }
 }
