@@ -34,6 +34,11 @@ use crate::key::PrivateKey;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a unary call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+/// HTTP/2 pings on the connection, answered within [`KEEPALIVE_TIMEOUT`]:
+/// a connection that died silently (the host moved networks, a NAT forgot
+/// it) is noticed in seconds, so Sync and signal reconnect.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a session failed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -93,7 +98,10 @@ impl Session {
         let endpoint = Endpoint::from_shared(url.to_string())
             .map_err(|e| unreachable(format!("invalid URL: {e}")))?
             .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(CALL_TIMEOUT);
+            .timeout(CALL_TIMEOUT)
+            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true);
         let channel = endpoint
             .connect()
             .await

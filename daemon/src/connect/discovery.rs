@@ -11,7 +11,8 @@
 //!   management port (UDP), and the engine hands the answers back
 //!   ([`Underlay::stun`]).
 //!
-//! Discovery runs again every [`REDISCOVER`] and as soon as the host's
+//! Discovery runs again every [`REDISCOVER`] (every [`RETRY`] while STUN
+//! gets no answer, e.g. while UDP is blocked) and as soon as the host's
 //! addresses change (the network changed: a NAT mapping may be new too).
 //!
 //! [`Underlay::socket`]: crate::wg::Underlay::socket
@@ -32,6 +33,8 @@ use tokio::time::{sleep, timeout, Instant};
 
 /// How often the server-reflexive address is asked for again.
 pub const REDISCOVER: Duration = Duration::from_secs(25);
+/// How soon discovery runs again when STUN got no answer.
+pub const RETRY: Duration = Duration::from_secs(5);
 /// How often the host's addresses are looked at for a change.
 const WATCH_ADDRESSES: Duration = Duration::from_secs(2);
 /// How long one STUN request waits for its answer.
@@ -86,7 +89,12 @@ impl Discovery {
                 return;
             }
             // Until the next round: the periodic one, or a network change.
-            let next = Instant::now() + REDISCOVER;
+            let next = Instant::now()
+                + if reflexive.is_some() {
+                    REDISCOVER
+                } else {
+                    RETRY
+                };
             while Instant::now() < next {
                 sleep(WATCH_ADDRESSES.min(next - Instant::now())).await;
                 if host_addresses(self.mesh_ip) != hosts {

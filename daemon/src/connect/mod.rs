@@ -93,6 +93,7 @@ impl Connect {
                 outbound: relay_out,
                 inbound: relay_in,
                 retry: None,
+                network: announced.clone(),
             };
             tasks.push(tokio::spawn(relay.run()));
         }

@@ -5,16 +5,20 @@
 //! The relay admits us with a token management minted for our key; it is
 //! renewed ([`Session::relay_token`]) before it expires, so a reconnect
 //! always has a valid one. A dropped connection is retried with backoff.
+//! When this host's candidates change (it moved networks, its NAT changed
+//! its public address) the connection is made anew at once: the old one
+//! may be dead without either end knowing yet.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use meshplane_core::connect::Candidate;
 use meshplane_proto::v1::RelayConfig;
 use meshplane_relay::client::RelayClient;
 use meshplane_relay::protocol::PeerId;
 use meshplane_relay::token::Token;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep, sleep_until, Instant};
 
 use crate::key::{PrivateKey, PublicKey};
@@ -44,6 +48,9 @@ pub struct Relay {
     pub inbound: mpsc::Sender<Vec<u8>>,
     /// After a failed renewal: when to try again.
     pub retry: Option<Instant>,
+    /// This host's candidates ([`super::discovery`]): a change means a new
+    /// network.
+    pub network: watch::Receiver<Vec<Candidate>>,
 }
 
 impl Relay {
@@ -60,6 +67,7 @@ impl Relay {
                 payload: self.config.token_payload.clone(),
                 signature: self.config.token_signature.clone(),
             };
+            let mut seen = self.network.borrow_and_update().clone();
             match RelayClient::connect(&self.url, &own, &token).await {
                 Ok((sender, mut receiver)) => {
                     tracing::info!("relay {} connected", self.url);
@@ -67,6 +75,7 @@ impl Relay {
                     if self.engine.relay(true).await.is_err() {
                         return;
                     }
+                    let mut moves = true;
                     loop {
                         let renew_at = self.renew_at();
                         tokio::select! {
@@ -86,6 +95,18 @@ impl Relay {
                                 let _ = self.inbound.try_send(payload);
                             }
                             () = sleep_until(renew_at) => self.renew().await,
+                            changed = self.network.changed(), if moves => {
+                                // Without discovery there is nothing to follow.
+                                moves = changed.is_ok();
+                                let now = self.network.borrow_and_update().clone();
+                                // The first candidates are no move.
+                                let moved = moves && !seen.is_empty() && now != seen;
+                                seen = now;
+                                if moved {
+                                    tracing::info!("network changed: reconnecting to the relay");
+                                    break;
+                                }
+                            }
                         }
                     }
                     tracing::warn!("relay {} disconnected", self.url);

@@ -375,8 +375,10 @@ impl Dataplane {
                 .tunn
                 .time_since_last_handshake()
                 .is_some_and(|d| d < REJECT_AFTER);
+            let before = peer.paths.selected();
             peer.paths.handle_session(established, now);
             while let Some(probe) = peer.paths.poll_probe(now) {
+                tracing::trace!("peer {}: probe {probe:?}", peer.public_key);
                 match probe.kind {
                     ProbeKind::Handshake => {
                         if let Some(init) = fresh_initiation(peer, now) {
@@ -398,6 +400,10 @@ impl Dataplane {
             }
             if let TunnResult::WriteToNetwork(p) = peer.tunn.update_timers(out) {
                 self.wire.send_selected(peer, p).await;
+            }
+            let after = peer.paths.selected();
+            if after != before {
+                tracing::info!("peer {}: {before:?} -> {after:?}", peer.public_key);
             }
         }
     }

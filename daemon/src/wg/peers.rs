@@ -53,6 +53,7 @@ impl Peer {
     /// only when the set changed (new candidates start a round of probes).
     pub(super) fn set_signalled(&mut self, candidates: Vec<SocketAddr>, now: Timestamp) {
         if self.signalled != candidates {
+            tracing::debug!("peer {}: candidates {candidates:?}", self.public_key);
             self.signalled = candidates;
             self.paths.handle_candidates(&self.candidates(), now);
         }
@@ -76,7 +77,24 @@ pub(super) struct PeerTable {
     by_key: HashMap<PublicKey, u32>,
     by_ip: HashMap<Ipv4Addr, u32>,
     next_index: u32,
+    /// What was known of where recently removed peers are, so that a peer
+    /// that comes back (a policy deleted and added again) is reached at
+    /// once over the path that worked, not after a new discovery.
+    parked: HashMap<PublicKey, Parked>,
 }
+
+/// The path state of a peer that left the map.
+#[derive(Debug)]
+struct Parked {
+    at: Timestamp,
+    paths: PeerPaths,
+    signalled: Vec<SocketAddr>,
+}
+
+/// How long a removed peer's path state is kept.
+const PARK_FOR_MS: i64 = 120_000;
+/// At most this many removed peers' path states are kept.
+const MAX_PARKED: usize = 1024;
 
 impl PeerTable {
     /// Makes the table hold exactly `wanted` (our own key excluded). Peers
@@ -102,9 +120,21 @@ impl PeerTable {
             .filter(|k| !wanted.contains_key(k))
             .copied()
             .collect();
+        self.parked
+            .retain(|_, p| now.as_millis() - p.at.as_millis() < PARK_FOR_MS);
         for key in gone {
-            if let Some(index) = self.by_key.remove(&key) {
-                self.by_index.remove(&index);
+            let Some(index) = self.by_key.remove(&key) else {
+                continue;
+            };
+            if let Some(peer) = self.by_index.remove(&index) {
+                if self.parked.len() < MAX_PARKED {
+                    let parked = Parked {
+                        at: now,
+                        paths: peer.paths,
+                        signalled: peer.signalled,
+                    };
+                    self.parked.insert(key, parked);
+                }
             }
         }
         for (key, cfg) in &wanted {
@@ -124,13 +154,17 @@ impl PeerTable {
                 None => {
                     let index = self.free_index();
                     self.by_key.insert(*key, index);
+                    let (paths, signalled) = match self.parked.remove(key) {
+                        Some(p) => (p.paths, p.signalled),
+                        None => (PeerPaths::new(Timers::default(), now), Vec::new()),
+                    };
                     let mut peer = Peer {
                         public_key: *key,
                         tunn: new_tunn(private, cfg, index),
                         mesh_ip: cfg.mesh_ip,
-                        paths: PeerPaths::new(Timers::default(), now),
+                        paths,
                         configured_endpoint: cfg.endpoint,
-                        signalled: Vec::new(),
+                        signalled,
                         initiation: None,
                         keepalive: cfg.keepalive,
                         rx_bytes: 0,
@@ -268,5 +302,18 @@ mod tests {
         // Our own key is never a peer.
         t.apply(&[cfg(&me, 1, None)], me.secret(), own, false, now);
         assert_eq!(t.iter().count(), 0);
+
+        // A peer back within the parking time has its signalled candidates
+        // again; after it, it starts afresh.
+        t.apply(&[cfg(&a, 2, None)], me.secret(), own, false, now);
+        assert_eq!(
+            t.by_key(&a.public_key()).unwrap().candidates(),
+            vec![signalled, "127.0.0.1:1000".parse().unwrap()]
+        );
+        t.apply(&[], me.secret(), own, false, now);
+        let later = Timestamp::from_millis(PARK_FOR_MS + 1);
+        t.apply(&[], me.secret(), own, false, later);
+        t.apply(&[cfg(&a, 2, None)], me.secret(), own, false, later);
+        assert!(t.by_key(&a.public_key()).unwrap().candidates().is_empty());
     }
 }
