@@ -690,7 +690,7 @@ fn bench_connect_time_and_throughput_direct_and_relayed() {
         server.join().expect("count server");
         assert_eq!(got, bytes);
         println!(
-            "{connection:<8} up to first ping {first:>8.0?}; {bytes} bytes in {:.2} s = {:.1} MiB/s",
+            "{connection:<8} up to first ping {first:.2?}; {bytes} bytes in {:.2} s = {:.1} MiB/s",
             took.as_secs_f64(),
             bytes as f64 / took.as_secs_f64() / f64::from(1 << 20)
         );
