@@ -251,6 +251,9 @@ pub struct AccountIndex<'a> {
     peer_sides: Vec<Vec<SideId>>,
     /// The routing peers of every route (`peer` plus `peer_groups`).
     route_peers: Vec<PeerSet>,
+    /// The high-availability group of every route: routes with the same
+    /// network id and the same prefix (or domains) share a number.
+    route_ha: Vec<u32>,
     /// The router peers of every network router (`peer` plus `peer_groups`).
     router_peers: Vec<PeerSet>,
     /// Router positions per network id.
@@ -327,6 +330,7 @@ impl<'a> AccountIndex<'a> {
             group_sides: vec![Vec::new(); account.groups.len()],
             peer_sides: vec![Vec::new(); n],
             route_peers: Vec::new(),
+            route_ha: ha_groups(&account.routes),
             router_peers: Vec::new(),
             network_routers: HashMap::new(),
             network_resources: HashMap::new(),
@@ -589,6 +593,12 @@ impl<'a> AccountIndex<'a> {
         &self.route_peers[pos as usize]
     }
 
+    /// High-availability group of the route at `pos`: routes with the same
+    /// number are one network served by several routing peers.
+    pub fn route_ha(&self, pos: u32) -> u32 {
+        self.route_ha[pos as usize]
+    }
+
     /// Router peers of the network router at `pos`.
     pub fn router_peers(&self, pos: u32) -> &PeerSet {
         &self.router_peers[pos as usize]
@@ -612,6 +622,26 @@ impl<'a> AccountIndex<'a> {
     pub fn prefix_len(&self) -> u8 {
         self.prefix_len
     }
+}
+
+/// Numbers the high-availability groups of `routes`, by position. The key is
+/// the network id with what is routed (the prefix, or the domains), as the
+/// reference keys its HA groups: two routes sharing a network id but routing
+/// different prefixes are separate networks.
+fn ha_groups(routes: &[crate::model::Route]) -> Vec<u32> {
+    let mut seen: HashMap<(&str, Option<&str>, &[String]), u32> = HashMap::new();
+    routes
+        .iter()
+        .map(|r| {
+            let key = (
+                r.network_id.as_str(),
+                r.network.as_deref(),
+                r.domains.as_slice(),
+            );
+            let next = seen.len() as u32;
+            *seen.entry(key).or_insert(next)
+        })
+        .collect()
 }
 
 fn positions<'a>(ids: impl Iterator<Item = &'a str>) -> HashMap<&'a str, u32> {

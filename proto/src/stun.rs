@@ -61,7 +61,9 @@ pub fn parse_binding_response(packet: &[u8]) -> Option<(TransactionId, SocketAdd
 /// naming `from` in XOR-MAPPED-ADDRESS when `packet` is a binding request,
 /// `None` for anything else, which is ignored. The answer carries nothing
 /// more (32 bytes for IPv4, 44 for IPv6, against a request's 20 at least),
-/// so a forged source address gains little from it.
+/// so a forged source address gains little from it. An IPv4 sender seen
+/// through a dual-stack IPv6 socket (`::ffff:a.b.c.d`) is answered with its
+/// IPv4 address, the one its NAT mapped.
 pub fn binding_response(packet: &[u8], from: SocketAddr) -> Option<Vec<u8>> {
     if !is_stun(packet) {
         return None;
@@ -72,7 +74,10 @@ pub fn binding_response(packet: &[u8], from: SocketAddr) -> Option<Vec<u8>> {
     }
     let mut response = Message::builder_success(&request, MessageWriteVec::new());
     response
-        .add_attribute(&XorMappedAddress::new(from, request.transaction_id()))
+        .add_attribute(&XorMappedAddress::new(
+            SocketAddr::new(from.ip().to_canonical(), from.port()),
+            request.transaction_id(),
+        ))
         .ok()?;
     Some(response.finish())
 }
@@ -98,6 +103,15 @@ mod tests {
             // A response is not answered.
             assert_eq!(binding_response(&response, from), None);
         }
+    }
+
+    #[test]
+    fn mapped_ipv4_senders_get_their_ipv4_address() {
+        let (id, request) = binding_request();
+        let seen: SocketAddr = "[::ffff:198.51.100.7]:40123".parse().unwrap();
+        let response = binding_response(&request, seen).unwrap();
+        let v4: SocketAddr = "198.51.100.7:40123".parse().unwrap();
+        assert_eq!(parse_binding_response(&response), Some((id, v4)));
     }
 
     #[test]

@@ -21,6 +21,8 @@
 //! first. Then `recv` returns `None` and `send` fails with
 //! [`RelayError::Closed`].
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -82,6 +84,9 @@ pub struct RelayClient;
 #[derive(Debug, Clone)]
 pub struct RelaySender {
     out: mpsc::Sender<Bytes>,
+    /// Set by the reader when the connection ends, before `recv` sees the
+    /// end: from then on `send` fails at once.
+    ended: Arc<AtomicBool>,
     instance_url: String,
 }
 
@@ -127,9 +132,21 @@ impl RelayClient {
         let (deliver, inbound) = mpsc::channel(RECEIVE_QUEUE);
         let (sink, stream) = socket.split();
         let (stop_writer, writer_stopped) = oneshot::channel();
+        let ended = Arc::new(AtomicBool::new(false));
         tokio::spawn(write(sink, queued, writer_stopped));
-        tokio::spawn(read(stream, deliver, out.downgrade(), stop_writer));
-        Ok((RelaySender { out, instance_url }, RelayReceiver { inbound }))
+        tokio::spawn(read(
+            stream,
+            deliver,
+            out.downgrade(),
+            stop_writer,
+            ended.clone(),
+        ));
+        let sender = RelaySender {
+            out,
+            ended,
+            instance_url,
+        };
+        Ok((sender, RelayReceiver { inbound }))
     }
 }
 
@@ -211,6 +228,17 @@ async fn read(
     deliver: mpsc::Sender<(PeerId, Vec<u8>)>,
     out: mpsc::WeakSender<Bytes>,
     _stop_writer: oneshot::Sender<()>,
+    ended: Arc<AtomicBool>,
+) {
+    read_frames(&mut stream, &deliver, &out).await;
+    ended.store(true, Ordering::SeqCst);
+}
+
+/// The reading loop of [`read`].
+async fn read_frames(
+    stream: &mut futures_util::stream::SplitStream<Socket>,
+    deliver: &mpsc::Sender<(PeerId, Vec<u8>)>,
+    out: &mpsc::WeakSender<Bytes>,
 ) {
     loop {
         let message = match tokio::time::timeout(SILENCE_LIMIT, stream.next()).await {
@@ -260,6 +288,9 @@ impl RelaySender {
     /// Queues `payload` for the peer `to`; waits while the queue is full.
     /// The relay drops it if `to` is not connected to it.
     pub async fn send(&self, to: &PeerId, payload: &[u8]) -> Result<(), RelayError> {
+        if self.is_closed() {
+            return Err(RelayError::Closed);
+        }
         let frame = protocol::transport(to, payload)?;
         self.out
             .send(frame.into())
@@ -271,6 +302,9 @@ impl RelaySender {
     /// payload is dropped, as a congested UDP path would): for a data
     /// plane that must not wait.
     pub fn try_send(&self, to: &PeerId, payload: &[u8]) -> Result<bool, RelayError> {
+        if self.is_closed() {
+            return Err(RelayError::Closed);
+        }
         let frame = protocol::transport(to, payload)?;
         match self.out.try_send(frame.into()) {
             Ok(()) => Ok(true),
@@ -281,7 +315,7 @@ impl RelaySender {
 
     /// Whether the connection has ended.
     pub fn is_closed(&self) -> bool {
-        self.out.is_closed()
+        self.ended.load(Ordering::SeqCst) || self.out.is_closed()
     }
 
     /// The URL the relay gave as its own in the auth response.

@@ -116,6 +116,9 @@ async fn packets_reach_the_named_peer_with_the_senders_id() {
     assert_eq!(next(&mut from_b).await, Some((id_a, b"hello b".to_vec())));
     b.send(&id_a, b"hello a").await.unwrap();
     assert_eq!(next(&mut from_a).await, Some((id_b, b"hello a".to_vec())));
+    // The data plane's non-waiting send.
+    assert!(a.try_send(&id_b, b"no wait").unwrap());
+    assert_eq!(next(&mut from_b).await, Some((id_a, b"no wait".to_vec())));
     // The largest payload passes whole.
     let big = vec![7; protocol::MAX_PAYLOAD_SIZE];
     a.send(&id_b, &big).await.unwrap();
@@ -264,7 +267,9 @@ async fn silent_and_oversized_clients_are_closed() {
 async fn unanswered_health_checks_close_the_connection() {
     let limits = Limits {
         health_interval: Duration::from_millis(100),
-        health_timeout: Duration::from_millis(100),
+        // Generous for a loaded machine: the answering clients must never
+        // miss it.
+        health_timeout: Duration::from_secs(2),
         ..Limits::default()
     };
     let relay = TestRelay::start(limits).await;
@@ -331,9 +336,14 @@ async fn peer_state_subscriptions_are_answered() {
 #[tokio::test]
 async fn shutdown_closes_connections_with_a_close_frame() {
     let relay = TestRelay::start(Limits::default()).await;
-    let (_a, mut from_a) = relay.connect("key-a").await;
+    let (a, mut from_a) = relay.connect("key-a").await;
     relay.relay.shutdown();
     assert_eq!(next(&mut from_a).await, None);
+    assert!(matches!(
+        a.send(&PeerId::from_public_key("key-b"), b"x").await,
+        Err(RelayError::Closed)
+    ));
+    assert!(a.is_closed());
     assert!(
         RelayClient::connect(&relay.url, "key-b", &relay.token("key-b"))
             .await

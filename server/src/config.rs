@@ -555,6 +555,45 @@ mod tests {
     }
 
     #[test]
+    fn relay_urls_come_from_flags_or_file_and_are_checked() {
+        let dir = std::env::temp_dir().join(format!("meshplane-config4-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("relay.toml");
+        std::fs::write(
+            &file,
+            "store = \"postgres://x@localhost/db\"\nrelay_urls = [\"rel://a.example:80\"]\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let from_file = Cli::parse_from(["meshplane-server", "--config", path]);
+        assert_eq!(
+            from_file.settings().unwrap().relay_urls,
+            ["rel://a.example:80"]
+        );
+        let flags = Cli::parse_from([
+            "meshplane-server",
+            "--config",
+            path,
+            "--relay-url",
+            "rels://b.example",
+            "--relay-url",
+            "rel://c.example:1",
+        ]);
+        assert_eq!(
+            flags.settings().unwrap().relay_urls,
+            ["rels://b.example", "rel://c.example:1"]
+        );
+        let bad = Cli::parse_from([
+            "meshplane-server",
+            "--config",
+            path,
+            "--relay-url",
+            "b.example",
+        ]);
+        assert!(matches!(bad.settings(), Err(ConfigError::RelayUrl(_))));
+    }
+
+    #[test]
     fn unknown_file_keys_are_refused() {
         let dir = std::env::temp_dir().join(format!("meshplane-config2-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

@@ -9,14 +9,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::client::{assert_status, reusable, run, Peer, PROMPT};
+use common::client::{assert_status, now, reusable, run, Peer, PROMPT};
 use common::Server;
 use crypto_box::SecretKey;
 use meshplane_proto::signal::body::Type;
 use meshplane_proto::signal::client::{Received, SignalClient, SignalError, SignalStream};
 use meshplane_proto::signal::signal_exchange_client::SignalExchangeClient;
 use meshplane_proto::signal::{
-    seal_body, Body, EncryptedMessage, HEADER_PEER_ID, HEADER_REGISTERED,
+    prove, seal_body, Body, EncryptedMessage, HEADER_PEER_ID, HEADER_PROOF, HEADER_REGISTERED,
 };
 use rand_core::OsRng;
 use serde_json::json;
@@ -35,7 +35,8 @@ async fn channel(s: &Server) -> Channel {
 async fn registered(s: &Server, setup_key: &str, name: &str) -> (Peer, SignalClient) {
     let mut peer = Peer::connect(s, name).await;
     peer.login(setup_key).await.unwrap();
-    let signal = SignalClient::new(channel(s).await, peer.secret.clone());
+    let signal =
+        SignalClient::new(channel(s).await, peer.secret.clone()).proving_to(peer.server.clone());
     assert_eq!(signal.public_key(), peer.key);
     (peer, signal)
 }
@@ -140,7 +141,50 @@ fn peers_exchange_sealed_bodies() {
         );
         let closed = tokio::time::timeout(PROMPT, b_in.recv()).await.unwrap();
         assert_eq!(refused(closed).code(), Code::ResourceExhausted);
+
+        // Naming b's key without proving it: refused while b's proven
+        // streams are open, so nobody can displace them or listen in.
+        assert_status(
+            raw_stream(&s, &b.key, None).await,
+            Code::PermissionDenied,
+            "this peer's signal streams prove its key: one without the proof is refused",
+        );
+        // A proof made with another key, or one already used, fails.
+        let forged = prove(&b.key, &thief, &b.server, now(), &mut OsRng);
+        assert_status(
+            raw_stream(&s, &b.key, Some(&forged)).await,
+            Code::Unauthenticated,
+            "message could not be authenticated",
+        );
+        let proof = prove(&b.key, &b.secret, &b.server, now(), &mut OsRng);
+        raw_stream(&s, &b.key, Some(&proof)).await.unwrap();
+        assert_status(
+            raw_stream(&s, &b.key, Some(&proof)).await,
+            Code::Unauthenticated,
+            "message was already received",
+        );
     });
+}
+
+/// A `ConnectStream` call naming `key`, with `proof` if given; the
+/// response (the stream stays open while it is held).
+async fn raw_stream(
+    s: &Server,
+    key: &str,
+    proof: Option<&str>,
+) -> Result<tonic::Response<tonic::Streaming<EncryptedMessage>>, Status> {
+    let mut request = Request::new(futures_util::stream::pending::<EncryptedMessage>());
+    request
+        .metadata_mut()
+        .insert(HEADER_PEER_ID, key.parse().unwrap());
+    if let Some(proof) = proof {
+        request
+            .metadata_mut()
+            .insert(HEADER_PROOF, proof.parse().unwrap());
+    }
+    SignalExchangeClient::new(channel(s).await)
+        .connect_stream(request)
+        .await
 }
 
 #[test]
@@ -233,6 +277,15 @@ fn strangers_and_bad_requests_are_refused() {
             Code::FailedPrecondition,
             "missing connection header: x-wiretrustee-peer-id",
         );
+        assert_status(
+            raw_stream(&s, "AAAA", None).await,
+            Code::InvalidArgument,
+            "invalid x-wiretrustee-peer-id: must be a WireGuard public key in base64",
+        );
+        let garbled = raw_stream(&s, &a.key, Some("not-base64!"))
+            .await
+            .unwrap_err();
+        assert_eq!(garbled.code(), Code::InvalidArgument, "{garbled:?}");
         assert_status(
             raw.send(EncryptedMessage {
                 key: "not a key".into(),
@@ -347,6 +400,102 @@ fn only_peers_that_see_each_other_signal() {
         assert_eq!(
             (status.code(), status.message()),
             (Code::PermissionDenied, "peer is not registered")
+        );
+    });
+}
+
+/// Waits until `attempt` is refused with PERMISSION_DENIED and `message`.
+async fn until_denied<F, Fut, T>(attempt: F, message: &str)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, SignalError>>,
+    T: std::fmt::Debug,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match attempt().await {
+            Err(SignalError::Status(s))
+                if s.code() == Code::PermissionDenied && s.message() == message =>
+            {
+                return
+            }
+            other => assert!(Instant::now() < deadline, "not refused: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn pending_and_blocked_peers_cannot_signal() {
+    let s = Server::start(common::Backend::Sqlite);
+    run(async {
+        let key = reusable(&s);
+        let (a, sa) = registered(&s, &key, "alpha").await;
+        let (b, sb) = registered(&s, &key, "beta").await;
+        let id_of = |name: &str| {
+            s.get("/api/peers")
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"] == name)
+                .unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        let (a_id, b_id) = (id_of("alpha"), id_of("beta"));
+        let offer = body(Type::Offer, "x");
+
+        // b waits for approval: it may not connect, and a cannot reach it.
+        let approval = |required: bool| json!({"name": "beta", "approval_required": required});
+        s.put(&format!("/api/peers/{b_id}"), approval(true));
+        until_denied(|| sb.connect(), "peer is pending approval").await;
+        until_denied(
+            || sa.send(&b.key, &offer),
+            "the remote peer is not reachable from this peer",
+        )
+        .await;
+        s.put(&format!("/api/peers/{b_id}"), approval(false));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut b_in = loop {
+            match sb.connect().await {
+                Ok(stream) => break stream,
+                Err(e) => assert!(Instant::now() < deadline, "still refused: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        sa.send(&b.key, &body(Type::Offer, "approved"))
+            .await
+            .unwrap();
+        assert_eq!(next(&mut b_in).await.body.payload, "approved");
+
+        // a's user is blocked: a may neither send nor connect.
+        let user = s.post(
+            "/api/users",
+            json!({"email": "ann@example.com", "name": "Ann", "role": "user",
+                "auto_groups": [], "is_service_user": false}),
+        )["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        // The store helper runs its own runtime: off this one's threads.
+        std::thread::scope(|scope| {
+            scope.spawn(|| s.set_peer_user(&a_id, &user));
+        });
+        s.put(
+            &format!("/api/users/{user}"),
+            json!({"role": "user", "auto_groups": [], "is_blocked": true}),
+        );
+        until_denied(|| sa.send(&b.key, &offer), "user is blocked").await;
+        until_denied(|| sa.connect(), "user is blocked").await;
+        // Nor does it receive: b cannot reach it.
+        let status = refused(sb.send(&a.key, &offer).await);
+        assert_eq!(
+            (status.code(), status.message()),
+            (
+                Code::PermissionDenied,
+                "the remote peer is not reachable from this peer"
+            )
         );
     });
 }

@@ -50,9 +50,9 @@ use firewall::{expand, FirewallRule};
 pub use owned::PeerMap;
 use reach::Reach;
 use routes::{
-    distributed_routes, resource_routes, route, route_firewall_rules, served_resources,
-    served_routes, served_vias, sort_entries, Route, RouteEntry, RouteFirewallRule, RouteRule,
-    RouteRules,
+    distributed_routes, resource_routes, route, route_firewall_rules, served_ha_groups,
+    served_resources, served_routes, served_vias, sort_entries, Route, RouteEntry,
+    RouteFirewallRule, RouteRule, RouteRules, Shadowed,
 };
 
 /// A map was asked for a peer the account does not hold.
@@ -155,19 +155,24 @@ impl<'a> MapBuilder<'a> {
     }
 
     /// What only this peer has: the routes and resources it serves, their
-    /// firewall rules, and the clients of those resources, which it sees.
+    /// firewall rules, the clients of those resources, which it sees, and the
+    /// networks it routes itself, whose other routing peers it is not given.
     fn extras(&self, rank: u32, groups: &[u32], class: &ClassMap) -> Option<Box<Extras>> {
         let reach = &self.reach;
         let index = reach.index;
         let mut served = served_routes(reach, rank);
         let resources = served_resources(reach, rank);
         served.extend(resource_routes(reach, &resources, Some(rank)));
-        if served.is_empty() {
+        let shadowed = Shadowed {
+            ha_groups: served_ha_groups(index, rank),
+            resources,
+        };
+        if served.is_empty() && shadowed.is_empty() {
             return None;
         }
         sort_entries(index, &mut served);
         let mut clients = PeerSet::empty(index.peer_count());
-        for &res in &resources {
+        for &res in &shadowed.resources {
             clients.union_with(reach.clients(res));
         }
         let (visible, routes) = if clients.is_subset(&class.visible) {
@@ -189,6 +194,7 @@ impl<'a> MapBuilder<'a> {
             visible,
             routes,
             route_rules,
+            shadowed,
         }))
     }
 }
@@ -210,6 +216,8 @@ struct Extras {
     /// The class routes recomputed for the widened view.
     routes: Option<Vec<RouteEntry>>,
     route_rules: Vec<Arc<[RouteRule]>>,
+    /// Networks this peer routes itself.
+    shadowed: Shadowed,
 }
 
 /// One peer's network map. Cheap to hold: it shares its class's part.
@@ -290,18 +298,24 @@ impl<'a> NetworkMap<'a> {
             .flat_map(move |b| expand(index, &b.class.firewall, &b.active, self.rank))
     }
 
-    /// The routes, sorted by network id, id and routing peer IP.
+    /// The routes, sorted by network id, id and routing peer IP. A routing
+    /// peer gets its own entries for the networks it routes and none of the
+    /// other routing peers' (see `routes::Shadowed`).
     pub fn routes(&self) -> Vec<Route<'a>> {
         let Some(body) = &self.body else {
             return Vec::new();
         };
         let me = self.rank;
+        let index = self.index;
         let extras = body.extras.as_deref();
         let shared = extras
             .and_then(|e| e.routes.as_deref())
             .unwrap_or(&body.class.routes);
-        let mut entries: Vec<RouteEntry> =
-            shared.iter().filter(|e| e.peer != me).copied().collect();
+        let mut entries: Vec<RouteEntry> = shared
+            .iter()
+            .filter(|e| e.peer != me && !extras.is_some_and(|x| x.shadowed.hides(index, e)))
+            .copied()
+            .collect();
         if let Some(e) = extras {
             entries.extend_from_slice(&e.served);
             sort_entries(self.index, &mut entries);

@@ -6,7 +6,12 @@
 //! `network_id`. Network resources become routes too: a peer that may reach
 //! a resource gets one entry per active router peer of the resource's
 //! network, and a router peer gets every enabled resource of the networks it
-//! routes. Entries are sorted by network id, id and routing peer IP.
+//! routes. A routing peer is not given the other routing peers' entries for
+//! a network it routes itself: neither the routes of the same
+//! high-availability group (same network id and prefix or domains, whether it
+//! serves them directly, through `peer_groups`, or only through a disabled
+//! route), nor the other routers of a network it is a router of (see
+//! `Shadowed`). Entries are sorted by network id, id and routing peer IP.
 //!
 //! A routing peer also gets route firewall rules for what it serves: a route
 //! without access-control groups permits all from `0.0.0.0/0`; a route with
@@ -189,6 +194,56 @@ pub(crate) fn served_routes(reach: &Reach<'_>, rank: u32) -> Vec<RouteEntry> {
             peer: rank,
         })
         .collect()
+}
+
+/// The high-availability groups of every route the peer at `rank` serves,
+/// enabled or not, sorted: the networks it routes itself (see
+/// [`Shadowed`]).
+pub(crate) fn served_ha_groups(index: &AccountIndex<'_>, rank: u32) -> Vec<u32> {
+    let mut out: Vec<u32> = (0..index.account.routes.len() as u32)
+        .filter(|&pos| index.route_peers(pos).contains(rank))
+        .map(|pos| index.route_ha(pos))
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// What a routing peer routes itself, so it is not also given the entries of
+/// the other routing peers of the same networks.
+///
+/// A routing peer delivers a network's traffic into its local network
+/// itself. Given its group mates' entries as well, its client side would
+/// route that network into the tunnel, towards a mate, taking over the
+/// traffic it should forward (and, between two routers, sending it back and
+/// forth). The reference leaves those entries out the same way (its
+/// `filterRoutesFromPeersOfSameHAGroup` for routes; for resources, a router
+/// of a network is never given the network's other routers). Only the route
+/// entries change: the peers stay, route firewall rules are those of what
+/// the peer serves, and DNS does not depend on routes.
+#[derive(Debug)]
+pub(crate) struct Shadowed {
+    /// HA groups of the routes the peer serves, enabled or not: the
+    /// reference counts a disabled route too, so a peer assigned to a network
+    /// never routes it through its group mates.
+    pub ha_groups: Vec<u32>,
+    /// Resources of the networks the peer routes, sorted.
+    pub resources: Vec<u32>,
+}
+
+impl Shadowed {
+    /// Whether `entry` is for a network the peer routes itself. Only entries
+    /// through other peers are asked about: the peer's own are what it serves.
+    pub fn hides(&self, index: &AccountIndex<'_>, entry: &RouteEntry) -> bool {
+        match entry.via {
+            Via::Route(pos) => self.ha_groups.binary_search(&index.route_ha(pos)).is_ok(),
+            Via::Resource { resource, .. } => self.resources.binary_search(&resource).is_ok(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ha_groups.is_empty() && self.resources.is_empty()
+    }
 }
 
 /// The enabled resources of the networks whose enabled routers include the
@@ -433,4 +488,86 @@ pub(crate) fn route_firewall_rules<'a>(
             port,
             port_range,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::index::AccountIndex;
+    use crate::model::Account;
+    use crate::netmap::network_map;
+    use crate::Timestamp;
+
+    /// A network whose routers are `b` and the group of `c` and `d`, and a
+    /// policy letting `a`, `b` and `c` reach its resource. (Not a conformance
+    /// vector: the router's route firewall rule lists `b` among its own
+    /// sources, where the reference leaves the router out.)
+    fn account() -> Account {
+        let peer = |id: &str, n: u8| {
+            serde_json::json!({"id": id, "name": id, "ip": format!("100.64.0.{n}"),
+                "dns_label": id, "key": format!("{}KEY=", id.to_uppercase())})
+        };
+        serde_json::from_value(serde_json::json!({
+            "id": "acc", "serial": 1,
+            "peers": [peer("a", 1), peer("b", 2), peer("c", 3), peer("d", 4)],
+            "groups": [
+                {"id": "g-all", "name": "All", "peers": ["a", "b", "c", "d"]},
+                {"id": "g-cli", "name": "g-cli", "peers": ["a", "b", "c"]},
+                {"id": "g-rt", "name": "g-rt", "peers": ["c", "d"]}
+            ],
+            "policies": [
+                {"id": "p-all", "name": "p-all", "enabled": true, "rules": [
+                    {"id": "r-all", "name": "r-all", "enabled": true, "action": "accept",
+                     "bidirectional": true, "protocol": "all",
+                     "sources": ["g-all"], "destinations": ["g-all"]}]},
+                {"id": "p-h", "name": "p-h", "enabled": true, "rules": [
+                    {"id": "r-h", "name": "r-h", "enabled": true, "action": "accept",
+                     "bidirectional": false, "protocol": "tcp", "ports": ["5432"],
+                     "sources": ["g-cli"],
+                     "destinationResource": {"id": "res-h", "type": "host"}}]}
+            ],
+            "networks": [{"id": "net-1", "name": "Office"}],
+            "network_resources": [{"id": "res-h", "network_id": "net-1", "name": "db",
+                "address": "10.0.0.5", "type": "host", "enabled": true}],
+            "network_routers": [
+                {"id": "rtr-b", "network_id": "net-1", "peer": "b", "metric": 10,
+                 "masquerade": true, "enabled": true},
+                {"id": "rtr-g", "network_id": "net-1", "peer_groups": ["g-rt"], "metric": 20,
+                 "masquerade": false, "enabled": true}
+            ]
+        }))
+        .expect("the test account parses")
+    }
+
+    fn routes_of(account: &Account, peer: &str) -> Vec<(String, String)> {
+        let index = AccountIndex::new(account);
+        let map = network_map(&index, peer, Timestamp::from_secs(1_750_000_000)).expect("map");
+        map.routes()
+            .iter()
+            .map(|r| (r.id.to_string(), r.peer.to_string()))
+            .collect()
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_client_gets_every_router_of_the_network() {
+        assert_eq!(
+            routes_of(&account(), "a"),
+            pairs(&[("res-h", "b"), ("res-h", "c"), ("res-h", "d")])
+        );
+    }
+
+    #[test]
+    fn a_router_that_is_also_a_client_gets_only_its_own_entry() {
+        let account = account();
+        assert_eq!(routes_of(&account, "b"), pairs(&[("res-h", "b")]));
+        // The same for a router through the group of routers.
+        assert_eq!(routes_of(&account, "c"), pairs(&[("res-h", "c")]));
+        // d routes and is no client: its own entry, as before.
+        assert_eq!(routes_of(&account, "d"), pairs(&[("res-h", "d")]));
+    }
 }

@@ -12,8 +12,10 @@
 //!   ([`Underlay::stun`]).
 //!
 //! Discovery runs again every [`REDISCOVER`] (every [`RETRY`] while STUN
-//! gets no answer, e.g. while UDP is blocked) and as soon as the host's
-//! addresses change (the network changed: a NAT mapping may be new too).
+//! gets no answer, e.g. while UDP is blocked), as soon as the host's
+//! addresses change (the network changed: a NAT mapping may be new too),
+//! and when a peer's direct path died (perhaps our NAT changed its public
+//! address).
 //!
 //! [`Underlay::socket`]: crate::wg::Underlay::socket
 //! [`Underlay::stun`]: crate::wg::Underlay::stun
@@ -28,7 +30,7 @@ use meshplane_proto::stun;
 use nix::ifaddrs::getifaddrs;
 use nix::net::if_::InterfaceFlags;
 use tokio::net::{lookup_host, UdpSocket};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::{sleep, timeout, Instant};
 
 /// How often the server-reflexive address is asked for again.
@@ -51,6 +53,8 @@ pub struct Discovery {
     pub socket: Arc<UdpSocket>,
     /// STUN messages that arrived on it.
     pub stun: mpsc::Receiver<(SocketAddr, Vec<u8>)>,
+    /// Rung by the engine when a direct path died.
+    pub path_lost: Arc<Notify>,
     /// The STUN server: `host:port` of the management server.
     pub server: String,
     /// This peer's mesh address, never a candidate.
@@ -96,7 +100,10 @@ impl Discovery {
                     RETRY
                 };
             while Instant::now() < next {
-                sleep(WATCH_ADDRESSES.min(next - Instant::now())).await;
+                tokio::select! {
+                    () = sleep(WATCH_ADDRESSES.min(next - Instant::now())) => {}
+                    () = self.path_lost.notified() => break,
+                }
                 if host_addresses(self.mesh_ip) != hosts {
                     break;
                 }

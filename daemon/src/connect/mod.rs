@@ -62,6 +62,7 @@ impl Connect {
             stun,
             relay_out,
             relay_in,
+            path_lost,
         } = config.underlay;
         let wg_port = socket.local_addr().map_or(0, |a| a.port());
         let mut tasks = Vec::new();
@@ -73,6 +74,7 @@ impl Connect {
             let discovery = discovery::Discovery {
                 socket,
                 stun,
+                path_lost,
                 server: stun_server(config.url),
                 mesh_ip: config.mesh_ip,
                 candidates,

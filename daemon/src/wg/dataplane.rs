@@ -14,7 +14,7 @@ use meshplane_core::netmap::firewall::Direction;
 use meshplane_core::Timestamp;
 use meshplane_proto::stun;
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::time::MissedTickBehavior;
 
 use super::peers::{Peer, PeerTable};
@@ -56,9 +56,18 @@ pub(super) struct Dataplane {
     to_host: mpsc::Sender<Vec<u8>>,
     /// STUN messages that arrived on the socket, for discovery.
     stun: mpsc::Sender<(SocketAddr, Vec<u8>)>,
+    /// Rings discovery when a direct path died.
+    path_lost: Arc<Notify>,
     /// Whether the relay connection is up (every peer may be reached over
     /// it: all peers of a map use the relay their management server names).
     relay_up: bool,
+}
+
+/// The engine's ends of the [`Underlay`](super::Underlay) channels.
+pub(super) struct UnderlayEnds {
+    pub(super) stun: mpsc::Sender<(SocketAddr, Vec<u8>)>,
+    pub(super) relay: mpsc::Sender<(PublicKey, Vec<u8>)>,
+    pub(super) path_lost: Arc<Notify>,
 }
 
 /// Where datagrams leave: the UDP socket or the relay.
@@ -127,9 +136,13 @@ impl Dataplane {
         config: EngineConfig,
         to_host: mpsc::Sender<Vec<u8>>,
         flows: FlowLog,
-        stun: mpsc::Sender<(SocketAddr, Vec<u8>)>,
-        relay: mpsc::Sender<(PublicKey, Vec<u8>)>,
+        underlay: UnderlayEnds,
     ) -> Self {
+        let UnderlayEnds {
+            stun,
+            relay,
+            path_lost,
+        } = underlay;
         let private = config.private_key.secret().clone();
         Dataplane {
             wire: Wire { socket, relay },
@@ -152,6 +165,7 @@ impl Dataplane {
             },
             to_host,
             stun,
+            path_lost,
             relay_up: false,
         }
     }
@@ -404,6 +418,9 @@ impl Dataplane {
             let after = peer.paths.selected();
             if after != before {
                 tracing::info!("peer {}: {before:?} -> {after:?}", peer.public_key);
+                if matches!(before, Some(Path::Direct(_))) {
+                    self.path_lost.notify_one();
+                }
             }
         }
     }

@@ -45,12 +45,12 @@ use meshplane_core::Timestamp;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 
 use crate::flows::FlowLog;
 use crate::key::{PrivateKey, PublicKey};
-use dataplane::Dataplane;
+use dataplane::{Dataplane, UnderlayEnds};
 
 /// How many packets may wait between the engine and a front-end in each
 /// direction. The engine never waits for a front-end: past this many
@@ -154,6 +154,9 @@ pub struct Underlay {
     pub relay_out: mpsc::Receiver<(PublicKey, Vec<u8>)>,
     /// WireGuard datagrams that came over the relay.
     pub relay_in: mpsc::Sender<Vec<u8>>,
+    /// Told when a peer's direct path died: this host's NAT mapping may
+    /// have changed, so discovery should look again now.
+    pub path_lost: Arc<Notify>,
 }
 
 /// How a peer is reached, in `status`.
@@ -251,6 +254,7 @@ impl Engine {
         let (stun_tx, stun) = mpsc::channel(STUN_QUEUE);
         let (relay_tx, relay_out) = mpsc::channel(QUEUE);
         let (relay_in, from_relay) = mpsc::channel(QUEUE);
+        let path_lost = Arc::new(Notify::new());
         let public_key = config.private_key.public_key();
         let flows = FlowLog::default();
         let dataplane = Dataplane::new(
@@ -259,8 +263,11 @@ impl Engine {
             config,
             to_host,
             flows.clone(),
-            stun_tx,
-            relay_tx,
+            UnderlayEnds {
+                stun: stun_tx,
+                relay: relay_tx,
+                path_lost: Arc::clone(&path_lost),
+            },
         );
         let task = tokio::spawn(dataplane.run(command_rx, from_host, from_relay));
         Ok((
@@ -277,6 +284,7 @@ impl Engine {
                 stun,
                 relay_out,
                 relay_in,
+                path_lost,
             },
         ))
     }

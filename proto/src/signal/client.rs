@@ -6,11 +6,14 @@
 //! registration; [`SignalClient::send`] seals a body to a remote key and
 //! sends it with the unary `Send`, so a refusal (the remote is not a peer we
 //! may see) comes back as that call's status. The client does not reconnect:
-//! when [`SignalStream::recv`] ends, the caller connects again.
+//! when [`SignalStream::recv`] ends, the caller connects again. A daemon
+//! builds it with [`SignalClient::proving_to`] the server's key, so its
+//! streams carry the proof of its key and nobody else can take them over.
 
 use std::fmt;
 
-use crypto_box::SecretKey;
+use crypto_box::{PublicKey, SecretKey};
+use meshplane_core::Timestamp;
 use rand_core::OsRng;
 use thiserror::Error;
 use tonic::metadata::MetadataValue;
@@ -18,7 +21,10 @@ use tonic::transport::Channel;
 use tonic::{Request, Status, Streaming};
 
 use super::signal_exchange_client::SignalExchangeClient;
-use super::{open_body, seal_body, Body, EncryptedMessage, HEADER_PEER_ID, HEADER_REGISTERED};
+use super::{
+    open_body, prove, seal_body, Body, EncryptedMessage, HEADER_PEER_ID, HEADER_PROOF,
+    HEADER_REGISTERED,
+};
 use crate::envelope::{encode_public_key, parse_public_key, EnvelopeError};
 
 /// Why a signal call failed.
@@ -41,6 +47,8 @@ pub struct SignalClient {
     grpc: SignalExchangeClient<Channel>,
     secret: SecretKey,
     public: String,
+    /// The management server's key, to prove our key to ([`HEADER_PROOF`]).
+    server: Option<PublicKey>,
 }
 
 impl fmt::Debug for SignalClient {
@@ -68,7 +76,16 @@ impl SignalClient {
             grpc: SignalExchangeClient::new(channel),
             secret,
             public,
+            server: None,
         }
+    }
+
+    /// Proves our key to the server holding `server` (the key GetServerKey
+    /// answers) when opening streams, so nobody else can open or displace
+    /// them (see [`super`]). Daemons always do.
+    pub fn proving_to(mut self, server: PublicKey) -> SignalClient {
+        self.server = Some(server);
+        self
     }
 
     /// Our WireGuard public key, base64: the key others address us by.
@@ -86,6 +103,13 @@ impl SignalClient {
                 error: EnvelopeError::BadKey,
             })?;
         request.metadata_mut().insert(HEADER_PEER_ID, id);
+        if let Some(server) = &self.server {
+            let proof = prove(&self.public, &self.secret, server, now(), &mut OsRng);
+            // Base64 is always a valid header value.
+            if let Ok(proof) = MetadataValue::try_from(proof) {
+                request.metadata_mut().insert(HEADER_PROOF, proof);
+            }
+        }
         let response = self.grpc.clone().connect_stream(request).await?;
         if response.metadata().get(HEADER_REGISTERED).is_none() {
             return Err(SignalError::NotRegistered);
@@ -156,4 +180,12 @@ impl SignalStream {
     pub fn unopened(&self) -> u64 {
         self.unopened
     }
+}
+
+/// The system clock, as the server's replay window reads it.
+fn now() -> Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    Timestamp::from_millis(i64::try_from(ms).unwrap_or(i64::MAX))
 }

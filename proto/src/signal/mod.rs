@@ -8,14 +8,26 @@
 //! management envelope ([`crate::envelope::seal_box`]), without its
 //! timestamp, as NetBird's clients seal it. The server sees only who writes
 //! to whom. [`client`] is the daemon's side.
+//!
+//! NetBird's wire names a stream's key in a header and proves nothing, so
+//! anyone who knows a peer's public key could open streams under it. Our
+//! clients add [`HEADER_PROOF`]: a management envelope ([`crate::envelope`])
+//! sealed by the key to the server, which the server opens with its replay
+//! guard. A key's proven streams cannot be displaced by unproven ones, and
+//! while it has any, messages go only to them; NetBird clients, which send
+//! no proof, work as before.
 
 pub mod client;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use crypto_box::{PublicKey, SecretKey};
+use meshplane_core::Timestamp;
 use prost::Message as _;
 use rand_core::CryptoRngCore;
 
-use crate::envelope::{open_box, seal_box, EnvelopeError};
+use crate::envelope::{self, open_box, seal_box, EnvelopeError, ReplayGuard};
+use crate::v1::SealedMessage;
 
 /// Generated protobuf messages, client and server of the signal service.
 #[allow(missing_debug_implementations, clippy::all)]
@@ -35,6 +47,49 @@ pub const HEADER_PEER_ID: &str = "x-wiretrustee-peer-id";
 /// Response header the server sends (value `1`) once the stream is
 /// registered; a client waits for it before it counts as connected.
 pub const HEADER_REGISTERED: &str = "x-wiretrustee-peer-registered";
+
+/// Metadata header of `ConnectStream` by which our clients prove they hold
+/// the key of [`HEADER_PEER_ID`]: base64 of an encoded [`SealedMessage`]
+/// ([`prove`]).
+pub const HEADER_PROOF: &str = "x-meshplane-signal-proof";
+
+/// What the proof's envelope carries, so no other sealed message (a
+/// management request) passes for a proof.
+const PROOF_PURPOSE: &str = "meshplane signal stream";
+
+/// The [`HEADER_PROOF`] value for the holder of `ours` (whose public key,
+/// base64, is `ours_b64`) towards the server key `server` at `now`.
+pub fn prove(
+    ours_b64: &str,
+    ours: &SecretKey,
+    server: &PublicKey,
+    now: Timestamp,
+    rng: &mut impl CryptoRngCore,
+) -> String {
+    let sealed = envelope::seal(&PROOF_PURPOSE.to_string(), ours_b64, ours, server, now, rng);
+    STANDARD.encode(sealed.encode_to_vec())
+}
+
+/// Checks a [`HEADER_PROOF`] value for the key `claimed` (base64) with the
+/// server's `secret`; a proof is accepted once within the replay window.
+pub fn check_proof(
+    header: &str,
+    claimed: &PublicKey,
+    secret: &SecretKey,
+    guard: &mut ReplayGuard,
+    now: Timestamp,
+) -> Result<(), EnvelopeError> {
+    let bytes = STANDARD
+        .decode(header)
+        .map_err(|e| EnvelopeError::Decode(e.to_string()))?;
+    let sealed = SealedMessage::decode(bytes.as_slice())
+        .map_err(|e| EnvelopeError::Decode(e.to_string()))?;
+    let purpose: String = envelope::open(&sealed, secret, claimed, guard, now)?;
+    if purpose != PROOF_PURPOSE {
+        return Err(EnvelopeError::Forged);
+    }
+    Ok(())
+}
 
 /// `body` sealed from `ours` to `theirs`: the bytes of
 /// [`EncryptedMessage::body`].
@@ -93,6 +148,45 @@ mod tests {
             open_body(&sealed[..10], &b, &a.public_key()),
             Err(EnvelopeError::Truncated)
         );
+    }
+
+    #[test]
+    fn proofs_hold_only_for_the_key_that_made_them() {
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        let peer = SecretKey::generate(&mut rng);
+        let other = SecretKey::generate(&mut rng);
+        let server = SecretKey::generate(&mut rng);
+        let now = Timestamp::from_secs(1_000_000);
+        let b64 = envelope::encode_public_key(&peer.public_key());
+        let proof = prove(&b64, &peer, &server.public_key(), now, &mut rng);
+        let mut guard = ReplayGuard::default();
+        assert_eq!(
+            check_proof(&proof, &other.public_key(), &server, &mut guard, now),
+            Err(EnvelopeError::Forged)
+        );
+        assert_eq!(
+            check_proof(&proof, &peer.public_key(), &server, &mut guard, now),
+            Ok(())
+        );
+        assert_eq!(
+            check_proof(&proof, &peer.public_key(), &server, &mut guard, now),
+            Err(EnvelopeError::Replayed)
+        );
+        // A sealed management request is no proof.
+        let request = envelope::seal(
+            &crate::v1::RenewExposeRequest { domain: "x".into() },
+            &b64,
+            &peer,
+            &server.public_key(),
+            now,
+            &mut rng,
+        );
+        let header = STANDARD.encode(request.encode_to_vec());
+        assert_eq!(
+            check_proof(&header, &peer.public_key(), &server, &mut guard, now),
+            Err(EnvelopeError::Forged)
+        );
+        assert!(check_proof("%%", &peer.public_key(), &server, &mut guard, now).is_err());
     }
 
     #[test]

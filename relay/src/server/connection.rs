@@ -53,17 +53,20 @@ pub(super) async fn run(
             return;
         }
     };
-    let response = protocol::auth_response(&instance_url)
-        .or_else(|_| protocol::auth_response(""))
-        .unwrap_or_default();
-    if socket.send(Message::Binary(response.into())).await.is_err() {
-        return;
-    }
+    // Registered before the answer: a client told it is connected must
+    // get what is sent to it from then on.
     let (queue, queued) = mpsc::channel(shared.limits.send_queue);
     let (stop, stopped) = watch::channel(false);
     shared
         .registry
         .insert(peer, connection, queue.clone(), stop);
+    let response = protocol::auth_response(&instance_url)
+        .or_else(|_| protocol::auth_response(""))
+        .unwrap_or_default();
+    if socket.send(Message::Binary(response.into())).await.is_err() {
+        shared.registry.remove(&peer, connection);
+        return;
+    }
     tracing::debug!(%peer, "relay peer connected");
     let answered = Arc::new(AtomicBool::new(true));
     let (sink, stream) = socket.split();
@@ -75,7 +78,7 @@ pub(super) async fn run(
         relay.clone(),
     ));
     tokio::select! {
-        () = read(stream, &relay, &peer, &queue, &answered) => writer.abort(),
+        () = read(stream, &relay, &peer, connection, &queue, &answered) => writer.abort(),
         _ = &mut writer => {}
     }
     shared.registry.remove(&peer, connection);
@@ -112,6 +115,7 @@ async fn read(
     mut stream: SplitStream<Socket>,
     relay: &Relay,
     peer: &PeerId,
+    connection: u64,
     own_queue: &mpsc::Sender<Bytes>,
     answered: &AtomicBool,
 ) {
@@ -134,7 +138,7 @@ async fn read(
             }
             Ok(ClientFrame::Close) => return,
             Ok(ClientFrame::Subscribe(ids)) => {
-                let online = registry.subscribe(peer, &ids);
+                let online = registry.subscribe(peer, connection, &ids);
                 if !online.is_empty() {
                     for frame in
                         protocol::peer_state(MsgType::PeersOnline, &online).unwrap_or_default()
@@ -145,7 +149,7 @@ async fn read(
                 continue;
             }
             Ok(ClientFrame::Unsubscribe(ids)) => {
-                registry.unsubscribe(peer, &ids);
+                registry.unsubscribe(peer, connection, &ids);
                 continue;
             }
             Ok(ClientFrame::Auth { .. }) => {
@@ -202,12 +206,16 @@ async fn write(
                     deadline = None;
                 }
                 if now >= next_check {
-                    answered.store(false, Ordering::Relaxed);
+                    // One deadline at a time: checks sent while one runs
+                    // do not push it back.
+                    if deadline.is_none() {
+                        answered.store(false, Ordering::Relaxed);
+                        deadline = Some(now + limits.health_timeout);
+                    }
                     if sink.send(Message::Binary(protocol::health_check().into())).await.is_err() {
                         return;
                     }
                     next_check = now + limits.health_interval;
-                    deadline = Some(now + limits.health_timeout);
                 }
             }
             // The flag only ever becomes true (or its registry entry,

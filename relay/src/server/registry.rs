@@ -108,16 +108,17 @@ impl Registry {
         }
     }
 
-    /// Records that `peer` wants to hear about `ids`; returns those online
-    /// now (the caller announces them).
-    pub(crate) fn subscribe(&self, peer: &PeerId, ids: &[PeerId]) -> Vec<PeerId> {
+    /// Records that `peer` (on `connection`, unless a newer one replaced
+    /// it) wants to hear about `ids`; returns those online now (the caller
+    /// announces them).
+    pub(crate) fn subscribe(&self, peer: &PeerId, connection: u64, ids: &[PeerId]) -> Vec<PeerId> {
         let mut peers = self.lock();
         let online: Vec<PeerId> = ids
             .iter()
             .filter(|id| peers.contains_key(id))
             .copied()
             .collect();
-        if let Some(entry) = peers.get_mut(peer) {
+        if let Some(entry) = peers.get_mut(peer).filter(|e| e.connection == connection) {
             for id in ids {
                 if entry.offline_interest.len() >= MAX_SUBSCRIPTIONS
                     && !entry.offline_interest.contains(id)
@@ -134,8 +135,9 @@ impl Registry {
     }
 
     /// Forgets `peer`'s interest in `ids`.
-    pub(crate) fn unsubscribe(&self, peer: &PeerId, ids: &[PeerId]) {
-        if let Some(entry) = self.lock().get_mut(peer) {
+    pub(crate) fn unsubscribe(&self, peer: &PeerId, connection: u64, ids: &[PeerId]) {
+        let mut peers = self.lock();
+        if let Some(entry) = peers.get_mut(peer).filter(|e| e.connection == connection) {
             for id in ids {
                 entry.online_interest.remove(id);
                 entry.offline_interest.remove(id);

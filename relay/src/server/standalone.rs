@@ -1,7 +1,8 @@
 //! The accept loop of a relay running as its own process (`meshplane
-//! relay`). Connections that have not upgraded yet are bounded here (the
-//! relay's caps bound the upgraded ones): as many as the relay's
-//! connection cap, each with [`HEADER_TIMEOUT`] to send its request.
+//! relay`). Connections that have not upgraded yet are bounded here by the
+//! same caps as upgraded ones (in total and per source address; beyond
+//! them a connection is closed as soon as it is accepted), each with
+//! [`HEADER_TIMEOUT`] to send its request.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,9 +16,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use thiserror::Error;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tower::ServiceExt as _;
 
+use super::admission::Admission;
 use super::{Limits, Relay};
 use crate::management::{self, ManagementError};
 
@@ -70,7 +71,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let app = app.merge(relay.router());
-    let pending = Arc::new(Semaphore::new(relay.shared.limits.max_connections));
+    let limits = relay.shared.limits;
+    let pending = Admission::new(limits.max_connections, limits.max_connections_per_address);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -79,13 +81,6 @@ pub async fn serve(
     let builder = Arc::new(builder.http1_only());
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            () = &mut shutdown => break,
-            permit = pending.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-        };
         let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
@@ -96,6 +91,10 @@ pub async fn serve(
                     continue;
                 }
             },
+        };
+        let Ok(permit) = pending.admit(peer.ip()) else {
+            tracing::debug!(%peer, "connection refused: at the cap");
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let (app, builder) = (app.clone(), builder.clone());

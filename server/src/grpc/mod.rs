@@ -7,9 +7,10 @@
 //! its WireGuard private key. [`service`] opens and seals; [`login`]
 //! registers and logs peers in; [`sync`] serves the network-map streams that
 //! [`updates`] keeps current; [`ephemeral`] removes ephemeral peers offline
-//! too long; [`traffic`] stores the flow events peers report. The expose calls
-//! (CreateExpose, RenewExpose, StopExpose, WatchServices) are served by
-//! [`crate::expose`]. The signal exchange ([`crate::signal`]) is mounted
+//! too long; [`traffic`] stores the flow events peers report; RelayToken
+//! mints relay tokens ([`crate::relay`]), which Login answers carry too. The
+//! expose calls (CreateExpose, RenewExpose, StopExpose, WatchServices) are
+//! served by [`crate::expose`]. The signal exchange ([`crate::signal`]) is mounted
 //! beside the management service.
 
 mod ephemeral;
@@ -78,7 +79,10 @@ pub async fn mount(
     let service = service::Management::start(store, expose, closed, streams_per_peer, relay)
         .await
         .map_err(|e| format!("cannot load the server key: {e}"))?;
-    let (signal, signal_streams) = crate::signal::service(store, expose, streams_per_peer);
+    let shared = service.shared();
+    let proofs =
+        crate::signal::Proofs::new(move |header, key| shared.check_signal_proof(header, key));
+    let (signal, signal_streams) = crate::signal::service(store, expose, proofs, streams_per_peer);
     let grpc = Routes::new(ManagementServer::new(service))
         .add_service(signal)
         .prepare()

@@ -9,6 +9,7 @@ use axum::extract::ConnectInfo;
 
 use crypto_box::{PublicKey, SecretKey};
 use meshplane_proto::envelope::{self, encode_public_key, parse_public_key, ReplayGuard};
+use meshplane_proto::signal::check_proof;
 use meshplane_proto::v1::management_server;
 use meshplane_proto::v1::{
     CreateExposeRequest, GetServerKeyRequest, GetServerKeyResponse, LoginRequest,
@@ -78,6 +79,14 @@ impl Shared {
         })
     }
 
+    /// Checks a signal stream's proof that its caller holds `key`
+    /// ([`meshplane_proto::signal::check_proof`]) against this server's key
+    /// and replay guard.
+    pub fn check_signal_proof(&self, header: &str, key: &PublicKey) -> Result<(), Status> {
+        let mut guard = self.guard.lock().unwrap_or_else(PoisonError::into_inner);
+        check_proof(header, key, &self.secret, &mut guard, ids::now()).map_err(Status::from)
+    }
+
     /// Seals `message` to the peer holding `to`.
     pub fn seal<M: Message>(&self, message: &M, to: &PublicKey) -> SealedMessage {
         envelope::seal(message, "", &self.secret, to, ids::now(), &mut OsRng)
@@ -91,6 +100,11 @@ pub struct Management {
 }
 
 impl Management {
+    /// What every call shares.
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
     /// The service over `store`, with the server key loaded (or created).
     pub async fn start(
         store: &Store,

@@ -7,6 +7,11 @@
 //! closes its oldest, as NetBird's service lets a reconnecting client
 //! replace its half-dead stream. A message for a key goes to every stream
 //! of that key.
+//!
+//! Proven streams (their caller proved it holds the key) outrank unproven
+//! ones: while a key has a proven stream, an unproven one is refused and
+//! messages go to the proven ones only; a proven stream over the limit
+//! closes the oldest unproven stream first.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -44,6 +49,7 @@ struct Open {
 #[derive(Debug)]
 struct Entry {
     id: u64,
+    proven: bool,
     out: mpsc::Sender<EncryptedMessage>,
     /// Ends the stream with a status (replaced, or the server stops).
     end: oneshot::Sender<Status>,
@@ -78,12 +84,22 @@ impl Registry {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A new stream for `key`, closing the key's oldest when it is at the
-    /// limit; UNAVAILABLE once the server stops.
-    pub fn register(&self, key: &str) -> Result<Outbox, Status> {
+    /// A new stream for `key`, closing the key's oldest (unproven first)
+    /// when it is at the limit; UNAVAILABLE once the server stops,
+    /// PERMISSION_DENIED for an unproven stream of a key with proven ones.
+    pub fn register(&self, key: &str, proven: bool) -> Result<Outbox, Status> {
         let mut open = self.open();
         if open.closed {
             return Err(shutting_down());
+        }
+        let outranked = open
+            .by_key
+            .get(key)
+            .is_some_and(|streams| streams.iter().any(|e| e.proven));
+        if !proven && outranked {
+            return Err(Status::permission_denied(
+                "this peer's signal streams prove its key: one without the proof is refused",
+            ));
         }
         open.next += 1;
         let id = open.next;
@@ -91,9 +107,15 @@ impl Registry {
         let (end, ended) = oneshot::channel();
         let limit = self.inner.limit;
         let streams = open.by_key.entry(key.to_string()).or_default();
-        streams.push(Entry { id, out, end });
+        streams.push(Entry {
+            id,
+            out,
+            end,
+            proven,
+        });
         while streams.len() > limit {
-            let oldest = streams.remove(0);
+            let at = streams.iter().position(|e| !e.proven).unwrap_or(0);
+            let oldest = streams.remove(at);
             let _ = oldest.end.send(Status::resource_exhausted(format!(
                 "more than {limit} signal streams for this peer: the oldest was closed"
             )));
@@ -110,14 +132,20 @@ impl Registry {
         })
     }
 
-    /// Queues `message` in every stream of its `remote_key`.
+    /// Queues `message` in every stream of its `remote_key` (its proven
+    /// streams only, when it has any).
     pub fn deliver(&self, message: &EncryptedMessage) -> Delivery {
         let open = self.open();
         let mut delivery = Delivery {
             queued: 0,
             dropped: 0,
         };
-        for entry in open.by_key.get(&message.remote_key).into_iter().flatten() {
+        let streams = open.by_key.get(&message.remote_key);
+        let proven = streams.is_some_and(|s| s.iter().any(|e| e.proven));
+        for entry in streams.into_iter().flatten() {
+            if proven && !entry.proven {
+                continue;
+            }
             match entry.out.try_send(message.clone()) {
                 Ok(()) => delivery.queued += 1,
                 // A closed queue belongs to a stream being dropped.
@@ -245,9 +273,9 @@ mod tests {
     #[tokio::test]
     async fn delivers_to_every_stream_of_the_key_and_bounds_queues() {
         let registry = Registry::new(2, 2);
-        let mut a1 = registry.register("a").unwrap();
-        let mut a2 = registry.register("a").unwrap();
-        let _b = registry.register("b").unwrap();
+        let mut a1 = registry.register("a", false).unwrap();
+        let mut a2 = registry.register("a", false).unwrap();
+        let _b = registry.register("b", false).unwrap();
         let sent = registry.deliver(&message("a", 1));
         assert_eq!(
             sent,
@@ -282,9 +310,9 @@ mod tests {
     #[tokio::test]
     async fn the_oldest_stream_gives_way_and_dropping_leaves() {
         let registry = Registry::new(2, 4);
-        let mut first = registry.register("a").unwrap();
-        let second = registry.register("a").unwrap();
-        let third = registry.register("a").unwrap();
+        let mut first = registry.register("a", false).unwrap();
+        let second = registry.register("a", false).unwrap();
+        let third = registry.register("a", false).unwrap();
         let status = next(&mut first).await.unwrap().unwrap_err();
         assert_eq!(status.code(), tonic::Code::ResourceExhausted);
         assert!(next(&mut first).await.is_none());
@@ -295,15 +323,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn proven_streams_outrank_unproven_ones() {
+        let registry = Registry::new(2, 4);
+        let mut squatter = registry.register("a", false).unwrap();
+        let mut own = registry.register("a", true).unwrap();
+        // While a proven stream is open, messages go to it alone and an
+        // unproven stream is refused.
+        registry.deliver(&message("a", 1));
+        assert_eq!(next(&mut own).await.unwrap().unwrap().body, [1]);
+        assert_eq!(
+            registry.register("a", false).unwrap_err().code(),
+            tonic::Code::PermissionDenied
+        );
+        // A second proven stream closes the unproven one, not the first.
+        let _second = registry.register("a", true).unwrap();
+        let status = next(&mut squatter).await.unwrap().unwrap_err();
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        registry.deliver(&message("a", 2));
+        assert_eq!(next(&mut own).await.unwrap().unwrap().body, [2]);
+    }
+
+    #[tokio::test]
     async fn closing_ends_streams_and_refuses_new_ones() {
         let registry = Registry::new(4, 4);
-        let mut open = registry.register("a").unwrap();
+        let mut open = registry.register("a", false).unwrap();
         let gone = open.gone();
         registry.close();
         let status = next(&mut open).await.unwrap().unwrap_err();
         assert_eq!(status.code(), tonic::Code::Unavailable);
         assert_eq!(
-            registry.register("a").unwrap_err().code(),
+            registry.register("a", false).unwrap_err().code(),
             tonic::Code::Unavailable
         );
         drop(open);

@@ -12,18 +12,20 @@
 
 use meshplane_proto::envelope::{encode_public_key, parse_public_key};
 use meshplane_proto::signal::signal_exchange_server::SignalExchange;
-use meshplane_proto::signal::{EncryptedMessage, HEADER_PEER_ID, HEADER_REGISTERED};
+use meshplane_proto::signal::{EncryptedMessage, HEADER_PEER_ID, HEADER_PROOF, HEADER_REGISTERED};
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::registry::{Outbox, Registry};
 use super::visibility::{Refusal, Visibility};
+use super::Proofs;
 
 /// The `SignalExchange` service.
 #[derive(Debug, Clone)]
 pub struct Signal {
     pub(super) registry: Registry,
     pub(super) visibility: Visibility,
+    pub(super) proofs: Proofs,
 }
 
 /// `key` in WireGuard's base64 form, so one key has one spelling.
@@ -87,9 +89,26 @@ impl SignalExchange for Signal {
             })?
             .to_str()
             .map_err(|_| Status::invalid_argument(format!("invalid header {HEADER_PEER_ID}")))?;
-        let key = canonical(key, HEADER_PEER_ID)?;
+        let public = parse_public_key(key).map_err(|_| {
+            Status::invalid_argument(format!(
+                "invalid {HEADER_PEER_ID}: must be a WireGuard public key in base64"
+            ))
+        })?;
+        let key = encode_public_key(&public);
+        // A proof that is present must hold: a client that means to prove
+        // its key is told when it does not.
+        let proven = match request.metadata().get(HEADER_PROOF) {
+            None => false,
+            Some(proof) => {
+                let proof = proof.to_str().map_err(|_| {
+                    Status::invalid_argument(format!("invalid header {HEADER_PROOF}"))
+                })?;
+                self.proofs.check(proof, &public)?;
+                true
+            }
+        };
         self.visibility.admit(&key).await.map_err(status)?;
-        let outbox = self.registry.register(&key)?;
+        let outbox = self.registry.register(&key, proven)?;
         // What the client writes into the call is routed like Send, under
         // the stream's key, until either side goes away.
         let gone = outbox.gone();

@@ -66,12 +66,23 @@ impl From<ViewError> for Refusal {
     }
 }
 
+/// Whether a peer may signal, and whom.
+#[derive(Debug)]
+enum Admission {
+    /// It may, to the peers of this set of ranks.
+    Admitted(PeerSet),
+    /// It may not log in.
+    Refused(RegistrationError),
+    /// It waits for approval.
+    Pending,
+}
+
 /// One account's answer at one time.
 #[derive(Debug)]
 struct AccountView {
     computed: Instant,
-    /// By peer key: its rank, and whether (and whom) it may signal.
-    peers: HashMap<String, (u32, Result<PeerSet, Refusal>)>,
+    /// By peer key: its rank and admission.
+    peers: HashMap<String, (u32, Admission)>,
 }
 
 impl AccountView {
@@ -84,9 +95,9 @@ impl AccountView {
             let Some(rank) = index.rank(peer.id.as_str()) else {
                 continue;
             };
-            let admitted = match check_login(account, &peer.key, now) {
-                Err(e) => Err(Refusal::Login(e)),
-                Ok(_) if !index.approved().contains(rank) => Err(Refusal::Pending),
+            let admission = match check_login(account, &peer.key, now) {
+                Err(e) => Admission::Refused(e),
+                Ok(_) if !index.approved().contains(rank) => Admission::Pending,
                 Ok(_) => {
                     let mut visible = PeerSet::empty(index.peer_count());
                     if let Some(map) = maps.remove(&peer.id) {
@@ -96,10 +107,10 @@ impl AccountView {
                             }
                         }
                     }
-                    Ok(visible)
+                    Admission::Admitted(visible)
                 }
             };
-            peers.insert(peer.key.clone(), (rank, admitted));
+            peers.insert(peer.key.clone(), (rank, admission));
         }
         AccountView {
             computed: Instant::now(),
@@ -107,15 +118,13 @@ impl AccountView {
         }
     }
 
-    /// Whether the holder of `key` may signal (a clone of the refusal
-    /// otherwise).
+    /// Whom the holder of `key` may signal, or why it may not.
     fn admitted(&self, key: &str) -> Result<&PeerSet, Refusal> {
         match self.peers.get(key) {
             None => Err(Refusal::Login(RegistrationError::NotRegistered)),
-            Some((_, Ok(visible))) => Ok(visible),
-            Some((_, Err(Refusal::Pending))) => Err(Refusal::Pending),
-            Some((_, Err(Refusal::Login(e)))) => Err(Refusal::Login(e.clone())),
-            Some((_, Err(_))) => Err(Refusal::Login(RegistrationError::NotRegistered)),
+            Some((_, Admission::Admitted(visible))) => Ok(visible),
+            Some((_, Admission::Refused(e))) => Err(Refusal::Login(e.clone())),
+            Some((_, Admission::Pending)) => Err(Refusal::Pending),
         }
     }
 }
@@ -159,16 +168,17 @@ impl Visibility {
         view.admitted(key).map(|_| ())
     }
 
-    /// Whether `from` may send to `to` now: `from` may signal and `to` is
-    /// in its map (or is `from` itself, a client's liveness probe).
+    /// Whether `from` may send to `to` now: both may signal and `to` is in
+    /// `from`'s map (or is `from` itself, a client's liveness probe).
     pub async fn check(&self, from: &str, to: &str) -> Result<(), Refusal> {
         let view = self.view_of(from).await?;
         let visible = view.admitted(from)?;
         if from == to {
             return Ok(());
         }
+        // The maps still list a blocked user's peers; they receive nothing.
         match view.peers.get(to) {
-            Some((rank, _)) if visible.contains(*rank) => Ok(()),
+            Some((rank, Admission::Admitted(_))) if visible.contains(*rank) => Ok(()),
             _ => Err(Refusal::NotVisible),
         }
     }
