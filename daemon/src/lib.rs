@@ -18,7 +18,9 @@
 //! from [`cli`]) keeps its key and settings in a state directory
 //! ([`state`]), logs in to the management server over sealed gRPC
 //! ([`management`]), follows the Sync stream and applies every map
-//! ([`link`]), and answers the CLI on a Unix socket ([`control`]).
+//! ([`link`]), finds where its peers are and how to reach them
+//! ([`connect`]: candidates, signal, relay), and answers the CLI on a Unix
+//! socket ([`control`]).
 //! Maps arrive as protobuf messages and are used as the core's own type,
 //! [`meshplane_core::netmap::PeerMap`] ([`meshplane_proto::map`] converts).
 //!

@@ -478,7 +478,7 @@ fn pending_and_blocked_peers_cannot_signal() {
             .as_str()
             .unwrap()
             .to_string();
-        // The store helper runs its own runtime: off this one's threads.
+        // set_peer_user runs its own runtime: off this one's threads.
         std::thread::scope(|scope| {
             scope.spawn(|| s.set_peer_user(&a_id, &user));
         });

@@ -40,6 +40,8 @@ const BATCH: usize = 64;
 const REKEY_TIMEOUT_MS: i64 = 5_000;
 /// A handshake initiation's length.
 const INITIATION_LEN: usize = 148;
+/// The message type of a handshake response.
+const HANDSHAKE_RESPONSE: u8 = 2;
 
 /// The zero of [`clock`].
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
@@ -58,9 +60,6 @@ pub(super) struct Dataplane {
     stun: mpsc::Sender<(SocketAddr, Vec<u8>)>,
     /// Rings discovery when a direct path died.
     path_lost: Arc<Notify>,
-    /// Whether the relay connection is up (every peer may be reached over
-    /// it: all peers of a map use the relay their management server names).
-    relay_up: bool,
 }
 
 /// The engine's ends of the [`Underlay`](super::Underlay) channels.
@@ -74,6 +73,9 @@ pub(super) struct UnderlayEnds {
 struct Wire {
     socket: Arc<UdpSocket>,
     relay: mpsc::Sender<(PublicKey, Vec<u8>)>,
+    /// Whether the relay connection is up (every peer may be reached over
+    /// it: all peers of a map use the relay their management server names).
+    relay_up: bool,
 }
 
 impl Wire {
@@ -104,8 +106,12 @@ impl Wire {
     /// for the probes.
     async fn send_selected(&self, peer: &mut Peer, datagram: &[u8]) {
         remember_initiation(peer, datagram);
-        if let Some(path) = peer.paths.selected() {
-            self.send(peer, path, datagram).await;
+        match peer.paths.selected() {
+            Some(Path::Direct(addr)) if self.relay_up && peer.one_way == Some(addr) => {
+                self.send(peer, Path::Relay, datagram).await;
+            }
+            Some(path) => self.send(peer, path, datagram).await,
+            None => {}
         }
     }
 }
@@ -145,7 +151,11 @@ impl Dataplane {
         } = underlay;
         let private = config.private_key.secret().clone();
         Dataplane {
-            wire: Wire { socket, relay },
+            wire: Wire {
+                socket,
+                relay,
+                relay_up: false,
+            },
             listen,
             public: DalekPublic::from(&private),
             own_key: config.private_key.public_key(),
@@ -166,7 +176,6 @@ impl Dataplane {
             to_host,
             stun,
             path_lost,
-            relay_up: false,
         }
     }
 
@@ -247,7 +256,7 @@ impl Dataplane {
                     &update.peers,
                     &self.private,
                     self.own_key,
-                    self.relay_up,
+                    self.wire.relay_up,
                     now,
                 );
                 let _ = done.send(());
@@ -258,7 +267,7 @@ impl Dataplane {
                 }
             }
             Command::Relay(up) => {
-                self.relay_up = up;
+                self.wire.relay_up = up;
                 for peer in self.peers.iter_mut() {
                     peer.paths.handle_relay(up, now);
                 }
@@ -325,7 +334,7 @@ impl Dataplane {
                 ),
             };
             if proves {
-                peer.paths.handle_received(from, clock());
+                prove(peer, from, data, clock());
             }
         }
         // The answer to this datagram goes back where it came from; packets
@@ -391,9 +400,18 @@ impl Dataplane {
                 .is_some_and(|d| d < REJECT_AFTER);
             let before = peer.paths.selected();
             peer.paths.handle_session(established, now);
+            match (peer.paths.selected(), peer.selected_since) {
+                (Some(path), Some((seen, _))) if path == seen => {}
+                (Some(path), _) => peer.selected_since = Some((path, now)),
+                (None, _) => peer.selected_since = None,
+            }
             while let Some(probe) = peer.paths.poll_probe(now) {
                 tracing::trace!("peer {}: probe {probe:?}", peer.public_key);
-                match probe.kind {
+                let kind = match probe.path {
+                    Path::Direct(addr) if peer.one_way == Some(addr) => ProbeKind::Handshake,
+                    _ => probe.kind,
+                };
+                match kind {
                     ProbeKind::Handshake => {
                         if let Some(init) = fresh_initiation(peer, now) {
                             self.wire.send(peer, probe.path, &init).await;
@@ -456,7 +474,7 @@ impl Dataplane {
             public_key: self.own_key.to_string(),
             mesh_ip: self.mesh_ip,
             listen: self.listen,
-            relay_connected: self.relay_up,
+            relay_connected: self.wire.relay_up,
             peers,
         }
     }
@@ -467,6 +485,56 @@ impl Dataplane {
 fn fresh_initiation(peer: &Peer, now: Timestamp) -> Option<Vec<u8>> {
     let (at, init) = peer.initiation.as_ref()?;
     (now.as_millis() - at.as_millis() < REKEY_TIMEOUT_MS).then(|| init.clone())
+}
+
+/// How long a direct path must have been selected before the peer's
+/// traffic over the relay means it does not hear us on it: longer than the
+/// peer's keep-alive interval, so what it sent over the relay before it
+/// moved to the direct path too does not count.
+const ONE_WAY_AFTER_MS: i64 = 3_000;
+/// Relayed packets from a peer spread over this long are its traffic, not
+/// one probe...
+const RELAY_GOES_ON_MS: i64 = 1_500;
+/// ...when they fall within this window.
+const RELAY_TRAFFIC_MS: i64 = 5_000;
+
+/// An authenticated packet from `peer` over `from`, for its path machine.
+/// A packet over the relay while we have been on a direct path for a while
+/// says the peer does not hear us there: that address becomes one-way
+/// until a handshake answered over it proves the way back too.
+fn prove(peer: &mut Peer, from: Path, datagram: &[u8], now: Timestamp) {
+    match from {
+        Path::Relay => {
+            if let Some((Path::Direct(addr), since)) = peer.selected_since {
+                let settled = now.as_millis() - since.as_millis() >= ONE_WAY_AFTER_MS;
+                if settled && peer.paths.selected() == Some(Path::Direct(addr)) {
+                    // One relayed packet may be a probe; traffic that goes
+                    // on is the peer's choice.
+                    let began = match peer.relay_heard {
+                        Some(t) if now.as_millis() - t.as_millis() <= RELAY_TRAFFIC_MS => t,
+                        _ => {
+                            peer.relay_heard = Some(now);
+                            now
+                        }
+                    };
+                    if now.as_millis() - began.as_millis() >= RELAY_GOES_ON_MS
+                        && peer.one_way != Some(addr)
+                    {
+                        tracing::info!("peer {}: {addr} works one way only", peer.public_key);
+                        peer.one_way = Some(addr);
+                    }
+                }
+            }
+        }
+        Path::Direct(addr) if peer.one_way == Some(addr) => {
+            if datagram.first() != Some(&HANDSHAKE_RESPONSE) {
+                return;
+            }
+            peer.one_way = None;
+        }
+        Path::Direct(_) => {}
+    }
+    peer.paths.handle_received(from, now);
 }
 
 /// Keeps `datagram` as the peer's current initiation if it is a new

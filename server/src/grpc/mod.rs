@@ -8,9 +8,9 @@
 //! registers and logs peers in; [`sync`] serves the network-map streams that
 //! [`updates`] keeps current; [`ephemeral`] removes ephemeral peers offline
 //! too long; [`traffic`] stores the flow events peers report; RelayToken
-//! mints relay tokens ([`crate::relay`]), which Login answers carry too. The
-//! expose calls (CreateExpose, RenewExpose, StopExpose, WatchServices) are
-//! served by [`crate::expose`]. The signal exchange ([`crate::signal`]) is mounted
+//! mints relay tokens ([`crate::relay`]), which Login answers carry too. The expose calls
+//! (CreateExpose, RenewExpose, StopExpose, WatchServices) are served by
+//! [`crate::expose`]. The signal exchange ([`crate::signal`]) is mounted
 //! beside the management service.
 
 mod ephemeral;
