@@ -14,8 +14,7 @@ use meshplane_proto::v1::management_server;
 use meshplane_proto::v1::{
     CreateExposeRequest, GetServerKeyRequest, GetServerKeyResponse, LoginRequest,
     RelayTokenRequest, RelayTokenResponse, RenewExposeRequest, ReportTrafficRequest,
-    ReportTrafficResponse, SealedMessage,
-    StopExposeRequest, SyncRequest, WatchServicesRequest,
+    ReportTrafficResponse, SealedMessage, StopExposeRequest, SyncRequest, WatchServicesRequest,
 };
 use meshplane_proto::PROTOCOL_VERSION;
 use prost::Message;
