@@ -16,6 +16,8 @@ command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 # The data plane's namespace test uses the kernel's ping and ip(8).
 command -v ping >/dev/null 2>&1 || need_apt+=(iputils-ping)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+# The NAT scenarios make home routers with iptables.
+command -v iptables >/dev/null 2>&1 || need_apt+=(iptables)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     log "apt packages: ${need_apt[*]}"
     export DEBIAN_FRONTEND=noninteractive
