@@ -2,9 +2,13 @@
 //! authenticated packets, relay and session changes and time: the selected
 //! path is always one that may be used, a dead direct path never outlives
 //! the dead time while the relay is usable, a working direct path always
-//! wins, and probing is finite at every instant.
+//! wins, and probing is finite at every instant. The peer's traffic over the
+//! relay may make a direct path one-way; the test does not redo that rule
+//! (the unit tests hold it to its figures) but counts every path that could
+//! be one-way as possibly not working until a handshake answered over it,
+//! and checks that a settled direct path always gives way to such traffic.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 use meshplane_core::connect::{
@@ -28,6 +32,8 @@ enum Op {
     Relay(bool),
     ReceiveDirect(usize),
     ReceiveRelay,
+    /// A handshake response over a direct path (`Some`) or the relay.
+    ReceiveResponse(Option<usize>),
     Session(bool),
     Poll,
 }
@@ -37,7 +43,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => proptest::collection::vec(0..SIGNALLED, 0..6).prop_map(Op::Candidates),
         1 => any::<bool>().prop_map(Op::Relay),
         4 => (0..POOL).prop_map(Op::ReceiveDirect),
-        1 => Just(Op::ReceiveRelay),
+        2 => Just(Op::ReceiveRelay),
+        1 => proptest::option::of(0..POOL).prop_map(Op::ReceiveResponse),
         1 => any::<bool>().prop_map(Op::Session),
         4 => Just(Op::Poll),
     ]
@@ -56,13 +63,19 @@ fn timers() -> impl Strategy<Value = Timers> {
     let ms = || (1i64..10_000).prop_map(Duration::from_millis);
     prop_oneof![
         Just(Timers::default()),
-        (ms(), ms(), ms(), ms(), ms()).prop_map(
-            |(punch_interval, fallback, dead_after, keepalive_interval, reprobe_interval)| Timers {
+        ((ms(), ms(), ms(), ms(), ms()), (ms(), ms(), ms())).prop_map(
+            |(
+                (punch_interval, fallback, dead_after, keepalive_interval, reprobe_interval),
+                (one_way_after, one_way_spread, one_way_window),
+            )| Timers {
                 punch_interval,
                 fallback,
                 dead_after,
                 keepalive_interval,
                 reprobe_interval,
+                one_way_after,
+                one_way_spread,
+                one_way_window,
             }
         ),
     ]
@@ -78,17 +91,41 @@ struct Model {
     session: bool,
     candidates: Vec<SocketAddr>,
     last_received: BTreeMap<SocketAddr, Timestamp>,
+    /// Paths that may have been made one-way: every path in use or heard
+    /// from when the peer's traffic came over the relay, until a handshake
+    /// response over it.
+    suspect: BTreeSet<SocketAddr>,
 }
 
 impl Model {
+    /// Heard from within the dead time (it may still be one-way).
     fn alive(&self, addr: SocketAddr, now: Timestamp) -> bool {
         self.last_received
             .get(&addr)
             .is_some_and(|&t| now < t + self.timers.dead_after)
     }
 
-    fn any_alive(&self, now: Timestamp) -> bool {
-        self.last_received.keys().any(|&a| self.alive(a, now))
+    /// Surely working: heard from, and not possibly one-way.
+    fn works(&self, addr: SocketAddr, now: Timestamp) -> bool {
+        self.alive(addr, now) && !self.suspect.contains(&addr)
+    }
+
+    fn any_works(&self, now: Timestamp) -> bool {
+        self.last_received.keys().any(|&a| self.works(a, now))
+    }
+
+    /// The peer's traffic came over the relay while `before` was selected.
+    fn relay_traffic(&mut self, before: Option<Path>, now: Timestamp) {
+        let heard: Vec<SocketAddr> = self
+            .last_received
+            .keys()
+            .copied()
+            .filter(|&a| self.alive(a, now))
+            .collect();
+        self.suspect.extend(heard);
+        if let Some(Path::Direct(addr)) = before {
+            self.suspect.insert(addr);
+        }
     }
 }
 
@@ -106,7 +143,7 @@ fn check(
         Some(Path::Relay) => {
             prop_assert!(model.relay, "relay selected while unusable");
             prop_assert!(
-                !model.any_alive(now),
+                !model.any_works(now),
                 "relay selected over a working direct path"
             );
         }
@@ -122,12 +159,12 @@ fn check(
                 );
             }
             if !model.alive(addr, now) {
-                prop_assert!(!model.any_alive(now), "on dead {addr} over a working one");
+                prop_assert!(!model.any_works(now), "on dead {addr} over a working one");
             }
         }
         None => {
             prop_assert!(
-                !model.any_alive(now),
+                !model.any_works(now),
                 "nothing selected with a working path"
             );
             prop_assert!(
@@ -137,13 +174,22 @@ fn check(
         }
     }
     // No flapping: a selected direct path that still worked when the
-    // operation came is left only for an address that just proved itself.
+    // operation came is left only for an address that just proved itself,
+    // or for the relay or another working path when the peer's traffic over
+    // the relay says it does not hear us on it.
     if let Some(Path::Direct(old)) = before {
         if before_alive && selected != before {
-            let Op::ReceiveDirect(i) = op else {
-                return Err(TestCaseError::fail(format!("left working {old} on {op:?}")));
-            };
-            prop_assert_eq!(selected, Some(Path::Direct(pool(*i))));
+            match op {
+                Op::ReceiveDirect(i) | Op::ReceiveResponse(Some(i)) => {
+                    prop_assert_eq!(selected, Some(Path::Direct(pool(*i))));
+                }
+                Op::ReceiveRelay | Op::ReceiveResponse(None) => match selected {
+                    Some(Path::Relay) => {}
+                    Some(Path::Direct(other)) => prop_assert!(model.alive(other, now)),
+                    None => return Err(TestCaseError::fail(format!("left {old} for nothing"))),
+                },
+                _ => return Err(TestCaseError::fail(format!("left working {old} on {op:?}"))),
+            }
         }
     }
     // An upgrade never drops: from the relay only to a direct path, unless
@@ -189,11 +235,12 @@ proptest! {
             session: false,
             candidates: Vec::new(),
             last_received: BTreeMap::new(),
+            suspect: BTreeSet::new(),
         };
         for (dt, op) in &script {
             now = now + Duration::from_millis(*dt);
             let before = peer.selected();
-            let before_alive = matches!(before, Some(Path::Direct(a)) if model.alive(a, now));
+            let before_alive = matches!(before, Some(Path::Direct(a)) if model.works(a, now));
             match op {
                 Op::Candidates(list) => {
                     let list: Vec<SocketAddr> = list.iter().map(|&i| pool(i)).collect();
@@ -208,7 +255,19 @@ proptest! {
                     peer.handle_received(Path::Direct(pool(*i)), now);
                     model.last_received.insert(pool(*i), now);
                 }
-                Op::ReceiveRelay => peer.handle_received(Path::Relay, now),
+                Op::ReceiveRelay => {
+                    model.relay_traffic(before, now);
+                    peer.handle_received(Path::Relay, now);
+                }
+                Op::ReceiveResponse(None) => {
+                    model.relay_traffic(before, now);
+                    peer.handle_handshake_response(Path::Relay, now);
+                }
+                Op::ReceiveResponse(Some(i)) => {
+                    peer.handle_handshake_response(Path::Direct(pool(*i)), now);
+                    model.last_received.insert(pool(*i), now);
+                    model.suspect.remove(&pool(*i));
+                }
                 Op::Session(on) => {
                     peer.handle_session(*on, now);
                     model.session = *on;
@@ -218,8 +277,13 @@ proptest! {
                     while let Some(probe) = peer.poll_probe(now) {
                         prop_assert!(!seen.contains(&probe.path), "{:?} probed twice at one instant", probe.path);
                         prop_assert!(seen.len() <= MAX_CANDIDATES + MAX_LEARNED);
-                        let want = if model.session { ProbeKind::Keepalive } else { ProbeKind::Handshake };
-                        prop_assert_eq!(probe.kind, want);
+                        // Keepalives during a session, except handshakes on
+                        // a path that may be one-way.
+                        let one_way = matches!(probe.path, Path::Direct(a) if model.suspect.contains(&a));
+                        match probe.kind {
+                            ProbeKind::Keepalive => prop_assert!(model.session),
+                            ProbeKind::Handshake => prop_assert!(!model.session || one_way, "{:?}", probe),
+                        }
                         match probe.path {
                             Path::Relay => prop_assert!(model.relay, "probe on an unusable relay"),
                             Path::Direct(addr) => prop_assert!(
@@ -234,6 +298,50 @@ proptest! {
             }
             check(&peer, &model, before, before_alive, op, now)?;
         }
+    }
+
+    #[test]
+    fn the_peers_relay_traffic_moves_a_settled_direct_path_to_the_relay(
+        after in 1i64..10_000,
+        spread in 1i64..3_000,
+        extra in 0i64..5_000,
+        settled_for in 0i64..5_000,
+        session in any::<bool>(),
+    ) {
+        let timers = Timers {
+            one_way_after: Duration::from_millis(after),
+            one_way_spread: Duration::from_millis(spread),
+            one_way_window: Duration::from_millis(spread + extra),
+            ..Timers::default()
+        };
+        let start = Timestamp::from_secs(10_000);
+        let at = |ms: i64| start + Duration::from_millis(ms);
+        let a = pool(0);
+        let mut peer = PeerPaths::new(timers, start);
+        peer.handle_relay(true, start);
+        peer.handle_candidates(&[a, pool(1)], start);
+        peer.handle_session(session, start);
+        peer.handle_received(Path::Direct(a), start);
+        prop_assert_eq!(peer.selected(), Some(Path::Direct(a)));
+        // Settled on `a`, heard from it often and just before each relayed
+        // packet.
+        let first = after + settled_for;
+        for t in (0..first).step_by(500) {
+            peer.handle_received(Path::Direct(a), at(t));
+        }
+        for t in [first, first + spread] {
+            peer.handle_received(Path::Direct(a), at(t));
+            prop_assert_eq!(peer.selected(), Some(Path::Direct(a)));
+            peer.handle_received(Path::Relay, at(t));
+        }
+        prop_assert_eq!(peer.selected(), Some(Path::Relay));
+        let last = first + spread;
+        peer.handle_received(Path::Direct(a), at(last + 1));
+        prop_assert_eq!(peer.selected(), Some(Path::Relay));
+        let probe = std::iter::from_fn(|| peer.poll_probe(at(last + 1))).find(|p| p.path == Path::Direct(a));
+        prop_assert_eq!(probe.map(|p| p.kind), Some(ProbeKind::Handshake));
+        peer.handle_handshake_response(Path::Direct(a), at(last + 2));
+        prop_assert_eq!(peer.selected(), Some(Path::Direct(a)));
     }
 
     #[test]

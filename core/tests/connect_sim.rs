@@ -14,6 +14,7 @@ fn phase(secs: i64, direct_open: bool, relay: bool) -> Phase {
         length: Duration::from_secs(secs),
         direct_open,
         relay,
+        blocked_towards: None,
         rebind_a: false,
     }
 }
@@ -195,6 +196,38 @@ fn without_relay_or_direct_nothing_breaks_and_the_relay_is_taken_when_it_comes()
         // the relay takes over at once.
         assert_eq!(p[3].nowhere_ms, [0; 2], "{:?}", p[3]);
         assert_eq!(p[4].first_right_ms, [Some(0); 2], "{:?}", p[4]);
+    }
+}
+
+#[test]
+fn a_one_way_direct_path_ends_on_the_relay_on_both_sides_and_back_to_direct() {
+    for towards in [0, 1] {
+        let one_way = Phase {
+            blocked_towards: Some(towards),
+            ..phase(60, true, true)
+        };
+        let config = SimConfig {
+            phases: vec![phase(60, true, true), one_way, phase(60, true, true)],
+            ..SimConfig::default()
+        };
+        for seed in SEEDS {
+            let report = run_ok(seed, &config);
+            always_right(&report);
+            let [open, one_way, reopened] = &report.phases[..] else {
+                panic!("{report:?}")
+            };
+            assert!(first_right(open) < 2_000, "{open:?}");
+            // The blocked peer's path dies; the other one follows once the
+            // first's traffic over the relay has gone on for a while.
+            let blocked = one_way.first_right_ms[towards].unwrap_or(i64::MAX);
+            assert!(blocked <= 6_100, "{one_way:?}");
+            assert!(first_right(one_way) <= 8_000, "{one_way:?}");
+            // Only a handshake answered over the path brings it back: within
+            // a re-probe of the one-way side.
+            assert!(first_right(reopened) <= 5_200, "{reopened:?}");
+            assert_eq!(one_way.switches, [1, 1], "{one_way:?}");
+            assert_eq!(reopened.switches, [1, 1], "{reopened:?}");
+        }
     }
 }
 

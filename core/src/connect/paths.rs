@@ -30,6 +30,17 @@
 //! - **Nowhere better.** A selected direct path that dies while the relay is
 //!   not usable stays selected (sending there is the only chance) until
 //!   something works.
+//! - **One way.** Packets arriving over a direct path prove only that the
+//!   way *to us* works. When the peer's traffic keeps arriving over the relay
+//!   (two packets at least `one_way_spread` apart, within `one_way_window`)
+//!   while a direct path has been selected for `one_way_after`, the peer
+//!   does not hear us there (our outbound UDP is blocked, or its inbound):
+//!   that path becomes *one-way*. It no longer works (the relay or another
+//!   direct path takes over at once), its packets prove nothing, and its
+//!   probes are handshake initiations even during a session, until a
+//!   handshake response arrives over it
+//!   ([`handle_handshake_response`](PeerPaths::handle_handshake_response)):
+//!   the peer answered an initiation we sent there, so both ways work.
 //!
 //! ```
 //! use meshplane_core::connect::{Path, PeerPaths, Probe, ProbeKind, Timers};
@@ -134,6 +145,16 @@ pub struct Timers {
     /// Probe cadence on direct paths that do not work, after punching,
     /// while no direct path is selected (5 s).
     pub reprobe_interval: Duration,
+    /// How long a direct path must have been selected before the peer's
+    /// traffic over the relay makes it one-way (3 s): longer than the
+    /// peer's keepalive interval, so what the peer sent over the relay
+    /// before it moved to the direct path too does not count.
+    pub one_way_after: Duration,
+    /// Packets over the relay at least this far apart are the peer's
+    /// traffic, not a single probe and its answer (1.5 s)...
+    pub one_way_spread: Duration,
+    /// ...when they fall within this window, counted from the first (5 s).
+    pub one_way_window: Duration,
 }
 
 impl Default for Timers {
@@ -144,6 +165,9 @@ impl Default for Timers {
             dead_after: Duration::from_secs(6),
             keepalive_interval: Duration::from_secs(2),
             reprobe_interval: Duration::from_secs(5),
+            one_way_after: Duration::from_secs(3),
+            one_way_spread: Duration::from_millis(1_500),
+            one_way_window: Duration::from_secs(5),
         }
     }
 }
@@ -157,6 +181,9 @@ impl Timers {
             dead_after: clamp(self.dead_after),
             keepalive_interval: clamp(self.keepalive_interval),
             reprobe_interval: clamp(self.reprobe_interval),
+            one_way_after: clamp(self.one_way_after),
+            one_way_spread: clamp(self.one_way_spread),
+            one_way_window: clamp(self.one_way_window),
         }
     }
 }
@@ -168,15 +195,18 @@ struct DirectPath {
     /// From the peer's candidates; otherwise learned from its traffic.
     signalled: bool,
     last_received: Option<Timestamp>,
+    /// The peer does not hear us here: see the module documentation.
+    one_way: bool,
     /// Probed every `punch_interval` until then.
     punch_until: Timestamp,
     next_probe: Timestamp,
 }
 
 impl DirectPath {
-    /// Whether an authenticated packet came over it within `dead_after`.
+    /// Whether it works: not one-way, and an authenticated packet came
+    /// over it within `dead_after`.
     fn alive(&self, now: Timestamp, dead_after: Duration) -> bool {
-        self.last_received.is_some_and(|t| now < t + dead_after)
+        !self.one_way && self.last_received.is_some_and(|t| now < t + dead_after)
     }
 }
 
@@ -199,6 +229,11 @@ pub struct PeerPaths {
     relay_next_probe: Option<Timestamp>,
     session: bool,
     selected: Option<Path>,
+    /// When `selected` last changed.
+    selected_at: Timestamp,
+    /// The first of the peer's packets over the relay in the current
+    /// one-way window, while a direct path has been selected long enough.
+    relay_streak: Option<Timestamp>,
     /// Until then a new machine waits for a direct path rather than relay.
     patience_until: Timestamp,
     /// The selected direct path died and was kept for want of a relay; its
@@ -218,6 +253,8 @@ impl PeerPaths {
             relay_next_probe: None,
             session: false,
             selected: None,
+            selected_at: now,
+            relay_streak: None,
             patience_until: now + timers.fallback,
             selected_dead: false,
         }
@@ -248,6 +285,7 @@ impl PeerPaths {
                     addr,
                     signalled: true,
                     last_received: None,
+                    one_way: false,
                     punch_until: now,
                     next_probe: now,
                 },
@@ -293,18 +331,40 @@ impl PeerPaths {
     }
 
     /// An *authenticated* WireGuard packet from this peer (handshake
-    /// response/initiation that verified, or a data/keepalive packet that
-    /// decrypted) arrived over `from`.
+    /// initiation that verified, or a data/keepalive packet that decrypted)
+    /// arrived over `from`. A handshake response goes to
+    /// [`handle_handshake_response`](Self::handle_handshake_response)
+    /// instead (calling this for one is safe, but then it cannot lift the
+    /// one-way mark of its path).
     pub fn handle_received(&mut self, from: Path, now: Timestamp) {
+        self.receive(from, false, now);
+    }
+
+    /// An authenticated handshake response from this peer arrived over
+    /// `from`. Like [`handle_received`](Self::handle_received), and more: it
+    /// answers an initiation we sent on that path, so the peer hears us
+    /// there and the path is no longer one-way.
+    pub fn handle_handshake_response(&mut self, from: Path, now: Timestamp) {
+        self.receive(from, true, now);
+    }
+
+    fn receive(&mut self, from: Path, answered: bool, now: Timestamp) {
         self.advance(now);
         let Path::Direct(addr) = from else {
             // The relay is chosen by availability and the fallback, not by
-            // traffic: a packet over it proves nothing about direct paths.
+            // traffic: a packet over it proves nothing about direct paths,
+            // but the peer's traffic there may say it does not hear us on
+            // ours.
+            self.relay_traffic();
             return;
         };
         let now = self.now;
         match self.direct.iter_mut().find(|p| p.addr == addr) {
             Some(path) => {
+                if path.one_way && !answered {
+                    return;
+                }
+                path.one_way = false;
                 path.last_received = Some(now);
                 self.reselect();
             }
@@ -332,7 +392,8 @@ impl PeerPaths {
 
     /// Next probe due at `now` (call until None). Each path gives at most
     /// one probe per instant: the selected path first, then the direct paths
-    /// in order of preference, then the relay.
+    /// in order of preference, then the relay. A one-way path's probes are
+    /// always handshake initiations (only an answer lifts the mark).
     pub fn poll_probe(&mut self, now: Timestamp) -> Option<Probe> {
         self.advance(now);
         let now = self.now;
@@ -356,7 +417,11 @@ impl PeerPaths {
                 path.next_probe = now + interval;
                 return Some(Probe {
                     path: Path::Direct(path.addr),
-                    kind,
+                    kind: if path.one_way {
+                        ProbeKind::Handshake
+                    } else {
+                        kind
+                    },
                 });
             }
         }
@@ -472,6 +537,8 @@ impl PeerPaths {
             return;
         }
         self.selected = path;
+        self.selected_at = self.now;
+        self.relay_streak = None;
         self.selected_dead = false;
         // The relay is probed for its own sake only while selected.
         self.relay_next_probe = match path {
@@ -479,6 +546,32 @@ impl PeerPaths {
             _ => None,
         };
         self.probe_selected_now();
+    }
+
+    /// An authenticated packet from the peer over the relay: the one-way
+    /// rule of the module documentation.
+    fn relay_traffic(&mut self) {
+        let Some(Path::Direct(addr)) = self.selected else {
+            return;
+        };
+        let now = self.now;
+        if now < self.selected_at + self.timers.one_way_after {
+            return;
+        }
+        let began = match self.relay_streak {
+            Some(t) if now <= t + self.timers.one_way_window => t,
+            _ => {
+                self.relay_streak = Some(now);
+                now
+            }
+        };
+        if now < began + self.timers.one_way_spread {
+            return;
+        }
+        if let Some(path) = self.direct.iter_mut().find(|p| p.addr == addr) {
+            path.one_way = true;
+            self.reselect();
+        }
     }
 
     fn probe_selected_now(&mut self) {
@@ -527,6 +620,7 @@ impl PeerPaths {
             addr,
             signalled: false,
             last_received: Some(self.now),
+            one_way: false,
             punch_until: self.now,
             next_probe: self.now,
         });
@@ -921,12 +1015,139 @@ mod tests {
             dead_after: zero,
             keepalive_interval: zero,
             reprobe_interval: zero,
+            one_way_after: zero,
+            one_way_spread: zero,
+            one_way_window: zero,
         };
         let mut peer = PeerPaths::new(timers, T0);
         peer.handle_relay(true, T0);
         peer.handle_candidates(&[a(), b()], T0);
         assert!(drain(&mut peer, T0).len() <= 3);
         assert!(peer.poll_timeout() > Some(T0));
+    }
+
+    /// `a` selected at 100 ms and kept alive by a session's packets every
+    /// 500 ms up to `until`.
+    fn direct_on_a(until: i64) -> PeerPaths {
+        let mut peer = punching();
+        peer.handle_session(true, at(100));
+        for ms in (100..=until).step_by(500) {
+            peer.handle_received(Path::Direct(a()), at(ms));
+            drain(&mut peer, at(ms));
+        }
+        assert_eq!(peer.selected(), Some(Path::Direct(a())));
+        peer
+    }
+
+    #[test]
+    fn the_peers_traffic_over_the_relay_makes_a_settled_direct_path_one_way() {
+        let mut peer = direct_on_a(3_100);
+        peer.handle_received(Path::Relay, at(3_200));
+        peer.handle_received(Path::Relay, at(4_000));
+        assert_eq!(peer.selected(), Some(Path::Direct(a())));
+        // The second packet 1.5 s after the first: the peer does not hear
+        // us on `a`. The relay takes over at once.
+        peer.handle_received(Path::Relay, at(4_700));
+        assert_eq!(peer.selected(), Some(Path::Relay));
+        assert_eq!(peer.connection(), Some(Connection::Relayed));
+        // What comes over `a` proves nothing now, however often.
+        for ms in (4_800..20_000).step_by(500) {
+            peer.handle_received(Path::Direct(a()), at(ms));
+            assert_eq!(peer.selected(), Some(Path::Relay), "at {ms}");
+        }
+        // Its probes are handshakes despite the session; `b` gets keepalives.
+        let probes: Vec<Probe> = std::iter::from_fn(|| peer.poll_probe(at(20_000))).collect();
+        assert!(probes.contains(&Probe {
+            path: Path::Direct(a()),
+            kind: ProbeKind::Handshake
+        }));
+        assert!(probes.contains(&Probe {
+            path: Path::Direct(b()),
+            kind: ProbeKind::Keepalive
+        }));
+        // A handshake answered over `a` proves both ways: direct again.
+        peer.handle_handshake_response(Path::Direct(a()), at(20_050));
+        assert_eq!(peer.selected(), Some(Path::Direct(a())));
+        assert_eq!(
+            peer.poll_probe(at(20_050)),
+            Some(Probe {
+                path: Path::Direct(a()),
+                kind: ProbeKind::Keepalive
+            })
+        );
+    }
+
+    #[test]
+    fn relay_traffic_soon_after_the_switch_to_direct_counts_for_nothing() {
+        let mut peer = direct_on_a(3_000);
+        // What the peer sent over the relay before it moved too.
+        peer.handle_received(Path::Relay, at(500));
+        peer.handle_received(Path::Relay, at(2_500));
+        peer.handle_received(Path::Relay, at(3_099));
+        assert_eq!(peer.selected(), Some(Path::Direct(a())));
+        // Settled: a window starts at 3.2 s; 0.8 s later is too soon.
+        peer.handle_received(Path::Relay, at(3_200));
+        peer.handle_received(Path::Relay, at(4_000));
+        assert_eq!(peer.selected(), Some(Path::Direct(a())));
+    }
+
+    #[test]
+    fn relay_packets_further_apart_than_the_window_are_single_probes() {
+        let relayed = |relay_at: &[i64]| {
+            let mut peer = direct_on_a(3_100);
+            for ms in (3_600..25_000).step_by(100) {
+                if ms % 500 == 100 {
+                    peer.handle_received(Path::Direct(a()), at(ms));
+                }
+                if relay_at.contains(&ms) {
+                    peer.handle_received(Path::Relay, at(ms));
+                }
+                drain(&mut peer, at(ms));
+                if peer.selected() == Some(Path::Relay) {
+                    return true;
+                }
+            }
+            false
+        };
+        assert!(!relayed(&[5_000, 10_100, 15_200, 20_300]));
+        // Within the window they are traffic.
+        assert!(relayed(&[5_000, 10_000]));
+    }
+
+    #[test]
+    fn a_one_way_path_hands_over_to_another_working_direct_path() {
+        let mut peer = direct_on_a(3_100);
+        peer.handle_received(Path::Direct(b()), at(3_150));
+        peer.handle_received(Path::Relay, at(3_200));
+        peer.handle_received(Path::Relay, at(4_700));
+        assert_eq!(peer.selected(), Some(Path::Direct(b())));
+        // A response over the relay lifts nothing; one over `a` does, but
+        // `b` works and stays.
+        peer.handle_handshake_response(Path::Relay, at(4_800));
+        peer.handle_received(Path::Direct(a()), at(4_900));
+        assert_eq!(peer.selected(), Some(Path::Direct(b())));
+        peer.handle_handshake_response(Path::Direct(a()), at(5_000));
+        assert_eq!(peer.selected(), Some(Path::Direct(b())));
+        // `b` dies first now: `a` works both ways and takes over.
+        peer.handle_received(Path::Direct(a()), at(8_000));
+        drain(&mut peer, at(9_150));
+        assert_eq!(peer.selected(), Some(Path::Direct(a())));
+    }
+
+    #[test]
+    fn without_a_usable_relay_a_one_way_path_stays_selected_and_is_punched() {
+        let mut peer = direct_on_a(3_100);
+        peer.handle_relay(false, at(3_150));
+        peer.handle_received(Path::Relay, at(3_200));
+        peer.handle_received(Path::Relay, at(4_700));
+        // Nowhere better: `a` stays, every path punched with handshakes.
+        assert_eq!(peer.selected(), Some(Path::Direct(a())));
+        let probes: Vec<Probe> = std::iter::from_fn(|| peer.poll_probe(at(4_700))).collect();
+        assert!(probes.contains(&Probe {
+            path: Path::Direct(a()),
+            kind: ProbeKind::Handshake
+        }));
+        assert!(probes.iter().any(|p| p.path == Path::Direct(b())));
     }
 
     #[test]

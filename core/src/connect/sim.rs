@@ -19,10 +19,14 @@
 //! sender (by address for an address-restricted cone, by address and port
 //! otherwise) within the mapping lifetime. Direct packets are lost with
 //! probability `loss`, and not at all delivered while a phase blocks direct
-//! traffic; relayed ones are never lost but slower.
+//! traffic (both ways, or only towards one peer: a one-way direct path, on
+//! which that peer goes to the relay and the other must follow by the
+//! one-way rule, since it still hears the first); relayed ones are never
+//! lost but slower. Handshake responses are reported as such, the way a
+//! daemon does, so an answered path is proven both ways.
 //!
-//! The run goes through [`Phase`]s (direct open or blocked, relay up or
-//! down, a NAT rebinding). After every step it checks the invariants of the
+//! The run goes through [`Phase`]s (direct open, blocked or one-way, relay
+//! up or down, a NAT rebinding). After every step it checks the invariants of the
 //! path machine on both sides:
 //!
 //! - the relay is selected only while it is usable;
@@ -104,6 +108,11 @@ pub struct Phase {
     pub length: Duration,
     /// Whether UDP between the two networks passes at all.
     pub direct_open: bool,
+    /// `Some(i)`: direct packets *to* peer `i` (0: `A`, 1: `B`) are dropped
+    /// while the other way passes, a one-way direct path. The phase then
+    /// calls for the relay.
+    #[serde(default)]
+    pub blocked_towards: Option<usize>,
     /// Whether both peers are connected to the relay.
     pub relay: bool,
     /// `A`'s NAT gives it a new public port as the phase starts (its
@@ -143,6 +152,7 @@ impl Default for SimConfig {
         let phase = |direct_open| Phase {
             length: Duration::from_secs(60),
             direct_open,
+            blocked_towards: None,
             relay: true,
             rebind_a: false,
         };
@@ -505,7 +515,10 @@ impl<'a> Sim<'a> {
         let phase = self.config.phases[self.phase];
         let from = match via {
             Via::Direct { src, dst } => {
-                if !phase.direct_open || !self.peers[to].nat.admits(dst, src, now) {
+                if !phase.direct_open
+                    || phase.blocked_towards == Some(to)
+                    || !self.peers[to].nat.admits(dst, src, now)
+                {
                     self.report.direct_refused += 1;
                     return;
                 }
@@ -537,7 +550,7 @@ impl<'a> Sim<'a> {
                 peer.initiation = None;
                 peer.session = true;
                 self.report.handshakes_completed[to] += 1;
-                peer.paths.handle_received(from, now);
+                peer.paths.handle_handshake_response(from, now);
                 peer.paths.handle_session(true, now);
             }
             Message::Keepalive | Message::Data => {
@@ -637,7 +650,10 @@ impl<'a> Sim<'a> {
     /// What the current phase calls for, if anything.
     fn expected(&self) -> Option<bool> {
         let phase = self.config.phases[self.phase];
-        if phase.direct_open && self.config.nat_a.direct_possible(self.config.nat_b) {
+        if phase.direct_open
+            && phase.blocked_towards.is_none()
+            && self.config.nat_a.direct_possible(self.config.nat_b)
+        {
             Some(true)
         } else if phase.relay {
             Some(false)

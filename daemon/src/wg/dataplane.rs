@@ -40,8 +40,6 @@ const BATCH: usize = 64;
 const REKEY_TIMEOUT_MS: i64 = 5_000;
 /// A handshake initiation's length.
 const INITIATION_LEN: usize = 148;
-/// The message type of a handshake response.
-const HANDSHAKE_RESPONSE: u8 = 2;
 
 /// The zero of [`clock`].
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
@@ -60,6 +58,9 @@ pub(super) struct Dataplane {
     stun: mpsc::Sender<(SocketAddr, Vec<u8>)>,
     /// Rings discovery when a direct path died.
     path_lost: Arc<Notify>,
+    /// Whether the relay connection is up (every peer may be reached over
+    /// it: all peers of a map use the relay their management server names).
+    relay_up: bool,
 }
 
 /// The engine's ends of the [`Underlay`](super::Underlay) channels.
@@ -73,9 +74,6 @@ pub(super) struct UnderlayEnds {
 struct Wire {
     socket: Arc<UdpSocket>,
     relay: mpsc::Sender<(PublicKey, Vec<u8>)>,
-    /// Whether the relay connection is up (every peer may be reached over
-    /// it: all peers of a map use the relay their management server names).
-    relay_up: bool,
 }
 
 impl Wire {
@@ -106,12 +104,8 @@ impl Wire {
     /// for the probes.
     async fn send_selected(&self, peer: &mut Peer, datagram: &[u8]) {
         remember_initiation(peer, datagram);
-        match peer.paths.selected() {
-            Some(Path::Direct(addr)) if self.relay_up && peer.one_way == Some(addr) => {
-                self.send(peer, Path::Relay, datagram).await;
-            }
-            Some(path) => self.send(peer, path, datagram).await,
-            None => {}
+        if let Some(path) = peer.paths.selected() {
+            self.send(peer, path, datagram).await;
         }
     }
 }
@@ -121,8 +115,12 @@ impl Wire {
 enum Kind {
     /// A handshake initiation: proves the key unless only a cookie is due.
     Initiation,
-    /// A handshake response or a data packet: authenticated when it decrypts.
-    Proof,
+    /// A handshake response: authenticated when it decrypts, and it
+    /// answers an initiation we sent on that path, so the peer hears us
+    /// there (what lifts a one-way mark in the path machine).
+    Response,
+    /// A data packet or keepalive: authenticated when it decrypts.
+    Data,
     /// A cookie reply: proves nothing.
     Cookie,
 }
@@ -151,11 +149,7 @@ impl Dataplane {
         } = underlay;
         let private = config.private_key.secret().clone();
         Dataplane {
-            wire: Wire {
-                socket,
-                relay,
-                relay_up: false,
-            },
+            wire: Wire { socket, relay },
             listen,
             public: DalekPublic::from(&private),
             own_key: config.private_key.public_key(),
@@ -176,6 +170,7 @@ impl Dataplane {
             to_host,
             stun,
             path_lost,
+            relay_up: false,
         }
     }
 
@@ -256,7 +251,7 @@ impl Dataplane {
                     &update.peers,
                     &self.private,
                     self.own_key,
-                    self.wire.relay_up,
+                    self.relay_up,
                     now,
                 );
                 let _ = done.send(());
@@ -267,7 +262,7 @@ impl Dataplane {
                 }
             }
             Command::Relay(up) => {
-                self.wire.relay_up = up;
+                self.relay_up = up;
                 for peer in self.peers.iter_mut() {
                     peer.paths.handle_relay(up, now);
                 }
@@ -303,12 +298,12 @@ impl Dataplane {
                 }
             }
             Ok(Packet::HandshakeResponse(r)) => {
-                (self.peers.by_session(r.receiver_idx), Kind::Proof)
+                (self.peers.by_session(r.receiver_idx), Kind::Response)
             }
             Ok(Packet::PacketCookieReply(c)) => {
                 (self.peers.by_session(c.receiver_idx), Kind::Cookie)
             }
-            Ok(Packet::PacketData(d)) => (self.peers.by_session(d.receiver_idx), Kind::Proof),
+            Ok(Packet::PacketData(d)) => (self.peers.by_session(d.receiver_idx), Kind::Data),
             Err(_) => return,
         };
         let Some(peer) = peer else {
@@ -325,16 +320,19 @@ impl Dataplane {
             // cookie reply proves nothing, and neither does an initiation
             // that only earned a cookie reply (we are under load and did
             // not check it).
-            let proves = match kind {
-                Kind::Proof => true,
-                Kind::Cookie => false,
-                Kind::Initiation => !matches!(
-                    &result,
-                    TunnResult::WriteToNetwork(p) if p.len() == COOKIE_REPLY_LEN
-                ),
-            };
-            if proves {
-                prove(peer, from, data, clock());
+            let now = clock();
+            match kind {
+                Kind::Response => peer.paths.handle_handshake_response(from, now),
+                Kind::Data => peer.paths.handle_received(from, now),
+                Kind::Cookie => {}
+                Kind::Initiation => {
+                    if !matches!(
+                        &result,
+                        TunnResult::WriteToNetwork(p) if p.len() == COOKIE_REPLY_LEN
+                    ) {
+                        peer.paths.handle_received(from, now);
+                    }
+                }
             }
         }
         // The answer to this datagram goes back where it came from; packets
@@ -400,18 +398,9 @@ impl Dataplane {
                 .is_some_and(|d| d < REJECT_AFTER);
             let before = peer.paths.selected();
             peer.paths.handle_session(established, now);
-            match (peer.paths.selected(), peer.selected_since) {
-                (Some(path), Some((seen, _))) if path == seen => {}
-                (Some(path), _) => peer.selected_since = Some((path, now)),
-                (None, _) => peer.selected_since = None,
-            }
             while let Some(probe) = peer.paths.poll_probe(now) {
                 tracing::trace!("peer {}: probe {probe:?}", peer.public_key);
-                let kind = match probe.path {
-                    Path::Direct(addr) if peer.one_way == Some(addr) => ProbeKind::Handshake,
-                    _ => probe.kind,
-                };
-                match kind {
+                match probe.kind {
                     ProbeKind::Handshake => {
                         if let Some(init) = fresh_initiation(peer, now) {
                             self.wire.send(peer, probe.path, &init).await;
@@ -474,7 +463,7 @@ impl Dataplane {
             public_key: self.own_key.to_string(),
             mesh_ip: self.mesh_ip,
             listen: self.listen,
-            relay_connected: self.wire.relay_up,
+            relay_connected: self.relay_up,
             peers,
         }
     }
@@ -485,56 +474,6 @@ impl Dataplane {
 fn fresh_initiation(peer: &Peer, now: Timestamp) -> Option<Vec<u8>> {
     let (at, init) = peer.initiation.as_ref()?;
     (now.as_millis() - at.as_millis() < REKEY_TIMEOUT_MS).then(|| init.clone())
-}
-
-/// How long a direct path must have been selected before the peer's
-/// traffic over the relay means it does not hear us on it: longer than the
-/// peer's keep-alive interval, so what it sent over the relay before it
-/// moved to the direct path too does not count.
-const ONE_WAY_AFTER_MS: i64 = 3_000;
-/// Relayed packets from a peer spread over this long are its traffic, not
-/// one probe...
-const RELAY_GOES_ON_MS: i64 = 1_500;
-/// ...when they fall within this window.
-const RELAY_TRAFFIC_MS: i64 = 5_000;
-
-/// An authenticated packet from `peer` over `from`, for its path machine.
-/// A packet over the relay while we have been on a direct path for a while
-/// says the peer does not hear us there: that address becomes one-way
-/// until a handshake answered over it proves the way back too.
-fn prove(peer: &mut Peer, from: Path, datagram: &[u8], now: Timestamp) {
-    match from {
-        Path::Relay => {
-            if let Some((Path::Direct(addr), since)) = peer.selected_since {
-                let settled = now.as_millis() - since.as_millis() >= ONE_WAY_AFTER_MS;
-                if settled && peer.paths.selected() == Some(Path::Direct(addr)) {
-                    // One relayed packet may be a probe; traffic that goes
-                    // on is the peer's choice.
-                    let began = match peer.relay_heard {
-                        Some(t) if now.as_millis() - t.as_millis() <= RELAY_TRAFFIC_MS => t,
-                        _ => {
-                            peer.relay_heard = Some(now);
-                            now
-                        }
-                    };
-                    if now.as_millis() - began.as_millis() >= RELAY_GOES_ON_MS
-                        && peer.one_way != Some(addr)
-                    {
-                        tracing::info!("peer {}: {addr} works one way only", peer.public_key);
-                        peer.one_way = Some(addr);
-                    }
-                }
-            }
-        }
-        Path::Direct(addr) if peer.one_way == Some(addr) => {
-            if datagram.first() != Some(&HANDSHAKE_RESPONSE) {
-                return;
-            }
-            peer.one_way = None;
-        }
-        Path::Direct(_) => {}
-    }
-    peer.paths.handle_received(from, now);
 }
 
 /// Keeps `datagram` as the peer's current initiation if it is a new

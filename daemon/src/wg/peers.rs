@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use boringtun::noise::Tunn;
 use boringtun::x25519::StaticSecret;
-use meshplane_core::connect::{Path, PeerPaths, Timers};
+use meshplane_core::connect::{PeerPaths, Timers};
 use meshplane_core::Timestamp;
 
 use super::PeerConfig;
@@ -31,16 +31,6 @@ pub(super) struct Peer {
     /// several paths must carry the *same* initiation, since each new one
     /// replaces the previous one and its answer would no longer match.
     pub(super) initiation: Option<(Timestamp, Vec<u8>)>,
-    /// The path selected at the last tick, and since when.
-    pub(super) selected_since: Option<(Path, Timestamp)>,
-    /// A direct address the peer's own traffic does not use although we
-    /// send on it (it keeps sending over the relay): packets from it prove
-    /// only that the way *to us* works. Until a handshake answered over it
-    /// proves both ways, data goes over the relay, probes on it are
-    /// handshake initiations, and what comes from it proves nothing.
-    pub(super) one_way: Option<SocketAddr>,
-    /// When the peer's traffic over the relay began, while we were direct.
-    pub(super) relay_heard: Option<Timestamp>,
     pub(super) keepalive: Option<u16>,
     pub(super) rx_bytes: u64,
     pub(super) tx_bytes: u64,
@@ -176,9 +166,6 @@ impl PeerTable {
                         configured_endpoint: cfg.endpoint,
                         signalled,
                         initiation: None,
-                        selected_since: None,
-                        one_way: None,
-                        relay_heard: None,
                         keepalive: cfg.keepalive,
                         rx_bytes: 0,
                         tx_bytes: 0,
