@@ -238,8 +238,6 @@ fn from_remote_peer(field: &'static str, p: v1::RemotePeer) -> Result<owned::Rem
         ip: from_address(field, &p.ip)?,
         fqdn: p.fqdn,
         ssh_enabled: p.ssh_enabled,
-        // Candidates travel over the signal service, not in the map.
-        endpoints: Vec::new(),
     })
 }
 

@@ -133,7 +133,6 @@ fn remote_peer() -> impl Strategy<Value = RemotePeer> {
             ip,
             fqdn,
             ssh_enabled,
-            endpoints: Vec::new(),
         },
     )
 }

@@ -50,10 +50,6 @@ pub struct Peer {
     pub approval_required: bool,
     #[serde(default)]
     pub ephemeral: bool,
-    /// `host:port` addresses where the peer's WireGuard socket was last
-    /// reported reachable; other peers dial them.
-    #[serde(default)]
-    pub endpoints: Vec<String>,
     /// Where the peer's connection comes from, as the server saw it.
     #[serde(default)]
     pub connection_ip: Option<String>,
@@ -111,7 +107,6 @@ impl Peer {
             inactivity_expiration_enabled: false,
             approval_required: false,
             ephemeral: false,
-            endpoints: Vec::new(),
             connection_ip: None,
             location: PeerLocation::default(),
         }

@@ -239,10 +239,6 @@ pub struct PeerView<'a> {
     pub ip: Ipv4Addr,
     pub fqdn: &'a str,
     pub ssh_enabled: bool,
-    /// Where the peer reported its WireGuard socket reachable, so others can
-    /// dial it; left out of the JSON while it has reported none.
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    pub endpoints: &'a [String],
 }
 
 impl<'a> NetworkMap<'a> {
@@ -356,7 +352,6 @@ impl<'a> NetworkMap<'a> {
             ip: p.ip,
             fqdn: index.fqdn(rank),
             ssh_enabled: p.ssh_enabled,
-            endpoints: &p.endpoints,
         }
     }
 

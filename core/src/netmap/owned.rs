@@ -71,9 +71,6 @@ pub struct RemotePeer {
     pub ip: Ipv4Addr,
     pub fqdn: String,
     pub ssh_enabled: bool,
-    /// Where it reported its WireGuard socket reachable (`host:port`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub endpoints: Vec<String>,
 }
 
 /// A firewall rule; see [`super::firewall`].
@@ -189,7 +186,6 @@ impl From<&NetworkMap<'_>> for PeerMap {
             ip: p.ip,
             fqdn: p.fqdn.to_string(),
             ssh_enabled: p.ssh_enabled,
-            endpoints: p.endpoints.to_vec(),
         };
         let records: Vec<Record> = map
             .records()
