@@ -83,7 +83,6 @@ impl Token {
 #[derive(Debug)]
 pub struct TokenSigner {
     pair: Ed25519KeyPair,
-    seed: [u8; KEY_LEN],
 }
 
 impl TokenSigner {
@@ -100,12 +99,7 @@ impl TokenSigner {
     pub fn from_seed(seed: [u8; KEY_LEN]) -> Result<TokenSigner, TokenError> {
         let pair = Ed25519KeyPair::from_seed_unchecked(&seed)
             .map_err(|_| TokenError::Key("not an Ed25519 seed"))?;
-        Ok(TokenSigner { pair, seed })
-    }
-
-    /// The seed, to store.
-    pub fn seed(&self) -> [u8; KEY_LEN] {
-        self.seed
+        Ok(TokenSigner { pair })
     }
 
     /// The public half, which relays check tokens with.

@@ -13,6 +13,7 @@ mod ids;
 mod listen;
 mod records;
 mod relay;
+mod secrets;
 mod signal;
 mod store;
 mod stun;

@@ -16,37 +16,15 @@ use meshplane_proto::v1::RelayConfig;
 use meshplane_relay::management::{KeyDocument, ALGORITHM, KEY_PATH};
 use meshplane_relay::token::TokenError;
 use meshplane_relay::{Limits, PeerId, Relay, TokenSigner};
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::store::{Store, StoreError, Stored};
+use crate::secrets;
+use crate::store::{Store, StoreError};
 
 /// How long a relay token is valid; daemons ask for a new one before.
 pub const TOKEN_TTL_SECS: i64 = 3600;
-/// The account column of server-wide rows.
-const SERVER_SCOPE: &str = "";
-/// The id of the key row.
-const KEY_ID: &str = "relay";
-
-/// The stored seed of the signing key.
-#[derive(Serialize, Deserialize)]
-struct RelayKey {
-    id: String,
-    seed: [u8; 32],
-}
-
-impl Stored for RelayKey {
-    const KIND: &'static str = "relay_key";
-    const LABEL: &'static str = "id";
-
-    fn key(&self) -> &str {
-        &self.id
-    }
-
-    fn label(&self) -> &str {
-        &self.id
-    }
-}
+/// The id of the signing key's seed among the server secrets.
+const SECRET_ID: &str = "relay";
 
 /// Mints the relay tokens and knows which relays to advertise.
 #[derive(Debug)]
@@ -123,18 +101,6 @@ enum KeyError {
 
 /// The stored signing key, or a new one stored now.
 async fn load_or_create(store: &Store) -> Result<TokenSigner, KeyError> {
-    // The writer lock makes two servers starting on one store agree.
-    let mut tx = store.write().await?;
-    if let Some(stored) = tx.get::<RelayKey>(SERVER_SCOPE, KEY_ID).await? {
-        return Ok(TokenSigner::from_seed(stored.seed)?);
-    }
-    let signer = TokenSigner::generate()?;
-    let row = RelayKey {
-        id: KEY_ID.to_string(),
-        seed: signer.seed(),
-    };
-    tx.put(SERVER_SCOPE, &row).await?;
-    tx.commit().await?;
-    tracing::info!("generated the relay signing key");
-    Ok(signer)
+    let seed = secrets::load_or_create(store, SECRET_ID).await?;
+    Ok(TokenSigner::from_seed(seed)?)
 }

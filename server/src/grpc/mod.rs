@@ -14,7 +14,6 @@
 //! beside the management service.
 
 mod ephemeral;
-mod keys;
 mod login;
 mod peer_streams;
 mod service;

@@ -25,10 +25,11 @@ use tonic::{Request, Response, Status};
 
 use super::peer_streams::PeerStreams;
 use super::updates::Hubs;
-use super::{internal, keys, login, sync, traffic};
+use super::{internal, login, sync, traffic};
 use crate::expose::{self, Expose};
 use crate::ids;
 use crate::relay::{Authority, Issuer};
+use crate::secrets;
 use crate::store::{Store, StoreError};
 
 /// A stream of sealed messages, as Sync and WatchServices answer.
@@ -113,7 +114,7 @@ impl Management {
         streams_per_peer: u32,
         relay: Arc<Issuer>,
     ) -> Result<Management, StoreError> {
-        let secret = keys::load_or_create(store).await?;
+        let secret = SecretKey::from(secrets::load_or_create(store, "management").await?);
         let public = encode_public_key(&secret.public_key());
         Ok(Management {
             shared: Arc::new(Shared {
