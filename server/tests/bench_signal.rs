@@ -31,14 +31,6 @@ const ROUND_TRIPS: usize = 2_000;
 const SENDERS: usize = 8;
 const PER_SENDER: usize = 2_000;
 
-async fn channel(s: &Server) -> Channel {
-    Channel::from_shared(s.base.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
-}
-
 fn candidate() -> Body {
     Body {
         r#type: Type::Candidate.into(),
@@ -80,8 +72,8 @@ fn signal_costs() {
         let client = |p: &Peer, ch: Channel| {
             SignalClient::new(ch, p.secret.clone()).proving_to(p.server.clone())
         };
-        let a = client(&peers[0], channel(&s).await);
-        let b = client(&peers[1], channel(&s).await);
+        let a = client(&peers[0], s.channel().await);
+        let b = client(&peers[1], s.channel().await);
         let mut a_in = a.connect().await.unwrap();
         let mut b_in = b.connect().await.unwrap();
 
@@ -106,7 +98,7 @@ fn signal_costs() {
         let started = Instant::now();
         let mut tasks = Vec::new();
         for p in &peers[2..2 + SENDERS] {
-            let sender = client(p, channel(&s).await);
+            let sender = client(p, s.channel().await);
             let to = b.public_key().to_string();
             tasks.push(tokio::spawn(async move {
                 for _ in 0..PER_SENDER {

@@ -20,23 +20,14 @@ use meshplane_proto::signal::{
 };
 use rand_core::OsRng;
 use serde_json::json;
-use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
-
-async fn channel(s: &Server) -> Channel {
-    Channel::from_shared(s.base.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
-}
 
 /// A registered peer and its signal client.
 async fn registered(s: &Server, setup_key: &str, name: &str) -> (Peer, SignalClient) {
     let mut peer = Peer::connect(s, name).await;
     peer.login(setup_key).await.unwrap();
     let signal =
-        SignalClient::new(channel(s).await, peer.secret.clone()).proving_to(peer.server.clone());
+        SignalClient::new(s.channel().await, peer.secret.clone()).proving_to(peer.server.clone());
     assert_eq!(signal.public_key(), peer.key);
     (peer, signal)
 }
@@ -115,7 +106,7 @@ fn peers_exchange_sealed_bodies() {
         // Someone holding another key writes under a's name: the server
         // passes it (it cannot tell), b cannot open it and skips it.
         let thief = SecretKey::generate(&mut OsRng);
-        let mut raw = SignalExchangeClient::new(channel(&s).await);
+        let mut raw = SignalExchangeClient::new(s.channel().await);
         let b_public = meshplane_proto::envelope::parse_public_key(&b.key).unwrap();
         raw.send(EncryptedMessage {
             key: a.key.clone(),
@@ -182,7 +173,7 @@ async fn raw_stream(
             .metadata_mut()
             .insert(HEADER_PROOF, proof.parse().unwrap());
     }
-    SignalExchangeClient::new(channel(s).await)
+    SignalExchangeClient::new(s.channel().await)
         .connect_stream(request)
         .await
 }
@@ -203,7 +194,7 @@ fn netbird_clients_register_and_write_into_the_stream() {
         request
             .metadata_mut()
             .insert(HEADER_PEER_ID, a.key.parse().unwrap());
-        let mut raw = SignalExchangeClient::new(channel(&s).await);
+        let mut raw = SignalExchangeClient::new(s.channel().await);
         let response = raw.connect_stream(request).await.unwrap();
         assert_eq!(response.metadata().get(HEADER_REGISTERED).unwrap(), "1");
 
@@ -247,7 +238,7 @@ fn strangers_and_bad_requests_are_refused() {
     run(async {
         let key = reusable(&s);
         let (a, sa) = registered(&s, &key, "alpha").await;
-        let stranger = SignalClient::new(channel(&s).await, SecretKey::generate(&mut OsRng));
+        let stranger = SignalClient::new(s.channel().await, SecretKey::generate(&mut OsRng));
         assert_status(
             stranger.connect().await.map_err(|e| refused::<()>(Err(e))),
             Code::PermissionDenied,
@@ -270,7 +261,7 @@ fn strangers_and_bad_requests_are_refused() {
             "the remote peer is not reachable from this peer",
         );
 
-        let mut raw = SignalExchangeClient::new(channel(&s).await);
+        let mut raw = SignalExchangeClient::new(s.channel().await);
         let idle = futures_util::stream::pending::<EncryptedMessage>();
         assert_status(
             raw.connect_stream(Request::new(idle)).await,

@@ -180,6 +180,15 @@ fn free_port() -> u16 {
 }
 
 impl Server {
+    /// A gRPC channel to the server's port.
+    pub async fn channel(&self) -> tonic::transport::Channel {
+        tonic::transport::Channel::from_shared(self.base.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
     pub fn start(backend: Backend) -> Server {
         let dir = std::env::temp_dir().join(unique("meshplane-server-test"));
         std::fs::create_dir_all(&dir).unwrap();
