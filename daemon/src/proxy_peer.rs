@@ -38,7 +38,7 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Args)]
 pub struct ProxyArgs {
     /// The management server, e.g. http://127.0.0.1:33073.
-    #[arg(long)]
+    #[arg(short = 'm', long, env = "MESHPLANE_MANAGEMENT_URL")]
     management_url: String,
     /// The setup key registering the proxy peer (its auto-groups should put
     /// it in the server's proxy group); ignored once registered.

@@ -66,7 +66,7 @@ fn two_daemons_join_handshake_go_down_and_restart_as_the_same_peer() {
     // From b's `up` (a is already up) to the first packet through the
     // tunnel, which in netstack mode is the WireGuard handshake.
     let started = Instant::now();
-    let up_b = b.ok(&["up", "--management-url", &server.url, "--setup-key", &key]);
+    let up_b = b.ok(&["up", "-m", &server.url, "-k", &key]);
     let up_returned = started.elapsed();
     let sa = a.status();
     let sb = b.status();
@@ -276,4 +276,29 @@ fn errors_are_clear_and_exit_non_zero() {
         .output()
         .unwrap();
     assert!(fails(&out).contains("already running"));
+}
+
+#[test]
+fn completion_scripts_generate_and_bash_accepts_its_own() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Command::new(MESHPLANE)
+            .args(["completion", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell}: {}", fails(&out));
+        let script = String::from_utf8(out.stdout).unwrap();
+        for word in ["expose", "status", "management-url"] {
+            assert!(script.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+    let script = Command::new(MESHPLANE)
+        .args(["completion", "bash"])
+        .output()
+        .unwrap()
+        .stdout;
+    let dir = ScratchDir::new("completion");
+    let path = dir.0.join("meshplane.bash");
+    std::fs::write(&path, script).unwrap();
+    let check = Command::new("bash").arg("-n").arg(&path).output().unwrap();
+    assert!(check.status.success(), "bash -n: {}", fails(&check));
 }

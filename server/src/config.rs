@@ -26,7 +26,7 @@ pub const SQLITE_FILE: &str = "meshplane.db";
 ///
 /// Every option can also be set with the environment variable shown, or as a
 /// key of the TOML file given with --config (keys: data_dir, store, listen,
-/// log, ephemeral_offline_secs, expose_ttl_secs, proxy_domain, proxy_group,
+/// log, log_format, ephemeral_offline_secs, expose_ttl_secs, proxy_domain, proxy_group,
 /// relay_urls (a list), and the connection limits in a `[limits]` table: header_read_timeout_secs,
 /// idle_timeout_secs, ...). Flags win over environment variables, which win
 /// over the file.
@@ -61,6 +61,16 @@ pub struct Cli {
     /// `meshplane_server=debug`). Default: info. Logs go to stderr.
     #[arg(long, value_name = "FILTER", env = "MESHPLANE_LOG", global = true)]
     pub log: Option<String>,
+
+    /// How log lines are written: `text`, or `json` (one object per line,
+    /// for log collectors). Default: text.
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        env = "MESHPLANE_LOG_FORMAT",
+        global = true
+    )]
+    pub log_format: Option<meshplane_logging::Format>,
 
     /// Seconds an ephemeral peer (registered with an ephemeral setup key)
     /// may stay offline before the server deletes it. Default: 600.
@@ -144,6 +154,7 @@ struct FileConfig {
     store: Option<String>,
     listen: Option<SocketAddr>,
     log: Option<String>,
+    log_format: Option<meshplane_logging::Format>,
     ephemeral_offline_secs: Option<u32>,
     expose_ttl_secs: Option<u32>,
     proxy_domain: Option<String>,
@@ -183,6 +194,7 @@ pub struct Settings {
     pub store_url: String,
     pub listen: SocketAddr,
     pub log: String,
+    pub log_format: meshplane_logging::Format,
     /// How long an ephemeral peer may stay offline.
     pub ephemeral_offline: Duration,
     /// Lifetime of an expose session without renewal.
@@ -232,6 +244,7 @@ impl Cli {
             .clone()
             .or(file.log)
             .unwrap_or_else(|| "info".to_string());
+        let log_format = self.log_format.or(file.log_format).unwrap_or_default();
         let ephemeral_offline = self
             .ephemeral_offline_secs
             .or(file.ephemeral_offline_secs)
@@ -271,6 +284,7 @@ impl Cli {
             limits,
             listen,
             log,
+            log_format,
             ephemeral_offline,
             expose_ttl: Duration::from_secs(i64::from(ttl)),
             proxy_domain,

@@ -8,6 +8,7 @@ mod data_dir;
 mod domain;
 mod expose;
 mod grpc;
+mod health;
 mod http;
 mod ids;
 mod listen;
@@ -18,11 +19,9 @@ mod signal;
 mod store;
 mod stun;
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 use config::{Cli, Command, Settings};
 use store::Store;
@@ -36,13 +35,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            EnvFilter::try_new(&settings.log).unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    meshplane_logging::init(settings.log_format, &settings.log);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -124,7 +117,8 @@ async fn serve(settings: &Settings) -> Result<(), String> {
         store: store.clone(),
         expose: expose.clone(),
     })
-    .merge(relay_routes);
+    .merge(relay_routes)
+    .merge(health::routes(store.clone()));
     let (app, streams) = grpc::mount(
         app,
         &store,
@@ -144,6 +138,7 @@ async fn serve(settings: &Settings) -> Result<(), String> {
         relay.shutdown();
     })
     .await;
+    expose.flush_audit().await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())

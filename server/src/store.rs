@@ -224,6 +224,15 @@ impl Store {
         self.changed.subscribe()
     }
 
+    /// Whether the database answers a query on one of its tables (for the
+    /// health check): a reader connection and a round trip.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1 FROM _sqlx_migrations LIMIT 1")
+            .execute(&self.readers)
+            .await?;
+        Ok(())
+    }
+
     /// Closes every connection (used on shutdown).
     pub async fn close(&self) {
         if let Some(listener) = &self.listener {

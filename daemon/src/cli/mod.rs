@@ -24,6 +24,8 @@ use expose::ExposeArgs;
 
 /// The control socket's file name inside the state directory.
 const SOCKET_FILE: &str = "meshplane.sock";
+/// The control socket of a daemon run as root.
+const ROOT_SOCKET: &str = "/var/run/meshplane.sock";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,10 +34,20 @@ const SOCKET_FILE: &str = "meshplane.sock";
     about = "meshplane: WireGuard mesh peer daemon and CLI"
 )]
 pub struct Cli {
-    /// The daemon's control socket [default: meshplane.sock in the state
-    /// directory]
+    /// The daemon's control socket [default: /var/run/meshplane.sock as
+    /// root, meshplane.sock in the state directory otherwise]
     #[arg(long, global = true, env = "MESHPLANE_SOCKET")]
     socket: Option<PathBuf>,
+    /// How the daemon, proxy and relay write log lines: text, or json (one
+    /// object per line). The level comes from MESHPLANE_LOG (default info).
+    #[arg(
+        long,
+        global = true,
+        value_name = "FORMAT",
+        env = "MESHPLANE_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: meshplane_logging::Format,
     #[command(subcommand)]
     command: Command,
 }
@@ -79,7 +91,7 @@ enum Command {
     Up {
         /// The management server, e.g. http://127.0.0.1:33073 [default:
         /// the last one used]
-        #[arg(long)]
+        #[arg(short = 'm', long, env = "MESHPLANE_MANAGEMENT_URL")]
         management_url: Option<String>,
         #[command(flatten)]
         setup_key: SetupKeyArgs,
@@ -110,6 +122,12 @@ enum Command {
         #[arg(short = 'W', long = "timeout", default_value = "1", value_parser = ping::parse_wait)]
         wait: Duration,
     },
+    /// Print a shell completion script, e.g. `meshplane completion bash >
+    /// /etc/bash_completion.d/meshplane`.
+    Completion {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// Run a relay for peers with no direct path to each other: a
     /// WebSocket at /relay on ADDR that accepts the peers the management
     /// server issued relay tokens to. Announce it to peers with the
@@ -128,6 +146,13 @@ enum Command {
 /// Runs the command line; returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
+    if matches!(
+        cli.command,
+        Command::Daemon { .. } | Command::Proxy(_) | Command::Relay { .. }
+    ) {
+        let filter = std::env::var("MESHPLANE_LOG").unwrap_or_else(|_| "info".into());
+        meshplane_logging::init(cli.log_format, &filter);
+    }
     let result = match cli.command {
         Command::Daemon {
             state_dir,
@@ -167,10 +192,10 @@ pub fn main() -> i32 {
                 )
             }),
         Command::Down => client(cli.socket, &Request::Down, false),
+        Command::Completion { shell } => completion(shell),
         Command::Status { json } => client(cli.socket, &Request::Status, json),
         Command::Expose(args) => expose::run(&socket_path(cli.socket), &args),
         Command::Proxy(args) => {
-            init_logging();
             proxy_peer::run(&args, &default_state_dir().join("proxy"), shutdown_signal())
                 .map_err(|e| e.to_string())
         }
@@ -233,10 +258,9 @@ fn run_daemon(
         socks5,
         flow_report,
     } = settings;
-    init_logging();
     let state =
         StateDir::open(&state_dir.unwrap_or_else(default_state_dir)).map_err(|e| e.to_string())?;
-    let socket = socket.unwrap_or_else(|| state.path().join(SOCKET_FILE));
+    let socket = socket.unwrap_or_else(|| default_socket(state.path()));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -286,7 +310,6 @@ fn run_daemon(
 
 /// Runs a relay process until SIGINT or SIGTERM.
 fn run_relay(listen: SocketAddr, management_url: &str) -> Result<(), String> {
-    init_logging();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -300,16 +323,17 @@ fn run_relay(listen: SocketAddr, management_url: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// Logs to standard error, at the level `MESHPLANE_LOG` sets (info by
-/// default).
-fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MESHPLANE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+/// Writes the completion script for `shell` to stdout. A reader that stops
+/// early (`| head`) is not an error.
+fn completion(shell: clap_complete::Shell) -> Result<(), String> {
+    use clap::CommandFactory;
+    use std::io::Write;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "meshplane", &mut script);
+    match std::io::stdout().write_all(&script) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.to_string()),
+        _ => Ok(()),
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -351,7 +375,18 @@ fn client(socket: Option<PathBuf>, request: &Request, json: bool) -> Result<(), 
 /// The control socket: `--socket`, or the one in the default state
 /// directory.
 fn socket_path(socket: Option<PathBuf>) -> PathBuf {
-    socket.unwrap_or_else(|| default_state_dir().join(SOCKET_FILE))
+    socket.unwrap_or_else(|| default_socket(&default_state_dir()))
+}
+
+/// Where the daemon listens and the CLI calls without `--socket`: the
+/// system-wide path as root (so `meshplane status` works whatever state
+/// directory the service uses), the state directory otherwise.
+fn default_socket(state_dir: &std::path::Path) -> PathBuf {
+    if is_root() {
+        PathBuf::from(ROOT_SOCKET)
+    } else {
+        state_dir.join(SOCKET_FILE)
+    }
 }
 
 /// The human form of `status`.

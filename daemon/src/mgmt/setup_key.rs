@@ -17,7 +17,7 @@ pub struct SetupKeyArgs {
     /// The setup key, to register (needed only the first time). On the
     /// command line it shows in `ps`: prefer --setup-key-file or the
     /// MESHPLANE_SETUP_KEY environment variable.
-    #[arg(long, value_name = "KEY")]
+    #[arg(short = 'k', long, value_name = "KEY")]
     setup_key: Option<String>,
     /// A file holding the setup key (surrounding whitespace and the final
     /// newline are ignored).

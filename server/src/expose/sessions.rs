@@ -28,7 +28,7 @@ use meshplane_core::model::{Account, AuditEvent, PeerId};
 use meshplane_core::validate::Domain;
 use meshplane_core::{Duration, Timestamp};
 use rand_core::OsRng;
-use tokio::sync::{broadcast, mpsc, Mutex, MutexGuard, Notify};
+use tokio::sync::{broadcast, mpsc, oneshot, Mutex, MutexGuard, Notify};
 
 use super::senders::Senders;
 use crate::domain::audit::meta;
@@ -78,7 +78,7 @@ struct Inner {
     /// The id of each account whose sessions changed.
     changes: broadcast::Sender<String>,
     /// Events (with their account) for the audit writer.
-    audit: mpsc::UnboundedSender<(String, ExposeEvent)>,
+    audit: mpsc::UnboundedSender<Audit>,
     /// Who may call.
     senders: Senders,
 }
@@ -116,6 +116,16 @@ impl Expose {
         tokio::spawn(write_audit(store, pending));
         tokio::spawn(reap(expose.clone()));
         expose
+    }
+
+    /// Waits until every audit event so far is written: on shutdown, after
+    /// the last connection ended (ending sessions) and before the store
+    /// closes.
+    pub async fn flush_audit(&self) {
+        let (done, written) = oneshot::channel();
+        if self.inner.audit.send(Audit::Flush(done)).is_ok() {
+            let _ = written.await;
+        }
     }
 
     pub fn config(&self) -> &ExposeConfig {
@@ -199,7 +209,7 @@ impl Expose {
             };
             log(&event);
             // The writer only stops with the runtime.
-            let _ = self.inner.audit.send((account.clone(), event));
+            let _ = self.inner.audit.send(Audit::Event(account.clone(), event));
             touched.insert(account);
         }
         for account in touched {
@@ -298,14 +308,36 @@ async fn reap(expose: Expose) {
     }
 }
 
+/// What the audit writer receives.
+#[derive(Debug)]
+enum Audit {
+    /// An event of the table, with its account.
+    Event(String, ExposeEvent),
+    /// Answer once every event sent before has been written.
+    Flush(oneshot::Sender<()>),
+}
+
 /// Writes the audit events of the table, in batches, in order.
-async fn write_audit(store: Store, mut pending: mpsc::UnboundedReceiver<(String, ExposeEvent)>) {
+async fn write_audit(store: Store, mut pending: mpsc::UnboundedReceiver<Audit>) {
+    let mut received = Vec::new();
     let mut batch = Vec::new();
-    while pending.recv_many(&mut batch, AUDIT_BATCH).await > 0 {
-        if let Err(e) = append(&store, &batch).await {
-            tracing::error!(error = %e, events = batch.len(), "expose events not audited");
+    while pending.recv_many(&mut received, AUDIT_BATCH).await > 0 {
+        let mut flushed = Vec::new();
+        for item in received.drain(..) {
+            match item {
+                Audit::Event(account, event) => batch.push((account, event)),
+                Audit::Flush(done) => flushed.push(done),
+            }
         }
-        batch.clear();
+        if !batch.is_empty() {
+            if let Err(e) = append(&store, &batch).await {
+                tracing::error!(error = %e, events = batch.len(), "expose events not audited");
+            }
+            batch.clear();
+        }
+        for done in flushed {
+            let _ = done.send(());
+        }
     }
 }
 

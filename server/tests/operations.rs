@@ -1,0 +1,74 @@
+//! What operators rely on: `GET /health` (200 without a token while the
+//! store answers, 503 once it does not) and JSON logs that parse line by
+//! line and never hold a secret.
+
+// A failed unwrap is a failed test here.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::client::{reusable, run, Peer};
+use common::{Backend, Server, PG_ENV};
+use serde_json::Value;
+
+#[test]
+fn health_answers_without_a_token_while_the_store_answers() {
+    let s = Server::start(Backend::Sqlite);
+    let (status, body) = s.call_as(None, "GET", "/health", None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "ok");
+    // A token is not needed, and a bad one does not matter either.
+    let (status, _) = s.call_as(Some("Token nope"), "GET", "/health", None);
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn health_is_503_when_the_database_is_gone() {
+    if std::env::var(PG_ENV).is_err() {
+        eprintln!("{PG_ENV} not set: PostgreSQL run skipped");
+        return;
+    }
+    let s = Server::start(Backend::Postgres);
+    assert_eq!(s.call_as(None, "GET", "/health", None).0, 200);
+    s.postgres_admin("DROP DATABASE {db} WITH (FORCE)");
+    let (status, body) = s.call_as(None, "GET", "/health", None);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "unavailable");
+    // The reason goes to the log, not to whoever asks.
+    assert!(s.log().contains("health check: the store does not answer"));
+}
+
+#[test]
+fn json_logs_parse_line_by_line_and_hold_no_secret() {
+    let mut s = Server::start(Backend::Sqlite);
+    s.restart_with(&["--log-format", "json", "--log", "debug"]);
+    let key = reusable(&s);
+    run(async {
+        let mut peer = Peer::connect(&s, "json-logs").await;
+        peer.login(&key).await.expect("registered");
+        // A refused key is logged too, without its value.
+        let mut stranger = Peer::connect(&s, "stranger").await;
+        let wrong = "A2C8E62B-38F5-4553-B31E-DD66C696CEBB";
+        assert!(stranger.login(wrong).await.is_err());
+    });
+    let token = s.token.clone();
+    s.terminate(Duration::from_secs(10));
+    let log = s.log();
+    let mut lines = 0;
+    for line in log.lines() {
+        let event: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        assert!(
+            event["level"].is_string() && event["fields"].is_object(),
+            "{line}"
+        );
+        lines += 1;
+    }
+    assert!(lines > 5, "too few log lines: {log}");
+    for secret in [key.as_str(), &key.to_lowercase(), token.as_str()] {
+        assert!(!log.contains(secret), "a secret reached the log");
+    }
+    assert!(!log.contains("38F5-4553"), "a refused key reached the log");
+}
