@@ -34,6 +34,9 @@ target_dir=$(cargo metadata --format-version 1 --no-deps --locked |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 scripts/schemathesis.sh "$target_dir/debug/meshplane-server"
 
+step "systemd units of packaging/"
+scripts/check-packaging.sh "$target_dir"
+
 step "cargo test (core with the expose simulation)"
 cargo test -p meshplane-core --features sim --locked
 

@@ -111,7 +111,7 @@ pub(crate) fn grant(
         .keys
         .issue(&service.domain, method, groups, unix_now());
     let mut response = redirect_to(return_to);
-    if let Ok(cookie) = HeaderValue::from_str(&session::set_cookie(&token)) {
+    if let Ok(cookie) = HeaderValue::from_str(&session::set_cookie(&token, shared.scheme)) {
         response.headers_mut().insert(SET_COOKIE, cookie);
     }
     response

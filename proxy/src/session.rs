@@ -204,10 +204,14 @@ pub(crate) fn strip_cookie(headers: &mut http::HeaderMap) {
 }
 
 /// The `Set-Cookie` value carrying `token`: host-only (no `Domain`), so the
-/// browser sends it to this service's host alone.
-pub(crate) fn set_cookie(token: &str) -> String {
+/// browser sends it to this service's host alone. `Secure` whenever the
+/// proxy serves TLS (`scheme` is `https`); a plain-HTTP development proxy
+/// leaves it out, since no client would send a `Secure` cookie back over
+/// plain HTTP and every login would loop.
+pub(crate) fn set_cookie(token: &str, scheme: &str) -> String {
+    let secure = if scheme == "https" { "; Secure" } else { "" };
     format!(
-        "{COOKIE_NAME}={token}; Path=/; Max-Age={}; HttpOnly; Secure; SameSite=Lax",
+        "{COOKIE_NAME}={token}; Path=/; Max-Age={}; HttpOnly{secure}; SameSite=Lax",
         SESSION_TTL.as_secs()
     )
 }
@@ -215,6 +219,15 @@ pub(crate) fn set_cookie(token: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cookie_is_secure_exactly_when_the_proxy_serves_tls() {
+        assert!(set_cookie("t", "https").contains("; Secure;"));
+        let plain = set_cookie("t", "http");
+        assert!(!plain.contains("Secure"));
+        assert!(plain.starts_with(&format!("{COOKIE_NAME}=t; Path=/;")));
+        assert!(plain.contains("HttpOnly; SameSite=Lax"));
+    }
 
     #[test]
     fn token_round_trip_and_refusals() {

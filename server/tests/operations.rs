@@ -72,3 +72,14 @@ fn json_logs_parse_line_by_line_and_hold_no_secret() {
     }
     assert!(!log.contains("38F5-4553"), "a refused key reached the log");
 }
+
+#[test]
+fn the_packaged_config_file_is_read_as_it_is() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../packaging/server.toml");
+    let mut s = Server::start(Backend::Sqlite);
+    // The test's own --data-dir and --listen win over the file's.
+    s.restart_with(&["--config", path]);
+    let (status, body) = s.call_as(None, "GET", "/health", None);
+    assert_eq!(status, 200, "{body}: {}", s.log());
+    assert_eq!(s.call("GET", "/api/groups", None).0, 200);
+}
