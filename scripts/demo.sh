@@ -5,8 +5,15 @@
 # "internet" the way `meshplane expose` does: a reverse-proxy peer, a laptop
 # peer (userspace WireGuard, no root needed) and a local HTTP server, all on
 # this machine. Everything keeps running until Ctrl+C so you can try more.
+# Run it again and it starts over: it resets a data directory it made
+# itself, and refuses to touch any other non-empty one. The programs' logs
+# go to files in the data directory, named at the end.
 #
 #   scripts/demo.sh [DATA_DIR]     (default: ./meshplane-data)
+#
+# MESHPLANE_LISTEN, MESHPLANE_PROXY_LISTEN and MESHPLANE_DEMO_WEB_PORT move
+# its ports; MESHPLANE_DEMO_EXIT=1 stops everything after the walkthrough
+# instead of waiting for Ctrl+C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,14 +23,34 @@ proxy_listen=${MESHPLANE_PROXY_LISTEN:-127.0.0.1:8081}
 web_port=${MESHPLANE_DEMO_WEB_PORT:-8000}
 api="http://$listen/api"
 
-cargo build --release -q -p meshplane-server -p meshplane
-bin=${CARGO_TARGET_DIR:-target}/release
+# MESHPLANE_DEMO_BIN: a directory holding meshplane-server and meshplane
+# already built (the tests use their debug build); otherwise release builds.
+if [ -n "${MESHPLANE_DEMO_BIN:-}" ]; then
+    bin=$MESHPLANE_DEMO_BIN
+else
+    cargo build --release -q -p meshplane-server -p meshplane
+    bin=${CARGO_TARGET_DIR:-target}/release
+fi
 server=$bin/meshplane-server
 meshplane=$bin/meshplane
 
-mkdir -p "$data"
-token=$("$server" admin-token --data-dir "$data")
-"$server" --data-dir "$data" --listen "$listen" &
+# A directory made by an earlier run is reset; anything else is left alone.
+marker=.meshplane-demo
+if [ -e "$data/$marker" ] || [ -e "$data/expose.out" ]; then
+    echo "== resetting the previous demo's data in $data"
+    rm -rf "$data"
+elif [ -d "$data" ] && [ -n "$(ls -A "$data")" ]; then
+    echo "$data holds data this demo did not make; pass another directory: scripts/demo.sh DIR" >&2
+    exit 1
+fi
+mkdir -p -m 700 "$data"
+touch "$data/$marker"
+if curl -s -o /dev/null "http://$listen/health"; then
+    echo "something already answers on $listen (an earlier demo still running?); stop it or set MESHPLANE_LISTEN" >&2
+    exit 1
+fi
+token=$("$server" admin-token --data-dir "$data" 2>>"$data/server.log")
+"$server" --data-dir "$data" --listen "$listen" 2>>"$data/server.log" &
 pid=$!
 pids=($pid)
 stop_all() {
@@ -33,7 +60,12 @@ stop_all() {
 }
 trap stop_all EXIT
 for _ in $(seq 1 100); do
-    curl -fs -o /dev/null -H "Authorization: Token $token" "$api/accounts" && break
+    curl -fs -o /dev/null "http://$listen/health" && break
+    if ! kill -0 "$pid" 2>/dev/null; then
+        echo "meshplane-server did not start:" >&2
+        cat "$data/server.log" >&2
+        exit 1
+    fi
     sleep 0.1
 done
 
@@ -43,7 +75,18 @@ call() { # METHOD PATH [JSON]
         ${3:+-d "$3"} "$api$2"
     echo
 }
-field() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+# Prints one field of the JSON answer on stdin; an error answer is shown
+# with the server's own message instead.
+field() {
+    python3 -c "
+import json, sys
+answer = json.load(sys.stdin)
+try:
+    print(answer$1)
+except (KeyError, IndexError, TypeError):
+    message = answer.get('message') if isinstance(answer, dict) else answer
+    sys.exit(f'the server refused: {message}')"
+}
 
 echo "== meshplane-server is up on $listen (data in $data)"
 echo "== your admin token (shown once; keep it): $token"
@@ -104,8 +147,12 @@ cat "$data/expose.out"
 domain=$(awk '/Domain:/ {print $2}' "$data/expose.out")
 
 printf '\n$ curl http://%s:%s/   (the proxy serves plain HTTP here)\n' "$domain" "${proxy_listen##*:}"
-for _ in $(seq 1 50); do
-    curl -fsS --resolve "$domain:${proxy_listen##*:}:127.0.0.1" "http://$domain:${proxy_listen##*:}/" && break
+# The proxy answers 502 until the laptop's tunnel is up: retry quietly,
+# and show the last failure only.
+for try in $(seq 1 50); do
+    quiet=/dev/null
+    [ "$try" = 50 ] && quiet=/dev/stderr
+    curl -fsS --resolve "$domain:${proxy_listen##*:}:127.0.0.1" "http://$domain:${proxy_listen##*:}/" 2>"$quiet" && break
     sleep 0.2
 done
 echo "(the management API lists the ephemeral service:)"
@@ -118,6 +165,14 @@ cat <<MSG
    curl http://$domain:${proxy_listen##*:}/        (browsers resolve *.localhost to this machine)
    $meshplane --socket $socket status
    $meshplane --socket $socket expose $web_port --with-pin 123456
-== Ctrl+C stops it all (the expose session first); the data stays in $data.
+     then log in with curl (the cookie jar keeps the session):
+     curl -c jar -b jar -L -d 'method=pin&secret=123456&rd=/' \\
+          --resolve <DOMAIN>:${proxy_listen##*:}:127.0.0.1 http://<DOMAIN>:${proxy_listen##*:}/.meshplane/login
+== Logs: server $data/server.log, proxy $data/proxy.log, laptop daemon $data/laptop.log
+== Ctrl+C stops it all (the expose session first); the data stays in $data
+   (a new run of this script resets it).
 MSG
+if [ "${MESHPLANE_DEMO_EXIT:-}" = 1 ]; then
+    exit 0
+fi
 wait $pid
