@@ -302,3 +302,39 @@ fn completion_scripts_generate_and_bash_accepts_its_own() {
     let check = Command::new("bash").arg("-n").arg(&path).output().unwrap();
     assert!(check.status.success(), "bash -n: {}", fails(&check));
 }
+
+#[test]
+fn service_install_writes_a_unit_for_this_binary_and_uninstall_removes_it() {
+    let scratch = ScratchDir::new("service");
+    let units = scratch.0.join("units");
+    let dir = units.to_str().unwrap();
+    let run = |verb: &str| {
+        Command::new(MESHPLANE)
+            .args(["service", verb, "--unit-dir", dir, "--no-systemctl"])
+            .output()
+            .unwrap()
+    };
+    let out = run("install");
+    assert!(out.status.success(), "{}", fails(&out));
+    let unit_path = units.join("meshplane.service");
+    let unit = std::fs::read_to_string(&unit_path).unwrap();
+    assert!(
+        unit.contains(&format!("ExecStart={MESHPLANE} daemon")),
+        "{unit}"
+    );
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        let check = Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&unit_path)
+            .output()
+            .unwrap();
+        assert!(check.status.success(), "{}", fails(&check));
+    }
+    let out = run("uninstall");
+    assert!(out.status.success(), "{}", fails(&out));
+    assert!(!unit_path.exists());
+}

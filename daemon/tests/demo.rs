@@ -27,7 +27,10 @@ fn demo(data: &Path) -> Output {
         .env("MESHPLANE_DEMO_BIN", bin)
         .env("MESHPLANE_DEMO_EXIT", "1")
         .env("MESHPLANE_LISTEN", format!("127.0.0.1:{}", free_port()))
-        .env("MESHPLANE_PROXY_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env(
+            "MESHPLANE_PROXY_LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        )
         .env("MESHPLANE_DEMO_WEB_PORT", free_port().to_string())
         .output()
         .unwrap()

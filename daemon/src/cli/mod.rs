@@ -3,6 +3,7 @@
 
 pub mod expose;
 pub mod ping;
+pub mod service;
 
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -122,6 +123,9 @@ enum Command {
         #[arg(short = 'W', long = "timeout", default_value = "1", value_parser = ping::parse_wait)]
         wait: Duration,
     },
+    /// Install or remove the daemon as a systemd service.
+    #[command(subcommand)]
+    Service(service::ServiceCommand),
     /// Print a shell completion script, e.g. `meshplane completion bash >
     /// /etc/bash_completion.d/meshplane`.
     Completion {
@@ -193,6 +197,7 @@ pub fn main() -> i32 {
             }),
         Command::Down => client(cli.socket, &Request::Down, false),
         Command::Completion { shell } => completion(shell),
+        Command::Service(command) => service::run(&command).map_err(|e| e.to_string()),
         Command::Status { json } => client(cli.socket, &Request::Status, json),
         Command::Expose(args) => expose::run(&socket_path(cli.socket), &args),
         Command::Proxy(args) => {
