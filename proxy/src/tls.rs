@@ -4,10 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{
-    ring as provider, verify_tls12_signature, verify_tls13_signature, CryptoProvider,
-};
-use rustls::pki_types::pem::PemObject;
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, ServerConfig, SignatureScheme};
 
@@ -27,19 +24,15 @@ pub enum Tls {
 pub enum TlsError {
     #[error("generate certificate: {0}")]
     Generate(#[from] rcgen::Error),
-    #[error("read {path}: {reason}")]
-    Pem { path: PathBuf, reason: String },
-    #[error("no certificate in {0}")]
-    NoCertificate(PathBuf),
+    #[error("{0}")]
+    Pem(#[from] meshplane_tls::TlsError),
+    #[error("{0}")]
+    Key(String),
     #[error("tls: {0}")]
     Rustls(#[from] rustls::Error),
 }
 
-/// The crypto provider, named explicitly so that no process-wide default
-/// needs installing.
-pub(crate) fn crypto() -> Arc<CryptoProvider> {
-    Arc::new(provider::default_provider())
-}
+use meshplane_tls::crypto;
 
 /// The server configuration for `tls` (None for plain HTTP).
 pub(crate) fn server_config(
@@ -49,14 +42,16 @@ pub(crate) fn server_config(
     let (chain, key) = match tls {
         Tls::Plain => return Ok(None),
         Tls::SelfSigned => self_signed(domain)?,
-        Tls::Files { cert, key } => (read_chain(cert)?, read_key(key)?),
+        Tls::Files { cert, key } => (
+            meshplane_tls::read_chain(cert)?,
+            meshplane_tls::read_key(key)?,
+        ),
     };
-    let mut config = ServerConfig::builder_with_provider(crypto())
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Some(Arc::new(config)))
+    Ok(Some(meshplane_tls::server_config(
+        chain,
+        key,
+        &[b"http/1.1"],
+    )?))
 }
 
 fn self_signed(
@@ -68,33 +63,9 @@ fn self_signed(
         .distinguished_name
         .push(rcgen::DnType::CommonName, domain);
     let cert = params.self_signed(&key)?;
-    let key = PrivateKeyDer::try_from(key.serialize_der()).map_err(|reason| TlsError::Pem {
-        path: PathBuf::new(),
-        reason: reason.to_owned(),
-    })?;
+    let key = PrivateKeyDer::try_from(key.serialize_der())
+        .map_err(|reason| TlsError::Key(reason.to_owned()))?;
     Ok((vec![cert.der().clone()], key))
-}
-
-fn read_chain(path: &PathBuf) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem_err = |e: rustls::pki_types::pem::Error| TlsError::Pem {
-        path: path.clone(),
-        reason: e.to_string(),
-    };
-    let chain = CertificateDer::pem_file_iter(path)
-        .map_err(pem_err)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(pem_err)?;
-    if chain.is_empty() {
-        return Err(TlsError::NoCertificate(path.clone()));
-    }
-    Ok(chain)
-}
-
-fn read_key(path: &PathBuf) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::Pem {
-        path: path.clone(),
-        reason: e.to_string(),
-    })
 }
 
 /// The client configuration towards `https` targets. The target's
@@ -164,13 +135,5 @@ impl ServerCertVerifier for AnyCertificate {
 /// The client configuration towards identity providers: verified against
 /// the Mozilla root set.
 pub(crate) fn web_client_config() -> Result<Arc<ClientConfig>, TlsError> {
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    let mut config = ClientConfig::builder_with_provider(crypto())
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Ok(meshplane_tls::client_config(None, &[b"http/1.1"])?)
 }

@@ -27,7 +27,7 @@ pub const SQLITE_FILE: &str = "meshplane.db";
 /// Every option can also be set with the environment variable shown, or as a
 /// key of the TOML file given with --config (keys: data_dir, store, listen,
 /// log, log_format, ephemeral_offline_secs, expose_ttl_secs, proxy_domain, proxy_group,
-/// relay_urls (a list), and the connection limits in a `[limits]` table: header_read_timeout_secs,
+/// relay_urls (a list), tls_cert, tls_key, and the connection limits in a `[limits]` table: header_read_timeout_secs,
 /// idle_timeout_secs, ...). Flags win over environment variables, which win
 /// over the file.
 #[derive(Debug, Parser)]
@@ -127,6 +127,28 @@ pub struct Cli {
     )]
     pub relay_urls: Vec<String>,
 
+    /// A PEM certificate chain: serve REST, gRPC and the relay over TLS on
+    /// the listen port (with --tls-key). Default: plain HTTP, for a server
+    /// behind a TLS-terminating load balancer or on a private network.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "MESHPLANE_TLS_CERT",
+        global = true,
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "MESHPLANE_TLS_KEY",
+        global = true,
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+
     #[command(flatten)]
     pub limits: LimitOptions,
 
@@ -160,6 +182,8 @@ struct FileConfig {
     proxy_domain: Option<String>,
     proxy_group: Option<String>,
     relay_urls: Option<Vec<String>>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     #[serde(default)]
     limits: LimitOptions,
 }
@@ -185,6 +209,8 @@ pub enum ConfigError {
     ZeroLimit(&'static str),
     #[error("invalid relay URL: {0}")]
     RelayUrl(String),
+    #[error("TLS needs both a certificate and a key (--tls-cert and --tls-key)")]
+    TlsPair,
 }
 
 /// The resolved settings.
@@ -209,6 +235,15 @@ pub struct Settings {
     pub limits: Limits,
     /// The relays peers are told to use (empty: this server's own).
     pub relay_urls: Vec<String>,
+    /// The certificate chain and key files to serve TLS with.
+    pub tls: Option<TlsFiles>,
+}
+
+/// Where the listener's certificate and key are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Defaults of the expose settings (the seed's 90 s TTL).
@@ -277,8 +312,18 @@ impl Cli {
             meshplane_relay::dial::Target::relay(url)
                 .map_err(|e| ConfigError::RelayUrl(e.to_string()))?;
         }
+        // A flag pair wins as a whole over the file's pair.
+        let tls = match (self.tls_cert.clone(), self.tls_key.clone()) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            _ => match (file.tls_cert, file.tls_key) {
+                (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+                (None, None) => None,
+                _ => return Err(ConfigError::TlsPair),
+            },
+        };
         Ok(Settings {
             relay_urls,
+            tls,
             store_url,
             data_dir,
             limits,
@@ -566,6 +611,39 @@ mod tests {
         std::fs::write(&file, "[limits]\nidle = 5\n").unwrap();
         let unknown = Cli::parse_from(["meshplane-server", "--config", path]);
         assert!(matches!(unknown.settings(), Err(ConfigError::Parse { .. })));
+    }
+
+    #[test]
+    fn tls_needs_a_certificate_and_a_key() {
+        let dir = std::env::temp_dir().join(format!("meshplane-config5-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let half = dir.join("half.toml");
+        std::fs::write(&half, "tls_cert = \"/etc/c.pem\"\n").unwrap();
+        let cli = Cli::parse_from(["meshplane-server", "--config", half.to_str().unwrap()]);
+        assert_eq!(
+            cli.settings().unwrap_err().to_string(),
+            "TLS needs both a certificate and a key (--tls-cert and --tls-key)"
+        );
+        // A flag pair wins over the file's half.
+        let cli = Cli::parse_from([
+            "meshplane-server",
+            "--config",
+            half.to_str().unwrap(),
+            "--tls-cert",
+            "/a.pem",
+            "--tls-key",
+            "/b.pem",
+        ]);
+        assert_eq!(
+            cli.settings().unwrap().tls,
+            Some(TlsFiles {
+                cert: "/a.pem".into(),
+                key: "/b.pem".into()
+            })
+        );
+        // One flag alone is refused by the parser.
+        assert!(Cli::try_parse_from(["meshplane-server", "--tls-cert", "/a.pem"]).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

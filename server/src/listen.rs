@@ -28,6 +28,10 @@
 //!   the HTTP/2 stack always does (NetBird clients ping every 30 s).
 //! - HTTP/1: the request that reaches `max_requests_per_connection` is
 //!   answered with `Connection: close`.
+//! - With TLS (`--tls-cert`/`--tls-key`) every connection first completes
+//!   its handshake within `header_read_timeout` (ALPN offers `h2` for gRPC
+//!   and `http/1.1` for REST and the relay); the limits above then apply to
+//!   the decrypted connection as to a plain one.
 //! - HTTP/1 upgrades (the relay's WebSocket) are served: the connection
 //!   leaves this loop, its watchdogs and its place under the caps when it
 //!   upgrades, and the relay's own caps hold it from then on.
@@ -49,9 +53,11 @@ use axum::Router;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
 use crate::config::Limits;
@@ -70,6 +76,7 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
     let capacity = connection_budget(limits.max_connections);
@@ -111,7 +118,7 @@ pub async fn serve(
             draining: draining.clone(),
             _held: (permit, slot),
         };
-        tokio::spawn(connection.run(stream));
+        tokio::spawn(connection.start(stream, tls.clone()));
     }
     drop(listener);
     let _ = drain.send(true);
@@ -307,7 +314,25 @@ struct Connection {
 }
 
 impl Connection {
-    async fn run(self, stream: TcpStream) {
+    /// Completes the TLS handshake when the server has a certificate, then
+    /// serves the connection.
+    async fn start(self, stream: TcpStream, tls: Option<TlsAcceptor>) {
+        let _ = stream.set_nodelay(true);
+        let Some(acceptor) = tls else {
+            return self.run(stream).await;
+        };
+        let peer = self.peer;
+        match tokio::time::timeout(self.limits.header_read_timeout, acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => self.run(stream).await,
+            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+        }
+    }
+
+    async fn run<S>(self, stream: S)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let Connection {
             builder,
             app,
@@ -316,7 +341,6 @@ impl Connection {
             mut draining,
             _held,
         } = self;
-        let _ = stream.set_nodelay(true);
         let (activity, watched) = watch::channel(Activity {
             in_flight: 0,
             begun: 0,

@@ -110,8 +110,11 @@ async fn serve(settings: &Settings) -> Result<(), String> {
             proxy_group: settings.proxy_group.clone(),
         },
     );
-    let issuer =
-        std::sync::Arc::new(relay::Issuer::load(&store, settings.relay_urls.clone()).await?);
+    let issuer = std::sync::Arc::new(
+        relay::Issuer::load(&store, settings.relay_urls.clone())
+            .await?
+            .with_tls(settings.tls.is_some()),
+    );
     let (relay, relay_routes) = issuer.routes();
     let app = http::router(http::App {
         store: store.clone(),
@@ -132,7 +135,11 @@ async fn serve(settings: &Settings) -> Result<(), String> {
         expose.clone(),
         settings.ephemeral_offline,
     ));
-    listen::serve(listener, app, settings.limits, async move {
+    let tls = match &settings.tls {
+        Some(files) => Some(tls_acceptor(files)?),
+        None => None,
+    };
+    listen::serve(listener, app, settings.limits, tls, async move {
         shutdown_signal().await;
         streams.close();
         relay.shutdown();
@@ -142,6 +149,16 @@ async fn serve(settings: &Settings) -> Result<(), String> {
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The listener's TLS: the operator's certificate and key, ALPN for gRPC
+/// (HTTP/2) and for REST and the relay's WebSocket (HTTP/1.1).
+fn tls_acceptor(files: &config::TlsFiles) -> Result<tokio_rustls::TlsAcceptor, String> {
+    let chain = meshplane_tls::read_chain(&files.cert).map_err(|e| e.to_string())?;
+    let key = meshplane_tls::read_key(&files.key).map_err(|e| e.to_string())?;
+    let config = meshplane_tls::server_config(chain, key, &[b"h2", b"http/1.1"])
+        .map_err(|e| format!("TLS certificate {}: {e}", files.cert.display()))?;
+    Ok(tokio_rustls::TlsAcceptor::from(config))
 }
 
 /// Resolves on Ctrl+C or SIGTERM.

@@ -32,6 +32,8 @@ pub struct Issuer {
     signer: TokenSigner,
     /// `--relay-url`s; empty: this server's own relay.
     urls: Vec<String>,
+    /// Whether this server's own relay is reached over TLS (`rels://`).
+    tls: bool,
 }
 
 /// The request's authority (`host:port` the client dialled), which the
@@ -46,7 +48,18 @@ impl Issuer {
         let signer = load_or_create(store)
             .await
             .map_err(|e| format!("cannot load the relay signing key: {e}"))?;
-        Ok(Issuer { signer, urls })
+        Ok(Issuer {
+            signer,
+            urls,
+            tls: false,
+        })
+    }
+
+    /// Announces this server's own relay as `rels://` (the server serves
+    /// TLS).
+    pub fn with_tls(mut self, tls: bool) -> Issuer {
+        self.tls = tls;
+        self
     }
 
     /// The relay configuration of the peer holding WireGuard key `key`
@@ -56,7 +69,10 @@ impl Issuer {
         let token = self.signer.mint(&PeerId::from_public_key(key), expires);
         let urls = if self.urls.is_empty() {
             authority
-                .map(|a| vec![format!("rel://{}", a.0)])
+                .map(|a| {
+                    let scheme = if self.tls { "rels" } else { "rel" };
+                    vec![format!("{scheme}://{}", a.0)]
+                })
                 .unwrap_or_default()
         } else {
             self.urls.clone()

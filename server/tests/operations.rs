@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use common::client::{reusable, run, Peer};
 use common::{Backend, Server, PG_ENV};
+use meshplane_proto::v1::management_client::ManagementClient;
+use meshplane_proto::v1::GetServerKeyRequest;
 use serde_json::Value;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
 #[test]
 fn health_answers_without_a_token_while_the_store_answers() {
@@ -82,4 +85,83 @@ fn the_packaged_config_file_is_read_as_it_is() {
     let (status, body) = s.call_as(None, "GET", "/health", None);
     assert_eq!(status, 200, "{body}: {}", s.log());
     assert_eq!(s.call("GET", "/api/groups", None).0, 200);
+}
+
+/// A test CA and a certificate it signed for `localhost`, as PEM files in
+/// `dir`: (CA certificate, server certificate, server key).
+fn test_pki(dir: &std::path::Path) -> [std::path::PathBuf; 3] {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "meshplane test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut leaf = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+    leaf.distinguished_name
+        .push(rcgen::DnType::CommonName, "localhost");
+    let leaf = leaf.signed_by(&key, &issuer).unwrap();
+    let paths = [
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    ];
+    std::fs::write(&paths[0], ca.pem()).unwrap();
+    std::fs::write(&paths[1], leaf.pem()).unwrap();
+    std::fs::write(&paths[2], key.serialize_pem()).unwrap();
+    paths
+}
+
+#[test]
+fn rest_and_grpc_are_served_over_tls_on_the_one_port() {
+    let mut s = Server::start(Backend::Sqlite);
+    let [ca, cert, key] = test_pki(&s.data_dir().join(".."));
+    s.restart_with(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let https = format!("https://localhost:{}", s.port);
+    // REST through curl, trusting the test CA only.
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--cacert", ca.to_str().unwrap()])
+        .arg(format!("{https}/health"))
+        .output()
+        .unwrap();
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(body.contains("\"ok\""), "{body}");
+    // Plain HTTP on the TLS port gets no answer.
+    let plain = std::process::Command::new("curl")
+        .args(["-s", "-m", "5", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("http://127.0.0.1:{}/health", s.port))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&plain.stdout), "000");
+    // gRPC over TLS (HTTP/2 by ALPN), trusting the test CA.
+    run(async {
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(std::fs::read(&ca).unwrap()))
+            .domain_name("localhost");
+        let channel = Channel::from_shared(https.clone())
+            .unwrap()
+            .tls_config(tls)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let key = ManagementClient::new(channel)
+            .get_server_key(GetServerKeyRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!key.key.is_empty());
+    });
 }
