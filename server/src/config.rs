@@ -27,7 +27,7 @@ pub const SQLITE_FILE: &str = "meshplane.db";
 /// Every option can also be set with the environment variable shown, or as a
 /// key of the TOML file given with --config (keys: data_dir, store, listen,
 /// log, log_format, ephemeral_offline_secs, expose_ttl_secs, proxy_domain, proxy_group,
-/// relay_urls (a list), tls_cert, tls_key, and the connection limits in a `[limits]` table: header_read_timeout_secs,
+/// relay_urls (a list), tls_cert, tls_key, metrics_listen, and the connection limits in a `[limits]` table: header_read_timeout_secs,
 /// idle_timeout_secs, ...). Flags win over environment variables, which win
 /// over the file.
 #[derive(Debug, Parser)]
@@ -139,6 +139,16 @@ pub struct Cli {
     )]
     pub tls_cert: Option<PathBuf>,
 
+    /// Serve Prometheus metrics at /metrics on this address (IP:PORT), a
+    /// listener of its own. Default: off.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "MESHPLANE_METRICS_LISTEN",
+        global = true
+    )]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// The PEM private key of --tls-cert.
     #[arg(
         long,
@@ -184,6 +194,7 @@ struct FileConfig {
     relay_urls: Option<Vec<String>>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    metrics_listen: Option<SocketAddr>,
     #[serde(default)]
     limits: LimitOptions,
 }
@@ -237,6 +248,8 @@ pub struct Settings {
     pub relay_urls: Vec<String>,
     /// The certificate chain and key files to serve TLS with.
     pub tls: Option<TlsFiles>,
+    /// Where to serve metrics, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Where the listener's certificate and key are.
@@ -324,6 +337,7 @@ impl Cli {
         Ok(Settings {
             relay_urls,
             tls,
+            metrics_listen: self.metrics_listen.or(file.metrics_listen),
             store_url,
             data_dir,
             limits,

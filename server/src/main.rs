@@ -12,6 +12,7 @@ mod health;
 mod http;
 mod ids;
 mod listen;
+mod metrics;
 mod records;
 mod relay;
 mod secrets;
@@ -96,6 +97,9 @@ async fn serve(settings: &Settings) -> Result<(), String> {
         store = store_for_logs(&settings.store_url),
         "meshplane-server listening"
     );
+    if let Some(at) = settings.metrics_listen {
+        metrics::serve(at).await?;
+    }
     // STUN on UDP at the same address and port number.
     let stun_at = listener
         .local_addr()
@@ -121,7 +125,8 @@ async fn serve(settings: &Settings) -> Result<(), String> {
         expose: expose.clone(),
     })
     .merge(relay_routes)
-    .merge(health::routes(store.clone()));
+    .merge(health::routes(store.clone()))
+    .route_layer(axum::middleware::from_fn(metrics::track_rest));
     let (app, streams) = grpc::mount(
         app,
         &store,
@@ -130,6 +135,7 @@ async fn serve(settings: &Settings) -> Result<(), String> {
         issuer,
     )
     .await?;
+    let app = app.layer(axum::middleware::from_fn(metrics::track_grpc));
     tokio::spawn(grpc::remove_offline(
         store.clone(),
         expose.clone(),

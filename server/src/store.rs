@@ -197,6 +197,7 @@ impl Store {
             changed: None,
             touched: BTreeSet::new(),
             locked: None,
+            _timer: TxTimer::start("read"),
         })
     }
 
@@ -210,6 +211,7 @@ impl Store {
             changed: Some(self.changed.clone()),
             touched: BTreeSet::new(),
             locked: self.postgres.then(BTreeSet::new),
+            _timer: TxTimer::start("write"),
         })
     }
 
@@ -274,6 +276,30 @@ pub struct Tx {
     /// The accounts whose advisory lock this transaction holds (PostgreSQL
     /// write transactions only; `None` where no lock is needed).
     locked: Option<BTreeSet<String>>,
+    /// Times the transaction for the metrics, until commit or rollback.
+    _timer: TxTimer,
+}
+
+/// Records how long a transaction was open when it ends, committed or not.
+#[derive(Debug)]
+struct TxTimer {
+    kind: &'static str,
+    begun: std::time::Instant,
+}
+
+impl TxTimer {
+    fn start(kind: &'static str) -> TxTimer {
+        TxTimer {
+            kind,
+            begun: std::time::Instant::now(),
+        }
+    }
+}
+
+impl Drop for TxTimer {
+    fn drop(&mut self) {
+        crate::metrics::transaction(self.kind, self.begun);
+    }
 }
 
 fn decode<T: DeserializeOwned>(row: &AnyRow) -> Result<T, StoreError> {

@@ -165,3 +165,64 @@ fn rest_and_grpc_are_served_over_tls_on_the_one_port() {
         assert!(!key.key.is_empty());
     });
 }
+
+/// The value of the sample of `metrics` (Prometheus text) whose line starts
+/// with `prefix` (a name and its labels).
+fn sample(metrics: &str, prefix: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn metrics_are_served_on_their_own_listener_and_move_with_traffic() {
+    let mut s = Server::start(Backend::Sqlite);
+    let at = format!("127.0.0.1:{}", common::free_port());
+    s.restart_with(&["--metrics-listen", &at]);
+    let scrape = || {
+        ureq::get(&format!("http://{at}/metrics"))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap()
+    };
+    let groups = r#"meshplane_http_requests_total{route="/api/groups",method="GET",status="200"}"#;
+    let before = sample(&scrape(), groups).unwrap_or(0.0);
+    for _ in 0..3 {
+        assert_eq!(s.call("GET", "/api/groups", None).0, 200);
+    }
+    assert_eq!(s.call("GET", "/api/groups/nope", None).0, 404);
+    run(async {
+        let mut peer = Peer::connect(&s, "metrics").await;
+        assert!(peer.login("not-a-key").await.is_err());
+    });
+    let after = scrape();
+    assert_eq!(sample(&after, groups), Some(before + 3.0), "{after}");
+    assert!(
+        after.contains(r#"route="/api/groups/{group_id}",method="GET",status="404""#),
+        "{after}"
+    );
+    assert!(
+        after.contains("meshplane_http_request_duration_seconds_bucket"),
+        "{after}"
+    );
+    let key_calls = r#"meshplane_grpc_requests_total{method="/meshplane.management.v1.Management/GetServerKey",code="0"}"#;
+    assert!(sample(&after, key_calls).unwrap_or(0.0) >= 1.0, "{after}");
+    assert!(
+        after.contains(r#"meshplane_grpc_requests_total{method="/meshplane.management.v1.Management/Login",code=""#),
+        "{after}"
+    );
+    assert!(
+        sample(
+            &after,
+            r#"meshplane_store_transaction_seconds_count{kind="read"}"#
+        )
+        .unwrap_or(0.0)
+            > 0.0,
+        "{after}"
+    );
+    // The API port does not serve them.
+    assert_eq!(s.call_as(None, "GET", "/metrics", None).0, 404);
+}

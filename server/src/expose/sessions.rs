@@ -208,6 +208,11 @@ impl Expose {
                 continue;
             };
             log(&event);
+            crate::metrics::expose_session(match event.kind {
+                ExposeEventKind::Exposed => "created",
+                ExposeEventKind::Unexposed => "stopped",
+                ExposeEventKind::Expired => "expired",
+            });
             // The writer only stops with the runtime.
             let _ = self.inner.audit.send(Audit::Event(account.clone(), event));
             touched.insert(account);

@@ -167,7 +167,7 @@ pub fn sorted_ids(list: &Value) -> Vec<String> {
 
 /// A loopback port free for TCP and UDP alike: the server listens on both
 /// (STUN on UDP).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     loop {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
