@@ -20,7 +20,8 @@
 //! ([`management`]), follows the Sync stream and applies every map
 //! ([`link`]), finds where its peers are and how to reach them
 //! ([`connect`]: candidates, signal, relay), and answers the CLI on a Unix
-//! socket ([`control`]).
+//! socket ([`control`]). In kernel TUN mode a resolver on the mesh IP
+//! answers the mesh's names and forwards the rest ([`dns`]).
 //! Maps arrive as protobuf messages and are used as the core's own type,
 //! [`meshplane_core::netmap::PeerMap`] ([`meshplane_proto::map`] converts).
 //!
@@ -50,6 +51,7 @@
 pub mod cli;
 pub mod connect;
 pub mod control;
+pub mod dns;
 pub mod expose;
 pub mod expose_cli;
 pub mod flows;
