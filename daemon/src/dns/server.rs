@@ -315,3 +315,176 @@ fn fit(reply: Vec<u8>, request: &Message, limit: usize) -> Vec<u8> {
     cut.add_queries(request.queries.iter().cloned());
     cut.to_vec().unwrap_or_else(|_| fail(request))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, SocketAddr};
+
+    use hickory_proto::op::Query;
+    use hickory_proto::rr::rdata::A;
+    use hickory_proto::rr::{Name, RData, Record};
+    use meshplane_core::netmap::owned::{CustomZone, Dns, Record as MapRecord};
+
+    use super::*;
+
+    fn query(name: &str, kind: RecordType) -> Message {
+        let mut m = Message::new(4242, MessageType::Query, OpCode::Query);
+        m.metadata.recursion_desired = true;
+        m.add_query(Query::query(Name::from_ascii(name).expect("name"), kind));
+        m
+    }
+
+    /// A zone with one peer, and `upstream` for every other name.
+    async fn resolver(upstream: SocketAddr) -> Server {
+        let dns = Dns {
+            service_enable: true,
+            custom_zones: vec![CustomZone {
+                domain: "mesh.test".to_string(),
+                records: vec![MapRecord {
+                    name: "a.mesh.test".to_string(),
+                    kind: "A".to_string(),
+                    class: "IN".to_string(),
+                    ttl: 300,
+                    rdata: "100.64.0.1".to_string(),
+                }],
+            }],
+            nameserver_groups: Vec::new(),
+        };
+        Server::start(
+            SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            Answers {
+                zones: Zones::from_map(&dns),
+                upstreams: Upstreams::from_map(&dns, vec![upstream]),
+            },
+        )
+        .expect("start")
+    }
+
+    async fn ask(socket: &UdpSocket, request: &Message) -> Message {
+        socket
+            .send(&request.to_vec().expect("encode"))
+            .await
+            .expect("send");
+        let mut buf = vec![0u8; 65_535];
+        let n = socket.recv(&mut buf).await.expect("an answer");
+        Message::from_vec(&buf[..n]).expect("parse")
+    }
+
+    async fn client(server: &Server) -> UdpSocket {
+        let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("bind");
+        socket.connect(server.local_addr()).await.expect("connect");
+        socket
+    }
+
+    /// An upstream that answers every A query over UDP with TC set and
+    /// nothing else, and over TCP with `count` addresses.
+    async fn truncating_upstream(count: u8) -> SocketAddr {
+        let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("bind");
+        let at = udp.local_addr().expect("addr");
+        let tcp = TcpListener::bind(at).await.expect("bind tcp");
+        let reply = move |bytes: &[u8], truncated: bool| {
+            let request = Message::from_vec(bytes).expect("a query");
+            let mut reply = Message::response(request.metadata.id, OpCode::Query);
+            reply.add_queries(request.queries.iter().cloned());
+            reply.metadata.truncation = truncated;
+            if !truncated {
+                for i in 0..count {
+                    reply.add_answer(Record::from_rdata(
+                        request.queries[0].name().clone(),
+                        60,
+                        RData::A(A(Ipv4Addr::new(192, 0, 2, i))),
+                    ));
+                }
+            }
+            reply.to_vec().expect("encode")
+        };
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            while let Ok((n, from)) = udp.recv_from(&mut buf).await {
+                let _ = udp.send_to(&reply(&buf[..n], true), from).await;
+            }
+        });
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = tcp.accept().await {
+                if let Ok(bytes) = read_frame(&mut stream).await {
+                    let _ = write_frame(&mut stream, &reply(&bytes, false)).await;
+                }
+            }
+        });
+        at
+    }
+
+    #[tokio::test]
+    async fn answers_only_queries_and_refuses_any() {
+        let server = resolver(SocketAddr::from((Ipv4Addr::LOCALHOST, 9))).await;
+        let socket = client(&server).await;
+        // A response sent to it is dropped: the next datagram's answer is
+        // the first thing that comes back.
+        let mut response = query("a.mesh.test.", RecordType::A);
+        response.metadata.message_type = MessageType::Response;
+        socket
+            .send(&response.to_vec().expect("encode"))
+            .await
+            .expect("send");
+        let any = ask(&socket, &query("a.mesh.test.", RecordType::ANY)).await;
+        assert_eq!(any.metadata.response_code, ResponseCode::Refused);
+        let a = ask(&socket, &query("A.MESH.TEST.", RecordType::A)).await;
+        assert_eq!(a.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(a.answers.len(), 1);
+        // Garbage with a header gets FORMERR.
+        socket
+            .send(&[0x12, 0x34, 0, 0, 0, 5, 0xff, 0xff, 0, 0, 0, 0, 9])
+            .await
+            .expect("send");
+        let mut buf = [0u8; 512];
+        let n = socket.recv(&mut buf).await.expect("an answer");
+        assert_eq!(&buf[..2], &[0x12, 0x34]);
+        assert_eq!(buf[3] & 0x0f, ResponseCode::FormErr.low());
+        assert!(n >= HEADER_LEN);
+    }
+
+    #[tokio::test]
+    async fn an_upstream_that_does_not_answer_gives_servfail() {
+        // Nothing listens there: the upstream's port is closed at once.
+        let closed = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("bind")
+            .local_addr()
+            .expect("addr");
+        let server = resolver(closed).await;
+        let socket = client(&server).await;
+        let reply = ask(&socket, &query("example.org.", RecordType::A)).await;
+        assert_eq!(reply.metadata.response_code, ResponseCode::ServFail);
+        assert_eq!(reply.metadata.id, 4242);
+    }
+
+    #[tokio::test]
+    async fn a_truncated_upstream_answer_is_fetched_over_tcp_and_fitted_to_the_client() {
+        let server = resolver(truncating_upstream(3).await).await;
+        let socket = client(&server).await;
+        let reply = ask(&socket, &query("www.example.org.", RecordType::A)).await;
+        assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(reply.answers.len(), 3, "the full answer, fetched over TCP");
+        assert_eq!(reply.metadata.id, 4242);
+
+        // 100 addresses do not fit in the 512 bytes of a client without
+        // EDNS: it gets TC and the whole answer over TCP.
+        let server = resolver(truncating_upstream(100).await).await;
+        let socket = client(&server).await;
+        let reply = ask(&socket, &query("www.example.org.", RecordType::A)).await;
+        assert!(reply.metadata.truncation);
+        assert!(reply.answers.is_empty());
+        let mut stream = TcpStream::connect(server.local_addr()).await.expect("tcp");
+        let request = query("www.example.org.", RecordType::A)
+            .to_vec()
+            .expect("encode");
+        write_frame(&mut stream, &request).await.expect("send");
+        let reply =
+            Message::from_vec(&read_frame(&mut stream).await.expect("answer")).expect("parse");
+        assert_eq!(reply.answers.len(), 100);
+    }
+}

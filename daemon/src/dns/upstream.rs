@@ -208,9 +208,7 @@ async fn over_udp(bytes: &[u8], server: SocketAddr, sent: &Message) -> Result<Ve
         let n = socket.recv(&mut buf).await.map_err(|e| e.to_string())?;
         match check(&buf[..n], sent) {
             Ok(()) => return Ok(buf[..n].to_vec()),
-            Err(e) if buf[..n].len() >= 2 && buf[..2] == sent.metadata.id.to_be_bytes() => {
-                return Err(e)
-            }
+            Err(e) if n >= 2 && buf[..2] == sent.metadata.id.to_be_bytes() => return Err(e),
             Err(_) => continue,
         }
     }
