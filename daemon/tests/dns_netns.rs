@@ -11,7 +11,8 @@
 //! A configures its host's resolver — `/etc/netns/<ns>/resolv.conf`, which
 //! is `/etc/resolv.conf` inside the namespace, made and removed by the
 //! test — so `getent hosts` inside A's namespace finds B; `down` writes the
-//! original back. B runs with `--no-host-dns` like every other test daemon.
+//! original back, and so does the next start after a `kill -9`. B runs
+//! with `--no-host-dns` like every other test daemon.
 //!
 //! Needs root, `ip netns` and `getent`; prints `SKIPPED …` and passes
 //! otherwise.
@@ -144,7 +145,7 @@ fn the_peer_resolver_answers_mesh_names_forwards_the_rest_and_configures_the_hos
     let server = NsServer::start(&lan.srv, SocketAddrV4::new(LAN_SRV, 33073), dir);
     let group = server.new_group("dns");
     let key = server.reusable_key("dns", &[&group]);
-    let a = ns_daemon_configuring_host_dns(&lan.a, dir.join("a"));
+    let mut a = ns_daemon_configuring_host_dns(&lan.a, dir.join("a"));
     let b = ns_daemon(&lan.b, dir.join("b"));
     a.ok(&["up", "--management-url", &server.url, "--setup-key", &key]);
     b.ok(&["up", "--management-url", &server.url, "--setup-key", &key]);
@@ -252,4 +253,22 @@ fn the_peer_resolver_answers_mesh_names_forwards_the_rest_and_configures_the_hos
     a.ok(&["down"]);
     assert_eq!(conf.text(), ORIGINAL);
     assert!(ask_in(&lan.a, resolver, &renamed, false).is_none());
+
+    // A daemon killed while its resolv.conf is in place: the next start
+    // (here with --no-host-dns, so it does not write ours again) writes
+    // the original back before anything else.
+    a.ok(&["up"]);
+    wait_until(CHANGE_WITHIN, "A's resolv.conf in place again", || {
+        conf.text().contains(&format!("nameserver {ip_a}\n"))
+    });
+    a.kill();
+    assert_ne!(conf.text(), ORIGINAL, "a killed daemon restores nothing");
+    let again = ns_daemon(&lan.a, dir.join("a"));
+    assert_eq!(
+        conf.text(),
+        ORIGINAL,
+        "the next start restores the original"
+    );
+    again.wait_for(JOIN_WITHIN, "A back up by itself", |s| s["up"] == true);
+    assert_eq!(conf.text(), ORIGINAL, "--no-host-dns leaves it alone");
 }
