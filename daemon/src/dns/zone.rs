@@ -95,12 +95,6 @@ impl Zones {
         self.zones.iter().map(|z| &z.apex)
     }
 
-    /// Whether `name` lies in one of the zones (so it is answered here and
-    /// never forwarded).
-    pub fn contains(&self, name: &Name) -> bool {
-        self.zone_of(name).is_some()
-    }
-
     fn zone_of(&self, name: &Name) -> Option<&Zone> {
         self.zones.iter().find(|z| z.apex.zone_of(name))
     }
