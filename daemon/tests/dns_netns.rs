@@ -10,7 +10,9 @@
 //! nameserver group once one is created over REST; follows a rename of B.
 //! A configures its host's resolver — `/etc/netns/<ns>/resolv.conf`, which
 //! is `/etc/resolv.conf` inside the namespace, made and removed by the
-//! test — so `getent hosts` inside A's namespace finds B; `down` writes the
+//! test — so `getent hosts` inside A's namespace finds B; DNS management
+//! switched off for the group stops the resolver and restores the file, on
+//! again brings both back; `down` writes the
 //! original back, and so does the next start after a `kill -9`. B runs
 //! with `--no-host-dns` like every other test daemon.
 //!
@@ -248,6 +250,33 @@ fn the_peer_resolver_answers_mesh_names_forwards_the_rest_and_configures_the_hos
     eprintln!("rename answered {:?} after the REST call", since.elapsed());
     let old = ask_in(&lan.a, resolver, &fqdn_b, false).expect("an answer");
     assert_eq!(old.metadata.response_code, ResponseCode::NXDomain);
+
+    // DNS management switched off for the peers' group: no resolver, the
+    // host's file as it was; switched on again: both back.
+    let since = Instant::now();
+    server.call(
+        "PUT",
+        "/api/dns/settings",
+        Some(json!({"disabled_management_groups": [group]})),
+    );
+    a.wait_for(CHANGE_WITHIN, "A's resolver stopped", |s| {
+        s["dns"].is_null()
+    });
+    eprintln!(
+        "DNS management off: resolver stopped {:?} later",
+        since.elapsed()
+    );
+    assert_eq!(conf.text(), ORIGINAL);
+    assert!(ask_in(&lan.a, resolver, &renamed, false).is_none());
+    server.call(
+        "PUT",
+        "/api/dns/settings",
+        Some(json!({"disabled_management_groups": []})),
+    );
+    wait_until(CHANGE_WITHIN, "A's resolver back", || {
+        resolve(&lan.a, resolver, &renamed) == [ip_b]
+    });
+    assert!(conf.text().contains(&format!("nameserver {ip_a}\n")));
 
     // `down` gives the host its resolv.conf back and stops the resolver.
     a.ok(&["down"]);
