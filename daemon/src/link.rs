@@ -4,8 +4,8 @@
 //! with backoff when the stream drops; the tasks that find where peers are
 //! ([`crate::connect`]: candidate discovery, the signal exchange, the relay
 //! connection); in kernel TUN mode, the peer's resolver ([`crate::dns`]),
-//! which follows every map too; and, once asked ([`Link::report_flows`]), the task that
-//! reports the engine's flow events.
+//! which follows every map too; and, once asked ([`Link::report_flows`]),
+//! the task that reports the engine's flow events.
 
 use std::collections::BTreeSet;
 use std::io;
