@@ -22,6 +22,9 @@
 //!   signal exchange, the relay), on top of `engine` and `mgmt`.
 //! - [`link`]: one live link to the mesh, composing the three: it follows
 //!   the Sync stream and applies every map.
+//! - [`dns`]: in kernel TUN mode, a resolver on the mesh IP that answers the
+//!   mesh's names from the map and forwards the rest, and the host's
+//!   resolver pointed at it; the link hands it every map.
 //! - [`control`]: the Unix socket between the CLI and the daemon (its
 //!   messages, the client side and the serving side).
 //! - [`cli`]: the `meshplane` commands.
@@ -52,6 +55,7 @@
 pub mod cli;
 pub mod connect;
 pub mod control;
+pub mod dns;
 pub mod engine;
 pub mod expose;
 pub mod key;

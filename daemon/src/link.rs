@@ -3,12 +3,14 @@
 //! server's Sync stream, applies every map to the engine and reconnects
 //! with backoff when the stream drops; the tasks that find where peers are
 //! ([`crate::connect`]: candidate discovery, the signal exchange, the relay
-//! connection); and, once asked ([`Link::report_flows`]), the task that
-//! reports the engine's flow events.
+//! connection); in kernel TUN mode, the peer's resolver ([`crate::dns`]),
+//! which follows every map too; and, once asked ([`Link::report_flows`]),
+//! the task that reports the engine's flow events.
 
 use std::collections::BTreeSet;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -19,6 +21,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::connect::{Connect, ConnectConfig};
+use crate::dns::{DnsReport, PeerDns, PeerDnsConfig};
 use crate::engine::forward::Forwarder;
 use crate::engine::netstack::Netstack;
 use crate::engine::wg::{Engine, EngineConfig, NetworkUpdate, Status, Underlay};
@@ -96,6 +99,8 @@ pub struct Link {
     key: PrivateKey,
     /// The flow reporter, once started.
     reporter: Option<JoinHandle<()>>,
+    /// The peer's resolver, in kernel TUN mode.
+    dns: Option<Arc<PeerDns>>,
 }
 
 /// Why a link could not be brought up.
@@ -122,6 +127,10 @@ pub struct LinkOptions {
     /// Announce no candidates and discover none: peers reach this one over
     /// the relay only (unless they are reachable directly themselves).
     pub relay_only: bool,
+    /// In kernel TUN mode: the state directory that keeps the host's
+    /// resolver configuration while the peer's resolver is the host's;
+    /// `None` leaves the host's resolver alone (`--no-host-dns`).
+    pub host_dns: Option<PathBuf>,
 }
 
 impl Link {
@@ -154,6 +163,15 @@ impl Link {
             #[cfg(target_os = "linux")]
             Frontend::Kernel(_) => None,
         };
+        let dns = match &frontend {
+            Frontend::Netstack(_) => None,
+            #[cfg(target_os = "linux")]
+            Frontend::Kernel(tun) => Some(Arc::new(PeerDns::new(PeerDnsConfig {
+                mesh_ip: address.addr(),
+                interface: tun.name().to_string(),
+                host_state_dir: options.host_dns.clone(),
+            }))),
+        };
         let engine = Arc::new(engine);
         let sync = Arc::new(Mutex::new(SyncState::default()));
         let (peers, peer_keys) = watch::channel(BTreeSet::new());
@@ -174,6 +192,7 @@ impl Link {
             engine: Arc::clone(&engine),
             sync: Arc::clone(&sync),
             peers,
+            dns: dns.clone(),
         };
         let task = tokio::spawn(follower.run(session));
         Ok(Link {
@@ -191,6 +210,7 @@ impl Link {
             connect,
             key,
             reporter: None,
+            dns,
         })
     }
 
@@ -244,6 +264,11 @@ impl Link {
     pub fn sync_state(&self) -> MutexGuard<'_, SyncState> {
         lock(&self.sync)
     }
+
+    /// The peer's resolver, while it runs.
+    pub fn dns_report(&self) -> Option<DnsReport> {
+        self.dns.as_ref().and_then(|dns| dns.report())
+    }
 }
 
 impl Drop for Link {
@@ -251,6 +276,11 @@ impl Drop for Link {
         self.task.abort();
         if let Some(reporter) = &self.reporter {
             reporter.abort();
+        }
+        // Now, not when the aborted task lets go of it: `down` returns
+        // with the host's resolver given back.
+        if let Some(dns) = &self.dns {
+            dns.close();
         }
     }
 }
@@ -268,6 +298,7 @@ struct Follower {
     sync: Arc<Mutex<SyncState>>,
     /// The keys of the current map's peers, for the signal task.
     peers: watch::Sender<BTreeSet<PublicKey>>,
+    dns: Option<Arc<PeerDns>>,
 }
 
 impl Follower {
@@ -320,6 +351,9 @@ impl Follower {
             let update = NetworkUpdate::from_map(&map);
             if self.engine.update(update.clone()).await.is_err() {
                 return (got_map, Ok(()));
+            }
+            if let Some(dns) = &self.dns {
+                dns.apply(&map);
             }
             let keys: BTreeSet<PublicKey> = update.peers.iter().map(|p| p.public_key).collect();
             self.peers.send_if_modified(|current| {

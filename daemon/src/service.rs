@@ -38,12 +38,14 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn new(state: StateDir, kernel: Option<String>) -> Daemon {
+        let host_dns = Some(state.path().to_path_buf());
         Daemon {
             state,
             options: LinkOptions {
                 kernel,
                 forward_to_host: true,
                 relay_only: false,
+                host_dns,
             },
             link: Mutex::new(None),
             exposes: Exposes::default(),
@@ -55,6 +57,15 @@ impl Daemon {
     /// Reaches peers over the relay only (`--relay-only`).
     pub fn with_relay_only(mut self, relay_only: bool) -> Daemon {
         self.options.relay_only = relay_only;
+        self
+    }
+
+    /// Leaves the host's resolver configuration alone (`--no-host-dns`);
+    /// the peer's resolver still answers on the mesh IP.
+    pub fn with_host_dns(mut self, on: bool) -> Daemon {
+        if !on {
+            self.options.host_dns = None;
+        }
         self
     }
 
@@ -104,9 +115,12 @@ impl Daemon {
         }
     }
 
-    /// Stops every active expose session (before the daemon exits).
-    pub async fn stop_exposes(&self) {
+    /// Before the daemon exits: stops every active expose session and the
+    /// link, so the host gets its resolver configuration back; the saved
+    /// settings stay, so the next start comes back up.
+    pub async fn shutdown(&self) {
         self.exposes.stop_all().await;
+        self.link.lock().await.take();
     }
 
     pub async fn handle(&self, request: Request) -> Reply {
@@ -255,6 +269,7 @@ impl Daemon {
                 relay: None,
                 relay_connected: false,
                 peers: Vec::new(),
+                dns: None,
             });
         };
         let engine = link.engine_status().await;
@@ -289,6 +304,7 @@ impl Daemon {
             relay: link.relay_url().map(str::to_string),
             relay_connected: engine.as_ref().is_some_and(|s| s.relay_connected),
             peers,
+            dns: link.dns_report().map(Box::new),
         })
     }
 }

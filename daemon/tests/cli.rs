@@ -269,7 +269,7 @@ fn errors_are_clear_and_exit_non_zero() {
 
     // Another daemon on a socket in use is refused.
     let out = Command::new(MESHPLANE)
-        .args(["daemon", "--netstack", "--state-dir"])
+        .args(["daemon", "--netstack", "--no-host-dns", "--state-dir"])
         .arg(scratch.0.join("other"))
         .arg("--socket")
         .arg(&d.socket)

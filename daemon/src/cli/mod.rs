@@ -87,6 +87,11 @@ enum Command {
         /// (sent only while the account logs network traffic).
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
         flow_report_secs: u32,
+        /// Leave the host's resolver configuration (systemd-resolved or
+        /// /etc/resolv.conf) alone; the peer's resolver still answers on
+        /// the mesh IP in kernel TUN mode.
+        #[arg(long, env = "MESHPLANE_NO_HOST_DNS")]
+        no_host_dns: bool,
     },
     /// Connect to the management server and join the mesh.
     Up {
@@ -166,6 +171,7 @@ pub fn main() -> i32 {
             expose_renew_secs,
             socks5,
             flow_report_secs,
+            no_host_dns,
         } => {
             let kernel = (!netstack && is_root()).then_some(interface);
             let renew = meshplane_core::Duration::from_secs(i64::from(expose_renew_secs));
@@ -176,6 +182,7 @@ pub fn main() -> i32 {
                 expose_renew: renew,
                 socks5,
                 flow_report: flows,
+                host_dns: !no_host_dns,
             };
             run_daemon(state_dir, cli.socket, settings)
         }
@@ -248,6 +255,8 @@ struct DaemonSettings {
     expose_renew: meshplane_core::Duration,
     socks5: Option<SocketAddr>,
     flow_report: Duration,
+    /// Point the host's resolver at the peer's (not `--no-host-dns`).
+    host_dns: bool,
 }
 
 /// Runs the daemon until SIGINT or SIGTERM.
@@ -262,9 +271,13 @@ fn run_daemon(
         expose_renew,
         socks5,
         flow_report,
+        host_dns,
     } = settings;
     let state =
         StateDir::open(&state_dir.unwrap_or_else(default_state_dir)).map_err(|e| e.to_string())?;
+    // A resolv.conf a crashed run left pointing at its resolver goes back
+    // first, so the host resolves while this run comes up.
+    crate::dns::recover_host(state.path());
     let socket = socket.unwrap_or_else(|| default_socket(state.path()));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -294,7 +307,8 @@ fn run_daemon(
             Daemon::new(state, kernel)
                 .with_relay_only(relay_only)
                 .with_expose_renew(expose_renew)
-                .with_flow_report(flow_report),
+                .with_flow_report(flow_report)
+                .with_host_dns(host_dns),
         );
         daemon.resume();
         if let Some(listener) = socks {
@@ -307,7 +321,7 @@ fn run_daemon(
             () = control::serve::serve(listener, Arc::clone(&daemon)) => {}
             () = shutdown_signal() => tracing::info!("shutting down"),
         }
-        daemon.stop_exposes().await;
+        daemon.shutdown().await;
         let _ = std::fs::remove_file(&socket);
         Ok(())
     })
@@ -438,6 +452,7 @@ fn render_status(r: &StatusReport) -> String {
         (Some(url), false) => format!("{url} (not connected)"),
     };
     let _ = writeln!(out, "Relay:       {relay}");
+    render_dns(&mut out, r.dns.as_deref());
     let connected = r.peers.iter().filter(|p| p.wireguard.connected).count();
     let _ = writeln!(out, "Peers:       {connected}/{} connected", r.peers.len());
     for (p, wg) in r.peers.iter().map(|p| (p, &p.wireguard)) {
@@ -466,4 +481,37 @@ fn render_status(r: &StatusReport) -> String {
         );
     }
     out
+}
+
+/// The DNS lines of `status`.
+fn render_dns(out: &mut String, dns: Option<&crate::dns::DnsReport>) {
+    let Some(dns) = dns else {
+        let _ = writeln!(out, "DNS:         -");
+        return;
+    };
+    let list = |servers: &[SocketAddr]| {
+        if servers.is_empty() {
+            "-".to_string()
+        } else {
+            servers
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    let _ = writeln!(out, "DNS:         {} (host: {})", dns.listen, dns.host);
+    let zones = if dns.zones.is_empty() {
+        "-".to_string()
+    } else {
+        dns.zones.join(", ")
+    };
+    let _ = writeln!(out, "  zones:     {zones}");
+    for m in &dns.match_domains {
+        let _ = writeln!(out, "  {} -> {}", m.domain, list(&m.nameservers));
+    }
+    if !dns.primary.is_empty() {
+        let _ = writeln!(out, "  primary:   {}", list(&dns.primary));
+    }
+    let _ = writeln!(out, "  upstream:  {}", list(&dns.host_upstream));
 }

@@ -101,6 +101,10 @@ pub struct StatusReport {
     pub relay: Option<String>,
     pub relay_connected: bool,
     pub peers: Vec<PeerReport>,
+    /// The peer's resolver, while it runs (kernel TUN mode, DNS
+    /// management on).
+    #[serde(default)]
+    pub dns: Option<Box<crate::dns::DnsReport>>,
 }
 
 /// One remote peer in `status`: the engine's view of it, named from the

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)] // each test file uses part of this module
 
+pub mod dns;
 #[cfg(target_os = "linux")]
 pub mod nat;
 #[cfg(target_os = "linux")]

@@ -86,3 +86,11 @@ pub fn ns_daemon(ns: &str, dir: PathBuf) -> Daemon {
     let command = ["ip", "netns", "exec", ns, MESHPLANE].map(OsString::from);
     Daemon::start(command.to_vec(), dir, &[])
 }
+
+/// [`ns_daemon`] configuring the host's resolver: only in a namespace
+/// whose `/etc/netns/<ns>/resolv.conf` the test made, which is the
+/// daemon's `/etc/resolv.conf` under `ip netns exec`.
+pub fn ns_daemon_configuring_host_dns(ns: &str, dir: PathBuf) -> Daemon {
+    let command = ["ip", "netns", "exec", ns, MESHPLANE].map(OsString::from);
+    Daemon::start_configuring_host_dns(command.to_vec(), dir, &[])
+}

@@ -439,8 +439,21 @@ impl Daemon {
         Daemon::start(vec![MESHPLANE.into()], dir, &all)
     }
 
-    /// The daemon run by `command` (the binary, or a wrapper ending in it).
+    /// The daemon run by `command` (the binary, or a wrapper ending in it),
+    /// with `--no-host-dns`: tests never touch the host's resolver.
     pub fn start(command: Vec<OsString>, dir: PathBuf, flags: &[&str]) -> Daemon {
+        let mut all = vec!["--no-host-dns"];
+        all.extend_from_slice(flags);
+        Daemon::start_configuring_host_dns(command, dir, &all)
+    }
+
+    /// [`Daemon::start`] without `--no-host-dns`: only for a daemon inside
+    /// a namespace whose `/etc/netns/<ns>/resolv.conf` the test made.
+    pub fn start_configuring_host_dns(
+        command: Vec<OsString>,
+        dir: PathBuf,
+        flags: &[&str],
+    ) -> Daemon {
         std::fs::create_dir_all(&dir).expect("daemon directory");
         let mut d = Daemon {
             socket: dir.join("control.sock"),
