@@ -18,7 +18,8 @@
 //! from [`cli`]) keeps its key and settings in a state directory
 //! ([`state`]), logs in to the management server over sealed gRPC
 //! ([`management`]), follows the Sync stream and applies every map
-//! ([`link`]), finds where its peers are and how to reach them
+//! ([`link`]), reports what posture checks need to know about its host
+//! ([`meta`]), finds where its peers are and how to reach them
 //! ([`connect`]: candidates, signal, relay), and answers the CLI on a Unix
 //! socket ([`control`]).
 //! Maps arrive as protobuf messages and are used as the core's own type,
@@ -59,6 +60,7 @@ pub mod kernel_tun;
 pub mod key;
 pub mod link;
 pub mod management;
+pub mod meta;
 pub mod netstack;
 pub mod packet;
 pub mod ping;

@@ -22,6 +22,7 @@ use crate::connect::{Connect, ConnectConfig};
 use crate::forward::Forwarder;
 use crate::key::{PrivateKey, PublicKey};
 use crate::management::{ManagementError, Session};
+use crate::meta::{self, Mesh, Meta};
 use crate::netstack::Netstack;
 use crate::wg::{Engine, EngineConfig, NetworkUpdate, Status, Underlay};
 
@@ -100,6 +101,8 @@ pub struct Link {
     key: PrivateKey,
     /// The flow reporter, once started.
     reporter: Option<JoinHandle<()>>,
+    /// Sends changes of this host's meta ([`crate::meta::report`]).
+    meta_reporter: JoinHandle<()>,
 }
 
 /// Why a link could not be brought up.
@@ -139,7 +142,12 @@ impl Link {
         options: &LinkOptions,
     ) -> Result<Link, LinkError> {
         let mut session = Session::connect(url, &key).await?;
-        let login = session.login(setup_key).await?;
+        // Before login there is no mesh address to leave out yet, nor a
+        // list of process paths to look for.
+        let first = tokio::task::spawn_blocking(|| meta::collect(&Mesh::default(), &[]))
+            .await
+            .unwrap_or_default();
+        let login = session.login(setup_key, first).await?;
         let address: Ipv4Net = login
             .address
             .parse()
@@ -158,6 +166,16 @@ impl Link {
             #[cfg(target_os = "linux")]
             Frontend::Kernel(_) => None,
         };
+        let mesh = Mesh {
+            ip: Some(address.addr()),
+            interface: match &frontend {
+                Frontend::Netstack(_) => None,
+                #[cfg(target_os = "linux")]
+                Frontend::Kernel(tun) => Some(tun.name().to_string()),
+            },
+        };
+        let meta = Meta::new(mesh, login.process_check_paths.clone());
+        let meta_reporter = tokio::spawn(meta::report(meta.clone(), url.to_string(), key.clone()));
         let engine = Arc::new(engine);
         let sync = Arc::new(Mutex::new(SyncState::default()));
         let (peers, peer_keys) = watch::channel(BTreeSet::new());
@@ -178,6 +196,7 @@ impl Link {
             engine: Arc::clone(&engine),
             sync: Arc::clone(&sync),
             peers,
+            meta,
         };
         let task = tokio::spawn(follower.run(session));
         Ok(Link {
@@ -195,6 +214,7 @@ impl Link {
             connect,
             key,
             reporter: None,
+            meta_reporter,
         })
     }
 
@@ -253,6 +273,7 @@ impl Link {
 impl Drop for Link {
     fn drop(&mut self) {
         self.task.abort();
+        self.meta_reporter.abort();
         if let Some(reporter) = &self.reporter {
             reporter.abort();
         }
@@ -272,6 +293,8 @@ struct Follower {
     sync: Arc<Mutex<SyncState>>,
     /// The keys of the current map's peers, for the signal task.
     peers: watch::Sender<BTreeSet<PublicKey>>,
+    /// This host's meta, reported at login and sync.
+    meta: Arc<Meta>,
 }
 
 impl Follower {
@@ -310,14 +333,17 @@ impl Follower {
                 Err(e) => return (false, Err(e)),
             },
         };
-        let mut stream = match session.sync().await {
+        let mut stream = match session.sync(self.meta.for_request().await).await {
             Ok(s) => s,
             Err(e) => return (false, Err(e)),
         };
         let mut got_map = false;
         loop {
             let map = match session.next_map(&mut stream).await {
-                Ok(Some(map)) => map,
+                Ok(Some((map, paths))) => {
+                    self.meta.set_paths(paths);
+                    map
+                }
                 Ok(None) => return (got_map, Ok(())),
                 Err(e) => return (got_map, Err(e)),
             };
@@ -343,7 +369,8 @@ impl Follower {
 
     async fn login(&self) -> Result<Session, ManagementError> {
         let mut session = Session::connect(&self.url, &self.key).await?;
-        session.login("").await?;
+        let login = session.login("", self.meta.for_request().await).await?;
+        self.meta.set_paths(login.process_check_paths);
         Ok(session)
     }
 }
