@@ -120,7 +120,22 @@ pub async fn login(
     };
     tx.commit().await.map_err(internal)?;
     let mut answer = answer(&account, &peer)?;
-    answer.process_check_paths = crate::cpu::run(move || {
+    answer.process_check_paths = process_check_paths(account, peer).await?;
+    Ok(answer)
+}
+
+/// The process paths the peer must report on ([`posture::process_paths`]).
+/// Indexing the account costs as much as a map, so it is done off the
+/// async threads, and only when the account has a process check at all.
+async fn process_check_paths(account: Account, peer: Peer) -> Result<Vec<String>, Status> {
+    let asks = account
+        .posture_checks
+        .iter()
+        .any(|c| c.checks.process_check.is_some());
+    if !asks {
+        return Ok(Vec::new());
+    }
+    crate::cpu::run(move || {
         let index = AccountIndex::new(&account);
         index
             .rank(peer.id.as_str())
@@ -128,8 +143,7 @@ pub async fn login(
             .unwrap_or_default()
     })
     .await
-    .map_err(internal)?;
-    Ok(answer)
+    .map_err(internal)
 }
 
 /// Registers a new peer with the request's setup key, in `tx`; the account
