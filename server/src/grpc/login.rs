@@ -24,7 +24,7 @@ use rand_core::OsRng;
 use tonic::Status;
 
 use super::internal;
-use super::meta::{self, Reported};
+use super::meta::{self as system_meta, Reported};
 use super::service::Shared;
 use crate::domain::account_view::aggregate;
 use crate::domain::audit::meta;
@@ -75,7 +75,7 @@ pub async fn checked_peer(
 /// Records that the peer is online now, with what it reports (if it did).
 pub fn mark_seen(peer: &mut Peer, reported: Option<Reported>, now: Timestamp) {
     if let Some(r) = reported {
-        meta::store(peer, r);
+        system_meta::store(peer, r);
     }
     peer.connected = true;
     peer.last_seen = now;
@@ -91,7 +91,7 @@ pub async fn login(
 ) -> Result<LoginResponse, Status> {
     let connection_ip = from.map(|ip| ip.to_string());
     let now = ids::now();
-    let reported = req.meta.take().map(meta::checked).transpose()?;
+    let reported = req.meta.take().map(system_meta::checked).transpose()?;
     let mut tx = shared.store.write().await.map_err(internal)?;
     let (account, peer) = match account_of(&mut tx, key).await? {
         Some(account) => {

@@ -90,7 +90,7 @@ async fn serve(
                 process_check_paths: paths,
                 serial,
             }) => {
-                if sent.as_ref() == Some(&(map.clone(), paths.clone())) {
+                if sent.as_ref().is_some_and(|(m, p)| *m == map && *p == paths) {
                     continue;
                 }
                 let response = SyncResponse {
