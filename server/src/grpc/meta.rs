@@ -5,9 +5,9 @@
 //! Posture checks decide on this meta, so it is stored on the peer and a
 //! change reaches the account's maps: the store's commit notice makes the
 //! account's hub recompute ([`super::updates`]), and a stream sends a map
-//! only when it differs. Every value is bounded, and one peer key gets at
-//! most one SyncMeta per [`MIN_INTERVAL`], so a peer can make the server
-//! neither store much nor recompute maps often.
+//! only when it differs. Every value is bounded, and a peer's meta changes
+//! at most once per [`MIN_INTERVAL`], so a peer can make the server neither
+//! store much nor recompute maps often.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -16,13 +16,14 @@ use std::time::{Duration, Instant};
 
 use meshplane_core::limits;
 use meshplane_core::model::{Peer, PeerMeta};
+use meshplane_core::registration::RegistrationError;
 use meshplane_core::validate::ValidationError;
 use meshplane_proto::status::from_core;
 use meshplane_proto::v1::{PeerSystemMeta, SyncMetaRequest, SyncMetaResponse};
 use tonic::Status;
 
 use super::internal;
-use super::login::checked_peer;
+use super::login::{checked_peer, key_entry};
 use super::service::Shared;
 use crate::ids;
 
@@ -32,11 +33,12 @@ pub const MAX_NETWORK_ADDRESSES: usize = 256;
 /// Most running processes a peer may report; it reports only paths the
 /// account's posture checks name.
 pub const MAX_PROCESSES: usize = limits::MAX_ITEMS;
-/// Least time between two accepted SyncMeta calls of one peer key.
+/// Least time between two changes of one peer's meta by SyncMeta.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
-/// Most peer keys remembered by the rate limit at once: past this the
-/// oldest entries (older than [`MIN_INTERVAL`], which no longer limit
-/// anything) are dropped; if none is that old, the call is refused.
+/// Most peer keys remembered by the rate limit at once (only registered
+/// peers get there): past this the entries older than [`MIN_INTERVAL`],
+/// which no longer limit anything, are dropped; if none is that old, the
+/// call is refused.
 const MAX_TRACKED: usize = 100_000;
 
 /// A peer's report, checked: its hostname and its meta in the core's terms.
@@ -151,16 +153,31 @@ fn too_often() -> Status {
     ))
 }
 
-/// SyncMeta: stores the meta of the peer holding `key` if it changed. The
-/// peer must be registered and allowed to log in; the meta must be within
-/// its bounds (checked before the rate limit, so a refused report does not
-/// use up the peer's turn).
+/// SyncMeta: stores the meta of the peer holding `key` if it changed.
+///
+/// The meta must be within its bounds and the key registered (NOT_FOUND
+/// otherwise). A report equal to what is stored changes nothing and is
+/// answered at once; a changed one counts against the peer's rate limit
+/// (so only registered peers are tracked, and a refused report does not use
+/// up the peer's turn) and is stored if the peer may still log in.
 pub async fn sync_meta(
     shared: &Shared,
     key: &str,
     request: SyncMetaRequest,
 ) -> Result<SyncMetaResponse, Status> {
     let reported = checked(request.meta.unwrap_or_default())?;
+    let mut tx = shared.store.read().await.map_err(internal)?;
+    let stored = tx
+        .find_secret::<Peer>(&key_entry(key))
+        .await
+        .map_err(internal)?;
+    drop(tx);
+    let Some((_, stored)) = stored else {
+        return Err(from_core(&RegistrationError::NotRegistered));
+    };
+    if stored.hostname == reported.hostname && stored.meta == reported.meta {
+        return Ok(SyncMetaResponse {});
+    }
     shared.meta_limiter.admit(key, Instant::now())?;
     let mut tx = shared.store.write().await.map_err(internal)?;
     let (account, mut peer) = checked_peer(&mut tx, key, ids::now()).await?;
