@@ -22,7 +22,7 @@ use tokio::sync::watch;
 pub use addresses::Mesh;
 
 use crate::key::PrivateKey;
-use crate::management::Session;
+use crate::mgmt::client::{ManagementError, Session};
 
 /// How often the meta is collected again to look for changes.
 pub const RECHECK: Duration = Duration::from_secs(3);
@@ -121,7 +121,7 @@ pub async fn report(meta: Arc<Meta>, url: String, key: PrivateKey) {
         };
         match s.sync_meta(now.clone()).await {
             Ok(()) => *meta.sent() = Some(now),
-            Err(crate::management::ManagementError::Refused(reason)) => {
+            Err(ManagementError::Refused(reason)) => {
                 tracing::debug!("meta update refused: {reason}");
             }
             Err(e) => {
