@@ -155,7 +155,7 @@ impl Session {
     }
 
     /// Registers with `setup_key`, or logs in (empty key) as the peer this
-    /// WireGuard key already is, reporting `meta` ([`crate::meta`]).
+    /// WireGuard key already is, reporting `meta` about this host.
     pub async fn login(
         &mut self,
         setup_key: &str,
@@ -206,7 +206,7 @@ impl Session {
             })
     }
 
-    /// Reports a change of this host's meta ([`crate::meta::report`]).
+    /// Reports a change of this host's meta since Login or Sync.
     pub async fn sync_meta(&mut self, meta: PeerSystemMeta) -> Result<(), ManagementError> {
         let request = SyncMetaRequest { meta: Some(meta) };
         let _: SyncMetaResponse = self
