@@ -18,6 +18,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::error::{ErrorCode, Kind};
+use crate::index::AccountIndex;
 use crate::model::{
     CheckAction, GeoLocationCheck, OsVersionCheck, Peer, PeerNetworkRangeCheck, PostureCheck,
     ProcessCheck,
@@ -87,6 +88,37 @@ pub fn evaluate_all<'a>(
     peer: &Peer,
 ) -> Result<(), PostureFailure> {
     checks.into_iter().try_for_each(|c| evaluate(c, peer))
+}
+
+/// The process paths named by the posture checks that apply to the peer at
+/// `rank`: those of the rules it is a source of (posture checks filter
+/// sources only), every OS's path, sorted and deduplicated.
+///
+/// The peer reports which of these are running; it cannot report on a
+/// process nobody asked about, so without this list a process check could
+/// never pass. Every OS's path goes out, as the reference server sends
+/// them: a path for another OS never runs on the peer, and the list stays
+/// right when the peer's reported OS is wrong or not yet known.
+pub fn process_paths(index: &AccountIndex<'_>, rank: u32) -> Vec<String> {
+    let mut checks: Vec<u32> = index
+        .rules()
+        .iter()
+        .filter(|rule| !rule.posture.is_empty() && rule.sources.peers.contains(rank))
+        .flat_map(|rule| rule.posture.iter().copied())
+        .collect();
+    checks.sort_unstable();
+    checks.dedup();
+    let mut paths: Vec<String> = checks
+        .into_iter()
+        .filter_map(|pos| index.posture_check_at(pos).checks.process_check.as_ref())
+        .flat_map(|check| &check.processes)
+        .flat_map(|p| [&p.linux_path, &p.mac_path, &p.windows_path])
+        .filter(|path| !path.is_empty())
+        .cloned()
+        .collect();
+    paths.sort_unstable();
+    paths.dedup();
+    paths
 }
 
 /// The numeric parts of a version string, or `None` when there are none.
@@ -256,5 +288,68 @@ mod tests {
         assert!(version_at_least("0.26.0-dev", "0.26.0"));
         assert!(!version_at_least("development", "0.1.0"));
         assert!(!version_at_least("", "0.1.0"));
+    }
+}
+
+#[cfg(test)]
+mod paths_tests {
+    use super::*;
+    use crate::model::Account;
+
+    /// Peers p1 (group src) and p2 (group dst); one policy src -> dst with
+    /// checks `pc-proc` (two processes) and `pc-ver`, one policy dst -> src
+    /// without checks.
+    fn account() -> Account {
+        serde_json::from_value(serde_json::json!({
+            "id": "acc",
+            "peers": [
+                {"id": "p1", "name": "p1", "ip": "100.64.0.1"},
+                {"id": "p2", "name": "p2", "ip": "100.64.0.2"}
+            ],
+            "groups": [
+                {"id": "src", "name": "src", "peers": ["p1"]},
+                {"id": "dst", "name": "dst", "peers": ["p2"]}
+            ],
+            "posture_checks": [
+                {"id": "pc-proc", "name": "proc", "checks": {"process_check": {"processes": [
+                    {"linux_path": "/usr/bin/b", "windows_path": "C:\\b.exe"},
+                    {"linux_path": "/usr/bin/a", "mac_path": "/Applications/a"}
+                ]}}},
+                {"id": "pc-ver", "name": "ver", "checks": {"nb_version_check": {"min_version": "0.1.0"}}}
+            ],
+            "policies": [
+                {"id": "pol", "name": "pol", "enabled": true,
+                 "source_posture_checks": ["pc-proc", "pc-ver"],
+                 "rules": [{"id": "r", "enabled": true, "action": "accept", "protocol": "all",
+                            "sources": ["src"], "destinations": ["dst"]}]},
+                {"id": "back", "name": "back", "enabled": true,
+                 "rules": [{"id": "r2", "enabled": true, "action": "accept", "protocol": "all",
+                            "sources": ["dst"], "destinations": ["src"]}]}
+            ]
+        }))
+        .expect("test account")
+    }
+
+    #[test]
+    fn sources_get_every_path_of_their_checks_sorted() {
+        let account = account();
+        let index = AccountIndex::new(&account);
+        let p1 = index.rank("p1").expect("p1");
+        assert_eq!(
+            process_paths(&index, p1),
+            ["/Applications/a", "/usr/bin/a", "/usr/bin/b", "C:\\b.exe"]
+        );
+    }
+
+    #[test]
+    fn destinations_and_disabled_policies_ask_for_nothing() {
+        let mut account = account();
+        let index = AccountIndex::new(&account);
+        let p2 = index.rank("p2").expect("p2");
+        assert!(process_paths(&index, p2).is_empty());
+        account.policies[0].enabled = false;
+        let index = AccountIndex::new(&account);
+        let p1 = index.rank("p1").expect("p1");
+        assert!(process_paths(&index, p1).is_empty());
     }
 }

@@ -30,7 +30,8 @@
 //! - [`cli`]: the `meshplane` commands.
 //!
 //! Around them, the daemon itself ([`service::Daemon`]) keeps its key and
-//! settings in a state directory ([`state`]), serves `meshplane expose`
+//! settings in a state directory ([`state`]), reports what posture checks
+//! need to know about its host ([`meta`]), serves `meshplane expose`
 //! sessions ([`expose`]) and a SOCKS5 proxy into the mesh in netstack mode
 //! ([`socks`]); [`proxy_peer`] is the reverse proxy's own peer.
 //!
@@ -60,6 +61,7 @@ pub mod engine;
 pub mod expose;
 pub mod key;
 pub mod link;
+pub mod meta;
 pub mod mgmt;
 pub mod proxy_peer;
 pub mod service;

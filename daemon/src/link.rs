@@ -26,6 +26,7 @@ use crate::engine::forward::Forwarder;
 use crate::engine::netstack::Netstack;
 use crate::engine::wg::{Engine, EngineConfig, NetworkUpdate, Status, Underlay};
 use crate::key::{PrivateKey, PublicKey};
+use crate::meta::{self, Mesh, Meta};
 use crate::mgmt::client::{ManagementError, Session, MAX_BACKOFF, MIN_BACKOFF};
 
 /// How the engine is attached to the host.
@@ -101,6 +102,8 @@ pub struct Link {
     reporter: Option<JoinHandle<()>>,
     /// The peer's resolver, in kernel TUN mode.
     dns: Option<Arc<PeerDns>>,
+    /// Sends changes of this host's meta ([`crate::meta::report`]).
+    meta_reporter: JoinHandle<()>,
 }
 
 /// Why a link could not be brought up.
@@ -144,7 +147,12 @@ impl Link {
         options: &LinkOptions,
     ) -> Result<Link, LinkError> {
         let mut session = Session::connect(url, &key).await?;
-        let login = session.login(setup_key).await?;
+        // Before login there is no mesh address to leave out yet, nor a
+        // list of process paths to look for.
+        let first = tokio::task::spawn_blocking(|| meta::collect(&Mesh::default(), &[]))
+            .await
+            .unwrap_or_default();
+        let login = session.login(setup_key, first).await?;
         let address: Ipv4Net = login
             .address
             .parse()
@@ -172,6 +180,16 @@ impl Link {
                 host_state_dir: options.host_dns.clone(),
             }))),
         };
+        let mesh = Mesh {
+            ip: Some(address.addr()),
+            interface: match &frontend {
+                Frontend::Netstack(_) => None,
+                #[cfg(target_os = "linux")]
+                Frontend::Kernel(tun) => Some(tun.name().to_string()),
+            },
+        };
+        let meta = Meta::new(mesh, login.process_check_paths.clone());
+        let meta_reporter = tokio::spawn(meta::report(meta.clone(), url.to_string(), key.clone()));
         let engine = Arc::new(engine);
         let sync = Arc::new(Mutex::new(SyncState::default()));
         let (peers, peer_keys) = watch::channel(BTreeSet::new());
@@ -193,6 +211,7 @@ impl Link {
             sync: Arc::clone(&sync),
             peers,
             dns: dns.clone(),
+            meta,
         };
         let task = tokio::spawn(follower.run(session));
         Ok(Link {
@@ -211,6 +230,7 @@ impl Link {
             key,
             reporter: None,
             dns,
+            meta_reporter,
         })
     }
 
@@ -274,6 +294,7 @@ impl Link {
 impl Drop for Link {
     fn drop(&mut self) {
         self.task.abort();
+        self.meta_reporter.abort();
         if let Some(reporter) = &self.reporter {
             reporter.abort();
         }
@@ -299,6 +320,8 @@ struct Follower {
     /// The keys of the current map's peers, for the signal task.
     peers: watch::Sender<BTreeSet<PublicKey>>,
     dns: Option<Arc<PeerDns>>,
+    /// This host's meta, reported at login and sync.
+    meta: Arc<Meta>,
 }
 
 impl Follower {
@@ -337,14 +360,17 @@ impl Follower {
                 Err(e) => return (false, Err(e)),
             },
         };
-        let mut stream = match session.sync().await {
+        let mut stream = match session.sync(self.meta.for_request().await).await {
             Ok(s) => s,
             Err(e) => return (false, Err(e)),
         };
         let mut got_map = false;
         loop {
             let map = match session.next_map(&mut stream).await {
-                Ok(Some(map)) => map,
+                Ok(Some((map, paths))) => {
+                    self.meta.set_paths(paths);
+                    map
+                }
                 Ok(None) => return (got_map, Ok(())),
                 Err(e) => return (got_map, Err(e)),
             };
@@ -373,7 +399,8 @@ impl Follower {
 
     async fn login(&self) -> Result<Session, ManagementError> {
         let mut session = Session::connect(&self.url, &self.key).await?;
-        session.login("").await?;
+        let login = session.login("", self.meta.for_request().await).await?;
+        self.meta.set_paths(login.process_check_paths);
         Ok(session)
     }
 }

@@ -43,7 +43,7 @@ use common::procs::{
 };
 use meshplane::key::PrivateKey;
 use meshplane::mgmt::client::Session;
-use meshplane_proto::v1::RelayConfig;
+use meshplane_proto::v1::{PeerSystemMeta, RelayConfig};
 use meshplane_relay::{PeerId, RelayClient, RelayReceiver, Token};
 use serde_json::Value;
 
@@ -548,7 +548,10 @@ async fn registered(url: &str, setup_key: &str) -> (String, RelayConfig) {
     let mut session = Session::connect(url, &key)
         .await
         .expect("management reachable");
-    let login = session.login(setup_key).await.expect("login");
+    let login = session
+        .login(setup_key, PeerSystemMeta::default())
+        .await
+        .expect("login");
     let relay = login
         .relay
         .expect("the login answer carries a relay configuration");

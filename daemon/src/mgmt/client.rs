@@ -19,8 +19,8 @@ use meshplane_proto::v1::{
     CreateExposeRequest, CreateExposeResponse, ExposeSession, GetServerKeyRequest, LoginRequest,
     LoginResponse, PeerSystemMeta, RelayConfig, RelayTokenRequest, RelayTokenResponse,
     RenewExposeRequest, RenewExposeResponse, ReportTrafficRequest, ReportTrafficResponse,
-    SealedMessage, ServiceTable, StopExposeRequest, StopExposeResponse, SyncRequest, SyncResponse,
-    WatchServicesRequest,
+    SealedMessage, ServiceTable, StopExposeRequest, StopExposeResponse, SyncMetaRequest,
+    SyncMetaResponse, SyncRequest, SyncResponse, WatchServicesRequest,
 };
 use prost::Message;
 use rand_core::OsRng;
@@ -155,11 +155,15 @@ impl Session {
     }
 
     /// Registers with `setup_key`, or logs in (empty key) as the peer this
-    /// WireGuard key already is.
-    pub async fn login(&mut self, setup_key: &str) -> Result<LoginResponse, ManagementError> {
+    /// WireGuard key already is, reporting `meta` about this host.
+    pub async fn login(
+        &mut self,
+        setup_key: &str,
+        meta: PeerSystemMeta,
+    ) -> Result<LoginResponse, ManagementError> {
         let request = LoginRequest {
             setup_key: setup_key.to_string(),
-            meta: Some(system_meta()),
+            meta: Some(meta),
             extra_dns_labels: Vec::new(),
         };
         self.unary(&request, |mut client, sealed| async move {
@@ -168,11 +172,9 @@ impl Session {
         .await
     }
 
-    /// Opens the Sync stream.
-    pub async fn sync(&mut self) -> Result<MapStream, ManagementError> {
-        let request = SyncRequest {
-            meta: Some(system_meta()),
-        };
+    /// Opens the Sync stream, reporting `meta`.
+    pub async fn sync(&mut self, meta: PeerSystemMeta) -> Result<MapStream, ManagementError> {
+        let request = SyncRequest { meta: Some(meta) };
         let stream = self
             .streaming(&request, |mut client, sealed| async move {
                 client.sync(sealed).await
@@ -181,25 +183,38 @@ impl Session {
         Ok(MapStream { stream })
     }
 
-    /// The next map on `stream`; `None` when the server ended it cleanly.
+    /// The next map on `stream` and the process paths the server wants
+    /// reported; `None` when the server ended it cleanly.
     pub async fn next_map(
         &mut self,
         stream: &mut MapStream,
-    ) -> Result<Option<PeerMap>, ManagementError> {
+    ) -> Result<Option<(PeerMap, Vec<String>)>, ManagementError> {
         let Some(response) = self.next_sealed::<SyncResponse>(&mut stream.stream).await? else {
             return Ok(None);
         };
+        let paths = response.process_check_paths;
         response
             .network_map
             .ok_or(MapError::Missing {
                 field: "network_map",
             })
             .and_then(PeerMap::try_from)
-            .map(Some)
+            .map(|map| Some((map, paths)))
             .map_err(|e| ManagementError::Protocol {
                 url: self.url.clone(),
                 reason: e.to_string(),
             })
+    }
+
+    /// Reports a change of this host's meta since Login or Sync.
+    pub async fn sync_meta(&mut self, meta: PeerSystemMeta) -> Result<(), ManagementError> {
+        let request = SyncMetaRequest { meta: Some(meta) };
+        let _: SyncMetaResponse = self
+            .unary(&request, |mut client, sealed| async move {
+                client.sync_meta(sealed).await
+            })
+            .await?;
+        Ok(())
     }
 
     /// A signal client on this session's connection, as this peer.
@@ -379,20 +394,4 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
-}
-
-/// What this host tells the server about itself at login and sync.
-fn system_meta() -> PeerSystemMeta {
-    let read = |path: &str| {
-        std::fs::read_to_string(path)
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default()
-    };
-    PeerSystemMeta {
-        hostname: read("/proc/sys/kernel/hostname"),
-        os: std::env::consts::OS.to_string(),
-        kernel_version: read("/proc/sys/kernel/osrelease"),
-        client_version: env!("CARGO_PKG_VERSION").to_string(),
-        ..PeerSystemMeta::default()
-    }
 }

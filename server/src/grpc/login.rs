@@ -9,21 +9,22 @@
 
 use std::net::IpAddr;
 
+use meshplane_core::index::AccountIndex;
 use meshplane_core::keys::hash_secret;
-use meshplane_core::model::{
-    Account, Activity, AuditEvent, Group, Peer, PeerId, PeerMeta, SetupKey,
-};
+use meshplane_core::model::{Account, Activity, AuditEvent, Group, Peer, PeerId, SetupKey};
+use meshplane_core::posture;
 use meshplane_core::registration::{
     check_login, register_with_setup_key, RegistrationError, RegistrationRequest,
 };
 use meshplane_core::validate::Cidr;
 use meshplane_core::Timestamp;
 use meshplane_proto::status::from_core;
-use meshplane_proto::v1::{LoginRequest, LoginResponse, PeerSystemMeta};
+use meshplane_proto::v1::{LoginRequest, LoginResponse};
 use rand_core::OsRng;
 use tonic::Status;
 
 use super::internal;
+use super::meta::{self as system_meta, Reported};
 use super::service::Shared;
 use crate::domain::account_view::aggregate;
 use crate::domain::audit::meta;
@@ -72,27 +73,12 @@ pub async fn checked_peer(
 }
 
 /// Records that the peer is online now, with what it reports (if it did).
-pub fn mark_seen(peer: &mut Peer, meta: Option<PeerSystemMeta>, now: Timestamp) {
-    if let Some(m) = meta {
-        peer.hostname = m.hostname.clone();
-        peer.meta = peer_meta(m);
+pub fn mark_seen(peer: &mut Peer, reported: Option<Reported>, now: Timestamp) {
+    if let Some(r) = reported {
+        system_meta::store(peer, r);
     }
     peer.connected = true;
     peer.last_seen = now;
-}
-
-/// What the daemon reported about its machine, in the core's terms.
-fn peer_meta(m: PeerSystemMeta) -> PeerMeta {
-    PeerMeta {
-        os: m.os,
-        os_version: m.os_version,
-        kernel_version: m.kernel_version,
-        version: m.client_version,
-        ui_version: m.ui_version,
-        serial_number: m.serial_number,
-        network_addresses: m.network_addresses,
-        processes: m.processes,
-    }
 }
 
 /// Logs in (or registers) the peer holding WireGuard key `key`, which
@@ -100,11 +86,12 @@ fn peer_meta(m: PeerSystemMeta) -> PeerMeta {
 pub async fn login(
     shared: &Shared,
     key: &str,
-    req: LoginRequest,
+    mut req: LoginRequest,
     from: Option<IpAddr>,
 ) -> Result<LoginResponse, Status> {
     let connection_ip = from.map(|ip| ip.to_string());
     let now = ids::now();
+    let reported = req.meta.take().map(system_meta::checked).transpose()?;
     let mut tx = shared.store.write().await.map_err(internal)?;
     let (account, peer) = match account_of(&mut tx, key).await? {
         Some(account) => {
@@ -115,21 +102,57 @@ pub async fn login(
             if connection_ip.is_some() {
                 peer.connection_ip = connection_ip;
             }
-            mark_seen(&mut peer, req.meta, now);
+            mark_seen(&mut peer, reported, now);
             tx.put(account.id.as_str(), &peer).await.map_err(internal)?;
             (account, peer)
         }
-        None => register(&mut tx, key, req, connection_ip, now).await?,
+        None => {
+            register(
+                &mut tx,
+                key,
+                req,
+                reported.unwrap_or_default(),
+                connection_ip,
+                now,
+            )
+            .await?
+        }
     };
     tx.commit().await.map_err(internal)?;
-    answer(&account, &peer)
+    let mut answer = answer(&account, &peer)?;
+    answer.process_check_paths = process_check_paths(account, peer).await?;
+    Ok(answer)
 }
 
-/// Registers a new peer with the request's setup key, in `tx`.
+/// The process paths the peer must report on ([`posture::process_paths`]).
+/// Indexing the account costs as much as a map, so it is done off the
+/// async threads, and only when the account has a process check at all.
+async fn process_check_paths(account: Account, peer: Peer) -> Result<Vec<String>, Status> {
+    let asks = account
+        .posture_checks
+        .iter()
+        .any(|c| c.checks.process_check.is_some());
+    if !asks {
+        return Ok(Vec::new());
+    }
+    crate::cpu::run(move || {
+        let index = AccountIndex::new(&account);
+        index
+            .rank(peer.id.as_str())
+            .map(|rank| posture::process_paths(&index, rank))
+            .unwrap_or_default()
+    })
+    .await
+    .map_err(internal)
+}
+
+/// Registers a new peer with the request's setup key, in `tx`; the account
+/// as it is with the peer.
 async fn register(
     tx: &mut Tx,
     key: &str,
     req: LoginRequest,
+    reported: Reported,
     connection_ip: Option<String>,
     now: Timestamp,
 ) -> Result<(Account, Peer), Status> {
@@ -151,12 +174,11 @@ async fn register(
         .await
         .map_err(internal)?
         .ok_or_else(|| from_core(&RegistrationError::UnknownSetupKey))?;
-    let account = aggregate(tx, &record).await.map_err(internal)?;
-    let meta_in = req.meta.unwrap_or_default();
+    let mut account = aggregate(tx, &record).await.map_err(internal)?;
     let request = RegistrationRequest {
         wg_key: key.to_string(),
-        hostname: meta_in.hostname.clone(),
-        meta: peer_meta(meta_in),
+        hostname: reported.hostname,
+        meta: reported.meta,
         extra_dns_labels: req.extra_dns_labels,
         connection_ip,
     };
@@ -202,6 +224,12 @@ async fn register(
     })
     .await
     .map_err(internal)?;
+    account.peers.push(peer.clone());
+    for group in &mut account.groups {
+        if done.groups.contains(&group.id) {
+            group.peers.push(peer.id.clone());
+        }
+    }
     Ok((account, peer))
 }
 
@@ -223,5 +251,7 @@ fn answer(account: &Account, peer: &Peer) -> Result<LoginResponse, Status> {
         dns_domain: account.settings.dns_domain.clone(),
         // Filled in by the service, which knows the address dialled.
         relay: None,
+        // Filled in by `login`, off the async threads.
+        process_check_paths: Vec::new(),
     })
 }

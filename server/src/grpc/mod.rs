@@ -7,7 +7,8 @@
 //! its WireGuard private key. [`service`] opens and seals; [`login`]
 //! registers and logs peers in; [`sync`] serves the network-map streams that
 //! [`updates`] keeps current; [`ephemeral`] removes ephemeral peers offline
-//! too long; [`traffic`] stores the flow events peers report; RelayToken
+//! too long; [`traffic`] stores the flow events peers report; [`meta`] checks what
+//! peers report about their machines and stores its changes; RelayToken
 //! mints relay tokens ([`crate::relay`]), which Login answers carry too. The expose calls
 //! (CreateExpose, RenewExpose, StopExpose, WatchServices) are served by
 //! [`crate::expose`]. The signal exchange ([`crate::signal`]) is mounted
@@ -15,6 +16,7 @@
 
 mod ephemeral;
 mod login;
+mod meta;
 mod peer_streams;
 mod service;
 mod sync;

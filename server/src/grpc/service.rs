@@ -14,7 +14,8 @@ use meshplane_proto::v1::management_server;
 use meshplane_proto::v1::{
     CreateExposeRequest, GetServerKeyRequest, GetServerKeyResponse, LoginRequest,
     RelayTokenRequest, RelayTokenResponse, RenewExposeRequest, ReportTrafficRequest,
-    ReportTrafficResponse, SealedMessage, StopExposeRequest, SyncRequest, WatchServicesRequest,
+    ReportTrafficResponse, SealedMessage, StopExposeRequest, SyncMetaRequest, SyncRequest,
+    WatchServicesRequest,
 };
 use meshplane_proto::PROTOCOL_VERSION;
 use prost::Message;
@@ -25,7 +26,7 @@ use tonic::{Request, Response, Status};
 
 use super::peer_streams::PeerStreams;
 use super::updates::Hubs;
-use super::{internal, login, sync, traffic};
+use super::{internal, login, meta, sync, traffic};
 use crate::expose::{self, Expose};
 use crate::ids;
 use crate::relay::{Authority, Issuer};
@@ -56,6 +57,8 @@ pub struct Shared {
     watchers: PeerStreams,
     /// Mints relay tokens.
     relay: Arc<Issuer>,
+    /// The per-peer rate limit of SyncMeta.
+    pub meta_limiter: meta::Limiter,
 }
 
 /// A request opened: who sent it (their key, and its canonical base64 form)
@@ -128,6 +131,7 @@ impl Management {
                 syncs: PeerStreams::new(streams_per_peer),
                 watchers: PeerStreams::new(streams_per_peer),
                 relay,
+                meta_limiter: meta::Limiter::default(),
             }),
         })
     }
@@ -233,6 +237,16 @@ impl management_server::Management for Management {
             .relay
             .config(&opened.key, authority.as_ref(), ids::now());
         let answer = RelayTokenResponse { relay: Some(relay) };
+        Ok(Response::new(shared.seal(&answer, &opened.sender)))
+    }
+
+    async fn sync_meta(
+        &self,
+        request: Request<SealedMessage>,
+    ) -> Result<Response<SealedMessage>, Status> {
+        let shared = &self.shared;
+        let opened = shared.open::<SyncMetaRequest>(request.get_ref())?;
+        let answer = meta::sync_meta(shared, &opened.key, opened.message).await?;
         Ok(Response::new(shared.seal(&answer, &opened.sender)))
     }
 

@@ -16,6 +16,7 @@ use tonic::Status;
 
 use super::internal;
 use super::login::{checked_peer, mark_seen};
+use super::meta;
 use super::peer_streams::StreamSlot;
 use super::service::{Opened, SealedStream, Shared};
 use super::updates::{Subscription, Update};
@@ -34,10 +35,11 @@ pub async fn start(
     if *shared.closing.borrow() {
         return Err(shutting_down());
     }
+    let reported = opened.message.meta.map(meta::checked).transpose()?;
     let now = ids::now();
     let mut tx = shared.store.write().await.map_err(internal)?;
     let (account, mut peer) = checked_peer(&mut tx, &opened.key, now).await?;
-    mark_seen(&mut peer, opened.message.meta.clone(), now);
+    mark_seen(&mut peer, reported, now);
     let account_id = account.id.to_string();
     tx.put(&account_id, &peer).await.map_err(internal)?;
     tx.commit().await.map_err(internal)?;
@@ -67,7 +69,7 @@ async fn serve(
     out: mpsc::Sender<Result<SealedMessage, Status>>,
     account_id: String,
 ) {
-    let mut sent: Option<Arc<NetworkMap>> = None;
+    let mut sent: Option<(Arc<NetworkMap>, Arc<[String]>)> = None;
     let mut closing = shared.closing.clone();
     loop {
         let update = tokio::select! {
@@ -83,18 +85,23 @@ async fn serve(
             update = subscription.next() => update,
         };
         match update {
-            Some(Update::Map { map, serial }) => {
-                if sent.as_ref() == Some(&map) {
+            Some(Update::Map {
+                map,
+                process_check_paths: paths,
+                serial,
+            }) => {
+                if sent.as_ref().is_some_and(|(m, p)| *m == map && *p == paths) {
                     continue;
                 }
                 let response = SyncResponse {
                     serial,
                     network_map: Some(NetworkMap::clone(&map)),
+                    process_check_paths: paths.to_vec(),
                 };
                 if out.send(Ok(shared.seal(&response, &sender))).await.is_err() {
                     break;
                 }
-                sent = Some(map);
+                sent = Some((map, paths));
             }
             Some(Update::Close { code, message }) => {
                 let _ = out.send(Err(Status::new(code, message))).await;

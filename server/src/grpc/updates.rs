@@ -23,6 +23,7 @@ use std::time::Duration;
 use meshplane_core::index::AccountIndex;
 use meshplane_core::model::Account;
 use meshplane_core::netmap::{MapBuilder, PeerMap};
+use meshplane_core::posture;
 use meshplane_core::registration::{check_login, RegistrationError};
 use meshplane_core::{ErrorCode, Timestamp};
 use meshplane_proto::status::code_of;
@@ -47,8 +48,13 @@ const REVALIDATE: Duration = Duration::from_secs(15);
 /// What a stream should do for its peer.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Update {
-    /// Send this map unless it is the one last sent.
-    Map { map: Arc<NetworkMap>, serial: u64 },
+    /// Send this map and these process paths (those the posture checks
+    /// applying to the peer name) unless both are the ones last sent.
+    Map {
+        map: Arc<NetworkMap>,
+        process_check_paths: Arc<[String]>,
+        serial: u64,
+    },
     /// End the stream with this status (the peer was deleted, blocked, or
     /// its login expired).
     Close { code: Code, message: String },
@@ -333,6 +339,7 @@ fn updates(
                     None => Update::close(&RegistrationError::NotRegistered),
                     Some(rank) => Update::Map {
                         map: Arc::new(PeerMap::from(&maps.map(rank)).into()),
+                        process_check_paths: posture::process_paths(&index, rank).into(),
                         serial,
                     },
                 },
