@@ -23,9 +23,9 @@
 //! protocol they cannot program.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
-use meshplane_core::model::{Action, PeerId, PortRange, Protocol};
+use meshplane_core::model::{Action, PortRange, Protocol};
 use meshplane_core::netmap::firewall::Direction;
 use meshplane_core::netmap::owned::{
     self, Dns, FirewallRule, NameserverGroup, RemotePeer, Route, RouteFirewallRule,
@@ -42,23 +42,16 @@ const NETWORK_DOMAIN: i64 = 3;
 /// NetBird's nameserver type for plain DNS over UDP.
 const NS_TYPE_UDP: i64 = 1;
 
-/// The peer whose map is converted: routes served by it name it by key,
-/// which its own map does not carry.
-#[derive(Debug, Clone, Copy)]
-pub struct Own<'a> {
-    pub id: &'a PeerId,
-    pub key: &'a str,
-}
-
-/// The whole Sync answer for `own`: `config` (where signal, STUN and relay
-/// are, and the relay token) and the map, with the stream's `serial`.
+/// The whole Sync answer for the peer holding WireGuard key `own_key`:
+/// `config` (where signal, STUN and relay are, and the relay token) and the
+/// map, with the stream's `serial`.
 pub fn sync_response(
     map: &PeerMap,
-    own: Own<'_>,
+    own_key: &str,
     config: Option<nb::NetbirdConfig>,
     serial: u64,
 ) -> nb::SyncResponse {
-    let network_map = network_map(map, own, serial);
+    let network_map = network_map(map, own_key, serial);
     nb::SyncResponse {
         netbird_config: config,
         peer_config: network_map.peer_config.clone(),
@@ -71,14 +64,16 @@ pub fn sync_response(
     }
 }
 
-/// The map in NetBird's form.
-pub fn network_map(map: &PeerMap, own: Own<'_>, serial: u64) -> nb::NetworkMap {
-    let keys: HashMap<&PeerId, &str> = map
+/// The map in NetBird's form, for the peer holding `own_key` (routes it
+/// serves name it by key, which its own map does not carry).
+pub fn network_map(map: &PeerMap, own_key: &str, serial: u64) -> nb::NetworkMap {
+    // Routing peers by mesh address, which routes carry beside the id.
+    let keys: HashMap<Ipv4Addr, &str> = map
         .peers
         .iter()
         .chain(&map.offline_peers)
-        .map(|p| (&p.id, p.key.as_str()))
-        .chain([(own.id, own.key)])
+        .map(|p| (p.ip, p.key.as_str()))
+        .chain([(map.peer_config.address.addr(), own_key)])
         .collect();
     nb::NetworkMap {
         serial,
@@ -88,7 +83,7 @@ pub fn network_map(map: &PeerMap, own: Own<'_>, serial: u64) -> nb::NetworkMap {
         routes: map
             .routes
             .iter()
-            .filter_map(|r| route(r, keys.get(&r.peer).copied()?))
+            .filter_map(|r| route(r, keys.get(&r.peer_ip).copied()?))
             .collect(),
         dns_config: Some(dns(&map.dns, &map.network.dns_domain)),
         offline_peers: map.offline_peers.iter().map(remote_peer).collect(),
@@ -287,9 +282,10 @@ fn nameserver_group(g: &NameserverGroup) -> nb::NameServerGroup {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use meshplane_core::model::{AccountId, Nameserver, NameserverGroupId, PolicyId, RuleId};
+    use meshplane_core::model::{
+        AccountId, Nameserver, NameserverGroupId, PeerId, PolicyId, RuleId,
+    };
     use meshplane_core::netmap::owned::{CustomZone, Network, OwnConfig, Record};
-    use std::net::Ipv4Addr;
 
     const OWN_KEY: &str = "b3duLWtleS1vd24ta2V5LW93bi1rZXktb3duLWtleT0=";
 
@@ -424,20 +420,8 @@ mod tests {
         }
     }
 
-    fn own_id() -> PeerId {
-        PeerId::new("a")
-    }
-
     fn convert(map: &PeerMap) -> nb::NetworkMap {
-        let id = own_id();
-        network_map(
-            map,
-            Own {
-                id: &id,
-                key: OWN_KEY,
-            },
-            42,
-        )
+        network_map(map, OWN_KEY, 42)
     }
 
     #[test]
@@ -548,7 +532,11 @@ mod tests {
         assert_eq!(rec.r_data, "100.64.0.2");
         let group = &d.name_server_groups[0];
         assert!(group.primary);
-        assert_eq!(group.name_servers.len(), 1, "the unparsable one is left out");
+        assert_eq!(
+            group.name_servers.len(),
+            1,
+            "the unparsable one is left out"
+        );
         assert_eq!(group.name_servers[0].ip, "1.1.1.1");
         assert_eq!(group.name_servers[0].ns_type, NS_TYPE_UDP);
         assert_eq!(group.name_servers[0].port, 53);
@@ -568,16 +556,7 @@ mod tests {
 
     #[test]
     fn sync_response_repeats_the_map_at_the_top() {
-        let id = own_id();
-        let r = sync_response(
-            &sample(),
-            Own {
-                id: &id,
-                key: OWN_KEY,
-            },
-            None,
-            9,
-        );
+        let r = sync_response(&sample(), OWN_KEY, None, 9);
         assert_eq!(r.version, 0);
         let m = r.network_map.unwrap();
         assert_eq!(r.peer_config, m.peer_config);

@@ -11,6 +11,7 @@ mod grpc;
 mod http;
 mod ids;
 mod listen;
+mod netbird;
 mod records;
 mod relay;
 mod secrets;

@@ -6,9 +6,10 @@
 //! work between them through one [`MapBuilder`]), and publishes them as one
 //! snapshot. The hub also recomputes when an expose session of the account
 //! begins or ends: the maps are computed from the account with the access
-//! its sessions grant the reverse proxy (`Expose::granted`), each converted
-//! once into its protobuf message. Streams compare their peer's map with
-//! the last one they sent and send only when it differs.
+//! its sessions grant the reverse proxy (`Expose::granted`). Streams
+//! compare their peer's map with the last one they sent and send only when
+//! it differs, converted into the protocol of the stream (ours or
+//! NetBird's, [`crate::netbird`]).
 //!
 //! Bursts are coalesced: the first change after a quiet spell is recomputed
 //! at once, later ones at most once per [`COALESCE`], so a change reaches
@@ -26,7 +27,6 @@ use meshplane_core::netmap::{MapBuilder, PeerMap};
 use meshplane_core::registration::{check_login, RegistrationError};
 use meshplane_core::{ErrorCode, Timestamp};
 use meshplane_proto::status::code_of;
-use meshplane_proto::v1::NetworkMap;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
@@ -48,7 +48,7 @@ const REVALIDATE: Duration = Duration::from_secs(15);
 #[derive(Debug, Clone, PartialEq)]
 pub enum Update {
     /// Send this map unless it is the one last sent.
-    Map { map: Arc<NetworkMap>, serial: u64 },
+    Map { map: Arc<PeerMap>, serial: u64 },
     /// End the stream with this status (the peer was deleted, blocked, or
     /// its login expired).
     Close { code: Code, message: String },
@@ -332,7 +332,7 @@ fn updates(
                 Ok(_) => match index.rank(id) {
                     None => Update::close(&RegistrationError::NotRegistered),
                     Some(rank) => Update::Map {
-                        map: Arc::new(PeerMap::from(&maps.map(rank)).into()),
+                        map: Arc::new(PeerMap::from(&maps.map(rank))),
                         serial,
                     },
                 },
