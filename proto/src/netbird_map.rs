@@ -11,7 +11,9 @@
 //!   and allows everything (firewall) or keeps its old peers;
 //! - one firewall rule per remote peer address, with the address both as
 //!   text (`PeerIP`, read by clients before 0.59.13) and compact
-//!   (`sourcePrefixes`: 4 address bytes and the length 32);
+//!   (`sourcePrefixes`: 4 address bytes and the length 32); the core's
+//!   `0.0.0.0` for "every peer" goes as `0.0.0.0` and `0.0.0.0/0`, which
+//!   clients read as any source;
 //! - a route names its routing peer by WireGuard key, and its network as a
 //!   prefix unless it routes domains;
 //! - DNS names are fully qualified with the trailing dot, record types are
@@ -165,8 +167,10 @@ fn port_info(port: Option<u16>, range: Option<PortRange>) -> Option<nb::PortInfo
 }
 
 fn firewall_rule(r: &FirewallRule) -> nb::FirewallRule {
+    // `0.0.0.0` stands for every peer: the prefix of all addresses.
+    let length = if r.peer_ip.is_unspecified() { 0 } else { 32 };
     let mut compact = r.peer_ip.octets().to_vec();
-    compact.push(32);
+    compact.push(length);
     nb::FirewallRule {
         peer_ip: r.peer_ip.to_string(),
         direction: match r.direction {
@@ -501,6 +505,16 @@ mod tests {
         assert_eq!(web.domains, ["example.org"]);
         assert_eq!(web.peer, OWN_KEY);
         assert!(web.keep_route);
+    }
+
+    #[test]
+    fn a_rule_for_every_peer_has_the_empty_prefix() {
+        let mut map = sample();
+        map.firewall_rules.truncate(1);
+        map.firewall_rules[0].peer_ip = Ipv4Addr::UNSPECIFIED;
+        let m = convert(&map);
+        assert_eq!(m.firewall_rules[0].peer_ip, "0.0.0.0");
+        assert_eq!(m.firewall_rules[0].source_prefixes, [vec![0, 0, 0, 0, 0]]);
     }
 
     #[test]

@@ -75,20 +75,24 @@ pub struct Token {
 }
 
 impl Token {
-    /// The token as an auth frame carries it.
+    /// The token as an auth frame carries it. The signature's length says
+    /// which kind it is: 64 bytes an Ed25519 signature, 32 an HMAC-SHA256
+    /// tag (NetBird's form).
     pub fn to_wire(&self) -> Result<Vec<u8>, TokenError> {
         let signature = STANDARD
             .decode(&self.signature)
             .map_err(|_| TokenError::SignatureEncoding)?;
-        if signature.len() != SIGNATURE_LEN {
-            return Err(TokenError::Malformed);
-        }
+        let algorithm = match signature.len() {
+            SIGNATURE_LEN => ED25519,
+            HMAC_LEN => HMAC_SHA256,
+            _ => return Err(TokenError::Malformed),
+        };
         let len = 1 + signature.len() + self.payload.len();
         if len > MAX_TOKEN_SIZE {
             return Err(TokenError::TooLong(len));
         }
         let mut wire = Vec::with_capacity(len);
-        wire.push(ED25519);
+        wire.push(algorithm);
         wire.extend_from_slice(&signature);
         wire.extend_from_slice(self.payload.as_bytes());
         Ok(wire)
@@ -320,6 +324,7 @@ mod tests {
         let mut wire = vec![HMAC_SHA256];
         wire.extend(STANDARD.decode(&token.signature).expect("base64"));
         wire.extend(token.payload.as_bytes());
+        assert_eq!(token.to_wire(), Ok(wire.clone()));
         wire
     }
 

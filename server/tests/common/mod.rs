@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod netbird;
 
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
