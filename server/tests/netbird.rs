@@ -4,7 +4,8 @@
 //! maps on the Sync stream, candidates through the signal exchange,
 //! packets through the relay with NetBird's HMAC tokens, and the map,
 //! signal and login following REST changes (a policy deleted, a user
-//! blocked, a peer deleted or logged out).
+//! blocked, a peer deleted or logged out), and `netbird expose`'s calls
+//! served by the same sessions as our daemons'.
 
 // A failed unwrap is a failed test here.
 #![allow(clippy::unwrap_used)]
@@ -13,11 +14,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::client::{assert_status, now, reusable, run, PROMPT};
+use common::client::{assert_status, now, reusable, run, set_expose, Peer, PROMPT};
 use common::netbird::{pinging_channel, NbPeer};
 use common::Server;
 use meshplane_proto::netbird::{
-    DeviceAuthorizationFlowRequest, Empty, NetworkMap, PkceAuthorizationFlowRequest, SyncResponse,
+    DeviceAuthorizationFlowRequest, Empty, ExposeServiceRequest, ExposeServiceResponse, NetworkMap,
+    PkceAuthorizationFlowRequest, RenewExposeRequest, StopExposeRequest, SyncResponse,
 };
 use meshplane_proto::signal::body::Type;
 use meshplane_proto::signal::client::{SignalClient, SignalError, SignalStream};
@@ -25,6 +27,9 @@ use meshplane_proto::signal::Body;
 use meshplane_relay::{PeerId, RelayClient, Token};
 use serde_json::json;
 use tonic::{Code, Streaming};
+
+/// The proxy domain of the test servers.
+const PROXY_DOMAIN: &str = "proxy.localhost";
 
 /// The remote peers' keys of a map.
 fn keys(map: &NetworkMap) -> Vec<&str> {
@@ -220,10 +225,10 @@ fn netbird_peers_register_sync_signal_and_relay() {
         to_a.send(&id_a, b"wireguard for a").await.unwrap();
         let got = tokio::time::timeout(PROMPT, at_a.recv()).await.unwrap();
         assert_eq!(got, Some((id_b, b"wireguard for a".to_vec())));
-        // A forged HMAC token is refused.
+        // A token whose expiry was moved no longer matches its tag.
         let forged = Token {
-            payload: relay.token_payload.clone(),
-            signature: b_relay.signature.replace('A', "B").replace('a', "A"),
+            payload: (expiry + 1).to_string(),
+            signature: relay.token_signature.clone(),
         };
         assert!(RelayClient::connect(&relay.urls[0], &a.key, &forged)
             .await
@@ -354,4 +359,63 @@ fn tokio_stream_once<T: Send + 'static>(
     item: T,
 ) -> impl tonic::codegen::tokio_stream::Stream<Item = T> {
     tonic::codegen::tokio_stream::iter([item])
+}
+
+#[test]
+fn netbird_expose_uses_the_same_sessions() {
+    let s = Server::start(common::Backend::Sqlite);
+    run(async {
+        let key = reusable(&s);
+        let channel = s.channel().await;
+        let mut a = NbPeer::connect(channel.clone(), "nb-laptop").await;
+        a.up(&key).await.unwrap();
+        let request = ExposeServiceRequest {
+            port: 8080,
+            name_prefix: "demo".into(),
+            ..ExposeServiceRequest::default()
+        };
+
+        // Off for the account: refused with our daemons' message.
+        let refused = a.client.create_expose(a.seal(&request)).await.unwrap_err();
+        assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+
+        set_expose(&s, true, &[]);
+        let mut proxy = Peer::connect(&s, "proxy").await;
+        let proxy_id = proxy.login(&key).await.unwrap().peer_id;
+        s.post(
+            "/api/groups",
+            json!({"name": "proxies", "peers": [proxy_id]}),
+        );
+        let mut tables = proxy.watch_services(PROXY_DOMAIN).await.unwrap();
+        assert!(proxy.next_table(&mut tables).await.services.is_empty());
+
+        let answer = a.client.create_expose(a.seal(&request)).await.unwrap();
+        let created: ExposeServiceResponse = a.open(&answer.into_inner());
+        assert!(created.domain.starts_with("demo-"), "{created:?}");
+        assert!(created.domain.ends_with(PROXY_DOMAIN), "{created:?}");
+        assert_eq!(created.service_url, format!("https://{}", created.domain));
+        assert!(!created.port_auto_assigned);
+        // The proxy serves it; REST lists it.
+        let table = proxy.next_table(&mut tables).await;
+        assert_eq!(table.services.len(), 1);
+        assert_eq!(
+            s.get("/api/reverse-proxies/services")
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+
+        let renew = RenewExposeRequest {
+            domain: created.domain.clone(),
+        };
+        a.client.renew_expose(a.seal(&renew)).await.unwrap();
+        let stop = StopExposeRequest {
+            domain: created.domain.clone(),
+        };
+        a.client.stop_expose(a.seal(&stop)).await.unwrap();
+        assert!(proxy.next_table(&mut tables).await.services.is_empty());
+        let gone = a.client.renew_expose(a.seal(&renew)).await.unwrap_err();
+        assert_eq!(gone.code(), Code::NotFound, "{gone:?}");
+    });
 }

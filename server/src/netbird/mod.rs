@@ -8,11 +8,13 @@
 //! - [`sealed`]: NetBird's encrypted message and its replay guard;
 //! - [`peer`]: NetBird's requests in our terms, SyncMeta and Logout;
 //! - [`config`]: where signal, STUN and the relay are, with the relay token;
+//! - [`expose`]: `netbird expose`, served by our expose sessions;
 //! - [`service`]: the tonic service.
 //!
 //! Maps are converted by [`meshplane_proto::netbird_map`].
 
 mod config;
+mod expose;
 mod peer;
 mod sealed;
 mod service;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
+use crypto_box::PublicKey;
 use meshplane_core::netmap::PeerMap;
 use meshplane_proto::netbird::management_service_server::ManagementService;
 use meshplane_proto::netbird::{
@@ -23,6 +24,7 @@ use tonic::codegen::tokio_stream::{Stream, StreamExt as _};
 use tonic::{Code, Request, Response, Status, Streaming};
 
 use super::config::netbird_config;
+use super::expose;
 use super::peer::{self, login_request, peer_meta};
 use super::sealed::{open, seal, Nonces, Opened};
 use crate::grpc::{self, Shared};
@@ -54,8 +56,8 @@ impl NetBird {
         Ok(open(sealed, self.shared.secret(), &self.nonces)?)
     }
 
-    fn seal<M: Message>(&self, message: &M, to: &Opened<impl Sized>) -> EncryptedMessage {
-        seal(message, self.shared.secret(), &to.sender)
+    fn seal<M: Message>(&self, message: &M, to: &PublicKey) -> EncryptedMessage {
+        seal(message, self.shared.secret(), to)
     }
 }
 
@@ -105,7 +107,7 @@ impl ManagementService for NetBird {
             checks: Vec::new(),
             session_expires_at: None,
         };
-        Ok(Response::new(self.seal(&response, &opened)))
+        Ok(Response::new(self.seal(&response, &opened.sender)))
     }
 
     type SyncStream = EncryptedStream;
@@ -224,30 +226,29 @@ impl ManagementService for NetBird {
         &self,
         request: Request<EncryptedMessage>,
     ) -> Result<Response<EncryptedMessage>, Status> {
-        self.open::<nb::ExposeServiceRequest>(request.get_ref())?;
-        Err(Status::unimplemented(
-            "expose is not served to NetBird clients yet",
-        ))
+        let opened = self.open::<nb::ExposeServiceRequest>(request.get_ref())?;
+        let shared = &self.shared;
+        let answer =
+            expose::create(&shared.expose, &shared.store, &opened.key, opened.message).await?;
+        Ok(Response::new(self.seal(&answer, &opened.sender)))
     }
 
     async fn renew_expose(
         &self,
         request: Request<EncryptedMessage>,
     ) -> Result<Response<EncryptedMessage>, Status> {
-        self.open::<nb::RenewExposeRequest>(request.get_ref())?;
-        Err(Status::unimplemented(
-            "expose is not served to NetBird clients yet",
-        ))
+        let opened = self.open::<nb::RenewExposeRequest>(request.get_ref())?;
+        let answer = expose::renew(&self.shared.expose, &opened.key, opened.message).await?;
+        Ok(Response::new(self.seal(&answer, &opened.sender)))
     }
 
     async fn stop_expose(
         &self,
         request: Request<EncryptedMessage>,
     ) -> Result<Response<EncryptedMessage>, Status> {
-        self.open::<nb::StopExposeRequest>(request.get_ref())?;
-        Err(Status::unimplemented(
-            "expose is not served to NetBird clients yet",
-        ))
+        let opened = self.open::<nb::StopExposeRequest>(request.get_ref())?;
+        let answer = expose::stop(&self.shared.expose, &opened.key, opened.message).await?;
+        Ok(Response::new(self.seal(&answer, &opened.sender)))
     }
 }
 
