@@ -1,6 +1,8 @@
-//! Replays the session a stock NetBird client had with meshplane-server
-//! (`conformance/netbird/stock-client-session.json`, captured from a client
-//! built from NetBird's public source) against the real server binary.
+//! Replays the sessions stock NetBird clients had with meshplane-server
+//! (`conformance/netbird/*.json`, captured from clients built from
+//! NetBird's public source: two peers registering, syncing, signalling and
+//! connecting; one exposing a port with `netbird expose`) against the real
+//! server binary.
 //!
 //! Every recorded request is first opened with the recorded keys (so the
 //! file holds what the client really sent), then boxed again from the same
@@ -8,7 +10,8 @@
 //! gRPC status, and an answer that decodes to what the client requires (a
 //! server key, a peer address and the signal, STUN and relay addresses, a
 //! map with the same remote peers and the same empty-list flags as
-//! recorded). The recorded REST changes (policies deleted, a peer deleted)
+//! recorded, an expose session on this server's proxy domain). The
+//! recorded REST changes (policies deleted, a peer deleted, expose enabled)
 //! are made at the same points.
 
 // A failed unwrap is a failed test here.
@@ -18,13 +21,14 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::client::{reusable, run, PROMPT};
+use common::client::{reusable, run, set_expose, PROMPT};
 use common::Server;
 use crypto_box::{PublicKey, SecretKey};
 use meshplane_proto::envelope::{encode_public_key, open_box, parse_secret_key, seal_box};
 use meshplane_proto::netbird::management_service_client::ManagementServiceClient;
 use meshplane_proto::netbird::{
-    Empty, EncryptedMessage, LoginRequest, LoginResponse, NetworkMap, ServerKeyResponse,
+    Empty, EncryptedMessage, ExposeServiceRequest, ExposeServiceResponse, LoginRequest,
+    LoginResponse, NetworkMap, RenewExposeRequest, ServerKeyResponse, StopExposeRequest,
     SyncResponse,
 };
 use meshplane_proto::signal;
@@ -35,7 +39,12 @@ use serde_json::Value;
 use tonic::transport::Channel;
 use tonic::{Code, Status, Streaming};
 
-const SESSION: &str = include_str!("../../conformance/netbird/stock-client-session.json");
+const SESSIONS: [&str; 2] = [
+    include_str!("../../conformance/netbird/stock-client-session.json"),
+    include_str!("../../conformance/netbird/stock-client-expose.json"),
+];
+/// The proxy domain of the test servers.
+const PROXY_DOMAIN: &str = "proxy.localhost";
 
 fn hex(text: &str) -> Vec<u8> {
     (0..text.len())
@@ -84,6 +93,8 @@ struct Replay {
     recorded_setup_key: String,
     setup_key: String,
     streams: HashMap<String, Streaming<EncryptedMessage>>,
+    /// Recorded expose domains and this server's for the same session.
+    domains: HashMap<String, String>,
 }
 
 impl Replay {
@@ -254,6 +265,37 @@ impl Replay {
                     .await;
                 Self::expect_status(step, &got);
             }
+            "CreateExpose" => {
+                let request: ExposeServiceRequest = self.recorded(step, "request");
+                let got = self
+                    .client()
+                    .create_expose(self.sealed(step, &request))
+                    .await;
+                Self::expect_status(step, &got);
+                let Ok(answer) = got else { return };
+                let live: ExposeServiceResponse = self.opened(step, &answer.into_inner());
+                let recorded: ExposeServiceResponse = self.recorded(step, "response");
+                for answer in [&live, &recorded] {
+                    assert!(answer.domain.ends_with(PROXY_DOMAIN), "{answer:?}");
+                    assert_eq!(answer.service_url, format!("https://{}", answer.domain));
+                }
+                self.domains.insert(recorded.domain, live.domain);
+            }
+            "RenewExpose" => {
+                let mut request: RenewExposeRequest = self.recorded(step, "request");
+                request.domain = self.domains[&request.domain].clone();
+                let got = self
+                    .client()
+                    .renew_expose(self.sealed(step, &request))
+                    .await;
+                Self::expect_status(step, &got);
+            }
+            "StopExpose" => {
+                let mut request: StopExposeRequest = self.recorded(step, "request");
+                request.domain = self.domains[&request.domain].clone();
+                let got = self.client().stop_expose(self.sealed(step, &request)).await;
+                Self::expect_status(step, &got);
+            }
             "signal.Send" => {
                 let message = signal::EncryptedMessage::decode(
                     hex(step["request"].as_str().unwrap()).as_slice(),
@@ -277,6 +319,7 @@ impl Replay {
                     s.delete(&format!("/api/policies/{}", policy["id"].as_str().unwrap()));
                 }
             }
+            "enable_expose" => set_expose(s, true, &[]),
             "delete_peer" => {
                 let name = format!("nb-{}", step["peer"].as_str().unwrap());
                 let peers = s.get("/api/peers");
@@ -293,9 +336,9 @@ impl Replay {
     }
 }
 
-#[test]
-fn a_stock_clients_session_replays() {
-    let session: Value = serde_json::from_str(SESSION).unwrap();
+/// Replays `session` against a fresh server.
+fn replay(session: &str) {
+    let session: Value = serde_json::from_str(session).unwrap();
     let server = Server::start(common::Backend::Sqlite);
     run(async {
         let setup_key = reusable(&server);
@@ -328,11 +371,22 @@ fn a_stock_clients_session_replays() {
             recorded_setup_key: session["setup_key"].as_str().unwrap().to_string(),
             setup_key,
             streams: HashMap::new(),
+            domains: HashMap::new(),
         };
         let steps = session["steps"].as_array().unwrap();
-        assert!(steps.len() > 20);
+        assert!(steps.len() > 10);
         for step in steps {
             replay.step(step).await;
         }
     });
+}
+
+#[test]
+fn two_stock_clients_session_replays() {
+    replay(SESSIONS[0]);
+}
+
+#[test]
+fn a_stock_clients_expose_session_replays() {
+    replay(SESSIONS[1]);
 }
