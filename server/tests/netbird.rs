@@ -4,8 +4,9 @@
 //! maps on the Sync stream, candidates through the signal exchange,
 //! packets through the relay with NetBird's HMAC tokens, and the map,
 //! signal and login following REST changes (a policy deleted, a user
-//! blocked, a peer deleted or logged out), and `netbird expose`'s calls
-//! served by the same sessions as our daemons'.
+//! blocked, a peer deleted or logged out), `netbird expose`'s calls
+//! served by the same sessions as our daemons', and a NetBird peer and a
+//! `meshplane daemon` in one mesh.
 
 // A failed unwrap is a failed test here.
 #![allow(clippy::unwrap_used)]
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::client::{assert_status, now, reusable, run, set_expose, Peer, PROMPT};
 use common::netbird::{pinging_channel, NbPeer};
-use common::Server;
+use common::{meshplane_binary, Server};
 use meshplane_proto::netbird::{
     DeviceAuthorizationFlowRequest, Empty, ExposeServiceRequest, ExposeServiceResponse, NetworkMap,
     PkceAuthorizationFlowRequest, RenewExposeRequest, StopExposeRequest, SyncResponse,
@@ -417,5 +418,104 @@ fn netbird_expose_uses_the_same_sessions() {
         assert!(proxy.next_table(&mut tables).await.services.is_empty());
         let gone = a.client.renew_expose(a.seal(&renew)).await.unwrap_err();
         assert_eq!(gone.code(), Code::NotFound, "{gone:?}");
+    });
+}
+
+/// A `meshplane daemon --netstack` process, stopped when dropped.
+struct Daemon {
+    child: std::process::Child,
+    socket: std::path::PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Daemon {
+    fn start(s: &Server) -> Daemon {
+        let dir = s.data_dir().join("daemon");
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("control.sock");
+        let child = std::process::Command::new(meshplane_binary())
+            .arg("daemon")
+            .arg("--netstack")
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .arg("--socket")
+            .arg(&socket)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "the daemon never listened");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Daemon { child, socket }
+    }
+
+    /// Runs the CLI against this daemon; its stdout.
+    fn cli(&self, args: &[&str], env: &[(&str, &str)]) -> String {
+        let out = std::process::Command::new(meshplane_binary())
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&self.cli(&["status", "--json"], &[])).unwrap()
+    }
+}
+
+#[test]
+fn a_netbird_peer_and_a_meshplane_daemon_share_a_mesh() {
+    let s = Server::start(common::Backend::Sqlite);
+    let key = reusable(&s);
+    let daemon = Daemon::start(&s);
+    daemon.cli(
+        &["up", "--management-url", &s.base],
+        &[("MESHPLANE_SETUP_KEY", &key)],
+    );
+    let status = daemon.status();
+    let daemon_key = status["public_key"].as_str().unwrap().to_string();
+    let daemon_ip = status["ip"].as_str().unwrap().to_string();
+    run(async {
+        let channel = s.channel().await;
+        let mut nb = NbPeer::connect(channel.clone(), "nb-mixed").await;
+        nb.up(&key).await.unwrap();
+        let mut stream = nb.sync().await.unwrap();
+        let map = map_until(&nb, &mut stream, |m| !m.remote_peers.is_empty()).await;
+        assert_eq!(keys(&map), [daemon_key.as_str()]);
+        assert_eq!(map.remote_peers[0].allowed_ips, [format!("{daemon_ip}/32")]);
+        // The daemon lists the NetBird peer from its own map.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let status = tokio::task::block_in_place(|| daemon.status());
+            let listed = status["peers"].as_array().unwrap().iter().any(|p| {
+                p["fqdn"]
+                    .as_str()
+                    .is_some_and(|f| f.starts_with("nb-mixed."))
+            });
+            if listed {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{status}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Signal passes between them.
+        let signal = SignalClient::new(channel, nb.secret.clone());
+        signal
+            .send(&daemon_key, &body(Type::Offer, "ufrag:pwd"))
+            .await
+            .unwrap();
     });
 }
