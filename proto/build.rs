@@ -1,5 +1,6 @@
-//! Compiles the management and signal protocols with protox (a pure-Rust
-//! protobuf compiler), so building needs no `protoc` on the machine.
+//! Compiles the management protocols (ours and NetBird's) and the signal
+//! protocol with protox (a pure-Rust protobuf compiler), so building needs
+//! no `protoc` on the machine.
 
 use std::error::Error;
 
@@ -7,6 +8,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let protos = [
         "proto/meshplane/management/v1/management.proto",
         "proto/signalexchange/signalexchange.proto",
+        "proto/management/management.proto",
     ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");

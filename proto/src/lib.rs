@@ -4,10 +4,12 @@
 //! its messages ([`map`]), and the mapping of core errors to gRPC statuses
 //! ([`status`]). Beside it: the signal exchange peers pass connection
 //! candidates through ([`signal`]) and the STUN binding that tells a peer
-//! its public address ([`stun`]).
+//! its public address ([`stun`]); and NetBird's management protocol for
+//! stock NetBird clients ([`netbird`], maps converted by [`netbird_map`]).
 
 pub mod envelope;
 pub mod map;
+pub mod netbird_map;
 pub mod signal;
 pub mod status;
 pub mod stun;
@@ -16,6 +18,13 @@ pub mod stun;
 #[allow(missing_debug_implementations, clippy::all)]
 pub mod v1 {
     tonic::include_proto!("meshplane.management.v1");
+}
+
+/// NetBird's management protocol (`management.ManagementService`), which
+/// stock NetBird clients speak; [`netbird_map`] converts maps into it.
+#[allow(missing_debug_implementations, clippy::all)]
+pub mod netbird {
+    tonic::include_proto!("management");
 }
 
 /// The protobuf package of the management service.

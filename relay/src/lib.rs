@@ -5,7 +5,7 @@
 //! - [`protocol`]: the frames and peer ids on the wire.
 //! - [`token`]: the tokens management mints and relays check (Ed25519,
 //!   bound to the peer's id), so a peer can only receive what is
-//!   addressed to it.
+//!   addressed to it; and NetBird's HMAC tokens for stock clients.
 //! - [`server`]: the relay as an axum router (`GET /relay`), mounted by
 //!   `meshplane-server` on its port and served alone by `meshplane relay`.
 //! - [`client`]: a daemon's connection to a relay.
@@ -25,4 +25,4 @@ pub mod token;
 pub use client::{RelayClient, RelayError, RelayReceiver, RelaySender};
 pub use protocol::PeerId;
 pub use server::{Limits, Relay};
-pub use token::{Token, TokenSigner, TokenVerifier};
+pub use token::{HmacSecret, Token, TokenSigner, TokenVerifier};

@@ -13,17 +13,33 @@
 //! and only a peer that logged in with a key gets a token for that key's
 //! id. Signing (rather than NetBird's shared HMAC secret) lets extra relay
 //! processes check tokens without holding anything secret.
+//!
+//! Stock NetBird clients send NetBird's tokens instead ([`HMAC_SHA256`]):
+//! `[1][32-byte HMAC-SHA256 of the payload][payload]`, the payload being the
+//! expiry in Unix seconds as decimal text. Management mints them with a
+//! secret it shares with the relay ([`HmacSecret`]); a verifier holding that
+//! secret ([`TokenVerifier::with_hmac`]) accepts them. Such a token is bound
+//! to no peer (NetBird's design): it proves that management gave it to a
+//! peer that logged in, not which one, so the holder may claim any id
+//! until it expires.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{self, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use thiserror::Error;
 
 use crate::protocol::{PeerId, MAX_TOKEN_SIZE};
 
-/// The algorithm byte of our tokens (NetBird's HMAC-SHA256 tokens use 1).
+/// The algorithm byte of our tokens.
 pub const ED25519: u8 = 2;
+/// The algorithm byte of NetBird's HMAC-SHA256 tokens.
+pub const HMAC_SHA256: u8 = 1;
+/// Length of an HMAC-SHA256 tag.
+const HMAC_LEN: usize = 32;
+/// Shortest payload NetBird's relays accept: a Unix time in seconds.
+const MIN_HMAC_PAYLOAD: usize = 10;
 /// Length of an Ed25519 signature.
 const SIGNATURE_LEN: usize = 64;
 /// Length of an Ed25519 seed and public key.
@@ -59,20 +75,24 @@ pub struct Token {
 }
 
 impl Token {
-    /// The token as an auth frame carries it.
+    /// The token as an auth frame carries it. The signature's length says
+    /// which kind it is: 64 bytes an Ed25519 signature, 32 an HMAC-SHA256
+    /// tag (NetBird's form).
     pub fn to_wire(&self) -> Result<Vec<u8>, TokenError> {
         let signature = STANDARD
             .decode(&self.signature)
             .map_err(|_| TokenError::SignatureEncoding)?;
-        if signature.len() != SIGNATURE_LEN {
-            return Err(TokenError::Malformed);
-        }
+        let algorithm = match signature.len() {
+            SIGNATURE_LEN => ED25519,
+            HMAC_LEN => HMAC_SHA256,
+            _ => return Err(TokenError::Malformed),
+        };
         let len = 1 + signature.len() + self.payload.len();
         if len > MAX_TOKEN_SIZE {
             return Err(TokenError::TooLong(len));
         }
         let mut wire = Vec::with_capacity(len);
-        wire.push(ED25519);
+        wire.push(algorithm);
         wire.extend_from_slice(&signature);
         wire.extend_from_slice(self.payload.as_bytes());
         Ok(wire)
@@ -111,9 +131,7 @@ impl TokenSigner {
 
     /// The verifier of this key's tokens.
     pub fn verifier(&self) -> TokenVerifier {
-        TokenVerifier {
-            public: self.public_key(),
-        }
+        TokenVerifier::new(self.public_key())
     }
 
     /// A token for `peer` valid until `expires_at` (Unix seconds).
@@ -127,15 +145,77 @@ impl TokenSigner {
     }
 }
 
-/// Checks tokens with the management server's public key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The secret NetBird-format tokens are made and checked with.
+#[derive(Clone)]
+pub struct HmacSecret(hmac::Key);
+
+impl std::fmt::Debug for HmacSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HmacSecret")
+    }
+}
+
+impl HmacSecret {
+    pub fn new(secret: &[u8]) -> HmacSecret {
+        HmacSecret(hmac::Key::new(hmac::HMAC_SHA256, secret))
+    }
+
+    /// A NetBird-format token valid until `expires_at` (Unix seconds).
+    pub fn mint(&self, expires_at: i64) -> Token {
+        let payload = expires_at.to_string();
+        let tag = hmac::sign(&self.0, payload.as_bytes());
+        Token {
+            payload,
+            signature: STANDARD.encode(tag.as_ref()),
+        }
+    }
+
+    /// Accepts a NetBird-format token body (after the algorithm byte) that
+    /// this secret made and that has not expired at `now`.
+    fn verify(&self, rest: &[u8], now: i64) -> Result<(), TokenError> {
+        if rest.len() < HMAC_LEN + MIN_HMAC_PAYLOAD {
+            return Err(TokenError::Malformed);
+        }
+        let (tag, payload) = rest.split_at(HMAC_LEN);
+        // Constant-time comparison.
+        hmac::verify(&self.0, payload, tag).map_err(|_| TokenError::Signature)?;
+        let expiry: i64 = std::str::from_utf8(payload)
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .ok_or(TokenError::Malformed)?;
+        if now > expiry {
+            return Err(TokenError::Expired);
+        }
+        Ok(())
+    }
+}
+
+/// Checks tokens with the management server's public key (and, when given
+/// the shared secret, NetBird-format tokens).
+#[derive(Debug, Clone)]
 pub struct TokenVerifier {
     public: [u8; KEY_LEN],
+    hmac: Option<HmacSecret>,
 }
+
+impl PartialEq for TokenVerifier {
+    /// Same public key; the secret cannot be compared.
+    fn eq(&self, other: &Self) -> bool {
+        self.public == other.public
+    }
+}
+
+impl Eq for TokenVerifier {}
 
 impl TokenVerifier {
     pub fn new(public: [u8; KEY_LEN]) -> TokenVerifier {
-        TokenVerifier { public }
+        TokenVerifier { public, hmac: None }
+    }
+
+    /// Also accepts NetBird-format tokens made with `secret`.
+    pub fn with_hmac(mut self, secret: HmacSecret) -> TokenVerifier {
+        self.hmac = Some(secret);
+        self
     }
 
     /// The verifier of the base64 public key management publishes.
@@ -145,7 +225,7 @@ impl TokenVerifier {
             .map_err(|_| TokenError::Key("not base64"))?;
         let public = <[u8; KEY_LEN]>::try_from(bytes.as_slice())
             .map_err(|_| TokenError::Key("not 32 bytes"))?;
-        Ok(TokenVerifier { public })
+        Ok(TokenVerifier::new(public))
     }
 
     /// The public key in base64.
@@ -154,11 +234,14 @@ impl TokenVerifier {
     }
 
     /// Accepts `wire` (an auth frame's token) when management signed it
-    /// for `peer` and it has not expired at `now` (Unix seconds).
+    /// for `peer` (or made it with the shared HMAC secret) and it has not
+    /// expired at `now` (Unix seconds).
     pub fn verify(&self, wire: &[u8], peer: &PeerId, now: i64) -> Result<(), TokenError> {
         let (&algorithm, rest) = wire.split_first().ok_or(TokenError::Malformed)?;
-        if algorithm != ED25519 {
-            return Err(TokenError::Algorithm(algorithm));
+        match (algorithm, &self.hmac) {
+            (ED25519, _) => {}
+            (HMAC_SHA256, Some(secret)) => return secret.verify(rest, now),
+            _ => return Err(TokenError::Algorithm(algorithm)),
         }
         if rest.len() <= SIGNATURE_LEN {
             return Err(TokenError::Malformed);
@@ -233,6 +316,45 @@ mod tests {
         assert_eq!(
             s.verifier().verify(&[ED25519; 10], &peer, 0),
             Err(TokenError::Malformed)
+        );
+    }
+
+    /// NetBird's wire form of a token: algorithm byte, raw tag, payload.
+    fn netbird_wire(token: &Token) -> Vec<u8> {
+        let mut wire = vec![HMAC_SHA256];
+        wire.extend(STANDARD.decode(&token.signature).expect("base64"));
+        wire.extend(token.payload.as_bytes());
+        assert_eq!(token.to_wire(), Ok(wire.clone()));
+        wire
+    }
+
+    #[test]
+    fn netbird_tokens_verify_with_the_shared_secret_until_they_expire() {
+        let secret = HmacSecret::new(b"shared");
+        let token = secret.mint(1_767_225_600);
+        assert_eq!(token.payload, "1767225600");
+        let wire = netbird_wire(&token);
+        let peer = PeerId::from_public_key("any");
+        let v = signer().verifier().with_hmac(secret);
+        assert_eq!(v.verify(&wire, &peer, 1_767_225_600), Ok(()));
+        assert_eq!(
+            v.verify(&wire, &peer, 1_767_225_601),
+            Err(TokenError::Expired)
+        );
+        let mut tampered = wire.clone();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        assert_eq!(v.verify(&tampered, &peer, 0), Err(TokenError::Signature));
+        let other = HmacSecret::new(b"other").mint(1_767_225_600);
+        assert_eq!(
+            v.verify(&netbird_wire(&other), &peer, 0),
+            Err(TokenError::Signature)
+        );
+        assert_eq!(v.verify(&wire[..20], &peer, 0), Err(TokenError::Malformed));
+        // Without the secret they are refused.
+        assert_eq!(
+            signer().verifier().verify(&wire, &peer, 0),
+            Err(TokenError::Algorithm(HMAC_SHA256))
         );
     }
 

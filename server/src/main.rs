@@ -13,6 +13,7 @@ mod http;
 mod ids;
 mod listen;
 mod metrics;
+mod netbird;
 mod records;
 mod relay;
 mod secrets;

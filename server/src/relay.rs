@@ -7,6 +7,12 @@
 //! The signing key is drawn once and kept in the store as a row outside
 //! any account, like the management key, so several servers on one
 //! database mint tokens every relay of theirs accepts.
+//!
+//! Stock NetBird clients get NetBird's HMAC tokens instead
+//! ([`Issuer::hmac_token`]), made with a second stored secret that only
+//! the relay on this server's port shares: a relay run apart with
+//! `meshplane relay` fetches just the public key and so refuses them
+//! (NetBird clients use the relay on the management server's port).
 
 use axum::extract::State;
 use axum::routing::get;
@@ -15,7 +21,7 @@ use meshplane_core::Timestamp;
 use meshplane_proto::v1::RelayConfig;
 use meshplane_relay::management::{KeyDocument, ALGORITHM, KEY_PATH};
 use meshplane_relay::token::TokenError;
-use meshplane_relay::{Limits, PeerId, Relay, TokenSigner};
+use meshplane_relay::{HmacSecret, Limits, PeerId, Relay, Token, TokenSigner};
 use thiserror::Error;
 
 use crate::secrets;
@@ -25,11 +31,14 @@ use crate::store::{Store, StoreError};
 pub const TOKEN_TTL_SECS: i64 = 3600;
 /// The id of the signing key's seed among the server secrets.
 const SECRET_ID: &str = "relay";
+/// The id of the secret of NetBird-format tokens among the server secrets.
+const HMAC_SECRET_ID: &str = "relay-hmac";
 
 /// Mints the relay tokens and knows which relays to advertise.
 #[derive(Debug)]
 pub struct Issuer {
     signer: TokenSigner,
+    hmac: HmacSecret,
     /// `--relay-url`s; empty: this server's own relay.
     urls: Vec<String>,
     /// Whether this server's own relay is reached over TLS (`rels://`).
@@ -48,8 +57,12 @@ impl Issuer {
         let signer = load_or_create(store)
             .await
             .map_err(|e| format!("cannot load the relay signing key: {e}"))?;
+        let hmac = secrets::load_or_create(store, HMAC_SECRET_ID)
+            .await
+            .map_err(|e| format!("cannot load the relay token secret: {e}"))?;
         Ok(Issuer {
             signer,
+            hmac: HmacSecret::new(&hmac),
             urls,
             tls: false,
         })
@@ -62,12 +75,10 @@ impl Issuer {
         self
     }
 
-    /// The relay configuration of the peer holding WireGuard key `key`
-    /// (canonical base64), who reached this server at `authority`.
-    pub fn config(&self, key: &str, authority: Option<&Authority>, now: Timestamp) -> RelayConfig {
-        let expires = now.as_millis() / 1000 + TOKEN_TTL_SECS;
-        let token = self.signer.mint(&PeerId::from_public_key(key), expires);
-        let urls = if self.urls.is_empty() {
+    /// The relays to advertise to a peer that reached this server at
+    /// `authority`: the `--relay-url`s, or this server's own relay.
+    pub fn urls(&self, authority: Option<&Authority>) -> Vec<String> {
+        if self.urls.is_empty() {
             authority
                 .map(|a| {
                     let scheme = if self.tls { "rels" } else { "rel" };
@@ -76,9 +87,22 @@ impl Issuer {
                 .unwrap_or_default()
         } else {
             self.urls.clone()
-        };
+        }
+    }
+
+    /// A NetBird-format token (for stock NetBird clients), valid for
+    /// [`TOKEN_TTL_SECS`] from `now`.
+    pub fn hmac_token(&self, now: Timestamp) -> Token {
+        self.hmac.mint(now.as_millis() / 1000 + TOKEN_TTL_SECS)
+    }
+
+    /// The relay configuration of the peer holding WireGuard key `key`
+    /// (canonical base64), who reached this server at `authority`.
+    pub fn config(&self, key: &str, authority: Option<&Authority>, now: Timestamp) -> RelayConfig {
+        let expires = now.as_millis() / 1000 + TOKEN_TTL_SECS;
+        let token = self.signer.mint(&PeerId::from_public_key(key), expires);
         RelayConfig {
-            urls,
+            urls: self.urls(authority),
             token_payload: token.payload,
             token_signature: token.signature,
             expires_at_ms: expires.saturating_mul(1000),
@@ -93,7 +117,7 @@ impl Issuer {
             algorithm: ALGORITHM.to_string(),
             key: verifier.to_base64(),
         };
-        let relay = Relay::new(verifier, Limits::default());
+        let relay = Relay::new(verifier.with_hmac(self.hmac.clone()), Limits::default());
         let router = relay
             .router()
             .route(KEY_PATH, get(public_key).with_state(document));

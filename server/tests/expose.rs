@@ -10,7 +10,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::client::{assert_status, reusable, run, Peer, PROMPT};
+use common::client::{assert_status, reusable, run, set_expose, Peer, PROMPT};
 use common::{sorted_ids, Server};
 use meshplane_proto::v1::{CreateExposeRequest, ExposeSession};
 use serde_json::{json, Value};
@@ -18,19 +18,6 @@ use tonic::Code;
 
 const PROXY_DOMAIN: &str = "proxy.localhost";
 const LIMIT: &str = "peer has reached the maximum number of active expose sessions (10)";
-
-/// Sets peer expose on the account: `enabled`, limited to `groups`.
-fn set_expose(s: &Server, enabled: bool, groups: &[&str]) {
-    let account = s.get("/api/accounts")[0].clone();
-    let mut settings = account["settings"].clone();
-    settings["peer_expose_enabled"] = json!(enabled);
-    settings["peer_expose_groups"] = json!(groups);
-    let id = account["id"].as_str().unwrap();
-    s.put(
-        &format!("/api/accounts/{id}"),
-        json!({ "settings": settings }),
-    );
-}
 
 /// A registered peer named `name` and its id.
 async fn joined(s: &Server, key: &str, name: &str) -> (Peer, String) {

@@ -11,12 +11,11 @@
 mod common;
 
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::client::{assert_status, now, reusable, run, Peer};
-use common::Server;
+use common::{meshplane_binary, Server};
 use meshplane_proto::v1::{RelayConfig, RelayTokenRequest, RelayTokenResponse};
 use meshplane_relay::{PeerId, RelayClient, RelayReceiver, RelaySender, Token, TokenVerifier};
 use tonic::Code;
@@ -166,22 +165,6 @@ both_stores!(
     the_token_key_is_published_and_kept,
     relay_urls_are_advertised,
 );
-
-/// The `meshplane` binary in the same target directory as this test.
-fn meshplane_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join("meshplane");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build -p meshplane` first",
-        bin.display()
-    );
-    bin
-}
 
 /// A `meshplane relay` process, stopped when dropped.
 struct RelayProcess(Child);

@@ -11,8 +11,9 @@
 //! peers report about their machines and stores its changes; RelayToken
 //! mints relay tokens ([`crate::relay`]), which Login answers carry too. The expose calls
 //! (CreateExpose, RenewExpose, StopExpose, WatchServices) are served by
-//! [`crate::expose`]. The signal exchange ([`crate::signal`]) is mounted
-//! beside the management service.
+//! [`crate::expose`]. The signal exchange ([`crate::signal`]) and NetBird's
+//! management service ([`crate::netbird`]) are mounted beside the
+//! management service.
 
 mod ephemeral;
 mod login;
@@ -40,8 +41,11 @@ use crate::relay::{Authority, Issuer};
 use crate::store::Store;
 
 pub use ephemeral::remove_offline;
-pub(crate) use login::key_entry;
+pub(crate) use login::{checked_peer, key_entry, login as log_in};
+pub(crate) use meta::sync_meta;
 pub(crate) use peer_streams::StreamSlot;
+pub(crate) use service::Shared;
+pub(crate) use sync::open as open_map_stream;
 
 /// Ends the open Sync and signal streams when the server stops: they never
 /// end on their own, and a graceful shutdown waits for every open call.
@@ -84,8 +88,10 @@ pub async fn mount(
     let proofs =
         crate::signal::Proofs::new(move |header, key| shared.check_signal_proof(header, key));
     let (signal, signal_streams) = crate::signal::service(store, expose, proofs, streams_per_peer);
+    let netbird = crate::netbird::service(service.shared());
     let grpc = Routes::new(ManagementServer::new(service))
         .add_service(signal)
+        .add_service(netbird)
         .prepare()
         .into_axum_router();
     let dispatch = move |mut req: Request, next: Next| {

@@ -91,6 +91,22 @@ impl Shared {
         check_proof(header, key, &self.secret, &mut guard, ids::now()).map_err(Status::from)
     }
 
+    /// The server's secret key, which NetBird's service opens and seals with
+    /// too.
+    pub fn secret(&self) -> &SecretKey {
+        &self.secret
+    }
+
+    /// The server's public key, base64.
+    pub fn public(&self) -> &str {
+        &self.public
+    }
+
+    /// The relay token issuer.
+    pub fn relay(&self) -> &Issuer {
+        &self.relay
+    }
+
     /// Seals `message` to the peer holding `to`.
     pub fn seal<M: Message>(&self, message: &M, to: &PublicKey) -> SealedMessage {
         envelope::seal(message, "", &self.secret, to, ids::now(), &mut OsRng)

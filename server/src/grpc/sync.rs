@@ -7,9 +7,11 @@
 
 use std::sync::Arc;
 
-use crypto_box::PublicKey;
+use std::time::Duration;
+
 use meshplane_core::model::Peer;
-use meshplane_proto::v1::{NetworkMap, SealedMessage, SyncRequest, SyncResponse};
+use meshplane_core::netmap::PeerMap;
+use meshplane_proto::v1::{NetworkMap, PeerSystemMeta, SyncRequest, SyncResponse};
 use tokio::sync::{mpsc, watch};
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
@@ -32,45 +34,88 @@ pub async fn start(
     shared: Arc<Shared>,
     opened: Opened<SyncRequest>,
 ) -> Result<SealedStream, Status> {
+    let (sealer, to) = (shared.clone(), opened.sender);
+    let render = move |map: Option<&PeerMap>, paths: &[String], serial| {
+        let response = SyncResponse {
+            serial,
+            network_map: map.map(|m| NetworkMap::from(m.clone())),
+            process_check_paths: paths.to_vec(),
+        };
+        sealer.seal(&response, &to)
+    };
+    let stream = open(shared, &opened.key, opened.message.meta, None, render).await?;
+    Ok(ReceiverStream::new(stream))
+}
+
+/// Opens a map stream for the peer holding `key`, which reported `meta`:
+/// each map it should get goes out as `render(Some(map), paths, serial)`
+/// (with the process paths its posture checks name), in the protocol of
+/// the stream. With `refresh`, `render(None, paths, serial)` goes out
+/// that often as well (NetBird's streams carry the relay token, which must
+/// be renewed before it expires even when the map does not change).
+pub(crate) async fn open<T, F>(
+    shared: Arc<Shared>,
+    key: &str,
+    meta: Option<PeerSystemMeta>,
+    refresh: Option<Duration>,
+    render: F,
+) -> Result<mpsc::Receiver<Result<T, Status>>, Status>
+where
+    T: Send + 'static,
+    F: FnMut(Option<&PeerMap>, &[String], u64) -> T + Send + 'static,
+{
     if *shared.closing.borrow() {
         return Err(shutting_down());
     }
-    let reported = opened.message.meta.map(meta::checked).transpose()?;
+    let reported = meta.map(meta::checked).transpose()?;
     let now = ids::now();
     let mut tx = shared.store.write().await.map_err(internal)?;
-    let (account, mut peer) = checked_peer(&mut tx, &opened.key, now).await?;
+    let (account, mut peer) = checked_peer(&mut tx, key, now).await?;
     mark_seen(&mut peer, reported, now);
     let account_id = account.id.to_string();
     tx.put(&account_id, &peer).await.map_err(internal)?;
     tx.commit().await.map_err(internal)?;
-    let slot = shared.syncs.open(&opened.key);
-    let subscription = shared
-        .hubs
-        .subscribe(&account_id, peer.id.as_str(), &opened.key);
+    let slot = shared.syncs.open(key);
+    let subscription = shared.hubs.subscribe(&account_id, peer.id.as_str(), key);
     let (out, stream) = mpsc::channel(BACKLOG);
-    tokio::spawn(serve(
+    let stream_of = StreamOf {
         shared,
-        opened.sender,
         subscription,
         slot,
-        out,
         account_id,
-    ));
-    Ok(ReceiverStream::new(stream))
+        refresh,
+    };
+    tokio::spawn(serve(stream_of, out, render));
+    Ok(stream)
+}
+
+/// What one open stream serves from.
+struct StreamOf {
+    shared: Arc<Shared>,
+    subscription: Subscription,
+    slot: StreamSlot,
+    account_id: String,
+    refresh: Option<Duration>,
 }
 
 /// Forwards the peer's updates until it hangs up, must be cut off, or
 /// opens too many streams (this one being its oldest).
-async fn serve(
-    shared: Arc<Shared>,
-    sender: PublicKey,
-    mut subscription: Subscription,
-    slot: StreamSlot,
-    out: mpsc::Sender<Result<SealedMessage, Status>>,
-    account_id: String,
-) {
-    let mut sent: Option<(Arc<NetworkMap>, Arc<[String]>)> = None;
+async fn serve<T, F>(stream: StreamOf, out: mpsc::Sender<Result<T, Status>>, mut render: F)
+where
+    F: FnMut(Option<&PeerMap>, &[String], u64) -> T,
+{
+    let StreamOf {
+        shared,
+        mut subscription,
+        slot,
+        account_id,
+        refresh,
+    } = stream;
+    let mut sent: Option<(Arc<PeerMap>, Arc<[String]>, u64)> = None;
     let mut closing = shared.closing.clone();
+    // Without `refresh` the timer never fires.
+    let period = refresh.unwrap_or(Duration::from_secs(u64::from(u32::MAX)));
+    let mut refresh_at = tokio::time::Instant::now() + period;
     loop {
         let update = tokio::select! {
             () = out.closed() => break,
@@ -82,6 +127,15 @@ async fn serve(
                 let _ = out.send(Err(slot.replaced_status())).await;
                 break;
             }
+            () = tokio::time::sleep_until(refresh_at), if refresh.is_some() => {
+                refresh_at += period;
+                if let Some((_, paths, serial)) = &sent {
+                    if out.send(Ok(render(None, paths, *serial))).await.is_err() {
+                        break;
+                    }
+                }
+                continue;
+            }
             update = subscription.next() => update,
         };
         match update {
@@ -90,18 +144,20 @@ async fn serve(
                 process_check_paths: paths,
                 serial,
             }) => {
-                if sent.as_ref().is_some_and(|(m, p)| *m == map && *p == paths) {
+                if sent
+                    .as_ref()
+                    .is_some_and(|(m, p, _)| *m == map && *p == paths)
+                {
                     continue;
                 }
-                let response = SyncResponse {
-                    serial,
-                    network_map: Some(NetworkMap::clone(&map)),
-                    process_check_paths: paths.to_vec(),
-                };
-                if out.send(Ok(shared.seal(&response, &sender))).await.is_err() {
+                if out
+                    .send(Ok(render(Some(&map), &paths, serial)))
+                    .await
+                    .is_err()
+                {
                     break;
                 }
-                sent = Some((map, paths));
+                sent = Some((map, paths, serial));
             }
             Some(Update::Close { code, message }) => {
                 let _ = out.send(Err(Status::new(code, message))).await;

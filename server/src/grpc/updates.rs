@@ -6,9 +6,10 @@
 //! work between them through one [`MapBuilder`]), and publishes them as one
 //! snapshot. The hub also recomputes when an expose session of the account
 //! begins or ends: the maps are computed from the account with the access
-//! its sessions grant the reverse proxy (`Expose::granted`), each converted
-//! once into its protobuf message. Streams compare their peer's map with
-//! the last one they sent and send only when it differs.
+//! its sessions grant the reverse proxy (`Expose::granted`). Streams
+//! compare their peer's map with the last one they sent and send only when
+//! it differs, converted into the protocol of the stream (ours or
+//! NetBird's, [`crate::netbird`]).
 //!
 //! Bursts are coalesced: the first change after a quiet spell is recomputed
 //! at once, later ones at most once per [`COALESCE`], so a change reaches
@@ -27,7 +28,6 @@ use meshplane_core::posture;
 use meshplane_core::registration::{check_login, RegistrationError};
 use meshplane_core::{ErrorCode, Timestamp};
 use meshplane_proto::status::code_of;
-use meshplane_proto::v1::NetworkMap;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
@@ -51,7 +51,7 @@ pub enum Update {
     /// Send this map and these process paths (those the posture checks
     /// applying to the peer name) unless both are the ones last sent.
     Map {
-        map: Arc<NetworkMap>,
+        map: Arc<PeerMap>,
         process_check_paths: Arc<[String]>,
         serial: u64,
     },
@@ -338,7 +338,7 @@ fn updates(
                 Ok(_) => match index.rank(id) {
                     None => Update::close(&RegistrationError::NotRegistered),
                     Some(rank) => Update::Map {
-                        map: Arc::new(PeerMap::from(&maps.map(rank)).into()),
+                        map: Arc::new(PeerMap::from(&maps.map(rank))),
                         process_check_paths: posture::process_paths(&index, rank).into(),
                         serial,
                     },

@@ -159,6 +159,19 @@ pub fn reusable(s: &Server) -> String {
     setup_key(s, "reusable", 0).0
 }
 
+/// Sets peer expose on the account: `enabled`, limited to `groups`.
+pub fn set_expose(s: &Server, enabled: bool, groups: &[&str]) {
+    let account = s.get("/api/accounts")[0].clone();
+    let mut settings = account["settings"].clone();
+    settings["peer_expose_enabled"] = json!(enabled);
+    settings["peer_expose_groups"] = json!(groups);
+    let id = account["id"].as_str().unwrap();
+    s.put(
+        &format!("/api/accounts/{id}"),
+        json!({ "settings": settings }),
+    );
+}
+
 pub fn assert_status(got: Result<impl std::fmt::Debug, Status>, code: Code, message: &str) {
     let status = got.expect_err("refused");
     assert_eq!(status.code(), code, "{status:?}");

@@ -9,9 +9,10 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod netbird;
 
 use std::net::{TcpListener, TcpStream, UdpSocket};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -177,6 +178,22 @@ pub fn free_port() -> u16 {
             return port;
         }
     }
+}
+
+/// The `meshplane` binary in the same target directory as this test.
+pub fn meshplane_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("meshplane");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p meshplane` first",
+        bin.display()
+    );
+    bin
 }
 
 impl Server {
