@@ -24,6 +24,7 @@ use tokio::time::{sleep, sleep_until, Instant};
 use crate::key::{PrivateKey, PublicKey};
 use crate::link::{MAX_BACKOFF, MIN_BACKOFF};
 use crate::management::{now, Session};
+use crate::routing::mark::UNDERLAY_MARK;
 use crate::wg::Engine;
 
 /// A token is renewed this long before it expires.
@@ -68,7 +69,7 @@ impl Relay {
                 signature: self.config.token_signature.clone(),
             };
             let mut seen = self.network.borrow_and_update().clone();
-            match RelayClient::connect(&self.url, &own, &token).await {
+            match RelayClient::connect_marked(&self.url, &own, &token, Some(UNDERLAY_MARK)).await {
                 Ok((sender, mut receiver)) => {
                     tracing::info!("relay {} connected", self.url);
                     backoff = MIN_BACKOFF;

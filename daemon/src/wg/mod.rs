@@ -245,6 +245,7 @@ impl Engine {
         config: EngineConfig,
     ) -> io::Result<(Engine, Tunnel, Underlay)> {
         let socket = UdpSocket::bind(config.listen).await?;
+        crate::routing::mark::mark(&socket);
         grow_buffers(&socket);
         let socket = Arc::new(socket);
         let local_addr = socket.local_addr()?;
