@@ -96,6 +96,21 @@ pub struct StatusReport {
     pub relay: Option<String>,
     pub relay_connected: bool,
     pub peers: Vec<PeerReport>,
+    /// The exit node all internet traffic goes through, while one is in
+    /// use.
+    #[serde(default)]
+    pub exit_node: Option<ExitNodeReport>,
+}
+
+/// The exit node in `status`: the routing peer of the chosen `0.0.0.0/0`
+/// route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitNodeReport {
+    pub network_id: String,
+    pub route_id: String,
+    pub peer_id: String,
+    pub peer_ip: Ipv4Addr,
+    pub fqdn: Option<String>,
 }
 
 /// One remote peer in `status`: the engine's view of it, named from the

@@ -23,6 +23,7 @@ use crate::forward::Forwarder;
 use crate::key::{PrivateKey, PublicKey};
 use crate::management::{ManagementError, Session};
 use crate::netstack::Netstack;
+use crate::routing::exit_node::{ExitChoice, ExitNode};
 use crate::wg::{Engine, EngineConfig, NetworkUpdate, Status, Underlay};
 
 /// First wait before reconnecting; doubles up to [`MAX_BACKOFF`].
@@ -100,6 +101,7 @@ pub struct Link {
     key: PrivateKey,
     /// The flow reporter, once started.
     reporter: Option<JoinHandle<()>>,
+    exit: Arc<ExitNode>,
 }
 
 /// Why a link could not be brought up.
@@ -158,6 +160,7 @@ impl Link {
             #[cfg(target_os = "linux")]
             Frontend::Kernel(_) => None,
         };
+        let exit = Arc::new(ExitNode::start(frontend.interface()).await);
         let engine = Arc::new(engine);
         let sync = Arc::new(Mutex::new(SyncState::default()));
         let (peers, peer_keys) = watch::channel(BTreeSet::new());
@@ -195,6 +198,7 @@ impl Link {
             connect,
             key,
             reporter: None,
+            exit,
         })
     }
 
@@ -247,6 +251,29 @@ impl Link {
 
     pub fn sync_state(&self) -> MutexGuard<'_, SyncState> {
         lock(&self.sync)
+    }
+
+    /// The exit node in use.
+    pub async fn exit_node(&self) -> Option<ExitChoice> {
+        self.exit.current().await
+    }
+
+    /// Stops following the map and restores the host's own path; then the
+    /// link can be dropped.
+    pub async fn close(&self) {
+        self.task.abort();
+        self.exit.close().await;
+    }
+}
+
+impl Frontend {
+    /// The kernel TUN interface's name, in kernel mode.
+    fn interface(&self) -> Option<&str> {
+        match self {
+            Frontend::Netstack(_) => None,
+            #[cfg(target_os = "linux")]
+            Frontend::Kernel(tun) => Some(tun.name()),
+        }
     }
 }
 

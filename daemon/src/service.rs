@@ -9,7 +9,7 @@ use std::time::Duration;
 use meshplane_core::expose::KeepAliveConfig;
 use tokio::sync::Mutex;
 
-use crate::control::{PeerReport, Reply, Request, StatusReport, UpInfo};
+use crate::control::{ExitNodeReport, PeerReport, Reply, Request, StatusReport, UpInfo};
 use crate::expose::Exposes;
 use crate::key::PrivateKey;
 use crate::link::{Link, LinkOptions, MAX_BACKOFF, MIN_BACKOFF};
@@ -168,7 +168,9 @@ impl Daemon {
     async fn down(&self) -> Result<(), String> {
         self.exposes.stop_all().await;
         let mut link = self.link.lock().await;
-        link.take();
+        if let Some(link) = link.take() {
+            link.close().await;
+        }
         let settings = self.state.settings().map_err(|e| e.to_string())?;
         self.state
             .save_settings(&Settings {
@@ -254,9 +256,11 @@ impl Daemon {
                 relay: None,
                 relay_connected: false,
                 peers: Vec::new(),
+                exit_node: None,
             });
         };
         let engine = link.engine_status().await;
+        let exit = link.exit_node().await;
         let sync = link.sync_state();
         let peers = engine
             .iter()
@@ -288,6 +292,17 @@ impl Daemon {
             relay: link.relay_url().map(str::to_string),
             relay_connected: engine.as_ref().is_some_and(|s| s.relay_connected),
             peers,
+            exit_node: exit.map(|e| ExitNodeReport {
+                fqdn: sync
+                    .map
+                    .as_ref()
+                    .and_then(|m| m.peers.iter().find(|p| p.id == e.peer))
+                    .map(|p| p.fqdn.clone()),
+                network_id: e.network_id,
+                route_id: e.route_id,
+                peer_id: e.peer.to_string(),
+                peer_ip: e.peer_ip,
+            }),
         })
     }
 }

@@ -92,11 +92,6 @@ impl ExitRouting {
         Ok(routing)
     }
 
-    /// Whether the exit route is installed.
-    pub fn is_on(&self) -> bool {
-        self.on
-    }
-
     /// Sends the host's internet traffic into the tunnel (`on`), or lets
     /// it take the host's own path again. Doing what is already done is a
     /// no-op.
@@ -177,14 +172,6 @@ impl ExitRouting {
             self.handle.route().del(route).execute().await?;
         }
         Ok(())
-    }
-
-    /// Turns the exit route off before the link goes; what fails is logged
-    /// (the next start cleans up).
-    pub async fn close(mut self) {
-        if let Err(e) = self.set(false).await {
-            tracing::warn!("removing the exit route: {e}");
-        }
     }
 }
 

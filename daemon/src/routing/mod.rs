@@ -4,4 +4,5 @@
 
 #[cfg(target_os = "linux")]
 pub mod exit;
+pub mod exit_node;
 pub mod mark;
