@@ -99,7 +99,7 @@ pub struct StatusReport {
     /// The exit node all internet traffic goes through, while one is in
     /// use.
     #[serde(default)]
-    pub exit_node: Option<ExitNodeReport>,
+    pub exit_node: Option<Box<ExitNodeReport>>,
 }
 
 /// The exit node in `status`: the routing peer of the chosen `0.0.0.0/0`

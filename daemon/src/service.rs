@@ -292,16 +292,18 @@ impl Daemon {
             relay: link.relay_url().map(str::to_string),
             relay_connected: engine.as_ref().is_some_and(|s| s.relay_connected),
             peers,
-            exit_node: exit.map(|e| ExitNodeReport {
-                fqdn: sync
-                    .map
-                    .as_ref()
-                    .and_then(|m| m.peers.iter().find(|p| p.id == e.peer))
-                    .map(|p| p.fqdn.clone()),
-                network_id: e.network_id,
-                route_id: e.route_id,
-                peer_id: e.peer.to_string(),
-                peer_ip: e.peer_ip,
+            exit_node: exit.map(|e| {
+                Box::new(ExitNodeReport {
+                    fqdn: sync
+                        .map
+                        .as_ref()
+                        .and_then(|m| m.peers.iter().find(|p| p.id == e.peer))
+                        .map(|p| p.fqdn.clone()),
+                    network_id: e.network_id,
+                    route_id: e.route_id,
+                    peer_id: e.peer.to_string(),
+                    peer_ip: e.peer_ip,
+                })
             }),
         })
     }
