@@ -4,16 +4,38 @@
 //! kernel's routing decisions with the exit route on and off, and that a
 //! run that died with the exit on leaves nothing behind the next start.
 //!
+//! `exit_node_carries_internet_traffic_and_keeps_management` runs the real
+//! server and two daemons (kernel TUN) on a LAN namespace, plus an
+//! "internet" namespace that both the LAN's router and peer B can reach:
+//!
+//! ```text
+//!   srv (server at 10.213.99.1 on lo, LAN router) --- inet (198.51.100.7)
+//!    |  bridge 10.213.80.0/24                            |
+//!    a (default route via srv)        b (route to 198.51.100.7 only) --+
+//! ```
+//!
+//! The internet host answers with the address it sees, so the test tells
+//! the two paths apart: a's own (via srv, it sees 10.213.80.2) and the exit
+//! (via b, masqueraded, it sees b's 10.213.90.1). a reaches management at
+//! 10.213.99.1 through its default route, which b cannot route at all: had
+//! a's management or relay connection entered the tunnel, its Sync would
+//! die — yet a receives a rename of b and the route's removal while the
+//! exit is on.
+//!
 //! Needs root and `ip netns`; prints `SKIPPED …` and passes otherwise.
 
 #![cfg(target_os = "linux")]
 
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::process::Command;
+use std::time::Duration;
 
-use common::netns::{in_netns, unsupported, Namespaces, UNDERLAY_B};
+use common::netns::{exec_in, in_netns, unsupported, Lan, Namespaces, LAN_SRV, UNDERLAY_B};
+use common::netns_mesh::{ns_daemon, NsServer};
+use common::procs::{mesh_ip, wait_until, Rest, ScratchDir};
 use ipnet::Ipv4Net;
 use meshplane::kernel_tun::KernelTun;
 use meshplane::key::PrivateKey;
@@ -130,4 +152,200 @@ fn policy_routing_sends_unmarked_traffic_into_the_tunnel() {
     })
     .join()
     .expect("test thread");
+}
+
+/// The internet host's address, on the `inet` namespace's loopback.
+const INET_HOST: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
+const INET_PORT: u16 = 8080;
+/// The server's address on `srv`'s loopback: a reaches it through its
+/// default route, b not at all.
+const SERVER_FAR: Ipv4Addr = Ipv4Addr::new(10, 213, 99, 1);
+/// b's address on its link to `inet`, what masquerade makes traffic from b
+/// come from.
+const B_INET: Ipv4Addr = Ipv4Addr::new(10, 213, 90, 1);
+const MGMT_PORT: u16 = 33073;
+/// Generous limits: the daemons start, join and follow REST changes.
+const WITHIN: Duration = Duration::from_secs(20);
+
+/// The `inet` namespace, deleted on drop.
+struct Internet(String);
+
+impl Drop for Internet {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// Adds the `inet` namespace and its links to `srv` and `b`, and the
+/// routes described in the module docs.
+fn internet(lan: &Lan) -> Internet {
+    let inet = Internet(format!("mp-exit-inet-{}", std::process::id()));
+    let n = inet.0.as_str();
+    let run = |args: &[&str]| {
+        let out = Command::new("ip").args(args).output().expect("run ip");
+        assert!(
+            out.status.success(),
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&["netns", "add", n]);
+    ip(n, &["link", "set", "lo", "up"]);
+    ip(n, &["addr", "add", &format!("{INET_HOST}/32"), "dev", "lo"]);
+    for (side, side_dev, side_addr, inet_dev, inet_addr) in [
+        (
+            &lan.srv,
+            "mpinet0",
+            "10.213.91.1/24",
+            "mpup0",
+            "10.213.91.2/24",
+        ),
+        (
+            &lan.b,
+            "mpinet1",
+            "10.213.90.1/24",
+            "mpup1",
+            "10.213.90.2/24",
+        ),
+    ] {
+        run(&[
+            "link", "add", side_dev, "netns", side, "type", "veth", "peer", "name", inet_dev,
+            "netns", n,
+        ]);
+        ip(side, &["addr", "add", side_addr, "dev", side_dev]);
+        ip(side, &["link", "set", side_dev, "up"]);
+        ip(n, &["addr", "add", inet_addr, "dev", inet_dev]);
+        ip(n, &["link", "set", inet_dev, "up"]);
+    }
+    let host = format!("{INET_HOST}/32");
+    ip(n, &["route", "add", "10.213.80.0/24", "via", "10.213.91.1"]);
+    ip(
+        &lan.srv,
+        &["addr", "add", &format!("{SERVER_FAR}/32"), "dev", "lo"],
+    );
+    ip(&lan.srv, &["route", "add", &host, "via", "10.213.91.2"]);
+    let forward = exec_in(&lan.srv, "sysctl")
+        .args(["-qw", "net.ipv4.ip_forward=1"])
+        .status()
+        .expect("run sysctl");
+    assert!(forward.success(), "srv forwards");
+    ip(
+        &lan.a,
+        &["route", "add", "default", "via", &LAN_SRV.to_string()],
+    );
+    ip(&lan.b, &["route", "add", &host, "via", "10.213.90.2"]);
+    inet
+}
+
+/// A TCP service in `inet` that answers every connection with the address
+/// it came from, and closes it. Serves until the test process ends.
+fn who_am_i_server(inet: &str) {
+    let (ready, up) = std::sync::mpsc::channel();
+    let _detached = in_netns(inet, move || {
+        let listener = TcpListener::bind((INET_HOST, INET_PORT)).expect("bind");
+        ready.send(()).expect("test waits");
+        for mut conn in listener.incoming().flatten() {
+            if let Ok(peer) = conn.peer_addr() {
+                let _ = conn.write_all(peer.ip().to_string().as_bytes());
+            }
+        }
+    });
+    up.recv_timeout(WITHIN).expect("server up");
+}
+
+/// Who the internet host says `ns` is, or `None` when it cannot be
+/// reached.
+fn seen_as(ns: &str) -> Option<String> {
+    in_netns(ns, || {
+        let at = SocketAddr::from((INET_HOST, INET_PORT));
+        let mut conn = TcpStream::connect_timeout(&at, Duration::from_secs(1)).ok()?;
+        conn.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).ok()?;
+        Some(answer)
+    })
+    .join()
+    .expect("client thread")
+}
+
+#[test]
+fn exit_node_carries_internet_traffic_and_keeps_management() {
+    if let Some(why) = unsupported() {
+        println!("SKIPPED exit node end-to-end test: {why}");
+        return;
+    }
+    let lan = Lan::create("exit");
+    let inet = internet(&lan);
+    who_am_i_server(&inet.0);
+    let scratch = ScratchDir::new("exit-e2e");
+    let dir = &scratch.0;
+    let server = NsServer::start(
+        &lan.srv,
+        SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, MGMT_PORT),
+        dir,
+    );
+    let all = server.group_id("All");
+    let key = server.reusable_key("exit", &[]);
+    let a = ns_daemon(&lan.a, dir.join("a"));
+    let b = ns_daemon(&lan.b, dir.join("b"));
+    let far = format!("http://{SERVER_FAR}:{MGMT_PORT}");
+    let near = format!("http://{LAN_SRV}:{MGMT_PORT}");
+    a.ok(&["up", "--management-url", &far, "--setup-key", &key]);
+    b.ok(&["up", "--management-url", &near, "--setup-key", &key]);
+    let ip_b = mesh_ip(&b.status());
+    let b_id = server.peer_by_ip(ip_b)["id"].clone();
+    a.wait_for(WITHIN, "a connected to b", |s| {
+        s["peers"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["connected"] == true))
+    });
+
+    // a's own path: through srv, from its LAN address.
+    assert_eq!(seen_as(&lan.a).as_deref(), Some("10.213.80.2"));
+
+    // b becomes the exit node.
+    let route = server.post(
+        "/api/routes",
+        serde_json::json!({"description": "exit", "network_id": "exit", "enabled": true,
+            "peer": b_id, "network": "0.0.0.0/0", "metric": 9999, "masquerade": true,
+            "groups": [all], "keep_route": false}),
+    );
+    let b_inet = B_INET.to_string();
+    wait_until(WITHIN, "a's internet traffic leaving through b", || {
+        seen_as(&lan.a).as_deref() == Some(b_inet.as_str())
+    });
+    let status = a.status();
+    assert_eq!(
+        status["exit_node"]["peer_ip"],
+        ip_b.to_string(),
+        "{status:#}"
+    );
+    assert_eq!(status["management_connected"], true, "{status:#}");
+
+    // Management still reaches a: a rename of b arrives over Sync.
+    server.call(
+        "PUT",
+        &format!("/api/peers/{}", b_id.as_str().unwrap_or_default()),
+        Some(serde_json::json!({"name": "exit-b", "ssh_enabled": false,
+            "login_expiration_enabled": false, "inactivity_expiration_enabled": false})),
+    );
+    a.wait_for(WITHIN, "the rename of b seen by a", |s| {
+        s["exit_node"]["fqdn"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("exit-b."))
+    });
+    assert_eq!(a.status()["relay_connected"], true, "the relay stays up");
+
+    // Removing the route restores a's own path.
+    server.delete(&format!(
+        "/api/routes/{}",
+        route["id"].as_str().unwrap_or_default()
+    ));
+    wait_until(WITHIN, "a's own path back", || {
+        seen_as(&lan.a).as_deref() == Some("10.213.80.2")
+    });
+    assert_eq!(a.status()["exit_node"], serde_json::Value::Null);
+    a.ok(&["down"]);
+    b.ok(&["down"]);
 }
