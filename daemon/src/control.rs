@@ -16,6 +16,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UnixListener;
 
 use crate::expose::{self, ExposeInfo};
+use crate::routing::RoutesReport;
 use crate::service::Daemon;
 use crate::wg::PeerStatus;
 
@@ -96,6 +97,10 @@ pub struct StatusReport {
     pub relay: Option<String>,
     pub relay_connected: bool,
     pub peers: Vec<PeerReport>,
+    /// The networks this peer uses (with their chosen routing peer) and
+    /// those it routes for others.
+    #[serde(default)]
+    pub routes: RoutesReport,
 }
 
 /// One remote peer in `status`: the engine's view of it, named from the

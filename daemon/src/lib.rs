@@ -63,6 +63,7 @@ pub mod netstack;
 pub mod packet;
 pub mod ping;
 pub mod proxy_peer;
+pub mod routing;
 pub mod service;
 pub mod setup_key;
 pub mod socks;

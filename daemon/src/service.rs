@@ -14,6 +14,7 @@ use crate::expose::Exposes;
 use crate::key::PrivateKey;
 use crate::link::{Link, LinkOptions, MAX_BACKOFF, MIN_BACKOFF};
 use crate::netstack::{Dialer, Echo, Netstack};
+use crate::routing::RoutesReport;
 use crate::state::{Settings, StateDir};
 
 /// How long `expose` waits for the management stream of a daemon that is
@@ -108,6 +109,14 @@ impl Daemon {
         self.exposes.stop_all().await;
     }
 
+    /// Undoes what the link set up on the host besides its interface
+    /// (the daemon is exiting; the saved settings stay as they are).
+    pub async fn release_host(&self) {
+        if let Some(link) = self.link.lock().await.as_ref() {
+            link.shutdown().await;
+        }
+    }
+
     pub async fn handle(&self, request: Request) -> Reply {
         match request {
             Request::Up {
@@ -168,7 +177,9 @@ impl Daemon {
     async fn down(&self) -> Result<(), String> {
         self.exposes.stop_all().await;
         let mut link = self.link.lock().await;
-        link.take();
+        if let Some(link) = link.take() {
+            link.shutdown().await;
+        }
         let settings = self.state.settings().map_err(|e| e.to_string())?;
         self.state
             .save_settings(&Settings {
@@ -254,6 +265,7 @@ impl Daemon {
                 relay: None,
                 relay_connected: false,
                 peers: Vec::new(),
+                routes: RoutesReport::default(),
             });
         };
         let engine = link.engine_status().await;
@@ -288,6 +300,7 @@ impl Daemon {
             relay: link.relay_url().map(str::to_string),
             relay_connected: engine.as_ref().is_some_and(|s| s.relay_connected),
             peers,
+            routes: link.routes(),
         })
     }
 }
