@@ -168,6 +168,7 @@ fn tun_mode(len: u64) {
         NetworkUpdate {
             peers: vec![ns_peer(&key_b, IP_B, UNDERLAY_B)],
             firewall: allow_all(),
+            ..NetworkUpdate::default()
         },
     );
     let b = NsPeer::start(
@@ -177,6 +178,7 @@ fn tun_mode(len: u64) {
         NetworkUpdate {
             peers: vec![ns_peer(&key_a, IP_A, UNDERLAY_A)],
             firewall: allow_all(),
+            ..NetworkUpdate::default()
         },
     );
     for (what, to) in [

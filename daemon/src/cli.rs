@@ -276,6 +276,7 @@ fn run_daemon(
             () = shutdown_signal() => tracing::info!("shutting down"),
         }
         daemon.stop_exposes().await;
+        daemon.release_host().await;
         let _ = std::fs::remove_file(&socket);
         Ok(())
     })
@@ -431,5 +432,6 @@ fn render_status(r: &StatusReport) -> String {
             },
         );
     }
+    out.push_str(&crate::routing::render(&r.routes));
     out
 }

@@ -16,6 +16,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UnixListener;
 
 use crate::expose::{self, ExposeInfo};
+use crate::routing::{ExitNodeReport, RoutesReport};
 use crate::service::Daemon;
 use crate::wg::PeerStatus;
 
@@ -100,17 +101,10 @@ pub struct StatusReport {
     /// use.
     #[serde(default)]
     pub exit_node: Option<Box<ExitNodeReport>>,
-}
-
-/// The exit node in `status`: the routing peer of the chosen `0.0.0.0/0`
-/// route.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExitNodeReport {
-    pub network_id: String,
-    pub route_id: String,
-    pub peer_id: String,
-    pub peer_ip: Ipv4Addr,
-    pub fqdn: Option<String>,
+    /// The networks this peer uses (with their chosen routing peer) and
+    /// those it routes for others.
+    #[serde(default)]
+    pub routes: RoutesReport,
 }
 
 /// One remote peer in `status`: the engine's view of it, named from the

@@ -23,8 +23,8 @@ use crate::forward::Forwarder;
 use crate::key::{PrivateKey, PublicKey};
 use crate::management::{ManagementError, Session};
 use crate::netstack::Netstack;
-use crate::routing::exit_node::{ExitChoice, ExitNode};
-use crate::wg::{Engine, EngineConfig, NetworkUpdate, Status, Underlay};
+use crate::routing::{underlay_addresses, HostConfig, Routes, RoutesReport};
+use crate::wg::{Engine, EngineConfig, Status, Underlay};
 
 /// First wait before reconnecting; doubles up to [`MAX_BACKOFF`].
 pub(crate) const MIN_BACKOFF: Duration = Duration::from_millis(500);
@@ -101,7 +101,10 @@ pub struct Link {
     key: PrivateKey,
     /// The flow reporter, once started.
     reporter: Option<JoinHandle<()>>,
-    exit: Arc<ExitNode>,
+    /// Routes and networks: chosen on every map and reachability change.
+    routes: Arc<Routes>,
+    /// Chooses routing peers again when a peer's reachability changes.
+    failover: JoinHandle<()>,
 }
 
 /// Why a link could not be brought up.
@@ -160,8 +163,28 @@ impl Link {
             #[cfg(target_os = "linux")]
             Frontend::Kernel(_) => None,
         };
-        let exit = Arc::new(ExitNode::start(frontend.interface()).await);
         let engine = Arc::new(engine);
+        let host = match &frontend {
+            #[cfg(target_os = "linux")]
+            Frontend::Kernel(tun) => {
+                let mut urls = vec![url];
+                if let Some(relay) = &login.relay {
+                    urls.extend(relay.urls.iter().map(String::as_str));
+                }
+                Some(HostConfig {
+                    interface: tun.name().to_string(),
+                    underlay: underlay_addresses(&urls).await,
+                })
+            }
+            Frontend::Netstack(_) => None,
+        };
+        let routes = Arc::new(Routes::new(
+            Arc::clone(&engine),
+            login.peer_id.as_str().into(),
+            address,
+            host,
+        ));
+        let failover = routes.follow();
         let sync = Arc::new(Mutex::new(SyncState::default()));
         let (peers, peer_keys) = watch::channel(BTreeSet::new());
         let connect = Connect::start(ConnectConfig {
@@ -178,7 +201,7 @@ impl Link {
         let follower = Follower {
             url: url.to_string(),
             key: key.clone(),
-            engine: Arc::clone(&engine),
+            routes: Arc::clone(&routes),
             sync: Arc::clone(&sync),
             peers,
         };
@@ -198,8 +221,23 @@ impl Link {
             connect,
             key,
             reporter: None,
-            exit,
+            routes,
+            failover,
         })
+    }
+
+    /// The routes part of `status`.
+    pub fn routes(&self) -> RoutesReport {
+        self.routes.report()
+    }
+
+    /// Removes what the link set up on the host besides its interface
+    /// (forwarding, the nftables table, kernel routes); call before
+    /// dropping it.
+    pub async fn shutdown(&self) {
+        self.task.abort();
+        self.failover.abort();
+        self.routes.shutdown().await;
     }
 
     /// Reports the engine's flow events to the server every `every`
@@ -252,34 +290,12 @@ impl Link {
     pub fn sync_state(&self) -> MutexGuard<'_, SyncState> {
         lock(&self.sync)
     }
-
-    /// The exit node in use.
-    pub async fn exit_node(&self) -> Option<ExitChoice> {
-        self.exit.current().await
-    }
-
-    /// Stops following the map and restores the host's own path; then the
-    /// link can be dropped.
-    pub async fn close(&self) {
-        self.task.abort();
-        self.exit.close().await;
-    }
-}
-
-impl Frontend {
-    /// The kernel TUN interface's name, in kernel mode.
-    fn interface(&self) -> Option<&str> {
-        match self {
-            Frontend::Netstack(_) => None,
-            #[cfg(target_os = "linux")]
-            Frontend::Kernel(tun) => Some(tun.name()),
-        }
-    }
 }
 
 impl Drop for Link {
     fn drop(&mut self) {
         self.task.abort();
+        self.failover.abort();
         if let Some(reporter) = &self.reporter {
             reporter.abort();
         }
@@ -295,7 +311,8 @@ fn lock(m: &Mutex<SyncState>) -> MutexGuard<'_, SyncState> {
 struct Follower {
     url: String,
     key: PrivateKey,
-    engine: Arc<Engine>,
+    /// Applies each map to the engine, with the routes chosen for it.
+    routes: Arc<Routes>,
     sync: Arc<Mutex<SyncState>>,
     /// The keys of the current map's peers, for the signal task.
     peers: watch::Sender<BTreeSet<PublicKey>>,
@@ -348,10 +365,9 @@ impl Follower {
                 Ok(None) => return (got_map, Ok(())),
                 Err(e) => return (got_map, Err(e)),
             };
-            let update = NetworkUpdate::from_map(&map);
-            if self.engine.update(update.clone()).await.is_err() {
+            let Ok(update) = self.routes.apply_map(map.clone()).await else {
                 return (got_map, Ok(()));
-            }
+            };
             let keys: BTreeSet<PublicKey> = update.peers.iter().map(|p| p.public_key).collect();
             self.peers.send_if_modified(|current| {
                 let changed = *current != keys;

@@ -9,11 +9,12 @@ use std::time::Duration;
 use meshplane_core::expose::KeepAliveConfig;
 use tokio::sync::Mutex;
 
-use crate::control::{ExitNodeReport, PeerReport, Reply, Request, StatusReport, UpInfo};
+use crate::control::{PeerReport, Reply, Request, StatusReport, UpInfo};
 use crate::expose::Exposes;
 use crate::key::PrivateKey;
 use crate::link::{Link, LinkOptions, MAX_BACKOFF, MIN_BACKOFF};
 use crate::netstack::{Dialer, Echo, Netstack};
+use crate::routing::RoutesReport;
 use crate::state::{Settings, StateDir};
 
 /// How long `expose` waits for the management stream of a daemon that is
@@ -108,6 +109,14 @@ impl Daemon {
         self.exposes.stop_all().await;
     }
 
+    /// Undoes what the link set up on the host besides its interface
+    /// (the daemon is exiting; the saved settings stay as they are).
+    pub async fn release_host(&self) {
+        if let Some(link) = self.link.lock().await.as_ref() {
+            link.shutdown().await;
+        }
+    }
+
     pub async fn handle(&self, request: Request) -> Reply {
         match request {
             Request::Up {
@@ -169,7 +178,7 @@ impl Daemon {
         self.exposes.stop_all().await;
         let mut link = self.link.lock().await;
         if let Some(link) = link.take() {
-            link.close().await;
+            link.shutdown().await;
         }
         let settings = self.state.settings().map_err(|e| e.to_string())?;
         self.state
@@ -256,11 +265,12 @@ impl Daemon {
                 relay: None,
                 relay_connected: false,
                 peers: Vec::new(),
+                routes: RoutesReport::default(),
                 exit_node: None,
             });
         };
         let engine = link.engine_status().await;
-        let exit = link.exit_node().await;
+        let routes = link.routes();
         let sync = link.sync_state();
         let peers = engine
             .iter()
@@ -292,19 +302,8 @@ impl Daemon {
             relay: link.relay_url().map(str::to_string),
             relay_connected: engine.as_ref().is_some_and(|s| s.relay_connected),
             peers,
-            exit_node: exit.map(|e| {
-                Box::new(ExitNodeReport {
-                    fqdn: sync
-                        .map
-                        .as_ref()
-                        .and_then(|m| m.peers.iter().find(|p| p.id == e.peer))
-                        .map(|p| p.fqdn.clone()),
-                    network_id: e.network_id,
-                    route_id: e.route_id,
-                    peer_id: e.peer.to_string(),
-                    peer_ip: e.peer_ip,
-                })
-            }),
+            exit_node: routes.exit_node().map(Box::new),
+            routes,
         })
     }
 }

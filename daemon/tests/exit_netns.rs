@@ -116,7 +116,7 @@ fn policy_routing_sends_unmarked_traffic_into_the_tunnel() {
             let underlay = "mpveth-a";
             assert_eq!(route_dev(ns, INTERNET, None), underlay, "before");
 
-            let mut exit = ExitRouting::start("mp0").await.expect("netlink");
+            let mut exit = ExitRouting::new("mp0").expect("netlink");
             exit.set(true).await.expect("exit on");
             assert_eq!(route_dev(ns, INTERNET, None), "mp0", "internet: tunnel");
             assert_eq!(
@@ -145,8 +145,9 @@ fn policy_routing_sends_unmarked_traffic_into_the_tunnel() {
             exit.set(true).await.expect("exit on again");
             drop(exit);
             assert!(has_our_rules(ns), "a dead run's rules are still there");
-            let _next = ExitRouting::start("mp0").await.expect("netlink");
-            assert!(!has_our_rules(ns), "the next start removed them");
+            let mut next = ExitRouting::new("mp0").expect("netlink");
+            next.set(false).await.expect("first use");
+            assert!(!has_our_rules(ns), "the next run removed them");
             assert_eq!(route_dev(ns, INTERNET, None), underlay, "own path again");
         });
     })
@@ -312,9 +313,10 @@ fn exit_node_carries_internet_traffic_and_keeps_management() {
             "groups": [all], "keep_route": false}),
     );
     let b_inet = B_INET.to_string();
-    wait_until(WITHIN, "a's internet traffic leaving through b", || {
+    let took = wait_until(WITHIN, "a's internet traffic leaving through b", || {
         seen_as(&lan.a).as_deref() == Some(b_inet.as_str())
     });
+    eprintln!("exit route created: a's traffic left through b {took:?} later");
     let status = a.status();
     assert_eq!(
         status["exit_node"]["peer_ip"],
@@ -330,6 +332,7 @@ fn exit_node_carries_internet_traffic_and_keeps_management() {
         Some(serde_json::json!({"name": "exit-b", "ssh_enabled": false,
             "login_expiration_enabled": false, "inactivity_expiration_enabled": false})),
     );
+    eprintln!("{}", a.ok(&["status"]));
     a.wait_for(WITHIN, "the rename of b seen by a", |s| {
         s["exit_node"]["fqdn"]
             .as_str()
@@ -342,9 +345,10 @@ fn exit_node_carries_internet_traffic_and_keeps_management() {
         "/api/routes/{}",
         route["id"].as_str().unwrap_or_default()
     ));
-    wait_until(WITHIN, "a's own path back", || {
+    let took = wait_until(WITHIN, "a's own path back", || {
         seen_as(&lan.a).as_deref() == Some("10.213.80.2")
     });
+    eprintln!("exit route deleted: a's own path back {took:?} later");
     assert_eq!(a.status()["exit_node"], serde_json::Value::Null);
     a.ok(&["down"]);
     b.ok(&["down"]);

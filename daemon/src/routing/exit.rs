@@ -23,7 +23,7 @@
 //! restores the host's own path. Should the daemon die without doing so,
 //! the TUN interface goes with the process and takes the table's route
 //! with it; the rules left behind point at an empty table and change
-//! nothing; and [`ExitRouting::start`] removes them at the next start.
+//! nothing; and the next run's first [`ExitRouting::set`] removes them.
 
 use std::io;
 use std::net::Ipv4Addr;
@@ -73,29 +73,34 @@ pub struct ExitRouting {
     /// The TUN interface's index.
     tun: u32,
     on: bool,
+    /// Whether what an earlier run left has been removed (on the first
+    /// [`ExitRouting::set`]).
+    swept: bool,
 }
 
 impl ExitRouting {
-    /// Opens a netlink connection for the TUN interface `interface` and
-    /// removes whatever an earlier run left behind.
-    pub async fn start(interface: &str) -> Result<ExitRouting, ExitError> {
+    /// Opens a netlink connection for the TUN interface `interface`.
+    pub fn new(interface: &str) -> Result<ExitRouting, ExitError> {
         let tun = nix::net::if_::if_nametoindex(interface)
             .map_err(|_| ExitError::NoInterface(interface.to_string()))?;
         let (connection, handle, _) = rtnetlink::new_connection().map_err(ExitError::Socket)?;
-        let routing = ExitRouting {
+        Ok(ExitRouting {
             handle,
             connection: tokio::spawn(connection),
             tun,
             on: false,
-        };
-        routing.remove().await?;
-        Ok(routing)
+            swept: false,
+        })
     }
 
     /// Sends the host's internet traffic into the tunnel (`on`), or lets
     /// it take the host's own path again. Doing what is already done is a
-    /// no-op.
+    /// no-op; the first call also removes what a run that died left.
     pub async fn set(&mut self, on: bool) -> Result<(), ExitError> {
+        if !self.swept {
+            self.remove().await?;
+            self.swept = true;
+        }
         if on == self.on {
             return Ok(());
         }

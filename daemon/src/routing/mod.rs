@@ -1,10 +1,516 @@
-//! What the map's routes do on this host: the exit node ([`exit_node`],
-//! applied through policy routing by [`exit`] on Linux), the addresses of
-//! domain routes ([`domains`]), and the mark that keeps this peer's own
-//! underlay sockets out of the tunnel ([`mark`]).
+//! Routes and networks on the peer: what the map's routes make of it.
+//!
+//! [`Routes`] holds the last map and, every time a map arrives
+//! ([`Routes::apply_map`]) or a peer's reachability changes
+//! ([`Routes::follow`]: the engine's [`Reach`](crate::wg::Reach) watch), chooses a routing
+//! peer for every network this peer uses
+//! ([`meshplane_core::routing::select`]) and applies the choice:
+//!
+//! - to the engine: each chosen prefix goes to its routing peer's allowed
+//!   IPs, and the route filter gets the route firewall rules of what this
+//!   peer serves plus one outbound rule per prefix it uses
+//!   ([`NetworkUpdate::routes`], [`NetworkUpdate::route_rules`]);
+//! - to the host, in kernel TUN mode: kernel routes for the chosen prefixes
+//!   on the interface ([`host`]), and, on a routing peer, forwarding and
+//!   masquerading ([`serve`]).
+//!
+//! [`HostSide::apply_chosen`] is the single place where chosen prefixes
+//! reach the host; a default route (`0.0.0.0/0`, an exit node) needs policy
+//! routing that keeps the management, relay and peer underlay traffic out
+//! of the tunnel ([`exit`], with the sockets [`mark`]ed), so it is never
+//! installed as a plain route.
+//!
+//! Domain routes resolve their names with the host's resolver
+//! ([`domains`]).
+//!
+//! In netstack mode there is no host side: the engine routes the chosen
+//! prefixes, so only this process's own connections (the SOCKS proxy) use
+//! them, and a netstack peer does not forward for others.
 
 pub mod domains;
 #[cfg(target_os = "linux")]
 pub mod exit;
-pub mod exit_node;
+#[cfg(target_os = "linux")]
+pub mod host;
 pub mod mark;
+#[cfg(target_os = "linux")]
+pub mod serve;
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use ipnet::Ipv4Net;
+use meshplane_core::model::PeerId;
+use meshplane_core::netmap::PeerMap;
+use meshplane_core::routing::forward::RouteRule;
+use meshplane_core::routing::select::{Candidate, Selection, Selector};
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+
+use crate::key::PublicKey;
+use crate::wg::{Engine, EngineStopped, NetworkUpdate, RoutedPrefix};
+
+/// A network this peer uses, in `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkReport {
+    pub network_id: String,
+    /// The routed prefix; none for a domain route.
+    pub network: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub domains: Vec<String>,
+    /// The chosen routing peer (id, mesh IP, FQDN) and its route's id;
+    /// none while no routing peer of the network is connected.
+    pub route_id: Option<String>,
+    pub routing_peer: Option<String>,
+    pub routing_peer_ip: Option<Ipv4Addr>,
+    pub routing_peer_fqdn: Option<String>,
+    /// How many routing peers the network has (more than one: HA).
+    pub routing_peers: usize,
+}
+
+/// A network this peer routes for others, in `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServedReport {
+    pub network_id: String,
+    pub network: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub domains: Vec<String>,
+    pub masquerade: bool,
+}
+
+/// The routes part of `status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoutesReport {
+    pub networks: Vec<NetworkReport>,
+    pub served: Vec<ServedReport>,
+}
+
+/// The exit node in `status`: the chosen routing peer of the network
+/// routing `0.0.0.0/0`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitNodeReport {
+    pub network_id: String,
+    pub route_id: String,
+    pub peer_id: String,
+    pub peer_ip: Ipv4Addr,
+    pub fqdn: Option<String>,
+}
+
+impl RoutesReport {
+    /// The exit node in use: a default-route network with a routing peer.
+    pub fn exit_node(&self) -> Option<ExitNodeReport> {
+        self.networks.iter().find_map(|n| {
+            let network = n.network.as_deref()?.parse::<Ipv4Net>().ok()?;
+            if network.prefix_len() != 0 {
+                return None;
+            }
+            Some(ExitNodeReport {
+                network_id: n.network_id.clone(),
+                route_id: n.route_id.clone()?,
+                peer_id: n.routing_peer.clone()?,
+                peer_ip: n.routing_peer_ip?,
+                fqdn: n.routing_peer_fqdn.clone(),
+            })
+        })
+    }
+}
+
+/// The human form of the routes part of `status`.
+pub fn render(r: &RoutesReport) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let what = |network: &Option<String>, domains: &[String]| {
+        network.clone().unwrap_or_else(|| domains.join(","))
+    };
+    let _ = writeln!(out, "Networks:    {}", r.networks.len());
+    for n in &r.networks {
+        let via = match (&n.routing_peer_ip, &n.routing_peer_fqdn, &n.routing_peer) {
+            (Some(ip), Some(fqdn), _) => format!("via {fqdn} ({ip})"),
+            (Some(ip), None, Some(id)) => format!("via {id} ({ip})"),
+            _ => "no routing peer connected".to_string(),
+        };
+        let ha = if n.routing_peers > 1 {
+            format!("  [{} routing peers]", n.routing_peers)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "  {} {}  {via}{ha}",
+            n.network_id,
+            what(&n.network, &n.domains)
+        );
+    }
+    if !r.served.is_empty() {
+        let _ = writeln!(out, "Routing for: {}", r.served.len());
+        for s in &r.served {
+            let _ = writeln!(
+                out,
+                "  {} {}{}",
+                s.network_id,
+                what(&s.network, &s.domains),
+                if s.masquerade { "  masquerade" } else { "" }
+            );
+        }
+    }
+    out
+}
+
+/// What the host side needs to know (kernel TUN mode).
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// The TUN interface.
+    pub interface: String,
+    /// Addresses that must stay on the underlay: the management server's
+    /// and the relay's.
+    pub underlay: Vec<Ipv4Addr>,
+}
+
+/// The IPv4 addresses of the hosts in `urls` (`scheme://host[:port]/…`),
+/// for [`HostConfig::underlay`]; a name that does not resolve is logged
+/// and skipped.
+pub async fn underlay_addresses(urls: &[&str]) -> Vec<Ipv4Addr> {
+    let mut out = Vec::new();
+    for url in urls {
+        let rest = url.split_once("://").map_or(*url, |(_, r)| r);
+        let authority = rest.split('/').next().unwrap_or_default();
+        let with_port = if authority
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
+            authority.to_string()
+        } else {
+            format!("{authority}:0")
+        };
+        match tokio::net::lookup_host(with_port).await {
+            Ok(addrs) => out.extend(addrs.filter_map(|a| match a.ip() {
+                std::net::IpAddr::V4(ip) => Some(ip),
+                std::net::IpAddr::V6(_) => None,
+            })),
+            Err(e) => tracing::warn!("{url}: {e}; routes may cover it"),
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Chooses routing peers and applies the choice; see the module docs.
+#[derive(Debug)]
+pub struct Routes {
+    engine: Arc<Engine>,
+    own: PeerId,
+    /// This peer's mesh address and the network's prefix length.
+    address: Ipv4Net,
+    state: tokio::sync::Mutex<State>,
+    report: Mutex<RoutesReport>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    map: Option<PeerMap>,
+    /// The map's own part of the engine's update (peers and firewall).
+    base: NetworkUpdate,
+    selector: Selector,
+    /// The routes part last given to the engine.
+    applied: Option<(Vec<RoutedPrefix>, Vec<RouteRule>)>,
+    host: Option<HostSide>,
+}
+
+impl Routes {
+    /// Routes for the link of peer `own` at `address`; `host` in kernel TUN
+    /// mode (kernel routes and forwarding cannot be set up: logged, the
+    /// engine side still works).
+    pub fn new(
+        engine: Arc<Engine>,
+        own: PeerId,
+        address: Ipv4Net,
+        host: Option<HostConfig>,
+    ) -> Routes {
+        let host = host.and_then(|h| HostSide::new(&h, address));
+        Routes {
+            engine,
+            own,
+            address,
+            state: tokio::sync::Mutex::new(State {
+                host,
+                ..State::default()
+            }),
+            report: Mutex::new(RoutesReport::default()),
+        }
+    }
+
+    /// Applies a new map: its peers and firewall rules, and the routes
+    /// chosen for it. Returns the update the engine got.
+    pub async fn apply_map(&self, map: PeerMap) -> Result<NetworkUpdate, EngineStopped> {
+        let mut state = self.state.lock().await;
+        state.base = NetworkUpdate::from_map(&map);
+        state.map = Some(map);
+        state.applied = None;
+        self.apply(&mut state).await
+    }
+
+    /// Chooses again with the peers' current reachability; the engine and
+    /// the host change only when a choice did.
+    pub async fn reselect(&self) -> Result<(), EngineStopped> {
+        let mut state = self.state.lock().await;
+        if state.map.is_some() {
+            self.apply(&mut state).await?;
+        }
+        Ok(())
+    }
+
+    /// Follows the engine's reachability and chooses again on every change:
+    /// a routing peer that stops answering is replaced within seconds.
+    pub fn follow(self: &Arc<Self>) -> JoinHandle<()> {
+        let routes = Arc::clone(self);
+        let mut reach = self.engine.reach();
+        tokio::spawn(async move {
+            while reach.changed().await.is_ok() {
+                if routes.reselect().await.is_err() {
+                    return;
+                }
+            }
+        })
+    }
+
+    /// What `status` shows of routes.
+    pub fn report(&self) -> RoutesReport {
+        self.report
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Removes what this peer set up on the host (kernel routes, the
+    /// nftables table, forwarding); the link is going down.
+    pub async fn shutdown(&self) {
+        let mut state = self.state.lock().await;
+        if let Some(host) = &mut state.host {
+            host.clear(self.address).await;
+        }
+    }
+
+    async fn apply(&self, state: &mut State) -> Result<NetworkUpdate, EngineStopped> {
+        let reach = self.engine.reach().borrow().clone();
+        let Some(map) = &state.map else {
+            return Ok(state.base.clone());
+        };
+        let keys: HashMap<&PeerId, PublicKey> = map
+            .peers
+            .iter()
+            .filter_map(|p| Some((&p.id, p.key.parse::<PublicKey>().ok()?)))
+            .collect();
+        let candidates: Vec<Candidate> = map.routes.iter().map(Candidate::from).collect();
+        let selection = state.selector.select(&self.own, &candidates, |id| {
+            keys.get(id).and_then(|k| reach.get(k)).copied()
+        });
+        let plan = Plan::new(&self.own, map, &selection, &keys, self.address);
+        *self.report.lock().unwrap_or_else(PoisonError::into_inner) =
+            report(&self.own, map, &selection);
+        let mut update = state.base.clone();
+        update.routes = plan.routes.clone();
+        update.route_rules = plan.rules.clone();
+        let changed = state.applied.as_ref() != Some(&(plan.routes.clone(), plan.rules.clone()));
+        if changed {
+            for r in &plan.routes {
+                tracing::info!("route {} via {}", r.prefix, r.via);
+            }
+            self.engine.update(update.clone()).await?;
+            state.applied = Some((plan.routes.clone(), plan.rules));
+            if let Some(host) = &mut state.host {
+                let chosen: Vec<Ipv4Net> = plan.routes.iter().map(|r| r.prefix).collect();
+                host.apply_chosen(&chosen).await;
+                host.serve(!selection.served.is_empty(), self.address, &plan.masquerade)
+                    .await;
+            }
+        }
+        Ok(update)
+    }
+}
+
+/// What one selection means for the engine and the host.
+struct Plan {
+    routes: Vec<RoutedPrefix>,
+    rules: Vec<RouteRule>,
+    masquerade: Vec<Ipv4Net>,
+}
+
+impl Plan {
+    fn new(
+        own: &PeerId,
+        map: &PeerMap,
+        selection: &Selection,
+        keys: &HashMap<&PeerId, PublicKey>,
+        address: Ipv4Net,
+    ) -> Plan {
+        let routes: Vec<RoutedPrefix> = selection
+            .used
+            .iter()
+            .filter_map(|c| {
+                let chosen = c.chosen.as_ref()?;
+                let prefix = c.target.network.as_deref()?.parse::<Ipv4Net>().ok()?;
+                Some(RoutedPrefix {
+                    prefix: prefix.trunc(),
+                    via: *keys.get(&chosen.peer)?,
+                })
+            })
+            .collect();
+        let mut rules: Vec<RouteRule> = map
+            .route_firewall_rules
+            .iter()
+            .filter_map(|r| {
+                let rule = RouteRule::from_map(r);
+                if rule.is_none() {
+                    tracing::debug!(
+                        "route rule {} for {:?}: no prefix",
+                        r.route_id,
+                        r.destination
+                    );
+                }
+                rule
+            })
+            .collect();
+        rules.extend(
+            routes
+                .iter()
+                .map(|r| RouteRule::outbound(address.addr(), r.prefix)),
+        );
+        let masquerade = map
+            .routes
+            .iter()
+            .filter(|r| &r.peer == own && r.masquerade)
+            .filter_map(|r| r.network.as_deref()?.parse::<Ipv4Net>().ok())
+            .map(|p| p.trunc())
+            .collect();
+        Plan {
+            routes,
+            rules,
+            masquerade,
+        }
+    }
+}
+
+/// The routes part of `status` for a selection.
+fn report(own: &PeerId, map: &PeerMap, selection: &Selection) -> RoutesReport {
+    let fqdn = |id: &PeerId| {
+        map.peers
+            .iter()
+            .find(|p| &p.id == id)
+            .map(|p| p.fqdn.clone())
+    };
+    let networks = selection
+        .used
+        .iter()
+        .map(|c| NetworkReport {
+            network_id: c.target.network_id.clone(),
+            network: c.target.network.clone(),
+            domains: c.target.domains.clone(),
+            route_id: c.chosen.as_ref().map(|x| x.route_id.clone()),
+            routing_peer: c.chosen.as_ref().map(|x| x.peer.to_string()),
+            routing_peer_ip: c.chosen.as_ref().map(|x| x.peer_ip),
+            routing_peer_fqdn: c.chosen.as_ref().and_then(|x| fqdn(&x.peer)),
+            routing_peers: c.routing_peers,
+        })
+        .collect();
+    let served = selection
+        .served
+        .iter()
+        .map(|t| ServedReport {
+            network_id: t.network_id.clone(),
+            network: t.network.clone(),
+            domains: t.domains.clone(),
+            masquerade: map.routes.iter().any(|r| {
+                &r.peer == own
+                    && r.masquerade
+                    && r.network_id == t.network_id
+                    && r.network == t.network
+            }),
+        })
+        .collect();
+    RoutesReport { networks, served }
+}
+
+/// The host side in kernel TUN mode.
+#[derive(Debug)]
+struct HostSide {
+    #[cfg(target_os = "linux")]
+    routes: host::HostRoutes,
+    #[cfg(target_os = "linux")]
+    serving: serve::Serving,
+    /// The exit node's policy routing; none when netlink refused it.
+    #[cfg(target_os = "linux")]
+    exit: Option<exit::ExitRouting>,
+}
+
+impl HostSide {
+    #[cfg(target_os = "linux")]
+    fn new(config: &HostConfig, _address: Ipv4Net) -> Option<HostSide> {
+        match host::HostRoutes::new(&config.interface, config.underlay.clone()) {
+            Ok(routes) => Some(HostSide {
+                routes,
+                serving: serve::Serving::default(),
+                exit: exit::ExitRouting::new(&config.interface)
+                    .map_err(|e| tracing::warn!("exit nodes unavailable: {e}"))
+                    .ok(),
+            }),
+            Err(e) => {
+                tracing::warn!("routes: no netlink ({e}); routed prefixes get no kernel routes");
+                None
+            }
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn new(_config: &HostConfig, _address: Ipv4Net) -> Option<HostSide> {
+        None
+    }
+
+    /// The one entry point for the prefixes chosen for this peer: kernel
+    /// routes on the interface for each. A default route is an exit node's:
+    /// it goes through policy routing ([`exit`]), not as a plain route.
+    async fn apply_chosen(&mut self, chosen: &[Ipv4Net]) {
+        let (default, plain): (Vec<Ipv4Net>, Vec<Ipv4Net>) =
+            chosen.iter().partition(|p| p.prefix_len() == 0);
+        #[cfg(target_os = "linux")]
+        {
+            self.routes.apply(&plain).await;
+            self.set_exit(!default.is_empty()).await;
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = (default, plain);
+    }
+
+    /// Turns the exit node's policy routing on or off.
+    #[cfg(target_os = "linux")]
+    async fn set_exit(&mut self, on: bool) {
+        match &mut self.exit {
+            Some(exit) => match exit.set(on).await {
+                Ok(()) => {}
+                Err(e) => tracing::warn!("exit node: {e}"),
+            },
+            None if on => tracing::warn!("exit node chosen, but policy routing is unavailable"),
+            None => {}
+        }
+    }
+
+    /// Forwards while serving, masquerading `masquerade`.
+    async fn serve(&mut self, serving: bool, address: Ipv4Net, masquerade: &[Ipv4Net]) {
+        #[cfg(target_os = "linux")]
+        self.serving.apply(serving, address, masquerade).await;
+        #[cfg(not(target_os = "linux"))]
+        let _ = (serving, address, masquerade);
+    }
+
+    async fn clear(&mut self, address: Ipv4Net) {
+        #[cfg(target_os = "linux")]
+        {
+            self.set_exit(false).await;
+            self.routes.clear().await;
+            self.serving.clear(address).await;
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = address;
+    }
+}

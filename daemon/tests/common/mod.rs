@@ -52,7 +52,11 @@ impl Side {
     /// Hands this side's engine a new map.
     pub async fn map(&self, peers: Vec<PeerConfig>, firewall: Vec<Rule>) {
         self.engine
-            .update(NetworkUpdate { peers, firewall })
+            .update(NetworkUpdate {
+                peers,
+                firewall,
+                ..NetworkUpdate::default()
+            })
             .await
             .expect("engine runs");
     }
