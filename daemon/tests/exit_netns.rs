@@ -18,9 +18,9 @@
 //! the two paths apart: a's own (via srv, it sees 10.213.80.2) and the exit
 //! (via b, masqueraded, it sees b's 10.213.90.1). a reaches management at
 //! 10.213.99.1 through its default route, which b cannot route at all: had
-//! a's management or relay connection entered the tunnel, its Sync would
-//! die — yet a receives a rename of b and the route's removal while the
-//! exit is on.
+//! a's management or relay connections entered the tunnel, they would die.
+//! The server restarts while the exit is on, and a logs in, syncs (a rename
+//! of b and then the route's removal reach it) and reconnects its relay.
 //!
 //! Needs root and `ip netns`; prints `SKIPPED …` and passes otherwise.
 
@@ -281,11 +281,8 @@ fn exit_node_carries_internet_traffic_and_keeps_management() {
     who_am_i_server(&inet.0);
     let scratch = ScratchDir::new("exit-e2e");
     let dir = &scratch.0;
-    let server = NsServer::start(
-        &lan.srv,
-        SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, MGMT_PORT),
-        dir,
-    );
+    let listen = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, MGMT_PORT);
+    let server = NsServer::start(&lan.srv, listen, dir);
     let all = server.group_id("All");
     let key = server.reusable_key("exit", &[]);
     let a = ns_daemon(&lan.a, dir.join("a"));
@@ -325,20 +322,29 @@ fn exit_node_carries_internet_traffic_and_keeps_management() {
     );
     assert_eq!(status["management_connected"], true, "{status:#}");
 
-    // Management still reaches a: a rename of b arrives over Sync.
+    // Management still reaches a: the server restarts, so a must log in
+    // and sync again over new connections while the exit is on, and a
+    // rename of b made afterwards reaches it.
+    drop(server);
+    let server = NsServer::start(&lan.srv, listen, dir);
     server.call(
         "PUT",
         &format!("/api/peers/{}", b_id.as_str().unwrap_or_default()),
         Some(serde_json::json!({"name": "exit-b", "ssh_enabled": false,
             "login_expiration_enabled": false, "inactivity_expiration_enabled": false})),
     );
-    eprintln!("{}", a.ok(&["status"]));
-    a.wait_for(WITHIN, "the rename of b seen by a", |s| {
-        s["exit_node"]["fqdn"]
-            .as_str()
-            .is_some_and(|f| f.starts_with("exit-b."))
+    let took = wait_until(WITHIN, "a synced again, with the rename of b", || {
+        let s = a.status();
+        s["management_connected"] == true
+            && s["exit_node"]["fqdn"]
+                .as_str()
+                .is_some_and(|f| f.starts_with("exit-b."))
     });
-    assert_eq!(a.status()["relay_connected"], true, "the relay stays up");
+    eprintln!("server restarted with the exit on: a synced again {took:?} later");
+    a.wait_for(WITHIN, "a's relay connection back", |s| {
+        s["relay_connected"] == true
+    });
+    eprintln!("{}", a.ok(&["status"]));
 
     // Removing the route restores a's own path.
     server.delete(&format!(
