@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use hickory_resolver::proto::rr::RData;
 use hickory_resolver::TokioResolver;
+use ipnet::Ipv4Net;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -40,6 +41,19 @@ pub type Resolved = BTreeMap<String, BTreeSet<Ipv4Addr>>;
 pub fn canonical(domain: &str) -> Option<String> {
     let name = domain.trim().trim_end_matches('.').to_ascii_lowercase();
     (!name.is_empty() && !name.contains('*')).then_some(name)
+}
+
+/// The /32 prefixes of `domains`' current addresses.
+pub fn addresses(domains: &[String], resolved: &Resolved) -> Vec<Ipv4Net> {
+    let mut out: Vec<Ipv4Net> = domains
+        .iter()
+        .filter_map(|d| resolved.get(&canonical(d)?))
+        .flatten()
+        .map(|&a| Ipv4Net::from(a))
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// Keeps the addresses of a set of names fresh, in a task of its own.

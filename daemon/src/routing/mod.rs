@@ -21,7 +21,9 @@
 //! installed as a plain route.
 //!
 //! Domain routes resolve their names with the host's resolver
-//! ([`domains`]).
+//! ([`domains`]); each address counts as a /32 of the route: routed
+//! through the chosen peer, allowed and masqueraded by the routing peer as
+//! its route firewall rules say.
 //!
 //! In netstack mode there is no host side: the engine routes the chosen
 //! prefixes, so only this process's own connections (the SOCKS proxy) use
@@ -50,6 +52,7 @@ use tokio::task::JoinHandle;
 
 use crate::key::PublicKey;
 use crate::wg::{Engine, EngineStopped, NetworkUpdate, RoutedPrefix};
+use domains::{DomainResolver, Resolved};
 
 /// A network this peer uses, in `status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -205,6 +208,8 @@ pub struct Routes {
     address: Ipv4Net,
     state: tokio::sync::Mutex<State>,
     report: Mutex<RoutesReport>,
+    /// The addresses of the domain routes' names.
+    domains: DomainResolver,
 }
 
 #[derive(Debug, Default)]
@@ -238,6 +243,7 @@ impl Routes {
                 ..State::default()
             }),
             report: Mutex::new(RoutesReport::default()),
+            domains: DomainResolver::start(),
         }
     }
 
@@ -262,13 +268,19 @@ impl Routes {
     }
 
     /// Follows the engine's reachability and chooses again on every change:
-    /// a routing peer that stops answering is replaced within seconds.
+    /// a routing peer that stops answering is replaced within seconds. Also
+    /// applies the domain routes' addresses as they resolve.
     pub fn follow(self: &Arc<Self>) -> JoinHandle<()> {
         let routes = Arc::clone(self);
         let mut reach = self.engine.reach();
+        let mut resolved = self.domains.resolved();
         tokio::spawn(async move {
-            while reach.changed().await.is_ok() {
-                if routes.reselect().await.is_err() {
+            loop {
+                let changed = tokio::select! {
+                    r = reach.changed() => r,
+                    r = resolved.changed() => r,
+                };
+                if changed.is_err() || routes.reselect().await.is_err() {
                     return;
                 }
             }
@@ -306,7 +318,9 @@ impl Routes {
         let selection = state.selector.select(&self.own, &candidates, |id| {
             keys.get(id).and_then(|k| reach.get(k)).copied()
         });
-        let plan = Plan::new(&self.own, map, &selection, &keys, self.address);
+        self.domains.set_domains(domain_names(map, &selection));
+        let resolved = self.domains.resolved().borrow().clone();
+        let plan = Plan::new(&self.own, map, &selection, &keys, self.address, &resolved);
         *self.report.lock().unwrap_or_else(PoisonError::into_inner) =
             report(&self.own, map, &selection);
         let mut update = state.base.clone();
@@ -344,23 +358,31 @@ impl Plan {
         selection: &Selection,
         keys: &HashMap<&PeerId, PublicKey>,
         address: Ipv4Net,
+        resolved: &Resolved,
     ) -> Plan {
         let routes: Vec<RoutedPrefix> = selection
             .used
             .iter()
-            .filter_map(|c| {
-                let chosen = c.chosen.as_ref()?;
-                let prefix = c.target.network.as_deref()?.parse::<Ipv4Net>().ok()?;
-                Some(RoutedPrefix {
-                    prefix: prefix.trunc(),
-                    via: *keys.get(&chosen.peer)?,
-                })
+            .filter_map(|c| Some((keys.get(&c.chosen.as_ref()?.peer)?, c)))
+            .flat_map(|(via, c)| {
+                let prefixes = match c.target.network.as_deref() {
+                    Some(n) => n
+                        .parse::<Ipv4Net>()
+                        .ok()
+                        .map(|p| p.trunc())
+                        .into_iter()
+                        .collect(),
+                    None => domains::addresses(&c.target.domains, resolved),
+                };
+                prefixes
+                    .into_iter()
+                    .map(|prefix| RoutedPrefix { prefix, via: *via })
             })
             .collect();
         let mut rules: Vec<RouteRule> = map
             .route_firewall_rules
             .iter()
-            .filter_map(|r| {
+            .flat_map(|r| {
                 let rule = RouteRule::from_map(r);
                 if rule.is_none() {
                     tracing::debug!(
@@ -369,7 +391,19 @@ impl Plan {
                         r.destination
                     );
                 }
-                rule
+                // A domain rule allows the names' addresses, not its
+                // placeholder destination.
+                let destinations = if r.domains.is_empty() {
+                    rule.iter().map(|x| x.destination).collect()
+                } else {
+                    domains::addresses(&r.domains, resolved)
+                };
+                destinations.into_iter().filter_map(move |destination| {
+                    Some(RouteRule {
+                        destination,
+                        ..rule.clone()?
+                    })
+                })
             })
             .collect();
         rules.extend(
@@ -381,8 +415,15 @@ impl Plan {
             .routes
             .iter()
             .filter(|r| &r.peer == own && r.masquerade)
-            .filter_map(|r| r.network.as_deref()?.parse::<Ipv4Net>().ok())
-            .map(|p| p.trunc())
+            .flat_map(|r| match r.network.as_deref() {
+                Some(n) => n
+                    .parse::<Ipv4Net>()
+                    .ok()
+                    .map(|p| p.trunc())
+                    .into_iter()
+                    .collect(),
+                None => domains::addresses(&r.domains, resolved),
+            })
             .collect();
         Plan {
             routes,
@@ -390,6 +431,19 @@ impl Plan {
             masquerade,
         }
     }
+}
+
+/// The names to resolve: those of the domain networks this peer uses
+/// through a routing peer, and those its route firewall rules allow (as a
+/// routing peer).
+fn domain_names<'a>(map: &'a PeerMap, selection: &'a Selection) -> impl Iterator<Item = &'a str> {
+    let used = selection
+        .used
+        .iter()
+        .filter(|c| c.chosen.is_some())
+        .flat_map(|c| &c.target.domains);
+    let served = map.route_firewall_rules.iter().flat_map(|r| &r.domains);
+    used.chain(served).map(String::as_str)
 }
 
 /// The routes part of `status` for a selection.
