@@ -22,6 +22,11 @@
 //! The server restarts while the exit is on, and a logs in, syncs (a rename
 //! of b and then the route's removal reach it) and reconnects its relay.
 //!
+//! `domain_route_resolves_and_routes_its_addresses` uses the same
+//! namespaces with a DNS server the test runs in `srv` (a's and b's
+//! resolver through `/etc/netns/<ns>/resolv.conf`): a route to `web.test`
+//! through b sends the internet host's address, and only it, through b.
+//!
 //! Needs root and `ip netns`; prints `SKIPPED …` and passes otherwise.
 
 #![cfg(target_os = "linux")]
@@ -180,7 +185,7 @@ impl Drop for Internet {
 /// Adds the `inet` namespace and its links to `srv` and `b`, and the
 /// routes described in the module docs.
 fn internet(lan: &Lan) -> Internet {
-    let inet = Internet(format!("mp-exit-inet-{}", std::process::id()));
+    let inet = Internet(lan.srv.replace("-srv-", "-inet-"));
     let n = inet.0.as_str();
     let run = |args: &[&str]| {
         let out = Command::new("ip").args(args).output().expect("run ip");
@@ -356,6 +361,135 @@ fn exit_node_carries_internet_traffic_and_keeps_management() {
     });
     eprintln!("exit route deleted: a's own path back {took:?} later");
     assert_eq!(a.status()["exit_node"], serde_json::Value::Null);
+    a.ok(&["down"]);
+    b.ok(&["down"]);
+}
+
+/// The name the domain route names, and what the test's DNS server says
+/// it is: the internet host.
+const WEB_NAME: &str = "web.test";
+
+/// `/etc/netns/<ns>/resolv.conf` pointing at `nameserver`, which `ip netns
+/// exec` shows the namespace's processes as `/etc/resolv.conf` (the real
+/// host's file is never touched); removed on drop.
+struct NsResolvConf(std::path::PathBuf);
+
+impl NsResolvConf {
+    fn write(ns: &str, nameserver: Ipv4Addr) -> NsResolvConf {
+        let dir = std::path::Path::new("/etc/netns").join(ns);
+        std::fs::create_dir_all(&dir).expect("netns etc directory");
+        std::fs::write(
+            dir.join("resolv.conf"),
+            format!("nameserver {nameserver}\n"),
+        )
+        .expect("resolv.conf");
+        NsResolvConf(dir)
+    }
+}
+
+impl Drop for NsResolvConf {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A DNS server in `ns` on UDP `at`: `web.test A` is [`INET_HOST`]
+/// (TTL 60), every other name does not exist. Serves until the test
+/// process ends.
+fn dns_server(ns: &str, at: Ipv4Addr) {
+    use hickory_resolver::proto::op::{Message, ResponseCode};
+    use hickory_resolver::proto::rr::{rdata::A, RData, Record, RecordType};
+    let (ready, up) = std::sync::mpsc::channel();
+    let _detached = in_netns(ns, move || {
+        let socket = std::net::UdpSocket::bind((at, 53)).expect("bind DNS");
+        ready.send(()).expect("test waits");
+        let mut buf = [0u8; 512];
+        while let Ok((n, from)) = socket.recv_from(&mut buf) {
+            let Ok(query) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let mut answer = Message::response(query.metadata.id, query.metadata.op_code);
+            answer.metadata.recursion_desired = query.metadata.recursion_desired;
+            answer.metadata.recursion_available = true;
+            answer.metadata.response_code = ResponseCode::NXDomain;
+            for q in &query.queries {
+                answer.add_query(q.clone());
+                if q.name().to_ascii().trim_end_matches('.') == WEB_NAME {
+                    answer.metadata.response_code = ResponseCode::NoError;
+                    if q.query_type() == RecordType::A {
+                        answer.add_answer(Record::from_rdata(
+                            q.name().clone(),
+                            60,
+                            RData::A(A(INET_HOST)),
+                        ));
+                    }
+                }
+            }
+            if let Ok(bytes) = answer.to_vec() {
+                let _ = socket.send_to(&bytes, from);
+            }
+        }
+    });
+    up.recv_timeout(WITHIN).expect("DNS server up");
+}
+
+#[test]
+fn domain_route_resolves_and_routes_its_addresses() {
+    if let Some(why) = unsupported() {
+        println!("SKIPPED domain route end-to-end test: {why}");
+        return;
+    }
+    let lan = Lan::create("dom");
+    let inet = internet(&lan);
+    who_am_i_server(&inet.0);
+    dns_server(&lan.srv, LAN_SRV);
+    let _resolv_a = NsResolvConf::write(&lan.a, LAN_SRV);
+    let _resolv_b = NsResolvConf::write(&lan.b, LAN_SRV);
+    let scratch = ScratchDir::new("exit-dom");
+    let dir = &scratch.0;
+    let listen = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, MGMT_PORT);
+    let server = NsServer::start(&lan.srv, listen, dir);
+    let all = server.group_id("All");
+    let key = server.reusable_key("dom", &[]);
+    let a = ns_daemon(&lan.a, dir.join("a"));
+    let b = ns_daemon(&lan.b, dir.join("b"));
+    let url = format!("http://{LAN_SRV}:{MGMT_PORT}");
+    a.ok(&["up", "--management-url", &url, "--setup-key", &key]);
+    b.ok(&["up", "--management-url", &url, "--setup-key", &key]);
+    let ip_b = mesh_ip(&b.status());
+    let b_id = server.peer_by_ip(ip_b)["id"].clone();
+    assert_eq!(seen_as(&lan.a).as_deref(), Some("10.213.80.2"), "own path");
+
+    // web.test through b, masqueraded: its address (only) leaves via b.
+    let route = server.post(
+        "/api/routes",
+        serde_json::json!({"description": "web", "network_id": "web", "enabled": true,
+            "peer": b_id, "domains": [WEB_NAME], "metric": 9999, "masquerade": true,
+            "groups": [all], "keep_route": false}),
+    );
+    let b_inet = B_INET.to_string();
+    let took = wait_until(WITHIN, "web.test's address routed through b", || {
+        seen_as(&lan.a).as_deref() == Some(b_inet.as_str())
+    });
+    eprintln!("domain route created: its address routed through b {took:?} later");
+    let status = a.status();
+    let network = &status["routes"]["networks"][0];
+    assert_eq!(network["domains"][0], WEB_NAME, "{status:#}");
+    assert_eq!(network["routing_peer_ip"], ip_b.to_string(), "{status:#}");
+    assert_eq!(status["exit_node"], serde_json::Value::Null, "not an exit");
+    assert_eq!(
+        route_dev(&lan.a, SERVER_FAR, None),
+        "mpeth0",
+        "other addresses keep a's own path"
+    );
+
+    server.delete(&format!(
+        "/api/routes/{}",
+        route["id"].as_str().unwrap_or_default()
+    ));
+    wait_until(WITHIN, "a's own path back", || {
+        seen_as(&lan.a).as_deref() == Some("10.213.80.2")
+    });
     a.ok(&["down"]);
     b.ok(&["down"]);
 }
