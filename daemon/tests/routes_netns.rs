@@ -9,7 +9,8 @@
 //!    without it `a`'s mesh address; deleting the policies, then the route,
 //!    cuts it.
 //! 2. The same through a network (`/api/networks`) with a resource and a
-//!    router.
+//!    router; a netstack peer `d` (in `a`'s namespace) reaches H through its
+//!    SOCKS5 proxy.
 //! 3. High availability: `c` becomes a second router of that network with a
 //!    higher metric; `b` is killed and `a` reaches H through `c`.
 //!
@@ -21,6 +22,7 @@
 
 mod common;
 
+use std::ffi::OsString;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -28,7 +30,7 @@ use std::time::{Duration, Instant};
 use common::lan::{OfficeLan, HOST_H, OFFICE, OFFICE_B, OFFICE_C};
 use common::netns::{exec_in, unsupported, LAN_SRV};
 use common::netns_mesh::{listening, ns_daemon, NsServer};
-use common::procs::{installed, mesh_ip, wait_until, Proc, Rest, ScratchDir};
+use common::procs::{installed, mesh_ip, wait_until, Daemon, Proc, Rest, ScratchDir, MESHPLANE};
 use serde_json::{json, Value};
 
 /// How long a change may take to show in the traffic (generous: a fresh
@@ -66,8 +68,14 @@ fn ping(ns: &str, to: Ipv4Addr) -> bool {
 
 /// The source address H saw for an HTTP GET from `ns`, if the GET worked.
 fn seen_by_h(ns: &str) -> Option<String> {
+    seen_by_h_via(ns, &[])
+}
+
+/// [`seen_by_h`] with further curl arguments (a proxy).
+fn seen_by_h_via(ns: &str, args: &[&str]) -> Option<String> {
     let out = exec_in(ns, "curl")
         .args(["-s", "--connect-timeout", "1", "-m", "2"])
+        .args(args)
         .arg(format!("http://{HOST_H}:{WEB_PORT}/"))
         .stderr(Stdio::null())
         .output()
@@ -120,7 +128,15 @@ fn routes_networks_and_failover_between_routing_peers_in_namespaces() {
     let a = ns_daemon(&lan.a, dir.join("a"));
     let mut b = ns_daemon(&lan.b, dir.join("b"));
     let c = ns_daemon(&office.c, dir.join("c"));
-    for d in [&a, &b, &c] {
+    let socks = "127.0.0.1:1080";
+    let d = Daemon::start(
+        ["ip", "netns", "exec", &lan.a, MESHPLANE]
+            .map(OsString::from)
+            .to_vec(),
+        dir.join("d"),
+        &["--netstack", "--socks5", socks],
+    );
+    for d in [&a, &b, &c, &d] {
         d.ok(&["up", "--management-url", &server.url, "--setup-key", &key]);
     }
     let (ip_a, ip_b, ip_c) = (
@@ -241,6 +257,19 @@ fn routes_networks_and_failover_between_routing_peers_in_namespaces() {
     measure("network router b: a fetches from H", since, WITHIN, || {
         seen_by_h(&lan.a).as_deref() == Some(OFFICE_B.to_string().as_str())
     });
+    measure(
+        "network router b: netstack d fetches from H over SOCKS5",
+        since,
+        WITHIN,
+        || {
+            seen_by_h_via(&lan.a, &["--socks5", socks]).as_deref()
+                == Some(OFFICE_B.to_string().as_str())
+        },
+    );
+    assert!(
+        d.status()["routes"]["networks"][0]["routing_peer_ip"] == ip_b.to_string(),
+        "netstack d routes the office through b"
+    );
 
     // 3. c as a second router with a higher metric: b stays chosen until
     // it is killed, then c carries the network.
