@@ -175,9 +175,7 @@ impl Netstack {
         // them at all. Over an IP-medium link the gateway names no next hop
         // (the engine routes by destination), and which addresses may be
         // dialled is decided by `check_reachable`.
-        let _ = iface
-            .routes_mut()
-            .add_default_ipv4_route(address.addr().into());
+        let _ = iface.routes_mut().add_default_ipv4_route(address.addr());
         let span = u32::from(*EPHEMERAL.end() - *EPHEMERAL.start()) + 1;
         let first = *EPHEMERAL.start() + (OsRng.next_u32() % span) as u16;
         let shared = Arc::new(Shared {
