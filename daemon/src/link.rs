@@ -178,11 +178,17 @@ impl Link {
             }
             Frontend::Netstack(_) => None,
         };
+        let stack = match &frontend {
+            Frontend::Netstack(stack) => Some(stack.routed_prefixes()),
+            #[cfg(target_os = "linux")]
+            Frontend::Kernel(_) => None,
+        };
         let routes = Arc::new(Routes::new(
             Arc::clone(&engine),
             login.peer_id.as_str().into(),
             address,
             host,
+            stack,
         ));
         let failover = routes.follow();
         let sync = Arc::new(Mutex::new(SyncState::default()));

@@ -26,8 +26,10 @@
 //! its route firewall rules say.
 //!
 //! In netstack mode there is no host side: the engine routes the chosen
-//! prefixes, so only this process's own connections (the SOCKS proxy) use
-//! them, and a netstack peer does not forward for others.
+//! prefixes and the userspace stack may dial them
+//! ([`RoutedPrefixes`]), so this process's own connections (the SOCKS5
+//! proxy) reach routed networks; a netstack peer does not forward for
+//! others.
 
 pub mod domains;
 #[cfg(target_os = "linux")]
@@ -51,6 +53,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
 use crate::key::PublicKey;
+use crate::netstack::RoutedPrefixes;
 use crate::wg::{Engine, EngineStopped, NetworkUpdate, RoutedPrefix};
 use domains::{DomainResolver, Resolved};
 
@@ -210,6 +213,8 @@ pub struct Routes {
     report: Mutex<RoutesReport>,
     /// The addresses of the domain routes' names.
     domains: DomainResolver,
+    /// In netstack mode: the prefixes the userspace stack may dial.
+    netstack: Option<RoutedPrefixes>,
 }
 
 #[derive(Debug, Default)]
@@ -224,14 +229,16 @@ struct State {
 }
 
 impl Routes {
-    /// Routes for the link of peer `own` at `address`; `host` in kernel TUN
-    /// mode (kernel routes and forwarding cannot be set up: logged, the
-    /// engine side still works).
+    /// Routes for the link of peer `own` at `address`: `host` in kernel TUN
+    /// mode (when kernel routes and forwarding cannot be set up it is
+    /// logged and the engine side still works), `netstack` in netstack
+    /// mode.
     pub fn new(
         engine: Arc<Engine>,
         own: PeerId,
         address: Ipv4Net,
         host: Option<HostConfig>,
+        netstack: Option<RoutedPrefixes>,
     ) -> Routes {
         let host = host.and_then(|h| HostSide::new(&h, address));
         Routes {
@@ -244,6 +251,7 @@ impl Routes {
             }),
             report: Mutex::new(RoutesReport::default()),
             domains: DomainResolver::start(),
+            netstack,
         }
     }
 
@@ -333,8 +341,11 @@ impl Routes {
             }
             self.engine.update(update.clone()).await?;
             state.applied = Some((plan.routes.clone(), plan.rules));
+            let chosen: Vec<Ipv4Net> = plan.routes.iter().map(|r| r.prefix).collect();
+            if let Some(stack) = &self.netstack {
+                stack.set(&chosen);
+            }
             if let Some(host) = &mut state.host {
-                let chosen: Vec<Ipv4Net> = plan.routes.iter().map(|r| r.prefix).collect();
                 host.apply_chosen(&chosen).await;
                 host.serve(!selection.served.is_empty(), self.address, &plan.masquerade)
                     .await;

@@ -3,6 +3,8 @@
 #![allow(dead_code)] // each test file uses part of this module
 
 #[cfg(target_os = "linux")]
+pub mod lan;
+#[cfg(target_os = "linux")]
 pub mod nat;
 #[cfg(target_os = "linux")]
 pub mod netns;
