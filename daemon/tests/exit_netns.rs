@@ -42,11 +42,11 @@ use common::netns::{exec_in, in_netns, unsupported, Lan, Namespaces, LAN_SRV, UN
 use common::netns_mesh::{ns_daemon, NsServer};
 use common::procs::{mesh_ip, wait_until, Rest, ScratchDir};
 use ipnet::Ipv4Net;
-use meshplane::kernel_tun::KernelTun;
+use meshplane::engine::kernel_tun::KernelTun;
+use meshplane::engine::wg::{Engine, EngineConfig};
 use meshplane::key::PrivateKey;
 use meshplane::routing::exit::{ExitRouting, PRIORITY_MAIN, PRIORITY_TUNNEL};
 use meshplane::routing::mark::UNDERLAY_MARK;
-use meshplane::wg::{Engine, EngineConfig};
 
 /// An address on no network of the test: only a default route reaches it.
 const INTERNET: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
