@@ -21,6 +21,8 @@
 //! a's management or relay connections entered the tunnel, they would die.
 //! The server restarts while the exit is on, and a logs in, syncs (a rename
 //! of b and then the route's removal reach it) and reconnects its relay.
+//! `down` with the exit on, and the exit peer going away, restore a's own
+//! path too.
 //!
 //! `domain_route_resolves_and_routes_its_addresses` uses the same
 //! namespaces with a DNS server the test runs in `srv` (a's and b's
@@ -291,7 +293,7 @@ fn exit_node_carries_internet_traffic_and_keeps_management() {
     let all = server.group_id("All");
     let key = server.reusable_key("exit", &[]);
     let a = ns_daemon(&lan.a, dir.join("a"));
-    let b = ns_daemon(&lan.b, dir.join("b"));
+    let mut b = ns_daemon(&lan.b, dir.join("b"));
     let far = format!("http://{SERVER_FAR}:{MGMT_PORT}");
     let near = format!("http://{LAN_SRV}:{MGMT_PORT}");
     a.ok(&["up", "--management-url", &far, "--setup-key", &key]);
@@ -308,16 +310,14 @@ fn exit_node_carries_internet_traffic_and_keeps_management() {
     assert_eq!(seen_as(&lan.a).as_deref(), Some("10.213.80.2"));
 
     // b becomes the exit node.
-    let route = server.post(
-        "/api/routes",
-        serde_json::json!({"description": "exit", "network_id": "exit", "enabled": true,
-            "peer": b_id, "network": "0.0.0.0/0", "metric": 9999, "masquerade": true,
-            "groups": [all], "keep_route": false}),
-    );
+    let exit_route = serde_json::json!({"description": "exit", "network_id": "exit",
+        "enabled": true, "peer": b_id, "network": "0.0.0.0/0", "metric": 9999,
+        "masquerade": true, "groups": [all], "keep_route": false});
+    let route = server.post("/api/routes", exit_route.clone());
     let b_inet = B_INET.to_string();
-    let took = wait_until(WITHIN, "a's internet traffic leaving through b", || {
-        seen_as(&lan.a).as_deref() == Some(b_inet.as_str())
-    });
+    let through_b = || seen_as(&lan.a).as_deref() == Some(b_inet.as_str());
+    let own_path = || seen_as(&lan.a).as_deref() == Some("10.213.80.2");
+    let took = wait_until(WITHIN, "a's internet traffic leaving through b", through_b);
     eprintln!("exit route created: a's traffic left through b {took:?} later");
     let status = a.status();
     assert_eq!(
@@ -356,13 +356,26 @@ fn exit_node_carries_internet_traffic_and_keeps_management() {
         "/api/routes/{}",
         route["id"].as_str().unwrap_or_default()
     ));
-    let took = wait_until(WITHIN, "a's own path back", || {
-        seen_as(&lan.a).as_deref() == Some("10.213.80.2")
-    });
+    let took = wait_until(WITHIN, "a's own path back", own_path);
     eprintln!("exit route deleted: a's own path back {took:?} later");
     assert_eq!(a.status()["exit_node"], serde_json::Value::Null);
+    assert!(!has_our_rules(&lan.a), "no policy rules left");
+
+    // `down` with the exit on restores the host's path, rules and all.
+    server.post("/api/routes", exit_route);
+    wait_until(WITHIN, "the exit on again", through_b);
     a.ok(&["down"]);
-    b.ok(&["down"]);
+    assert!(!has_our_rules(&lan.a), "down: no policy rules left");
+    assert!(own_path(), "down: a's own path");
+
+    // So does the exit peer going away.
+    a.ok(&["up"]);
+    wait_until(WITHIN, "the exit on after up", through_b);
+    b.kill();
+    let took = wait_until(WITHIN, "a's own path without b", own_path);
+    eprintln!("exit peer killed: a's own path back {took:?} later");
+    assert_eq!(a.status()["exit_node"], serde_json::Value::Null);
+    a.ok(&["down"]);
 }
 
 /// The name the domain route names, and what the test's DNS server says
