@@ -331,9 +331,14 @@ impl Plan {
                 })
             })
             .collect();
+        // A domain route's rule names `0.0.0.0/0` as its destination: the
+        // addresses behind the domains are only known once resolved, so
+        // such a rule forwards nothing until they are (it must never open
+        // forwarding to everywhere).
         let mut rules: Vec<RouteRule> = map
             .route_firewall_rules
             .iter()
+            .filter(|r| r.domains.is_empty())
             .filter_map(|r| {
                 let rule = RouteRule::from_map(r);
                 if rule.is_none() {
