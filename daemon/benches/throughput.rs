@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{allow_all, joined_stacks, IP_A, IP_B};
-use meshplane::forward::Forwarder;
+use meshplane::engine::forward::Forwarder;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 const CHUNK: usize = 256 * 1024;
@@ -156,8 +156,8 @@ fn tun_mode(len: u64) {
     use common::netns::{
         count_server, ns_peer, send_bytes, unsupported, Namespaces, NsPeer, UNDERLAY_A, UNDERLAY_B,
     };
+    use meshplane::engine::wg::{NetworkUpdate, RoutedPrefix};
     use meshplane::key::PrivateKey;
-    use meshplane::wg::{NetworkUpdate, RoutedPrefix};
     use meshplane_core::model::{Action, Protocol};
     use meshplane_core::routing::forward::RouteRule;
 

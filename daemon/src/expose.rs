@@ -20,13 +20,12 @@ use meshplane_core::expose::{ExposeRequest, KeepAlive, KeepAliveConfig, KeepAliv
 use meshplane_core::validate::ValidationError;
 use meshplane_core::Timestamp;
 use meshplane_proto::v1::{CreateExposeRequest, ExposeSession};
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::io::{AsyncBufRead, AsyncWrite, Lines};
 use tokio::sync::{mpsc, watch};
 
-use crate::control::{self, send, Reply};
-use crate::management::{now, ManagementError, Session};
+use crate::control::{self, send, ExposeInfo, Reply};
+use crate::mgmt::client::{now, ManagementError, Session};
 use crate::service::Daemon;
 
 /// How long `down` waits for every active session to send its stop (each
@@ -57,27 +56,14 @@ impl From<ValidationError> for ExposeError {
 }
 
 /// The session as the CLI shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExposeInfo {
-    pub name: String,
-    pub url: String,
-    pub domain: String,
-    pub protocol: String,
-    pub port: u16,
-    /// When the server drops the session unless it is renewed.
-    pub expires_at: Timestamp,
-}
-
-impl ExposeInfo {
-    fn from_session(s: &ExposeSession) -> ExposeInfo {
-        ExposeInfo {
-            name: s.name.clone(),
-            url: s.url.clone(),
-            domain: s.domain.clone(),
-            protocol: s.protocol.clone(),
-            port: u16::try_from(s.port).unwrap_or_default(),
-            expires_at: Timestamp::from_millis(s.expires_at_ms),
-        }
+fn info(s: &ExposeSession) -> ExposeInfo {
+    ExposeInfo {
+        name: s.name.clone(),
+        url: s.url.clone(),
+        domain: s.domain.clone(),
+        protocol: s.protocol.clone(),
+        port: u16::try_from(s.port).unwrap_or_default(),
+        expires_at: Timestamp::from_millis(s.expires_at_ms),
     }
 }
 
@@ -209,7 +195,7 @@ async fn create(
         .ok_or(ExposeError::NotRunning)?;
     let mut session = Session::connect(&url, &key).await?;
     let created = session.create_expose(&create).await?;
-    Ok((session, ExposeInfo::from_session(&created)))
+    Ok((session, info(&created)))
 }
 
 /// Runs the keep-alive machine until it finishes; how it ended.

@@ -1,39 +1,45 @@
 //! # meshplane (daemon crate)
 //!
-//! The peer side of meshplane. This crate holds the data plane: a
-//! WireGuard engine ([`wg::Engine`]) that carries IP packets between this
-//! peer and the peers of its network map over one UDP socket, filtered by
-//! the map's firewall rules as decided by
-//! [`meshplane_core::firewall`]; and two ways to attach it to the host:
+//! The peer side of meshplane, in folders whose dependencies run one way:
 //!
-//! - [`kernel_tun`] (Linux, privileged): a kernel TUN interface with the
-//!   mesh address, so every program on the host can use the mesh;
-//! - [`netstack`] (no privileges): a userspace TCP/IP stack on smoltcp that
-//!   gives this process's own services TCP connect/listen on the mesh IP,
-//!   and answers ICMP echo. For the host's programs, the daemon forwards
-//!   peers' connections to the host's loopback ([`forward`]), serves a
-//!   SOCKS5 proxy into the mesh ([`socks`]) and pings peers ([`ping`]).
+//! - [`engine`]: the data plane. A WireGuard engine ([`engine::wg::Engine`])
+//!   carries IP packets between this peer and the peers of its network map
+//!   over one UDP socket, filtered by the map's firewall rules as decided by
+//!   [`meshplane_core::firewall`], and attaches to the host in one of two
+//!   ways: [`engine::kernel_tun`] (Linux, privileged), a kernel TUN
+//!   interface every program on the host can use; or [`engine::netstack`]
+//!   (no privileges), a userspace TCP/IP stack on smoltcp, with peers'
+//!   connections forwarded to the host's loopback ([`engine::forward`]).
+//!   It knows nothing of the management protocol: it is fed
+//!   [`engine::wg::NetworkUpdate`]s built from the core's map types
+//!   ([`engine::wg::NetworkUpdate::from_map`]).
+//! - [`mgmt`]: the sealed gRPC client of the management server, setup
+//!   keys, and the reporting of the engine's flow log. Maps arrive as
+//!   protobuf messages and are used as the core's own type,
+//!   [`meshplane_core::netmap::PeerMap`] ([`meshplane_proto::map`]
+//!   converts).
+//! - [`connect`]: where peers are and how to reach them (candidates, the
+//!   signal exchange, the relay), on top of `engine` and `mgmt`.
+//! - [`routing`]: routes and networks: which routing peer carries each
+//!   routed network ([`meshplane_core::routing`] decides), applied to the
+//!   engine (allowed IPs, the route filter) and to the host (kernel routes;
+//!   forwarding and masquerade on a routing peer); on top of `engine`.
+//! - [`link`]: one live link to the mesh, composing them: it follows the
+//!   Sync stream and applies every map (through `routing`).
+//! - [`control`]: the Unix socket between the CLI and the daemon (its
+//!   messages, the client side and the serving side).
+//! - [`cli`]: the `meshplane` commands.
 //!
-//! The daemon around it ([`service::Daemon`], run by `meshplane daemon`
-//! from [`cli`]) keeps its key and settings in a state directory
-//! ([`state`]), logs in to the management server over sealed gRPC
-//! ([`management`]), follows the Sync stream and applies every map
-//! ([`link`]), finds where its peers are and how to reach them
-//! ([`connect`]: candidates, signal, relay), and answers the CLI on a Unix
-//! socket ([`control`]).
-//! Maps arrive as protobuf messages and are used as the core's own type,
-//! [`meshplane_core::netmap::PeerMap`] ([`meshplane_proto::map`] converts).
-//!
-//! The engine knows nothing of the management protocol: whoever receives
-//! the network map turns it into a [`wg::NetworkUpdate`]
-//! ([`wg::NetworkUpdate::from_map`] does it for a `PeerMap`) and hands
-//! it to [`wg::Engine::update`], as often as maps arrive.
+//! Around them, the daemon itself ([`service::Daemon`]) keeps its key and
+//! settings in a state directory ([`state`]), serves `meshplane expose`
+//! sessions ([`expose`]) and a SOCKS5 proxy into the mesh in netstack mode
+//! ([`socks`]); [`proxy_peer`] is the reverse proxy's own peer.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use meshplane::key::PrivateKey;
-//! use meshplane::netstack::Netstack;
-//! use meshplane::wg::{Engine, EngineConfig, NetworkUpdate};
+//! use meshplane::engine::netstack::Netstack;
+//! use meshplane::engine::wg::{Engine, EngineConfig, NetworkUpdate};
 //!
 //! let (engine, tunnel) = Engine::start(EngineConfig {
 //!     private_key: PrivateKey::generate(),
@@ -50,22 +56,13 @@
 pub mod cli;
 pub mod connect;
 pub mod control;
+pub mod engine;
 pub mod expose;
-pub mod expose_cli;
-pub mod flows;
-pub mod forward;
-#[cfg(target_os = "linux")]
-pub mod kernel_tun;
 pub mod key;
 pub mod link;
-pub mod management;
-pub mod netstack;
-pub mod packet;
-pub mod ping;
+pub mod mgmt;
 pub mod proxy_peer;
 pub mod routing;
 pub mod service;
-pub mod setup_key;
 pub mod socks;
 pub mod state;
-pub mod wg;

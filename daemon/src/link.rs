@@ -19,23 +19,19 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::connect::{Connect, ConnectConfig};
-use crate::forward::Forwarder;
+use crate::engine::forward::Forwarder;
+use crate::engine::netstack::Netstack;
+use crate::engine::wg::{Engine, EngineConfig, Status, Underlay};
 use crate::key::{PrivateKey, PublicKey};
-use crate::management::{ManagementError, Session};
-use crate::netstack::Netstack;
+use crate::mgmt::client::{ManagementError, Session, MAX_BACKOFF, MIN_BACKOFF};
 use crate::routing::{underlay_addresses, HostConfig, Routes, RoutesReport};
-use crate::wg::{Engine, EngineConfig, Status, Underlay};
-
-/// First wait before reconnecting; doubles up to [`MAX_BACKOFF`].
-pub(crate) const MIN_BACKOFF: Duration = Duration::from_millis(500);
-pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// How the engine is attached to the host.
 #[derive(Debug)]
 enum Frontend {
     Netstack(Netstack),
     #[cfg(target_os = "linux")]
-    Kernel(crate::kernel_tun::KernelTun),
+    Kernel(crate::engine::kernel_tun::KernelTun),
 }
 
 /// Starts the engine and attaches it: a kernel TUN interface named
@@ -49,7 +45,7 @@ async fn attach(
     #[cfg(target_os = "linux")]
     if let Some(name) = kernel {
         let (engine, tunnel, underlay) = Engine::start_with_underlay(config.clone()).await?;
-        match crate::kernel_tun::KernelTun::start(name, address, tunnel) {
+        match crate::engine::kernel_tun::KernelTun::start(name, address, tunnel) {
             Ok(tun) => return Ok((engine, underlay, Frontend::Kernel(tun))),
             Err(e) => {
                 tracing::warn!("kernel TUN {name}: {e}; using the userspace network stack");
@@ -247,9 +243,9 @@ impl Link {
     }
 
     /// Reports the engine's flow events to the server every `every`
-    /// ([`crate::flows::report`]), replacing an earlier reporter.
+    /// ([`crate::mgmt::flow_report::report`]), replacing an earlier reporter.
     pub fn report_flows(&mut self, every: Duration) {
-        let task = tokio::spawn(crate::flows::report(
+        let task = tokio::spawn(crate::mgmt::flow_report::report(
             self.url.clone(),
             self.key.clone(),
             self.engine.flows(),

@@ -24,9 +24,10 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 use crate::key::PrivateKey;
-use crate::link::{Link, LinkError, LinkOptions, MAX_BACKOFF, MIN_BACKOFF};
-use crate::management::{ManagementError, Session};
-use crate::setup_key::{SetupKeyArgs, SetupKeyError};
+use crate::link::{Link, LinkError, LinkOptions};
+use crate::mgmt::client::{ManagementError, Session};
+use crate::mgmt::client::{MAX_BACKOFF, MIN_BACKOFF};
+use crate::mgmt::setup_key::{SetupKeyArgs, SetupKeyError};
 use crate::state::{StateDir, StateError};
 
 /// How long a connection to a target may wait for its handshake (a peer

@@ -10,10 +10,11 @@ use meshplane_core::expose::KeepAliveConfig;
 use tokio::sync::Mutex;
 
 use crate::control::{PeerReport, Reply, Request, StatusReport, UpInfo};
+use crate::engine::netstack::{Dialer, Echo, Netstack};
 use crate::expose::Exposes;
 use crate::key::PrivateKey;
-use crate::link::{Link, LinkOptions, MAX_BACKOFF, MIN_BACKOFF};
-use crate::netstack::{Dialer, Echo, Netstack};
+use crate::link::{Link, LinkOptions};
+use crate::mgmt::client::{MAX_BACKOFF, MIN_BACKOFF};
 use crate::routing::RoutesReport;
 use crate::state::{Settings, StateDir};
 
@@ -48,7 +49,7 @@ impl Daemon {
             link: Mutex::new(None),
             exposes: Exposes::default(),
             keepalive: KeepAliveConfig::default(),
-            flow_report: crate::flows::DEFAULT_REPORT_EVERY,
+            flow_report: crate::mgmt::flow_report::DEFAULT_REPORT_EVERY,
         }
     }
 
@@ -310,5 +311,20 @@ fn up_info(link: &Link) -> UpInfo {
         peer_id: link.identity.peer_id.clone(),
         ip: link.identity.address.addr(),
         fqdn: link.identity.fqdn.clone(),
+    }
+}
+
+impl crate::control::serve::Handler for Daemon {
+    fn handle(&self, request: Request) -> impl std::future::Future<Output = Reply> + Send {
+        Daemon::handle(self, request)
+    }
+
+    fn expose(
+        &self,
+        request: &meshplane_core::expose::ExposeRequest,
+        lines: &mut crate::control::serve::RequestLines,
+        write: &mut tokio::net::unix::OwnedWriteHalf,
+    ) -> impl std::future::Future<Output = std::io::Result<()>> + Send {
+        crate::expose::serve(self, request, lines, write)
     }
 }

@@ -25,7 +25,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 
-use crate::netstack::{self, Dialer};
+use crate::engine::netstack::{self, Dialer};
 use crate::service::Daemon;
 
 const VERSION: u8 = 5;

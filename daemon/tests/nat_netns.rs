@@ -42,7 +42,7 @@ use common::procs::{
     changes_within, cli, installed, mesh_ip, wait_until, Daemon, Proc, Rest, ScratchDir, MESHPLANE,
 };
 use meshplane::key::PrivateKey;
-use meshplane::management::Session;
+use meshplane::mgmt::client::Session;
 use meshplane_proto::v1::RelayConfig;
 use meshplane_relay::{PeerId, RelayClient, RelayReceiver, Token};
 use serde_json::Value;

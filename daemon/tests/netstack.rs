@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use common::{allow_all, echo_server, join, rule, Side, IP_A, IP_B};
 use ipnet::Ipv4Net;
-use meshplane::netstack::{Netstack, TcpStream};
-use meshplane::wg::PeerConfig;
+use meshplane::engine::netstack::{Netstack, TcpStream};
+use meshplane::engine::wg::PeerConfig;
 use meshplane_core::model::Protocol;
 use meshplane_core::netmap::firewall::Direction;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -29,8 +29,8 @@ use common::procs::{
     ScratchDir, Server,
 };
 use common::{joined_stacks, Side, IP_B};
-use meshplane::forward::Forwarder;
-use meshplane::netstack::Netstack;
+use meshplane::engine::forward::Forwarder;
+use meshplane::engine::netstack::Netstack;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How fast a REST change must show in the traffic.

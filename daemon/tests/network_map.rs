@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use common::{echo_server, Side, IP_A, IP_B};
 use ipnet::Ipv4Net;
-use meshplane::netstack::Netstack;
-use meshplane::wg::NetworkUpdate;
+use meshplane::engine::netstack::Netstack;
+use meshplane::engine::wg::NetworkUpdate;
 use meshplane_core::index::AccountIndex;
 use meshplane_core::model::Account;
 use meshplane_core::netmap::{network_map, PeerMap};

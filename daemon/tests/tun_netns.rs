@@ -15,8 +15,8 @@ use common::netns::{
     count_server, ns_peer, send_bytes, unsupported, Namespaces, NsPeer, UNDERLAY_A, UNDERLAY_B,
 };
 use common::{allow_all, rule, IP_A, IP_B};
+use meshplane::engine::wg::{NetworkUpdate, PeerConfig};
 use meshplane::key::PrivateKey;
-use meshplane::wg::{NetworkUpdate, PeerConfig};
 use meshplane_core::firewall::Rule;
 use meshplane_core::model::Protocol;
 use meshplane_core::netmap::firewall::Direction;

@@ -17,8 +17,8 @@
 //! and when a peer's direct path died (perhaps our NAT changed its public
 //! address).
 //!
-//! [`Underlay::socket`]: crate::wg::Underlay::socket
-//! [`Underlay::stun`]: crate::wg::Underlay::stun
+//! [`Underlay::socket`]: crate::engine::wg::Underlay::socket
+//! [`Underlay::stun`]: crate::engine::wg::Underlay::stun
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

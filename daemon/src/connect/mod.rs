@@ -8,7 +8,7 @@
 //! - [`relay`] keeps the relay connection that carries a peer's WireGuard
 //!   datagrams when no direct path works.
 //!
-//! The engine ([`crate::wg`]) decides per peer which path its packets take.
+//! The engine ([`crate::engine::wg`]) decides per peer which path its packets take.
 
 pub mod discovery;
 pub mod relay;
@@ -24,9 +24,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::codegen::http::Uri;
 
+use crate::engine::wg::{Engine, Underlay};
 use crate::key::{PrivateKey, PublicKey};
-use crate::management::Session;
-use crate::wg::{Engine, Underlay};
+use crate::mgmt::client::Session;
 
 /// What [`Connect::start`] needs.
 #[derive(Debug)]

@@ -21,10 +21,9 @@ use meshplane_relay::token::Token;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep, sleep_until, Instant};
 
+use crate::engine::wg::Engine;
 use crate::key::{PrivateKey, PublicKey};
-use crate::link::{MAX_BACKOFF, MIN_BACKOFF};
-use crate::management::{now, Session};
-use crate::wg::Engine;
+use crate::mgmt::client::{now, Session, MAX_BACKOFF, MIN_BACKOFF};
 
 /// A token is renewed this long before it expires.
 const RENEW_BEFORE: Duration = Duration::from_secs(120);

@@ -25,9 +25,9 @@ use meshplane_proto::signal::Body;
 use rand_core::{OsRng, RngCore};
 use tokio::sync::{mpsc, watch};
 
+use crate::engine::wg::Engine;
 use crate::key::PublicKey;
-use crate::link::{MAX_BACKOFF, MIN_BACKOFF};
-use crate::wg::Engine;
+use crate::mgmt::client::{MAX_BACKOFF, MIN_BACKOFF};
 
 /// Bodies waiting to be sent; past this many, announcements are dropped
 /// (the next change or the peer's next offer repeats them).

@@ -2,7 +2,7 @@
 //!
 //! [`Routes`] holds the last map and, every time a map arrives
 //! ([`Routes::apply_map`]) or a peer's reachability changes
-//! ([`Routes::follow`]: the engine's [`Reach`](crate::wg::Reach) watch), chooses a routing
+//! ([`Routes::follow`]: the engine's [`Reach`](crate::engine::wg::Reach) watch), chooses a routing
 //! peer for every network this peer uses
 //! ([`meshplane_core::routing::select`]) and applies the choice:
 //!
@@ -43,9 +43,9 @@ use meshplane_core::routing::select::{Candidate, Selection, Selector};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
+use crate::engine::netstack::RoutedPrefixes;
+use crate::engine::wg::{Engine, EngineStopped, NetworkUpdate, RoutedPrefix};
 use crate::key::PublicKey;
-use crate::netstack::RoutedPrefixes;
-use crate::wg::{Engine, EngineStopped, NetworkUpdate, RoutedPrefix};
 
 /// A network this peer uses, in `status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,9 +15,9 @@ pub mod procs;
 use std::net::{Ipv4Addr, SocketAddr};
 
 use ipnet::Ipv4Net;
+use meshplane::engine::netstack::Netstack;
+use meshplane::engine::wg::{Engine, EngineConfig, NetworkUpdate, PeerConfig, Tunnel};
 use meshplane::key::PrivateKey;
-use meshplane::netstack::Netstack;
-use meshplane::wg::{Engine, EngineConfig, NetworkUpdate, PeerConfig, Tunnel};
 use meshplane_core::firewall::Rule;
 use meshplane_core::model::{Action, Protocol};
 use meshplane_core::netmap::firewall::Direction;

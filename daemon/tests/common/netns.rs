@@ -9,9 +9,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
-use meshplane::kernel_tun::KernelTun;
+use meshplane::engine::kernel_tun::KernelTun;
+use meshplane::engine::wg::{Engine, EngineConfig, NetworkUpdate, PeerConfig};
 use meshplane::key::PrivateKey;
-use meshplane::wg::{Engine, EngineConfig, NetworkUpdate, PeerConfig};
 use nix::sched::{setns, CloneFlags};
 use tokio::sync::mpsc;
 

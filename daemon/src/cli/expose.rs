@@ -13,8 +13,8 @@ use meshplane_core::validate::ValidationError;
 use tokio::io::{AsyncBufReadExt, AsyncWrite, BufReader, Lines};
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::control::ExposeInfo;
 use crate::control::{self, send, ControlError, Reply, Request};
-use crate::expose::ExposeInfo;
 
 /// How long the CLI waits for the daemon's answer to a stop (the daemon
 /// itself gives the server 5 s).

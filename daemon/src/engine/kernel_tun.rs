@@ -13,7 +13,7 @@ use ipnet::Ipv4Net;
 use tokio::task::JoinHandle;
 use tun::AbstractDevice;
 
-use crate::wg::{Tunnel, MTU};
+use crate::engine::wg::{Tunnel, MTU};
 
 /// A running TUN interface attached to an engine.
 #[derive(Debug)]

@@ -21,7 +21,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::timeout;
 
-use crate::netstack::{Netstack, Unclaimed, UnclaimedConnections};
+use crate::engine::netstack::{Netstack, Unclaimed, UnclaimedConnections};
 
 /// Forwarded connections open at once; attempts beyond are reset.
 pub const MAX_CONNECTIONS: usize = 1024;

@@ -40,6 +40,11 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// First wait before reconnecting to the management server or one of its
+/// services (Sync, signal, relay); doubles up to [`MAX_BACKOFF`].
+pub(crate) const MIN_BACKOFF: Duration = Duration::from_millis(500);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
 /// Why a session failed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ManagementError {
@@ -215,7 +220,7 @@ impl Session {
         })
     }
 
-    /// Sends a batch of flow events ([`crate::flows`]); how many the
+    /// Sends a batch of flow events ([`crate::engine::flows`]); how many the
     /// server stored. Refused while the account does not log this peer's
     /// traffic.
     pub async fn report_traffic(

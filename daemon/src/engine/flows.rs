@@ -1,6 +1,5 @@
 //! The flow log: what the data plane's firewall let through or dropped, as
-//! the flow events of the account's network traffic log, and the task that
-//! reports them to the management server.
+//! the flow events of the account's network traffic log.
 //!
 //! The engine hands every packet crossing the tunnel, with the firewall's
 //! verdict, to [`FlowLog::packet`]. A [`FlowTable`] (plain data, time passed
@@ -16,31 +15,19 @@
 //!
 //! Events wait in a buffer of at most [`BUFFER`]; beyond it the oldest are
 //! discarded and counted, and the count goes with the next report.
-//! [`report`] sends them every few seconds in sealed `ReportTraffic` calls
-//! of at most [`BATCH`] events. The server refuses reports while the account
-//! does not log this peer's traffic; a refused batch is discarded (the
-//! account does not want it), one that could not be delivered goes back
-//! into the buffer for the next round.
+//! Reporting them is the management side's job
+//! (`crate::mgmt::flow_report`): the engine only records.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
 use meshplane_core::firewall::{FlowKey, Packet, Transport};
 use meshplane_core::netmap::firewall::Direction;
-use meshplane_proto::v1::{FlowDirection, FlowEvent, FlowEventType, ReportTrafficRequest};
 use rand_core::OsRng;
 
-use crate::key::PrivateKey;
-use crate::management::{ManagementError, Session};
-
-/// How often events are reported unless `--flow-report-secs` says otherwise.
-pub const DEFAULT_REPORT_EVERY: Duration = Duration::from_secs(10);
 /// Most events waiting to be reported.
 pub const BUFFER: usize = 8192;
-/// Most events in one report (the server's limit).
-pub const BATCH: usize = 1000;
 /// Most flows followed at once (as many as the firewall tracks); a flow
 /// beyond it is not logged.
 pub const MAX_TRACKED: usize = meshplane_core::firewall::MAX_FLOWS;
@@ -81,36 +68,6 @@ pub struct Event {
     pub tx: (u64, u64),
     /// ICMP type and code of the first packet (ICMP flows).
     pub icmp: (u8, u8),
-}
-
-impl Event {
-    fn to_proto(&self) -> FlowEvent {
-        FlowEvent {
-            event_id: self.id.clone(),
-            flow_id: self.flow_id.clone(),
-            r#type: match self.kind {
-                Kind::Start => FlowEventType::Start,
-                Kind::End => FlowEventType::End,
-                Kind::Drop => FlowEventType::Drop,
-            } as i32,
-            timestamp_ms: self.at_ms,
-            protocol: u32::from(self.protocol),
-            direction: match self.direction {
-                Direction::In => FlowDirection::Ingress,
-                Direction::Out => FlowDirection::Egress,
-            } as i32,
-            source_ip: self.source.0.to_string(),
-            source_port: u32::from(self.source.1),
-            destination_ip: self.destination.0.to_string(),
-            destination_port: u32::from(self.destination.1),
-            rx_packets: self.rx.0,
-            rx_bytes: self.rx.1,
-            tx_packets: self.tx.0,
-            tx_bytes: self.tx.1,
-            icmp_type: u32::from(self.icmp.0),
-            icmp_code: u32::from(self.icmp.1),
-        }
-    }
 }
 
 /// Where a followed flow stands.
@@ -154,13 +111,6 @@ pub struct Batch {
 impl Batch {
     pub fn is_empty(&self) -> bool {
         self.events.is_empty() && self.lost == 0
-    }
-
-    pub fn to_request(&self) -> ReportTrafficRequest {
-        ReportTrafficRequest {
-            events: self.events.iter().map(Event::to_proto).collect(),
-            lost: self.lost,
-        }
     }
 }
 
@@ -314,7 +264,7 @@ impl FlowTable {
 
 /// The parts of a new flow's events that its first packet decides.
 fn template(ip: &[u8], packet: &Packet) -> Option<Event> {
-    let (src, dst) = crate::packet::addresses(ip)?;
+    let (src, dst) = crate::engine::packet::addresses(ip)?;
     let protocol = *ip.get(9)?;
     let ported = matches!(packet.transport, Transport::Tcp | Transport::Udp);
     let port = |p: u16| if ported { p } else { 0 };
@@ -391,47 +341,12 @@ impl FlowLog {
     }
 }
 
-/// Reports `log`'s events to the server at `url` as the peer holding `key`
-/// every `every`, until the task is aborted.
-pub async fn report(url: String, key: PrivateKey, log: FlowLog, every: Duration) {
-    let mut session: Option<Session> = None;
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        loop {
-            let batch = log.take(BATCH);
-            if batch.is_empty() {
-                break;
-            }
-            if session.is_none() {
-                session = Session::connect(&url, &key).await.ok();
-            }
-            let Some(s) = session.as_mut() else {
-                log.restore(batch);
-                break;
-            };
-            match s.report_traffic(&batch.to_request()).await {
-                Ok(_) => {}
-                Err(ManagementError::Refused(reason)) => {
-                    tracing::debug!("flow events discarded: {reason}");
-                    break;
-                }
-                Err(e) => {
-                    tracing::debug!("flow report not delivered: {e}");
-                    session = None;
-                    log.restore(batch);
-                    break;
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A report's size, as the reporter takes them.
+    const BATCH: usize = 1000;
 
     const A: [u8; 4] = [100, 64, 0, 1];
     const B: [u8; 4] = [100, 64, 0, 2];
@@ -451,7 +366,7 @@ mod tests {
 
     /// Feeds `ip` crossing in `direction` with the verdict `accepted`.
     fn feed(t: &mut FlowTable, ip: &[u8], direction: Direction, accepted: bool, at: i64) {
-        let summary = crate::packet::summary(ip, direction).unwrap();
+        let summary = crate::engine::packet::summary(ip, direction).unwrap();
         t.packet(ip, &summary, accepted, at);
     }
 
@@ -555,10 +470,6 @@ mod tests {
         t.restore(batch.clone());
         let again = t.take(BATCH);
         assert_eq!(again, batch);
-        let request = again.to_request();
-        assert_eq!(request.lost, 5);
-        assert_eq!(request.events[0].r#type, FlowEventType::Start as i32);
-        assert_eq!(request.events[0].direction, FlowDirection::Egress as i32);
     }
 
     #[test]

@@ -37,7 +37,7 @@ use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
-use crate::wg::Tunnel;
+use crate::engine::wg::Tunnel;
 use device::Queues;
 pub use icmp::Echo;
 pub use tcp::{TcpListener, TcpStream};

@@ -22,9 +22,9 @@ use tokio::time::MissedTickBehavior;
 
 use super::peers::{Peer, PeerTable};
 use super::{Command, ConnectionKind, EngineConfig, PeerStatus, Reach, Status};
-use crate::flows::FlowLog;
+use crate::engine::flows::FlowLog;
+use crate::engine::packet;
 use crate::key::PublicKey;
-use crate::packet;
 
 /// How often WireGuard's timers are looked at.
 const TICK: Duration = Duration::from_millis(100);

@@ -1,6 +1,9 @@
 //! The command line: `meshplane daemon` runs the daemon; `up`, `down` and
 //! `status` are clients of its control socket.
 
+pub mod expose;
+pub mod ping;
+
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::MetadataExt;
@@ -11,13 +14,13 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::control::{self, Reply, Request, StatusReport};
-use crate::expose_cli::{self, ExposeArgs};
+use crate::engine::wg::ConnectionKind;
+use crate::mgmt::setup_key::SetupKeyArgs;
 use crate::proxy_peer::{self, ProxyArgs};
 use crate::service::Daemon;
-use crate::setup_key::SetupKeyArgs;
+use crate::socks;
 use crate::state::StateDir;
-use crate::wg::ConnectionKind;
-use crate::{ping, socks};
+use expose::ExposeArgs;
 
 /// The control socket's file name inside the state directory.
 const SOCKET_FILE: &str = "meshplane.sock";
@@ -165,7 +168,7 @@ pub fn main() -> i32 {
             }),
         Command::Down => client(cli.socket, &Request::Down, false),
         Command::Status { json } => client(cli.socket, &Request::Status, json),
-        Command::Expose(args) => expose_cli::run(&socket_path(cli.socket), &args),
+        Command::Expose(args) => expose::run(&socket_path(cli.socket), &args),
         Command::Proxy(args) => {
             init_logging();
             proxy_peer::run(&args, &default_state_dir().join("proxy"), shutdown_signal())
@@ -239,7 +242,7 @@ fn run_daemon(
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async {
-        let listener = control::bind(&socket)
+        let listener = control::serve::bind(&socket)
             .map_err(|e| format!("control socket {}: {e}", socket.display()))?;
         let socks = match socks5 {
             Some(at) => Some(
@@ -272,7 +275,7 @@ fn run_daemon(
             tokio::spawn(socks::serve(listener, Arc::clone(&daemon)));
         }
         tokio::select! {
-            () = control::serve(listener, Arc::clone(&daemon)) => {}
+            () = control::serve::serve(listener, Arc::clone(&daemon)) => {}
             () = shutdown_signal() => tracing::info!("shutting down"),
         }
         daemon.stop_exposes().await;

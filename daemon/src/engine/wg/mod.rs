@@ -3,7 +3,7 @@
 //! [`Engine::start`] binds the socket and spawns the task that owns every
 //! tunnel; it answers with the [`Engine`] handle (to feed network maps and
 //! read `status`) and the [`Tunnel`], the packet side that a front-end
-//! ([`crate::kernel_tun`] or [`crate::netstack`]) attaches to: IP packets the
+//! ([`crate::engine::kernel_tun`] or [`crate::engine::netstack`]) attaches to: IP packets the
 //! host sends go into `Tunnel::outbound`, packets from peers come out of
 //! `Tunnel::inbound`.
 //!
@@ -52,7 +52,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 
-use crate::flows::FlowLog;
+use crate::engine::flows::FlowLog;
 use crate::key::{PrivateKey, PublicKey};
 use dataplane::{Dataplane, UnderlayEnds};
 
@@ -252,7 +252,7 @@ pub struct Engine {
     commands: mpsc::Sender<Command>,
     local_addr: SocketAddr,
     public_key: PublicKey,
-    /// What the firewall let through and dropped ([`crate::flows`]).
+    /// What the firewall let through and dropped ([`crate::engine::flows`]).
     flows: FlowLog,
     /// Which peers answer now, over which path ([`Engine::reach`]).
     reach: watch::Receiver<Reach>,
@@ -337,7 +337,7 @@ impl Engine {
         self.public_key
     }
 
-    /// The flow log the engine fills, for [`crate::flows::report`].
+    /// The flow log the engine fills, for the reporter (`crate::mgmt::flow_report`).
     pub fn flows(&self) -> FlowLog {
         self.flows.clone()
     }

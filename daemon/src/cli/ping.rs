@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 use crate::control::{self, ControlError, Reply, Request};
-use crate::netstack::Echo;
+use crate::engine::netstack::Echo;
 
 /// Time between the starts of two echo requests, as `ping` waits.
 const INTERVAL: Duration = Duration::from_secs(1);

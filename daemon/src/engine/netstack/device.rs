@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 
-use crate::wg::MTU;
+use crate::engine::wg::MTU;
 
 /// Raw IP packets waiting to enter (`rx`) or leave (`tx`) the stack.
 #[derive(Debug, Default)]
