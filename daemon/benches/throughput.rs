@@ -156,8 +156,7 @@ fn tun_mode(len: u64) {
     use common::netns::{
         count_server, ns_peer, send_bytes, unsupported, Namespaces, NsPeer, UNDERLAY_A, UNDERLAY_B,
     };
-    use meshplane::engine::wg::NetworkUpdate;
-    use meshplane::engine::wg::RoutedPrefix;
+    use meshplane::engine::wg::{NetworkUpdate, RoutedPrefix};
     use meshplane::key::PrivateKey;
     use meshplane_core::model::{Action, Protocol};
     use meshplane_core::routing::forward::RouteRule;

@@ -402,8 +402,10 @@ impl Plan {
                         r.destination
                     );
                 }
-                // A domain rule allows the names' addresses, not its
-                // placeholder destination.
+                // A domain route's rule names `0.0.0.0/0` as its
+                // destination: it allows the names' resolved addresses
+                // instead, so nothing until they are known (never
+                // everywhere).
                 let destinations = if r.domains.is_empty() {
                     rule.iter().map(|x| x.destination).collect()
                 } else {
@@ -577,5 +579,92 @@ impl HostSide {
         }
         #[cfg(not(target_os = "linux"))]
         let _ = address;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::PrivateKey;
+    use meshplane_core::index::AccountIndex;
+    use meshplane_core::model::Account;
+    use meshplane_core::netmap::network_map;
+    use meshplane_core::routing::select::PeerState;
+    use meshplane_core::Timestamp;
+    use serde_json::json;
+
+    /// The map of `peer` in an account where b routes the office network
+    /// (masqueraded) for everyone.
+    fn map_of(peer: &str, keys: &[String; 2]) -> PeerMap {
+        let account: Account = serde_json::from_value(json!({
+            "id": "acc", "serial": 1,
+            "peers": [
+                {"id": "a", "name": "a", "ip": "100.64.0.1", "dns_label": "a", "key": keys[0]},
+                {"id": "b", "name": "b", "ip": "100.64.0.2", "dns_label": "b", "key": keys[1]}
+            ],
+            "groups": [{"id": "g", "name": "All", "peers": ["a", "b"]}],
+            "policies": [{"id": "p", "name": "all", "enabled": true, "rules": [{
+                "id": "r", "name": "all", "enabled": true, "action": "accept",
+                "bidirectional": true, "protocol": "all", "sources": ["g"], "destinations": ["g"]}]}],
+            "routes": [{"id": "office", "network_id": "office", "enabled": true, "peer": "b",
+                "network": "10.50.0.0/24", "metric": 9999, "masquerade": true, "groups": ["g"]}]
+        }))
+        .expect("account");
+        let index = AccountIndex::new(&account);
+        PeerMap::from(&network_map(&index, peer, Timestamp::from_secs(1)).expect("map"))
+    }
+
+    fn plan_of(peer: &str, keys: &[String; 2], b_up: bool) -> (Plan, RoutesReport) {
+        let map = map_of(peer, keys);
+        let own = PeerId(peer.into());
+        let parsed: HashMap<&PeerId, PublicKey> = map
+            .peers
+            .iter()
+            .map(|p| (&p.id, p.key.parse().expect("key")))
+            .collect();
+        let candidates: Vec<Candidate> = map.routes.iter().map(Candidate::from).collect();
+        let state = PeerState {
+            connected: b_up,
+            relayed: false,
+            latency_ms: Some(3),
+        };
+        let selection = Selector::default().select(&own, &candidates, |_| Some(state));
+        let address = Ipv4Net::new(map.peer_config.address.addr(), 16).expect("prefix");
+        let plan = Plan::new(&own, &map, &selection, &parsed, address, &Resolved::new());
+        let report = report(&own, &map, &selection);
+        (plan, report)
+    }
+
+    #[test]
+    fn a_client_routes_the_prefix_through_the_chosen_peer_and_b_serves_it() {
+        let keys = [(); 2].map(|()| PrivateKey::generate().public_key().to_string());
+        let office: Ipv4Net = "10.50.0.0/24".parse().expect("prefix");
+
+        let (plan, report) = plan_of("a", &keys, true);
+        assert_eq!(plan.routes.len(), 1);
+        assert_eq!(plan.routes[0].prefix, office);
+        assert_eq!(plan.routes[0].via.to_string(), keys[1]);
+        assert_eq!(
+            plan.rules,
+            vec![RouteRule::outbound(Ipv4Addr::new(100, 64, 0, 1), office)]
+        );
+        assert!(plan.masquerade.is_empty());
+        assert_eq!(report.networks[0].routing_peer.as_deref(), Some("b"));
+        assert!(report.served.is_empty());
+
+        // b not connected: nothing is routed, the network is listed without
+        // a routing peer.
+        let (plan, report) = plan_of("a", &keys, false);
+        assert!(plan.routes.is_empty());
+        assert_eq!(report.networks[0].routing_peer, None);
+
+        let (plan, report) = plan_of("b", &keys, true);
+        assert!(plan.routes.is_empty());
+        assert_eq!(plan.masquerade, vec![office]);
+        assert_eq!(plan.rules.len(), 1);
+        assert_eq!(plan.rules[0].destination, office);
+        assert_eq!(plan.rules[0].source_ranges, vec![Ipv4Net::default()]);
+        assert_eq!(report.served.len(), 1);
+        assert!(report.served[0].masquerade);
     }
 }
