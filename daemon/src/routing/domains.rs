@@ -205,6 +205,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_routes_addresses_are_its_names_resolved_ones() {
+        let resolved = Resolved::from([
+            (
+                "web.test".to_string(),
+                BTreeSet::from([Ipv4Addr::new(192, 0, 2, 9), Ipv4Addr::new(192, 0, 2, 1)]),
+            ),
+            (
+                "api.test".to_string(),
+                BTreeSet::from([Ipv4Addr::new(192, 0, 2, 1)]),
+            ),
+        ]);
+        let names = ["Web.Test.".to_string(), "api.test".to_string()];
+        let got: Vec<String> = addresses(&names, &resolved)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(got, ["192.0.2.1/32", "192.0.2.9/32"]);
+        assert!(addresses(&["unknown.test".to_string()], &resolved).is_empty());
+    }
+
+    #[test]
     fn canonical_names() {
         assert_eq!(canonical("Example.COM.").as_deref(), Some("example.com"));
         assert_eq!(canonical("*.example.com"), None);
