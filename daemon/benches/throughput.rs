@@ -183,6 +183,7 @@ fn tun_mode(len: u64) {
                 via: key_b.public_key(),
             }],
             route_rules: vec![RouteRule::outbound(IP_A, office)],
+            mesh_network: None,
         },
     );
     let b = NsPeer::start(
@@ -201,6 +202,7 @@ fn tun_mode(len: u64) {
                 port: None,
                 port_range: None,
             }],
+            mesh_network: None,
         },
     );
     common::netns::ip(&["-n", &ns.a, "route", "add", "10.50.0.0/24", "dev", "mp0"]);

@@ -1,13 +1,14 @@
 //! The engine's task: the only owner of the socket, the tunnels and the
 //! firewall, so none of them needs a lock.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use boringtun::noise::handshake::parse_handshake_anon;
 use boringtun::noise::{Packet, Tunn, TunnResult};
 use boringtun::x25519::{PublicKey as DalekPublic, StaticSecret};
+use ipnet::Ipv4Net;
 use meshplane_core::connect::Timers;
 use meshplane_core::connect::{Connection, Path, ProbeKind};
 use meshplane_core::firewall::{Firewall, Verdict};
@@ -82,6 +83,22 @@ pub(super) struct UnderlayEnds {
 struct Wire {
     socket: Arc<UdpSocket>,
     relay: mpsc::Sender<(PublicKey, Vec<u8>)>,
+    /// Addresses the host routes into the tunnel: the mesh network and the
+    /// prefixes of the routes in use (a default route excepted: an exit
+    /// node's policy routing keeps the underlay out of it). WireGuard
+    /// datagrams are never sent to them nor taken from them: that would be
+    /// the tunnel carrying itself.
+    tunnelled: Vec<Ipv4Net>,
+}
+
+impl Wire {
+    /// Whether `ip` is reached through the tunnel itself.
+    fn tunnelled(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(ip) => self.tunnelled.iter().any(|n| n.contains(&ip)),
+            IpAddr::V6(_) => false,
+        }
+    }
 }
 
 impl Wire {
@@ -90,6 +107,7 @@ impl Wire {
     /// socket buffer would.
     async fn send(&self, peer: &mut Peer, path: Path, datagram: &[u8]) {
         let sent = match path {
+            Path::Direct(to) if self.tunnelled(to.ip()) => false,
             Path::Direct(to) => match self.socket.send_to(datagram, to).await {
                 Ok(_) => true,
                 Err(e) => {
@@ -158,7 +176,11 @@ impl Dataplane {
         } = underlay;
         let private = config.private_key.secret().clone();
         Dataplane {
-            wire: Wire { socket, relay },
+            wire: Wire {
+                socket,
+                relay,
+                tunnelled: Vec::new(),
+            },
             listen,
             public: DalekPublic::from(&private),
             own_key: config.private_key.public_key(),
@@ -268,6 +290,12 @@ impl Dataplane {
                 );
                 self.peers.set_routes(&update.routes);
                 self.routed.set_rules(&update.route_rules);
+                self.wire.tunnelled = update
+                    .mesh_network
+                    .into_iter()
+                    .chain(update.routes.iter().map(|r| r.prefix))
+                    .filter(|p| p.prefix_len() > 0)
+                    .collect();
                 let _ = done.send(());
             }
             Command::Candidates(key, candidates) => {
@@ -293,6 +321,9 @@ impl Dataplane {
         if stun::is_stun(data) {
             // Discovery reads these a few times a minute; a flood is dropped.
             let _ = self.stun.try_send((from, data.to_vec()));
+            return;
+        }
+        if self.wire.tunnelled(from.ip()) {
             return;
         }
         self.on_datagram(data, Path::Direct(from), out).await;

@@ -124,6 +124,10 @@ pub struct NetworkUpdate {
     /// say), and one outbound rule per prefix it uses (so their replies
     /// come back in).
     pub route_rules: Vec<RouteRule>,
+    /// The mesh network (this peer's address with the map's prefix): the
+    /// host routes it into the tunnel, so no peer is reached over the
+    /// underlay at an address in it.
+    pub mesh_network: Option<Ipv4Net>,
 }
 
 impl NetworkUpdate {
@@ -154,6 +158,7 @@ impl NetworkUpdate {
         NetworkUpdate {
             peers,
             firewall,
+            mesh_network: Some(map.peer_config.address.trunc()),
             ..NetworkUpdate::default()
         }
     }
