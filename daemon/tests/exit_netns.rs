@@ -52,6 +52,7 @@ use meshplane::routing::mark::UNDERLAY_MARK;
 
 /// An address on no network of the test: only a default route reaches it.
 const INTERNET: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
+const INTERNET_V6: &str = "2001:db8:99::7";
 
 fn ip(ns: &str, args: &[&str]) -> String {
     let out = Command::new("ip")
@@ -71,23 +72,29 @@ fn ip(ns: &str, args: &[&str]) -> String {
 /// The interface the kernel would send a packet to `to` out of, for a
 /// socket with `mark`.
 fn route_dev(ns: &str, to: Ipv4Addr, mark: Option<u32>) -> String {
-    let to = to.to_string();
+    route_dev_any(ns, &to.to_string(), mark).unwrap_or_else(|| panic!("no route to {to}"))
+}
+
+/// [`route_dev`] for any address; `None` when the kernel refuses (an
+/// unreachable route).
+fn route_dev_any(ns: &str, to: &str, mark: Option<u32>) -> Option<String> {
     let mark = mark.map(|m| m.to_string());
-    let mut args = vec!["route", "get", to.as_str()];
+    let mut args = vec!["-n", ns, "route", "get", to];
     if let Some(m) = &mark {
         args.extend(["mark", m.as_str()]);
     }
-    let out = ip(ns, &args);
-    out.split_whitespace()
-        .skip_while(|w| *w != "dev")
-        .nth(1)
-        .unwrap_or_default()
-        .to_string()
+    let out = Command::new("ip").args(&args).output().expect("run ip");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let dev = text.split_whitespace().skip_while(|w| *w != "dev").nth(1);
+    out.status
+        .success()
+        .then(|| dev.unwrap_or_default().to_string())
 }
 
-/// Whether any of our policy rules is installed.
+/// Whether any of our policy rules (IPv4 or IPv6) is installed.
 fn has_our_rules(ns: &str) -> bool {
-    ip(ns, &["rule", "list"]).lines().any(|l| {
+    let rules = ip(ns, &["rule", "list"]) + &ip(ns, &["-6", "rule", "list"]);
+    rules.lines().any(|l| {
         l.starts_with(&format!("{PRIORITY_MAIN}:")) || l.starts_with(&format!("{PRIORITY_TUNNEL}:"))
     })
 }
@@ -102,6 +109,28 @@ fn policy_routing_sends_unmarked_traffic_into_the_tunnel() {
     let a = ns.a.clone();
     let gateway = UNDERLAY_B.to_string();
     ip(&a, &["route", "add", "default", "via", &gateway]);
+    let v6 = [
+        "addr",
+        "add",
+        "2001:db8:77::1/64",
+        "dev",
+        "mpveth-a",
+        "nodad",
+    ];
+    ip(&a, &["-6"].iter().chain(&v6).copied().collect::<Vec<_>>());
+    ip(
+        &a,
+        &[
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            "2001:db8:77::2",
+            "dev",
+            "mpveth-a",
+        ],
+    );
     let check = a.clone();
     in_netns(&a, move || {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -122,6 +151,11 @@ fn policy_routing_sends_unmarked_traffic_into_the_tunnel() {
             let ns = check.as_str();
             let underlay = "mpveth-a";
             assert_eq!(route_dev(ns, INTERNET, None), underlay, "before");
+            assert_eq!(
+                route_dev_any(ns, INTERNET_V6, None).as_deref(),
+                Some(underlay),
+                "IPv6 before"
+            );
 
             let mut exit = ExitRouting::new("mp0").expect("netlink");
             exit.set(true).await.expect("exit on");
@@ -141,11 +175,25 @@ fn policy_routing_sends_unmarked_traffic_into_the_tunnel() {
                 "mp0",
                 "the mesh stays on the TUN"
             );
+            assert_eq!(
+                route_dev_any(ns, INTERNET_V6, None),
+                None,
+                "IPv6 to the internet is refused, not leaked past the exit"
+            );
+            assert_eq!(
+                route_dev_any(ns, INTERNET_V6, Some(UNDERLAY_MARK)).as_deref(),
+                Some(underlay)
+            );
             // Twice is once.
             exit.set(true).await.expect("exit still on");
 
             exit.set(false).await.expect("exit off");
             assert_eq!(route_dev(ns, INTERNET, None), underlay, "off: own path");
+            assert_eq!(
+                route_dev_any(ns, INTERNET_V6, None).as_deref(),
+                Some(underlay),
+                "off: IPv6 too"
+            );
             assert!(!has_our_rules(ns), "off: no rules left");
 
             // A run that dies with the exit on: the next start cleans up.

@@ -26,10 +26,10 @@
 //! nothing; and the next run's first [`ExitRouting::set`] removes them.
 
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use futures_util::TryStreamExt;
-use rtnetlink::packet_route::route::{RouteAttribute, RouteHeader, RouteMessage};
+use rtnetlink::packet_route::route::{RouteAttribute, RouteHeader, RouteMessage, RouteType};
 use rtnetlink::packet_route::rule::{RuleAction, RuleAttribute, RuleFlags, RuleMessage};
 use rtnetlink::{Handle, IpVersion, RouteMessageBuilder};
 use tokio::task::JoinHandle;
@@ -125,20 +125,40 @@ impl ExitRouting {
             .table_id(TABLE)
             .build();
         self.handle.route().add(route).replace().execute().await?;
+        self.add_rules(&IpVersion::V4).await?;
+        if let Err(e) = self.block_ipv6().await {
+            tracing::warn!("exit node: the host's IPv6 keeps its own path ({e})");
+        }
+        Ok(())
+    }
+
+    /// The mesh carries IPv4 only: with an exit node in use, IPv6 to the
+    /// internet is refused (`unreachable ::/0` in our table, behind the
+    /// same rules) rather than leaving past the exit node, as NetBird's
+    /// client does; the host's own IPv6 networks still work.
+    async fn block_ipv6(&self) -> Result<(), ExitError> {
+        let route = RouteMessageBuilder::<Ipv6Addr>::new()
+            .destination_prefix(Ipv6Addr::UNSPECIFIED, 0)
+            .table_id(TABLE)
+            .kind(RouteType::Unreachable)
+            .build();
+        self.handle.route().add(route).replace().execute().await?;
+        self.add_rules(&IpVersion::V6).await
+    }
+
+    /// The two rules of the module docs, for one address family.
+    async fn add_rules(&self, version: &IpVersion) -> Result<(), ExitError> {
         let rules = self.handle.rule();
         let mut main = rules
             .add()
-            .v4()
             .priority(PRIORITY_MAIN)
             .table_id(u32::from(RouteHeader::RT_TABLE_MAIN))
             .action(RuleAction::ToTable);
         main.message_mut()
             .attributes
             .push(RuleAttribute::SuppressPrefixLen(0));
-        main.execute().await?;
         let mut tunnel = rules
             .add()
-            .v4()
             .priority(PRIORITY_TUNNEL)
             .table_id(TABLE)
             .fw_mark(UNDERLAY_MARK)
@@ -146,17 +166,35 @@ impl ExitRouting {
         let message = tunnel.message_mut();
         message.attributes.push(RuleAttribute::FwMask(u32::MAX));
         message.header.flags |= RuleFlags::Invert;
-        tunnel.execute().await?;
+        for rule in [main, tunnel] {
+            match version {
+                IpVersion::V4 => rule.v4().execute().await?,
+                IpVersion::V6 => rule.v6().execute().await?,
+            }
+        }
         Ok(())
     }
 
     /// Deletes our rules (by priority or table) and every route in
     /// [`TABLE`]; also what a crashed run left.
     async fn remove(&self) -> Result<(), ExitError> {
+        self.remove_family(IpVersion::V4).await?;
+        // A host without IPv6 has nothing of ours there.
+        if let Err(e) = self.remove_family(IpVersion::V6).await {
+            tracing::debug!("exit node: IPv6 rules: {e}");
+        }
+        Ok(())
+    }
+
+    async fn remove_family(&self, version: IpVersion) -> Result<(), ExitError> {
+        let dump = match version {
+            IpVersion::V4 => RouteMessageBuilder::<Ipv4Addr>::new().build(),
+            IpVersion::V6 => RouteMessageBuilder::<Ipv6Addr>::new().build(),
+        };
         let ours: Vec<RuleMessage> = self
             .handle
             .rule()
-            .get(IpVersion::V4)
+            .get(version)
             .execute()
             .try_filter(|rule| std::future::ready(is_ours(rule)))
             .try_collect()
@@ -164,7 +202,6 @@ impl ExitRouting {
         for rule in ours {
             self.handle.rule().del(rule).execute().await?;
         }
-        let dump = RouteMessageBuilder::<Ipv4Addr>::new().build();
         let routes: Vec<RouteMessage> = self
             .handle
             .route()
