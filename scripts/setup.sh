@@ -18,6 +18,9 @@ command -v ping >/dev/null 2>&1 || need_apt+=(iputils-ping)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 # The NAT scenarios make home routers with iptables.
 command -v iptables >/dev/null 2>&1 || need_apt+=(iptables)
+# A routing peer masquerades through nft's JSON interface (and the routes
+# namespace test needs it).
+command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     log "apt packages: ${need_apt[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -61,6 +61,7 @@
 //! ```
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -130,7 +131,7 @@ impl Transport {
         self as usize
     }
 
-    fn has_ports(self) -> bool {
+    pub(crate) fn has_ports(self) -> bool {
         matches!(self, Transport::Tcp | Transport::Udp)
     }
 
@@ -252,16 +253,27 @@ struct Verdicts {
 /// What the rules towards one remote (or towards every remote) say, per
 /// protocol.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Bucket([Verdicts; 4]);
+pub(crate) struct Bucket([Verdicts; 4]);
 
 impl Bucket {
     fn add(&mut self, rule: &Rule) {
-        let (start, end) = match (rule.port, rule.port_range) {
+        self.add_parts(rule.protocol, rule.port, rule.port_range, rule.action);
+    }
+
+    /// Adds what one rule says about a protocol and its ports.
+    pub(crate) fn add_parts(
+        &mut self,
+        protocol: Protocol,
+        port: Option<u16>,
+        port_range: Option<PortRange>,
+        action: Action,
+    ) {
+        let (start, end) = match (port, port_range) {
             (Some(p), _) => (p, p),
             (None, Some(r)) => (clamp_port(r.start), clamp_port(r.end)),
             (None, None) => (0, u16::MAX),
         };
-        let protocols: &[Transport] = match rule.protocol.on_wire() {
+        let protocols: &[Transport] = match protocol.on_wire() {
             Protocol::Tcp | Protocol::NetbirdSsh => &[Transport::Tcp],
             Protocol::Udp => &[Transport::Udp],
             Protocol::Icmp => &[Transport::Icmp],
@@ -269,20 +281,28 @@ impl Bucket {
         };
         for &t in protocols {
             // Ports mean nothing for a rule that is not TCP or UDP only.
-            let (s, e) = if t.has_ports() && rule.protocol.has_ports() {
+            let (s, e) = if t.has_ports() && protocol.has_ports() {
                 (start, end)
             } else {
                 (0, u16::MAX)
             };
             let v = &mut self.0[t.slot()];
-            match rule.action {
+            match action {
                 Action::Accept => v.accept.add(s, e),
                 Action::Drop => v.drop.add(s, e),
             }
         }
     }
 
-    fn compile(&mut self) {
+    /// Whether a drop rule and whether an accept rule of this bucket match
+    /// a packet of `transport` to `dst_port`.
+    pub(crate) fn matches(&self, transport: Transport, dst_port: u16) -> (bool, bool) {
+        let port = if transport.has_ports() { dst_port } else { 0 };
+        let v = self.verdicts(transport);
+        (v.drop.contains(port), v.accept.contains(port))
+    }
+
+    pub(crate) fn compile(&mut self) {
         for v in &mut self.0 {
             v.accept.compile();
             v.drop.compile();
@@ -393,8 +413,8 @@ pub struct FlowKey {
 
 /// An open flow: the packet that opened it and when it lapses.
 #[derive(Debug, Clone, Copy)]
-struct Flow {
-    opener: Packet,
+struct Flow<P> {
+    opener: P,
     expires: Timestamp,
 }
 
@@ -403,18 +423,79 @@ struct Flow {
 /// own), so a flood cannot grow memory without bound.
 pub const MAX_FLOWS: usize = 65_536;
 
+/// Open flows keyed by `K`, each remembering the packet `P` that opened it
+/// (so that new rules can re-check it); shared by the peer firewall and the
+/// routing peer's forwarding filter.
+#[derive(Debug, Clone)]
+pub(crate) struct FlowTable<K, P> {
+    flows: HashMap<K, Flow<P>>,
+}
+
+impl<K, P> Default for FlowTable<K, P> {
+    fn default() -> Self {
+        FlowTable {
+            flows: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Hash + Eq, P> FlowTable<K, P> {
+    /// Whether `key` is an open flow at `now`; if so it stays open for
+    /// another `timeout`.
+    pub(crate) fn refresh(&mut self, key: &K, now: Timestamp, timeout: Duration) -> bool {
+        match self.flows.get_mut(key) {
+            Some(flow) if flow.expires > now => {
+                flow.expires = now + timeout;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Opens (or reopens) `key` for `timeout`, unless the table is full of
+    /// live flows.
+    pub(crate) fn open(&mut self, key: K, opener: P, now: Timestamp, timeout: Duration) {
+        if self.flows.len() >= MAX_FLOWS && !self.flows.contains_key(&key) {
+            self.expire(now);
+        }
+        if self.flows.len() < MAX_FLOWS || self.flows.contains_key(&key) {
+            self.flows.insert(
+                key,
+                Flow {
+                    opener,
+                    expires: now + timeout,
+                },
+            );
+        }
+    }
+
+    /// Closes the flows whose opening packet `keep` refuses.
+    pub(crate) fn retain_openers(&mut self, keep: impl Fn(&P) -> bool) {
+        self.flows.retain(|_, f| keep(&f.opener));
+    }
+
+    /// Forgets flows idle past their timeout.
+    pub(crate) fn expire(&mut self, now: Timestamp) {
+        self.flows.retain(|_, f| f.expires > now);
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.flows.len()
+    }
+}
+
 /// Compiled rules plus the flows they opened: the data plane's filter.
 #[derive(Debug, Clone, Default)]
 pub struct Firewall {
     rules: RuleSet,
-    flows: HashMap<FlowKey, Flow>,
+    flows: FlowTable<FlowKey, Packet>,
 }
 
 impl Firewall {
     pub fn new(rules: &[Rule]) -> Self {
         Firewall {
             rules: RuleSet::new(rules),
-            flows: HashMap::new(),
+            flows: FlowTable::default(),
         }
     }
 
@@ -424,7 +505,7 @@ impl Firewall {
         self.rules = RuleSet::new(rules);
         let set = &self.rules;
         self.flows
-            .retain(|_, f| set.decide(&f.opener).verdict == Verdict::Accept);
+            .retain_openers(|opener| set.decide(opener).verdict == Verdict::Accept);
     }
 
     /// Decides one packet at `now`, opening or refreshing its flow when it
@@ -432,29 +513,15 @@ impl Firewall {
     pub fn check(&mut self, packet: &Packet, now: Timestamp) -> Decision {
         let key = packet.flow();
         let timeout = packet.transport.idle_timeout();
-        if let Some(flow) = self.flows.get_mut(&key) {
-            if flow.expires > now {
-                flow.expires = now + timeout;
-                return Decision {
-                    verdict: Verdict::Accept,
-                    reason: Reason::Flow,
-                };
-            }
+        if self.flows.refresh(&key, now, timeout) {
+            return Decision {
+                verdict: Verdict::Accept,
+                reason: Reason::Flow,
+            };
         }
         let decision = self.rules.decide(packet);
         if decision.verdict == Verdict::Accept {
-            if self.flows.len() >= MAX_FLOWS && !self.flows.contains_key(&key) {
-                self.expire(now);
-            }
-            if self.flows.len() < MAX_FLOWS || self.flows.contains_key(&key) {
-                self.flows.insert(
-                    key,
-                    Flow {
-                        opener: *packet,
-                        expires: now + timeout,
-                    },
-                );
-            }
+            self.flows.open(key, *packet, now, timeout);
         }
         decision
     }
@@ -462,7 +529,7 @@ impl Firewall {
     /// Forgets flows idle past their timeout; call it now and then (the
     /// data plane does on its timer tick) to keep the table small.
     pub fn expire(&mut self, now: Timestamp) {
-        self.flows.retain(|_, f| f.expires > now);
+        self.flows.expire(now);
     }
 
     /// How many flows are open.

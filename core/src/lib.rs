@@ -77,6 +77,7 @@ pub mod permissions;
 pub mod policy;
 pub mod posture;
 pub mod registration;
+pub mod routing;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod temporary_access;

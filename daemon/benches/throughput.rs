@@ -10,6 +10,10 @@
 //! - TUN mode (root with `ip netns` only): two namespaces joined by veth,
 //!   kernel TCP from A to B's mesh IP through the TUN interfaces; baseline:
 //!   kernel TCP over the veth itself.
+//! - Forwarded through a routing peer (TUN mode): B routes 10.50.0.0/24, a
+//!   third namespace H on a veth behind it; kernel TCP from A to H through
+//!   the tunnel, B's route filter and B's kernel forwarding, against the
+//!   same transfer peer to peer (A to B's mesh IP).
 //!
 //! `cargo bench -p meshplane --bench throughput`; `MESHPLANE_BENCH_BYTES`
 //! sets the transfer size (default 1 GiB).
@@ -152,8 +156,10 @@ fn tun_mode(len: u64) {
     use common::netns::{
         count_server, ns_peer, send_bytes, unsupported, Namespaces, NsPeer, UNDERLAY_A, UNDERLAY_B,
     };
-    use meshplane::engine::wg::NetworkUpdate;
+    use meshplane::engine::wg::{NetworkUpdate, RoutedPrefix};
     use meshplane::key::PrivateKey;
+    use meshplane_core::model::{Action, Protocol};
+    use meshplane_core::routing::forward::RouteRule;
 
     if let Some(why) = unsupported() {
         println!("TUN mode skipped: {why}");
@@ -161,6 +167,10 @@ fn tun_mode(len: u64) {
     }
     let ns = Namespaces::create("bench");
     let (key_a, key_b) = (PrivateKey::generate(), PrivateKey::generate());
+    // B routes the office network of H to A.
+    let office: ipnet::Ipv4Net = "10.50.0.0/24".parse().expect("prefix");
+    let host_h = Ipv4Addr::new(10, 50, 0, 2);
+    let h = Office::create(&ns.b);
     let a = NsPeer::start(
         &ns.a,
         key_a.clone(),
@@ -168,6 +178,12 @@ fn tun_mode(len: u64) {
         NetworkUpdate {
             peers: vec![ns_peer(&key_b, IP_B, UNDERLAY_B)],
             firewall: allow_all(),
+            routes: vec![RoutedPrefix {
+                prefix: office,
+                via: key_b.public_key(),
+            }],
+            route_rules: vec![RouteRule::outbound(IP_A, office)],
+            mesh_network: None,
         },
     );
     let b = NsPeer::start(
@@ -177,8 +193,19 @@ fn tun_mode(len: u64) {
         NetworkUpdate {
             peers: vec![ns_peer(&key_a, IP_A, UNDERLAY_A)],
             firewall: allow_all(),
+            routes: Vec::new(),
+            route_rules: vec![RouteRule {
+                source_ranges: vec!["0.0.0.0/0".parse().expect("prefix")],
+                destination: office,
+                action: Action::Accept,
+                protocol: Protocol::All,
+                port: None,
+                port_range: None,
+            }],
+            mesh_network: None,
         },
     );
+    common::netns::ip(&["-n", &ns.a, "route", "add", "10.50.0.0/24", "dev", "mp0"]);
     for (what, to) in [
         (
             "TUN tunnel (namespaces over veth)",
@@ -188,8 +215,13 @@ fn tun_mode(len: u64) {
             "plain TCP over the same veth (no tunnel)",
             SocketAddrV4::new(UNDERLAY_B, 5202),
         ),
+        (
+            "TUN tunnel forwarded by B to H (routing peer)",
+            SocketAddrV4::new(host_h, 5203),
+        ),
     ] {
-        let server = count_server(&ns.b, to);
+        let at = if *to.ip() == host_h { &h.name } else { &ns.b };
+        let server = count_server(at, to);
         let start = Instant::now();
         let got = send_bytes(&ns.a, to, len).expect("transfer");
         let took = start.elapsed();
@@ -199,6 +231,67 @@ fn tun_mode(len: u64) {
     }
     a.stop();
     b.stop();
+}
+
+/// H's namespace on a veth behind `b` (10.50.0.1 on b's side, H at
+/// 10.50.0.2), with forwarding on in `b` and H routing the mesh back
+/// through it; deleted on drop.
+#[cfg(target_os = "linux")]
+struct Office {
+    name: String,
+}
+
+#[cfg(target_os = "linux")]
+impl Office {
+    fn create(b: &str) -> Office {
+        use common::netns::ip;
+        let office = Office {
+            name: format!("mp-bench-h-{}", std::process::id()),
+        };
+        ip(&["netns", "add", &office.name]);
+        ip(&[
+            "link",
+            "add",
+            "mpofc0",
+            "netns",
+            b,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "mpofc0",
+            "netns",
+            &office.name,
+        ]);
+        for (ns, cidr) in [(b, "10.50.0.1/24"), (office.name.as_str(), "10.50.0.2/24")] {
+            ip(&["-n", ns, "addr", "add", cidr, "dev", "mpofc0"]);
+            ip(&["-n", ns, "link", "set", "mpofc0", "up"]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        ip(&[
+            "-n",
+            &office.name,
+            "route",
+            "add",
+            "100.64.0.0/10",
+            "via",
+            "10.50.0.1",
+        ]);
+        let forwarding = common::netns::exec_in(b, "sysctl")
+            .args(["-qw", "net.ipv4.ip_forward=1"])
+            .status();
+        assert!(forwarding.is_ok_and(|s| s.success()), "forwarding in {b}");
+        office
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for Office {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
 }
 
 fn main() -> std::io::Result<()> {

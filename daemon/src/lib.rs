@@ -20,8 +20,12 @@
 //!   converts).
 //! - [`connect`]: where peers are and how to reach them (candidates, the
 //!   signal exchange, the relay), on top of `engine` and `mgmt`.
-//! - [`link`]: one live link to the mesh, composing the three: it follows
-//!   the Sync stream and applies every map.
+//! - [`routing`]: routes and networks: which routing peer carries each
+//!   routed network ([`meshplane_core::routing`] decides), applied to the
+//!   engine (allowed IPs, the route filter) and to the host (kernel routes;
+//!   forwarding and masquerade on a routing peer); on top of `engine`.
+//! - [`link`]: one live link to the mesh, composing them: it follows the
+//!   Sync stream and applies every map (through `routing`).
 //! - [`dns`]: in kernel TUN mode, a resolver on the mesh IP that answers the
 //!   mesh's names from the map and forwards the rest, and the host's
 //!   resolver pointed at it; the link hands it every map.
@@ -64,6 +68,7 @@ pub mod link;
 pub mod meta;
 pub mod mgmt;
 pub mod proxy_peer;
+pub mod routing;
 pub mod service;
 pub mod socks;
 pub mod state;

@@ -24,10 +24,11 @@ use crate::connect::{Connect, ConnectConfig};
 use crate::dns::{DnsReport, PeerDns, PeerDnsConfig};
 use crate::engine::forward::Forwarder;
 use crate::engine::netstack::Netstack;
-use crate::engine::wg::{Engine, EngineConfig, NetworkUpdate, Status, Underlay};
+use crate::engine::wg::{Engine, EngineConfig, Status, Underlay};
 use crate::key::{PrivateKey, PublicKey};
 use crate::meta::{self, Mesh, Meta};
 use crate::mgmt::client::{ManagementError, Session, MAX_BACKOFF, MIN_BACKOFF};
+use crate::routing::{underlay_addresses, HostConfig, Routes, RoutesReport};
 
 /// How the engine is attached to the host.
 #[derive(Debug)]
@@ -48,6 +49,9 @@ async fn attach(
     #[cfg(target_os = "linux")]
     if let Some(name) = kernel {
         let (engine, tunnel, underlay) = Engine::start_with_underlay(config.clone()).await?;
+        // Before any packet: an exit node must not route the tunnel into
+        // itself.
+        crate::routing::mark::mark(&*underlay.socket);
         match crate::engine::kernel_tun::KernelTun::start(name, address, tunnel) {
             Ok(tun) => return Ok((engine, underlay, Frontend::Kernel(tun))),
             Err(e) => {
@@ -104,6 +108,10 @@ pub struct Link {
     dns: Option<Arc<PeerDns>>,
     /// Sends changes of this host's meta ([`crate::meta::report`]).
     meta_reporter: JoinHandle<()>,
+    /// Routes and networks: chosen on every map and reachability change.
+    routes: Arc<Routes>,
+    /// Chooses routing peers again when a peer's reachability changes.
+    failover: JoinHandle<()>,
 }
 
 /// Why a link could not be brought up.
@@ -191,6 +199,33 @@ impl Link {
         let meta = Meta::new(mesh, login.process_check_paths.clone());
         let meta_reporter = tokio::spawn(meta::report(meta.clone(), url.to_string(), key.clone()));
         let engine = Arc::new(engine);
+        let host = match &frontend {
+            #[cfg(target_os = "linux")]
+            Frontend::Kernel(tun) => {
+                let mut urls = vec![url];
+                if let Some(relay) = &login.relay {
+                    urls.extend(relay.urls.iter().map(String::as_str));
+                }
+                Some(HostConfig {
+                    interface: tun.name().to_string(),
+                    underlay: underlay_addresses(&urls).await,
+                })
+            }
+            Frontend::Netstack(_) => None,
+        };
+        let stack = match &frontend {
+            Frontend::Netstack(stack) => Some(stack.routed_prefixes()),
+            #[cfg(target_os = "linux")]
+            Frontend::Kernel(_) => None,
+        };
+        let routes = Arc::new(Routes::new(
+            Arc::clone(&engine),
+            login.peer_id.as_str().into(),
+            address,
+            host,
+            stack,
+        ));
+        let failover = routes.follow();
         let sync = Arc::new(Mutex::new(SyncState::default()));
         let (peers, peer_keys) = watch::channel(BTreeSet::new());
         let connect = Connect::start(ConnectConfig {
@@ -207,7 +242,7 @@ impl Link {
         let follower = Follower {
             url: url.to_string(),
             key: key.clone(),
-            engine: Arc::clone(&engine),
+            routes: Arc::clone(&routes),
             sync: Arc::clone(&sync),
             peers,
             dns: dns.clone(),
@@ -231,7 +266,23 @@ impl Link {
             reporter: None,
             dns,
             meta_reporter,
+            routes,
+            failover,
         })
+    }
+
+    /// The routes part of `status`.
+    pub fn routes(&self) -> RoutesReport {
+        self.routes.report()
+    }
+
+    /// Removes what the link set up on the host besides its interface
+    /// (forwarding, the nftables table, kernel routes); call before
+    /// dropping it.
+    pub async fn shutdown(&self) {
+        self.task.abort();
+        self.failover.abort();
+        self.routes.shutdown().await;
     }
 
     /// Reports the engine's flow events to the server every `every`
@@ -295,6 +346,7 @@ impl Drop for Link {
     fn drop(&mut self) {
         self.task.abort();
         self.meta_reporter.abort();
+        self.failover.abort();
         if let Some(reporter) = &self.reporter {
             reporter.abort();
         }
@@ -315,7 +367,8 @@ fn lock(m: &Mutex<SyncState>) -> MutexGuard<'_, SyncState> {
 struct Follower {
     url: String,
     key: PrivateKey,
-    engine: Arc<Engine>,
+    /// Applies each map to the engine, with the routes chosen for it.
+    routes: Arc<Routes>,
     sync: Arc<Mutex<SyncState>>,
     /// The keys of the current map's peers, for the signal task.
     peers: watch::Sender<BTreeSet<PublicKey>>,
@@ -374,10 +427,9 @@ impl Follower {
                 Ok(None) => return (got_map, Ok(())),
                 Err(e) => return (got_map, Err(e)),
             };
-            let update = NetworkUpdate::from_map(&map);
-            if self.engine.update(update.clone()).await.is_err() {
+            let Ok(update) = self.routes.apply_map(map.clone()).await else {
                 return (got_map, Ok(()));
-            }
+            };
             if let Some(dns) = &self.dns {
                 dns.apply(&map);
             }

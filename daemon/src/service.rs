@@ -15,6 +15,7 @@ use crate::expose::Exposes;
 use crate::key::PrivateKey;
 use crate::link::{Link, LinkOptions};
 use crate::mgmt::client::{MAX_BACKOFF, MIN_BACKOFF};
+use crate::routing::RoutesReport;
 use crate::state::{Settings, StateDir};
 
 /// How long `expose` waits for the management stream of a daemon that is
@@ -116,11 +117,14 @@ impl Daemon {
     }
 
     /// Before the daemon exits: stops every active expose session and the
-    /// link, so the host gets its resolver configuration back; the saved
-    /// settings stay, so the next start comes back up.
+    /// link, so the host gets back what the link changed (routes, policy
+    /// rules, forwarding, masquerade, its resolver configuration); the
+    /// saved settings stay, so the next start comes back up.
     pub async fn shutdown(&self) {
         self.exposes.stop_all().await;
-        self.link.lock().await.take();
+        if let Some(link) = self.link.lock().await.take() {
+            link.shutdown().await;
+        }
     }
 
     pub async fn handle(&self, request: Request) -> Reply {
@@ -183,7 +187,9 @@ impl Daemon {
     async fn down(&self) -> Result<(), String> {
         self.exposes.stop_all().await;
         let mut link = self.link.lock().await;
-        link.take();
+        if let Some(link) = link.take() {
+            link.shutdown().await;
+        }
         let settings = self.state.settings().map_err(|e| e.to_string())?;
         self.state
             .save_settings(&Settings {
@@ -270,9 +276,12 @@ impl Daemon {
                 relay_connected: false,
                 peers: Vec::new(),
                 dns: None,
+                routes: RoutesReport::default(),
+                exit_node: None,
             });
         };
         let engine = link.engine_status().await;
+        let routes = link.routes();
         let sync = link.sync_state();
         let peers = engine
             .iter()
@@ -305,6 +314,8 @@ impl Daemon {
             relay_connected: engine.as_ref().is_some_and(|s| s.relay_connected),
             peers,
             dns: link.dns_report().map(Box::new),
+            exit_node: routes.exit_node().map(Box::new),
+            routes,
         })
     }
 }

@@ -47,6 +47,7 @@ fn kernel_ping_and_tcp_cross_the_tunnel_between_namespaces() {
     let map = |other: PeerConfig, firewall: Vec<Rule>| NetworkUpdate {
         peers: vec![other],
         firewall,
+        ..NetworkUpdate::default()
     };
     let a = NsPeer::start(
         &ns.a,

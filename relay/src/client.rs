@@ -118,7 +118,22 @@ impl RelayClient {
         own_public_key: &str,
         token: &Token,
     ) -> Result<(RelaySender, RelayReceiver), RelayError> {
-        let target = Target::relay(url)?;
+        Self::connect_marked(url, own_public_key, token, None).await
+    }
+
+    /// [`RelayClient::connect`] from a TCP socket carrying fwmark `mark`
+    /// (Linux `SO_MARK`, needs CAP_NET_ADMIN), so that a client's policy
+    /// routing can keep the relay connection out of its own tunnel.
+    pub async fn connect_marked(
+        url: &str,
+        own_public_key: &str,
+        token: &Token,
+        mark: Option<u32>,
+    ) -> Result<(RelaySender, RelayReceiver), RelayError> {
+        let target = Target {
+            mark,
+            ..Target::relay(url)?
+        };
         let me = PeerId::from_public_key(own_public_key);
         let auth = protocol::auth(&me, &token.to_wire()?)?;
         let mut socket = tokio::time::timeout(CONNECT_TIMEOUT, open(&target))

@@ -8,7 +8,7 @@ use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
 
 /// The path the relay's WebSocket is served on (NetBird's too).
@@ -40,6 +40,10 @@ pub struct Target {
     pub port: u16,
     /// Path and query, at least `/`.
     pub path: String,
+    /// The fwmark (`SO_MARK`, Linux, best effort) of the TCP socket: a VPN
+    /// client marks its own control connections so its policy routing
+    /// keeps them out of its tunnel. Unmarked when `None`.
+    pub mark: Option<u32>,
 }
 
 impl Target {
@@ -105,6 +109,7 @@ impl Target {
             host: host.to_string(),
             port,
             path: if path.is_empty() { "/".into() } else { path },
+            mark: None,
         })
     }
 }
@@ -117,7 +122,7 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 pub async fn connect(target: &Target) -> Result<Box<dyn Io>, DialError> {
     let authority = target.authority();
     let host = target.host.trim_start_matches('[').trim_end_matches(']');
-    let tcp = TcpStream::connect((host, target.port))
+    let tcp = tcp_connect(host, target.port, target.mark)
         .await
         .map_err(|source| DialError::Connect {
             authority: authority.clone(),
@@ -136,6 +141,48 @@ pub async fn connect(target: &Target) -> Result<Box<dyn Io>, DialError> {
         .await
         .map_err(|source| DialError::Tls { authority, source })?;
     Ok(Box::new(tls))
+}
+
+/// A TCP connection to the first of `host`'s addresses that answers, from
+/// a socket marked with `mark` when given.
+async fn tcp_connect(host: &str, port: u16, mark: Option<u32>) -> std::io::Result<TcpStream> {
+    let Some(mark) = mark else {
+        return TcpStream::connect((host, port)).await;
+    };
+    let mut last = None;
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        // Best effort: without CAP_NET_ADMIN the connection goes unmarked
+        // (and such a process has no policy routing to escape anyway).
+        if let Err(e) = set_mark(&socket, mark) {
+            tracing::debug!("cannot mark the connection to {addr}: {e}");
+        }
+        match socket.connect(addr).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{host} has no address"),
+        )
+    }))
+}
+
+#[cfg(target_os = "linux")]
+fn set_mark(socket: &TcpSocket, mark: u32) -> std::io::Result<()> {
+    socket2::SockRef::from(socket).set_mark(mark)
+}
+
+/// Marks exist on Linux only; elsewhere the socket stays unmarked.
+#[cfg(not(target_os = "linux"))]
+fn set_mark(_: &TcpSocket, _: u32) -> std::io::Result<()> {
+    Ok(())
 }
 
 /// The client TLS settings, made once.

@@ -26,6 +26,7 @@ mod permissions;
 mod policy;
 mod posture;
 mod registration;
+mod routing;
 pub mod stateful;
 mod validate;
 
@@ -71,6 +72,10 @@ const AREAS: &[Area] = &[
     Area {
         ops: permissions::OPS,
         dispatch: permissions::dispatch,
+    },
+    Area {
+        ops: routing::OPS,
+        dispatch: routing::dispatch,
     },
 ];
 

@@ -452,6 +452,15 @@ fn render_status(r: &StatusReport) -> String {
         (Some(url), false) => format!("{url} (not connected)"),
     };
     let _ = writeln!(out, "Relay:       {relay}");
+    let exit = r.exit_node.as_ref().map(|e| {
+        format!(
+            "{} {} (network {})",
+            e.peer_ip,
+            e.fqdn.as_deref().unwrap_or(&e.peer_id),
+            e.network_id
+        )
+    });
+    let _ = writeln!(out, "Exit node:   {}", or_dash(exit));
     render_dns(&mut out, r.dns.as_deref());
     let connected = r.peers.iter().filter(|p| p.wireguard.connected).count();
     let _ = writeln!(out, "Peers:       {connected}/{} connected", r.peers.len());
@@ -480,6 +489,7 @@ fn render_status(r: &StatusReport) -> String {
             },
         );
     }
+    out.push_str(&crate::routing::render(&r.routes));
     out
 }
 

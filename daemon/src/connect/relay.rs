@@ -24,6 +24,7 @@ use tokio::time::{sleep, sleep_until, Instant};
 use crate::engine::wg::Engine;
 use crate::key::{PrivateKey, PublicKey};
 use crate::mgmt::client::{now, Session, MAX_BACKOFF, MIN_BACKOFF};
+use crate::routing::mark::UNDERLAY_MARK;
 
 /// A token is renewed this long before it expires.
 const RENEW_BEFORE: Duration = Duration::from_secs(120);
@@ -67,7 +68,7 @@ impl Relay {
                 signature: self.config.token_signature.clone(),
             };
             let mut seen = self.network.borrow_and_update().clone();
-            match RelayClient::connect(&self.url, &own, &token).await {
+            match RelayClient::connect_marked(&self.url, &own, &token, Some(UNDERLAY_MARK)).await {
                 Ok((sender, mut receiver)) => {
                     tracing::info!("relay {} connected", self.url);
                     backoff = MIN_BACKOFF;

@@ -11,6 +11,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::engine::netstack::Echo;
 use crate::engine::wg::PeerStatus;
+use crate::routing::{ExitNodeReport, RoutesReport};
 
 /// What the CLI asks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,6 +106,14 @@ pub struct StatusReport {
     /// management on).
     #[serde(default)]
     pub dns: Option<Box<crate::dns::DnsReport>>,
+    /// The exit node all internet traffic goes through, while one is in
+    /// use.
+    #[serde(default)]
+    pub exit_node: Option<Box<ExitNodeReport>>,
+    /// The networks this peer uses (with their chosen routing peer) and
+    /// those it routes for others.
+    #[serde(default)]
+    pub routes: RoutesReport,
 }
 
 /// One remote peer in `status`: the engine's view of it, named from the

@@ -6,6 +6,7 @@ use std::net::Ipv4Addr;
 
 use meshplane_core::firewall::{Packet, Transport};
 use meshplane_core::netmap::firewall::Direction;
+use meshplane_core::routing::forward::Packet as RoutedPacket;
 
 const TCP: u8 = 6;
 const UDP: u8 = 17;
@@ -27,6 +28,23 @@ pub fn addresses(ip: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr)> {
 /// `direction`. Non-first fragments carry no transport header, so they are
 /// summarised with ports 0 (only port-less rules let them through).
 pub fn summary(ip: &[u8], direction: Direction) -> Option<Packet> {
+    let p = routed(ip)?;
+    let remote = match direction {
+        Direction::In => p.src,
+        Direction::Out => p.dst,
+    };
+    Some(Packet {
+        direction,
+        remote,
+        transport: p.transport,
+        src_port: p.src_port,
+        dst_port: p.dst_port,
+    })
+}
+
+/// The route filter's view of an IPv4 packet (the same fields as
+/// [`summary`], named by address).
+pub fn routed(ip: &[u8]) -> Option<RoutedPacket> {
     let (src, dst) = addresses(ip)?;
     let header = usize::from(ip[0] & 0x0f) * 4;
     if header < 20 || ip.len() < header {
@@ -52,13 +70,9 @@ pub fn summary(ip: &[u8], direction: Direction) -> Option<Packet> {
         }
         _ => (Transport::Other, (0, 0)),
     };
-    let remote = match direction {
-        Direction::In => src,
-        Direction::Out => dst,
-    };
-    Some(Packet {
-        direction,
-        remote,
+    Some(RoutedPacket {
+        src,
+        dst,
         transport,
         src_port,
         dst_port,

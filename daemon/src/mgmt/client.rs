@@ -107,8 +107,9 @@ impl Session {
             .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
             .keep_alive_timeout(KEEPALIVE_TIMEOUT)
             .keep_alive_while_idle(true);
+        // Marked, so an exit node never routes management into the tunnel.
         let channel = endpoint
-            .connect()
+            .connect_with_connector(crate::routing::mark::MarkedConnector)
             .await
             .map_err(|e| unreachable(error_chain(&e)))?;
         let mut client = ManagementClient::new(channel.clone());

@@ -4,6 +4,8 @@
 
 pub mod dns;
 #[cfg(target_os = "linux")]
+pub mod lan;
+#[cfg(target_os = "linux")]
 pub mod nat;
 #[cfg(target_os = "linux")]
 pub mod netns;
@@ -53,7 +55,11 @@ impl Side {
     /// Hands this side's engine a new map.
     pub async fn map(&self, peers: Vec<PeerConfig>, firewall: Vec<Rule>) {
         self.engine
-            .update(NetworkUpdate { peers, firewall })
+            .update(NetworkUpdate {
+                peers,
+                firewall,
+                ..NetworkUpdate::default()
+            })
             .await
             .expect("engine runs");
     }

@@ -19,7 +19,7 @@ pub const UNDERLAY_A: Ipv4Addr = Ipv4Addr::new(10, 213, 77, 1);
 pub const UNDERLAY_B: Ipv4Addr = Ipv4Addr::new(10, 213, 77, 2);
 const WG_PORT: u16 = 51820;
 
-fn ip(args: &[&str]) {
+pub fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("run ip");
     assert!(
         out.status.success(),

@@ -64,8 +64,10 @@ struct State {
     sockets: SocketSet<'static>,
     device: Queues,
     address: Ipv4Addr,
-    /// The mesh: every address the stack can reach.
+    /// The mesh: every address the stack can reach, besides `routed`.
     network: Ipv4Net,
+    /// The prefixes of the routes this peer uses ([`RoutedPrefixes`]).
+    routed: Vec<Ipv4Net>,
     next_port: u16,
     /// Sockets whose stream is gone, removed once they have closed.
     closing: Vec<SocketHandle>,
@@ -124,7 +126,8 @@ impl State {
                 "the network stack has stopped",
             ));
         }
-        if !self.network.contains(&remote) || remote == self.address {
+        let routed = self.routed.iter().any(|n| n.contains(&remote));
+        if !(self.network.contains(&remote) || routed) || remote == self.address {
             return Err(io::Error::new(
                 io::ErrorKind::NetworkUnreachable,
                 format!("{remote} is not a peer address in {}", self.network),
@@ -168,6 +171,11 @@ impl Netstack {
                 address.prefix_len(),
             ));
         });
+        // Routed prefixes are off-link: smoltcp needs a route to send to
+        // them at all. Over an IP-medium link the gateway names no next hop
+        // (the engine routes by destination), and which addresses may be
+        // dialled is decided by `check_reachable`.
+        let _ = iface.routes_mut().add_default_ipv4_route(address.addr());
         let span = u32::from(*EPHEMERAL.end() - *EPHEMERAL.start()) + 1;
         let first = *EPHEMERAL.start() + (OsRng.next_u32() % span) as u16;
         let shared = Arc::new(Shared {
@@ -177,6 +185,7 @@ impl Netstack {
                 device,
                 address: address.addr(),
                 network: address.trunc(),
+                routed: Vec::new(),
                 next_port: first,
                 closing: Vec::new(),
                 listened: HashMap::new(),
@@ -210,6 +219,13 @@ impl Netstack {
 
     /// A handle that opens connections and pings from other tasks, for as
     /// long as the stack runs (afterwards they fail).
+    /// The handle that tells the stack which routed prefixes it may reach.
+    pub fn routed_prefixes(&self) -> RoutedPrefixes {
+        RoutedPrefixes {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
     pub fn dialer(&self) -> Dialer {
         Dialer {
             shared: Arc::clone(&self.shared),
@@ -249,6 +265,21 @@ impl Drop for Netstack {
 #[derive(Debug, Clone)]
 pub struct Dialer {
     shared: Arc<Shared>,
+}
+
+/// Which addresses outside the mesh the stack may connect to: the prefixes
+/// of the routes this peer uses (the engine carries them to their routing
+/// peers), kept current by [`crate::routing`].
+#[derive(Debug, Clone)]
+pub struct RoutedPrefixes {
+    shared: Arc<Shared>,
+}
+
+impl RoutedPrefixes {
+    /// Replaces the routed prefixes.
+    pub fn set(&self, prefixes: &[Ipv4Net]) {
+        self.shared.state().routed = prefixes.to_vec();
+    }
 }
 
 impl Dialer {

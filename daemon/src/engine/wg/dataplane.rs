@@ -1,24 +1,28 @@
 //! The engine's task: the only owner of the socket, the tunnels and the
 //! firewall, so none of them needs a lock.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use boringtun::noise::handshake::parse_handshake_anon;
 use boringtun::noise::{Packet, Tunn, TunnResult};
 use boringtun::x25519::{PublicKey as DalekPublic, StaticSecret};
+use ipnet::Ipv4Net;
+use meshplane_core::connect::Timers;
 use meshplane_core::connect::{Connection, Path, ProbeKind};
 use meshplane_core::firewall::{Firewall, Verdict};
 use meshplane_core::netmap::firewall::Direction;
+use meshplane_core::routing::forward::RouteFilter;
+use meshplane_core::routing::select::PeerState;
 use meshplane_core::Timestamp;
 use meshplane_proto::stun;
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::MissedTickBehavior;
 
 use super::peers::{Peer, PeerTable};
-use super::{Command, ConnectionKind, EngineConfig, PeerStatus, Status};
+use super::{Command, ConnectionKind, EngineConfig, PeerStatus, Reach, Status};
 use crate::engine::flows::FlowLog;
 use crate::engine::packet;
 use crate::key::PublicKey;
@@ -53,6 +57,10 @@ pub(super) struct Dataplane {
     mesh_ip: Ipv4Addr,
     peers: PeerTable,
     filter: Filter,
+    /// Decides routed packets: forwarded ones and those of routes in use.
+    routed: RouteFilter,
+    /// Publishes which peers answer, for route selection.
+    reach: watch::Sender<Reach>,
     to_host: mpsc::Sender<Vec<u8>>,
     /// STUN messages that arrived on the socket, for discovery.
     stun: mpsc::Sender<(SocketAddr, Vec<u8>)>,
@@ -68,12 +76,29 @@ pub(super) struct UnderlayEnds {
     pub(super) stun: mpsc::Sender<(SocketAddr, Vec<u8>)>,
     pub(super) relay: mpsc::Sender<(PublicKey, Vec<u8>)>,
     pub(super) path_lost: Arc<Notify>,
+    pub(super) reach: watch::Sender<Reach>,
 }
 
 /// Where datagrams leave: the UDP socket or the relay.
 struct Wire {
     socket: Arc<UdpSocket>,
     relay: mpsc::Sender<(PublicKey, Vec<u8>)>,
+    /// Addresses the host routes into the tunnel: the mesh network and the
+    /// prefixes of the routes in use (a default route excepted: an exit
+    /// node's policy routing keeps the underlay out of it). WireGuard
+    /// datagrams are never sent to them nor taken from them: that would be
+    /// the tunnel carrying itself.
+    tunnelled: Vec<Ipv4Net>,
+}
+
+impl Wire {
+    /// Whether `ip` is reached through the tunnel itself.
+    fn tunnelled(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(ip) => self.tunnelled.iter().any(|n| n.contains(&ip)),
+            IpAddr::V6(_) => false,
+        }
+    }
 }
 
 impl Wire {
@@ -82,6 +107,7 @@ impl Wire {
     /// socket buffer would.
     async fn send(&self, peer: &mut Peer, path: Path, datagram: &[u8]) {
         let sent = match path {
+            Path::Direct(to) if self.tunnelled(to.ip()) => false,
             Path::Direct(to) => match self.socket.send_to(datagram, to).await {
                 Ok(_) => true,
                 Err(e) => {
@@ -146,10 +172,15 @@ impl Dataplane {
             stun,
             relay,
             path_lost,
+            reach,
         } = underlay;
         let private = config.private_key.secret().clone();
         Dataplane {
-            wire: Wire { socket, relay },
+            wire: Wire {
+                socket,
+                relay,
+                tunnelled: Vec::new(),
+            },
             listen,
             public: DalekPublic::from(&private),
             own_key: config.private_key.public_key(),
@@ -167,6 +198,8 @@ impl Dataplane {
                     - clock().as_millis(),
                 flows,
             },
+            routed: RouteFilter::default(),
+            reach,
             to_host,
             stun,
             path_lost,
@@ -235,6 +268,7 @@ impl Dataplane {
                     self.on_tick(&mut out).await;
                     if last_sweep.elapsed() >= FLOW_SWEEP {
                         self.filter.sweep();
+                        self.routed.expire(clock());
                         last_sweep = Instant::now();
                     }
                 }
@@ -254,6 +288,14 @@ impl Dataplane {
                     self.relay_up,
                     now,
                 );
+                self.peers.set_routes(&update.routes);
+                self.routed.set_rules(&update.route_rules);
+                self.wire.tunnelled = update
+                    .mesh_network
+                    .into_iter()
+                    .chain(update.routes.iter().map(|r| r.prefix))
+                    .filter(|p| p.prefix_len() > 0)
+                    .collect();
                 let _ = done.send(());
             }
             Command::Candidates(key, candidates) => {
@@ -279,6 +321,9 @@ impl Dataplane {
         if stun::is_stun(data) {
             // Discovery reads these a few times a minute; a flood is dropped.
             let _ = self.stun.try_send((from, data.to_vec()));
+            return;
+        }
+        if self.wire.tunnelled(from.ip()) {
             return;
         }
         self.on_datagram(data, Path::Direct(from), out).await;
@@ -322,8 +367,14 @@ impl Dataplane {
             // not check it).
             let now = clock();
             match kind {
-                Kind::Response => peer.paths.handle_handshake_response(from, now),
-                Kind::Data => peer.paths.handle_received(from, now),
+                Kind::Response => {
+                    peer.paths.handle_handshake_response(from, now);
+                    peer.last_received = Some(now);
+                }
+                Kind::Data => {
+                    peer.paths.handle_received(from, now);
+                    peer.last_received = Some(now);
+                }
                 Kind::Cookie => {}
                 Kind::Initiation => {
                     if !matches!(
@@ -331,6 +382,7 @@ impl Dataplane {
                         TunnResult::WriteToNetwork(p) if p.len() == COOKIE_REPLY_LEN
                     ) {
                         peer.paths.handle_received(from, now);
+                        peer.last_received = Some(now);
                     }
                 }
             }
@@ -350,10 +402,19 @@ impl Dataplane {
                     result = peer.tunn.decapsulate(None, &[], out);
                 }
                 TunnResult::WriteToTunnelV4(p, src) => {
-                    // A peer may only send from its own address. The
-                    // engine never waits for the host: a full queue drops
-                    // the packet.
-                    if src == peer.mesh_ip && self.filter.passes(p, Direction::In) {
+                    // A peer may only send from its allowed IPs. Its own
+                    // packets to this peer go through the firewall; the
+                    // rest (forwarded by or through it) through the route
+                    // filter. The engine never waits for the host: a full
+                    // queue drops the packet.
+                    let pass = match packet::addresses(p) {
+                        Some((_, dst)) if src == peer.mesh_ip && dst == self.mesh_ip => {
+                            self.filter.passes(p, Direction::In)
+                        }
+                        Some(_) if peer.may_send_from(src) => routed_passes(&mut self.routed, p),
+                        _ => false,
+                    };
+                    if pass {
                         let _ = self.to_host.try_send(p.to_vec());
                     }
                     return;
@@ -367,18 +428,27 @@ impl Dataplane {
         }
     }
 
-    /// A packet from the host: route by destination, filter, encrypt, send.
+    /// A packet from the host: route by destination (a peer's mesh IP,
+    /// else the longest routed prefix), filter, encrypt, send. This peer's
+    /// own packets to peers go through the firewall; routed ones (to a
+    /// routed prefix, or a forwarded flow's replies) through the route
+    /// filter.
     async fn on_outbound(&mut self, ip: &[u8], out: &mut [u8]) {
-        let Some((_, dst)) = packet::addresses(ip) else {
+        let Some((src, dst)) = packet::addresses(ip) else {
             return;
         };
         if dst == self.mesh_ip {
             return;
         }
-        let Some(peer) = self.peers.route(dst) else {
-            return;
+        let (peer, pass) = match self.peers.route(dst) {
+            Some(peer) if src == self.mesh_ip => (peer, self.filter.passes(ip, Direction::Out)),
+            Some(peer) => (peer, routed_passes(&mut self.routed, ip)),
+            None => match self.peers.route_prefix(dst) {
+                Some(peer) => (peer, routed_passes(&mut self.routed, ip)),
+                None => return,
+            },
         };
-        if !self.filter.passes(ip, Direction::Out) {
+        if !pass {
             return;
         }
         if let TunnResult::WriteToNetwork(p) = peer.tunn.encapsulate(ip, out) {
@@ -430,6 +500,35 @@ impl Dataplane {
                 }
             }
         }
+        self.publish_reach(now);
+    }
+
+    /// Publishes every peer's reachability when it changed.
+    fn publish_reach(&mut self, now: Timestamp) {
+        let dead_after = Timers::default().dead_after.as_millis();
+        let reach: Reach = self
+            .peers
+            .iter()
+            .map(|p| {
+                let heard = p
+                    .last_received
+                    .is_some_and(|t| now.as_millis() - t.as_millis() < dead_after);
+                let connection = p.paths.connection();
+                let state = PeerState {
+                    connected: heard && connection.is_some(),
+                    relayed: matches!(connection, Some(Connection::Relayed)),
+                    latency_ms: p.tunn.stats().4,
+                };
+                (p.public_key, state)
+            })
+            .collect();
+        self.reach.send_if_modified(|current| {
+            let changed = *current != reach;
+            if changed {
+                *current = reach;
+            }
+            changed
+        });
     }
 
     fn status(&self) -> Status {
@@ -526,4 +625,9 @@ impl Filter {
         self.firewall.expire(now);
         self.flows.sweep(self.wall_epoch + now.as_millis());
     }
+}
+
+/// Whether the route filter lets a routed packet through.
+fn routed_passes(filter: &mut RouteFilter, ip: &[u8]) -> bool {
+    packet::routed(ip).is_some_and(|p| filter.check(&p, clock()).verdict == Verdict::Accept)
 }

@@ -34,18 +34,22 @@
 mod dataplane;
 mod peers;
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
+use ipnet::Ipv4Net;
 use meshplane_core::connect::Connection;
 use meshplane_core::firewall::Rule;
 use meshplane_core::netmap::PeerMap;
+use meshplane_core::routing::forward::RouteRule;
+use meshplane_core::routing::select::PeerState;
 use meshplane_core::Timestamp;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::engine::flows::FlowLog;
@@ -93,14 +97,37 @@ pub struct PeerConfig {
     pub keepalive: Option<u16>,
 }
 
-/// The data-plane part of a network map: the whole peer list and this
-/// peer's firewall rules. Each update replaces the previous one: peers
-/// missing from it are removed, new ones added, and peers that stay keep
-/// their sessions (an endpoint change takes effect without a new handshake).
+/// A prefix routed through a peer: packets for it go to `via`, and `via`
+/// may send from it (its allowed IPs besides its mesh IP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutedPrefix {
+    pub prefix: Ipv4Net,
+    pub via: PublicKey,
+}
+
+/// The data-plane part of a network map: the whole peer list, this peer's
+/// firewall rules and what it routes. Each update replaces the previous
+/// one: peers missing from it are removed, new ones added, and peers that
+/// stay keep their sessions (an endpoint change takes effect without a new
+/// handshake).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NetworkUpdate {
     pub peers: Vec<PeerConfig>,
     pub firewall: Vec<Rule>,
+    /// The prefixes of the networks this peer uses, each through its chosen
+    /// routing peer ([`crate::routing`] chooses). A prefix through a peer
+    /// not in `peers` is ignored.
+    pub routes: Vec<RoutedPrefix>,
+    /// Decides routed packets ([`meshplane_core::routing::forward`]): the
+    /// route firewall rules of the networks this peer serves (packets from
+    /// peers to addresses other than this peer's are forwarded only as they
+    /// say), and one outbound rule per prefix it uses (so their replies
+    /// come back in).
+    pub route_rules: Vec<RouteRule>,
+    /// The mesh network (this peer's address with the map's prefix): the
+    /// host routes it into the tunnel, so no peer is reached over the
+    /// underlay at an address in it.
+    pub mesh_network: Option<Ipv4Net>,
 }
 
 impl NetworkUpdate {
@@ -128,7 +155,12 @@ impl NetworkUpdate {
             })
             .collect();
         let firewall = map.firewall_rules.iter().map(Rule::from).collect();
-        NetworkUpdate { peers, firewall }
+        NetworkUpdate {
+            peers,
+            firewall,
+            mesh_network: Some(map.peer_config.address.trunc()),
+            ..NetworkUpdate::default()
+        }
     }
 }
 
@@ -227,8 +259,17 @@ pub struct Engine {
     public_key: PublicKey,
     /// What the firewall let through and dropped ([`crate::engine::flows`]).
     flows: FlowLog,
+    /// Which peers answer now, over which path ([`Engine::reach`]).
+    reach: watch::Receiver<Reach>,
     task: JoinHandle<()>,
 }
+
+/// Every peer's state as route selection needs it: connected means a path
+/// is selected and an authenticated packet arrived within the path
+/// machine's `dead_after` (peers send keep-alives every two seconds, so a
+/// peer that stopped is noticed within seconds, not after WireGuard's
+/// three-minute session expiry).
+pub type Reach = BTreeMap<PublicKey, PeerState>;
 
 impl Engine {
     /// Binds the UDP socket and starts the engine with no peers (and so no
@@ -257,6 +298,7 @@ impl Engine {
         let path_lost = Arc::new(Notify::new());
         let public_key = config.private_key.public_key();
         let flows = FlowLog::default();
+        let (reach_tx, reach) = watch::channel(Reach::new());
         let dataplane = Dataplane::new(
             Arc::clone(&socket),
             local_addr,
@@ -267,6 +309,7 @@ impl Engine {
                 stun: stun_tx,
                 relay: relay_tx,
                 path_lost: Arc::clone(&path_lost),
+                reach: reach_tx,
             },
         );
         let task = tokio::spawn(dataplane.run(command_rx, from_host, from_relay));
@@ -276,6 +319,7 @@ impl Engine {
                 local_addr,
                 public_key,
                 flows,
+                reach,
                 task,
             },
             Tunnel { outbound, inbound },
@@ -301,6 +345,12 @@ impl Engine {
     /// The flow log the engine fills, for the reporter (`crate::mgmt::flow_report`).
     pub fn flows(&self) -> FlowLog {
         self.flows.clone()
+    }
+
+    /// Every peer's reachability, updated when it changes (route selection
+    /// follows it to fail over).
+    pub fn reach(&self) -> watch::Receiver<Reach> {
+        self.reach.clone()
     }
 
     /// Applies a new map; returns once it is in effect.

@@ -1,6 +1,6 @@
 //! The peer table: one boringtun tunnel per peer, found by session index,
-//! by public key or by mesh IP, each with the path machine that decides
-//! where its packets go ([`PeerPaths`]).
+//! by public key, by mesh IP or by a routed prefix (longest match), each
+//! with the path machine that decides where its packets go ([`PeerPaths`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -10,7 +10,9 @@ use boringtun::x25519::StaticSecret;
 use meshplane_core::connect::{PeerPaths, Timers};
 use meshplane_core::Timestamp;
 
-use super::PeerConfig;
+use ipnet::Ipv4Net;
+
+use super::{PeerConfig, RoutedPrefix};
 use crate::key::PublicKey;
 
 /// boringtun keeps the low 8 bits of a session index for itself.
@@ -34,6 +36,17 @@ pub(super) struct Peer {
     pub(super) keepalive: Option<u16>,
     pub(super) rx_bytes: u64,
     pub(super) tx_bytes: u64,
+    /// Prefixes routed through the peer: it may send from them too.
+    pub(super) routed: Vec<Ipv4Net>,
+    /// When an authenticated packet last came from the peer.
+    pub(super) last_received: Option<Timestamp>,
+}
+
+impl Peer {
+    /// Whether the peer may send from `src` (its allowed IPs).
+    pub(super) fn may_send_from(&self, src: Ipv4Addr) -> bool {
+        src == self.mesh_ip || self.routed.iter().any(|n| n.contains(&src))
+    }
 }
 
 impl Peer {
@@ -76,6 +89,9 @@ pub(super) struct PeerTable {
     by_index: HashMap<u32, Peer>,
     by_key: HashMap<PublicKey, u32>,
     by_ip: HashMap<Ipv4Addr, u32>,
+    /// Routed prefixes, longest first: outgoing packets for an address
+    /// that is no peer's mesh IP go to the first that contains it.
+    by_prefix: Vec<(Ipv4Net, u32)>,
     next_index: u32,
     /// What was known of where recently removed peers are, so that a peer
     /// that comes back (a policy deleted and added again) is reached at
@@ -169,6 +185,8 @@ impl PeerTable {
                         keepalive: cfg.keepalive,
                         rx_bytes: 0,
                         tx_bytes: 0,
+                        routed: Vec::new(),
+                        last_received: None,
                     };
                     peer.paths.handle_relay(relay, now);
                     peer.paths.handle_candidates(&peer.candidates(), now);
@@ -180,6 +198,31 @@ impl PeerTable {
         for (key, cfg) in wanted.iter().rev() {
             self.by_ip.insert(cfg.mesh_ip, self.by_key[key]);
         }
+    }
+
+    /// Routes `routes` through their peers (after [`PeerTable::apply`]);
+    /// replaces the previous routes. A prefix through a peer not in the
+    /// table is left out; a prefix given twice goes through the first.
+    pub(super) fn set_routes(&mut self, routes: &[RoutedPrefix]) {
+        for peer in self.by_index.values_mut() {
+            peer.routed.clear();
+        }
+        self.by_prefix.clear();
+        for r in routes {
+            let prefix = r.prefix.trunc();
+            let Some(&index) = self.by_key.get(&r.via) else {
+                continue;
+            };
+            if self.by_prefix.iter().any(|(p, _)| *p == prefix) {
+                continue;
+            }
+            self.by_prefix.push((prefix, index));
+            if let Some(peer) = self.by_index.get_mut(&index) {
+                peer.routed.push(prefix);
+            }
+        }
+        self.by_prefix
+            .sort_by(|a, b| b.0.prefix_len().cmp(&a.0.prefix_len()).then(a.0.cmp(&b.0)));
     }
 
     fn free_index(&mut self) -> u32 {
@@ -201,10 +244,16 @@ impl PeerTable {
         self.by_index.get_mut(index)
     }
 
-    /// The peer that outgoing packets to `ip` are routed to.
+    /// The peer whose mesh IP is `ip`.
     pub(super) fn route(&mut self, ip: Ipv4Addr) -> Option<&mut Peer> {
         let index = self.by_ip.get(&ip)?;
         self.by_index.get_mut(index)
+    }
+
+    /// The peer routing the longest prefix that contains `ip`.
+    pub(super) fn route_prefix(&mut self, ip: Ipv4Addr) -> Option<&mut Peer> {
+        let index = self.by_prefix.iter().find(|(p, _)| p.contains(&ip))?.1;
+        self.by_index.get_mut(&index)
     }
 
     pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = &mut Peer> {
