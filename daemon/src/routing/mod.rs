@@ -224,7 +224,7 @@ struct State {
     base: NetworkUpdate,
     selector: Selector,
     /// The routes part last given to the engine.
-    applied: Option<(Vec<RoutedPrefix>, Vec<RouteRule>)>,
+    applied: Option<Applied>,
     host: Option<HostSide>,
 }
 
@@ -334,25 +334,39 @@ impl Routes {
         let mut update = state.base.clone();
         update.routes = plan.routes.clone();
         update.route_rules = plan.rules.clone();
-        let changed = state.applied.as_ref() != Some(&(plan.routes.clone(), plan.rules.clone()));
-        if changed {
-            for r in &plan.routes {
+        let applied = Applied {
+            routes: plan.routes,
+            rules: plan.rules,
+            kept: plan.kept,
+        };
+        if state.applied.as_ref() != Some(&applied) {
+            for r in &applied.routes {
                 tracing::info!("route {} via {}", r.prefix, r.via);
             }
             self.engine.update(update.clone()).await?;
-            state.applied = Some((plan.routes.clone(), plan.rules));
-            let chosen: Vec<Ipv4Net> = plan.routes.iter().map(|r| r.prefix).collect();
+            let chosen: Vec<Ipv4Net> = applied.routes.iter().map(|r| r.prefix).collect();
             if let Some(stack) = &self.netstack {
                 stack.set(&chosen);
             }
             if let Some(host) = &mut state.host {
-                host.apply_chosen(&chosen).await;
+                let mut kernel = chosen.clone();
+                kernel.extend(&applied.kept);
+                host.apply_chosen(&kernel).await;
                 host.serve(!selection.served.is_empty(), self.address, &plan.masquerade)
                     .await;
             }
+            state.applied = Some(applied);
         }
         Ok(update)
     }
+}
+
+/// What was last given to the engine and the host.
+#[derive(Debug, PartialEq, Eq)]
+struct Applied {
+    routes: Vec<RoutedPrefix>,
+    rules: Vec<RouteRule>,
+    kept: Vec<Ipv4Net>,
 }
 
 /// What one selection means for the engine and the host.
@@ -360,6 +374,11 @@ struct Plan {
     routes: Vec<RoutedPrefix>,
     rules: Vec<RouteRule>,
     masquerade: Vec<Ipv4Net>,
+    /// Prefixes of networks with no routing peer connected whose route
+    /// says `keep_route`: their kernel route stays (their traffic goes
+    /// into the tunnel and is dropped there rather than leaving through
+    /// the underlay), as NetBird keeps it.
+    kept: Vec<Ipv4Net>,
 }
 
 impl Plan {
@@ -438,10 +457,25 @@ impl Plan {
                 None => domains::addresses(&r.domains, resolved),
             })
             .collect();
+        let kept = selection
+            .used
+            .iter()
+            .filter(|c| c.chosen.is_none())
+            .filter(|c| {
+                map.routes.iter().any(|r| {
+                    r.keep_route
+                        && r.network_id == c.target.network_id
+                        && r.network == c.target.network
+                })
+            })
+            .filter_map(|c| c.target.network.as_deref()?.parse::<Ipv4Net>().ok())
+            .map(|p| p.trunc())
+            .collect();
         Plan {
             routes,
             rules,
             masquerade,
+            kept,
         }
     }
 }
@@ -595,7 +629,7 @@ mod tests {
 
     /// The map of `peer` in an account where b routes the office network
     /// (masqueraded) for everyone.
-    fn map_of(peer: &str, keys: &[String; 2]) -> PeerMap {
+    fn map_of(peer: &str, keys: &[String; 2], keep_route: bool) -> PeerMap {
         let account: Account = serde_json::from_value(json!({
             "id": "acc", "serial": 1,
             "peers": [
@@ -607,15 +641,16 @@ mod tests {
                 "id": "r", "name": "all", "enabled": true, "action": "accept",
                 "bidirectional": true, "protocol": "all", "sources": ["g"], "destinations": ["g"]}]}],
             "routes": [{"id": "office", "network_id": "office", "enabled": true, "peer": "b",
-                "network": "10.50.0.0/24", "metric": 9999, "masquerade": true, "groups": ["g"]}]
+                "network": "10.50.0.0/24", "metric": 9999, "masquerade": true, "groups": ["g"],
+                "keep_route": keep_route}]
         }))
         .expect("account");
         let index = AccountIndex::new(&account);
         PeerMap::from(&network_map(&index, peer, Timestamp::from_secs(1)).expect("map"))
     }
 
-    fn plan_of(peer: &str, keys: &[String; 2], b_up: bool) -> (Plan, RoutesReport) {
-        let map = map_of(peer, keys);
+    fn plan_of(peer: &str, keys: &[String; 2], b_up: bool, keep: bool) -> (Plan, RoutesReport) {
+        let map = map_of(peer, keys, keep);
         let own = PeerId(peer.into());
         let parsed: HashMap<&PeerId, PublicKey> = map
             .peers
@@ -640,7 +675,7 @@ mod tests {
         let keys = [(); 2].map(|()| PrivateKey::generate().public_key().to_string());
         let office: Ipv4Net = "10.50.0.0/24".parse().expect("prefix");
 
-        let (plan, report) = plan_of("a", &keys, true);
+        let (plan, report) = plan_of("a", &keys, true, false);
         assert_eq!(plan.routes.len(), 1);
         assert_eq!(plan.routes[0].prefix, office);
         assert_eq!(plan.routes[0].via.to_string(), keys[1]);
@@ -654,11 +689,16 @@ mod tests {
 
         // b not connected: nothing is routed, the network is listed without
         // a routing peer.
-        let (plan, report) = plan_of("a", &keys, false);
+        let (plan, report) = plan_of("a", &keys, false, false);
         assert!(plan.routes.is_empty());
+        assert!(plan.kept.is_empty());
         assert_eq!(report.networks[0].routing_peer, None);
+        // ... unless the route keeps its kernel route.
+        let (plan, _) = plan_of("a", &keys, false, true);
+        assert!(plan.routes.is_empty());
+        assert_eq!(plan.kept, vec![office]);
 
-        let (plan, report) = plan_of("b", &keys, true);
+        let (plan, report) = plan_of("b", &keys, true, false);
         assert!(plan.routes.is_empty());
         assert_eq!(plan.masquerade, vec![office]);
         assert_eq!(plan.rules.len(), 1);
