@@ -141,7 +141,7 @@ impl Daemon {
                 Err(e) => Reply::Error(e),
             },
             Request::Status => match self.status().await {
-                Ok(report) => Reply::Status(report),
+                Ok(report) => Reply::Status(Box::new(report)),
                 Err(e) => Reply::Error(e),
             },
             Request::Ping { ip, seq, wait_ms } => match self.ping(ip, seq, wait_ms).await {

@@ -47,7 +47,7 @@ pub enum Request {
 pub enum Reply {
     Up(UpInfo),
     Down,
-    Status(StatusReport),
+    Status(Box<StatusReport>),
     Exposed(ExposeInfo),
     /// The expose session ended; `clean` when the server confirmed the
     /// stop.
