@@ -138,6 +138,11 @@ mkdir -p "$site"
 echo "<h1>Hello from the laptop's local server</h1>" >"$site/index.html"
 python3 -m http.server "$web_port" --bind 127.0.0.1 --directory "$site" >/dev/null 2>&1 &
 pids+=($!)
+for _ in $(seq 1 50); do curl -fs -o /dev/null "http://127.0.0.1:$web_port/" && break; sleep 0.1; done
+if ! curl -fs -o /dev/null "http://127.0.0.1:$web_port/"; then
+    echo "the local web server did not start on port $web_port (in use? set MESHPLANE_DEMO_WEB_PORT)" >&2
+    exit 1
+fi
 
 printf '\n$ meshplane expose %s --with-name-prefix demo\n' "$web_port"
 "$meshplane" --socket "$socket" expose "$web_port" --with-name-prefix demo >"$data/expose.out" &
@@ -152,7 +157,7 @@ printf '\n$ curl http://%s:%s/   (the proxy serves plain HTTP here)\n' "$domain"
 for try in $(seq 1 50); do
     quiet=/dev/null
     [ "$try" = 50 ] && quiet=/dev/stderr
-    curl -fsS --resolve "$domain:${proxy_listen##*:}:127.0.0.1" "http://$domain:${proxy_listen##*:}/" 2>"$quiet" && break
+    curl -fsS -m 5 --resolve "$domain:${proxy_listen##*:}:127.0.0.1" "http://$domain:${proxy_listen##*:}/" 2>"$quiet" && break
     sleep 0.2
 done
 echo "(the management API lists the ephemeral service:)"

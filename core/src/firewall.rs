@@ -484,25 +484,86 @@ impl<K: Hash + Eq, P> FlowTable<K, P> {
     }
 }
 
-/// Compiled rules plus the flows they opened: the data plane's filter.
-#[derive(Debug, Clone, Default)]
-pub struct Firewall {
-    rules: RuleSet,
-    flows: FlowTable<FlowKey, Packet>,
+/// A packet summary a stateful filter follows flows of.
+pub trait Flowing: Copy + std::fmt::Debug {
+    /// Its flow, the same for the packet and its replies.
+    type Key: Copy + Eq + Hash + std::fmt::Debug;
+    fn flow(&self) -> Self::Key;
+    fn transport(&self) -> Transport;
 }
 
-impl Firewall {
-    pub fn new(rules: &[Rule]) -> Self {
-        Firewall {
-            rules: RuleSet::new(rules),
+impl Flowing for Packet {
+    type Key = FlowKey;
+
+    fn flow(&self) -> FlowKey {
+        Packet::flow(self)
+    }
+
+    fn transport(&self) -> Transport {
+        self.transport
+    }
+}
+
+/// A rule set that decides packets on its own, with no flow state: the
+/// peer firewall's [`RuleSet`] and the routing peer's route rules
+/// ([`crate::routing::forward::RouteRules`]).
+pub trait Decide {
+    /// The rules it is compiled from.
+    type Rule;
+    /// The packets it decides.
+    type Packet: Flowing;
+    /// Compiles `rules` for per-packet lookups.
+    fn compile(rules: &[Self::Rule]) -> Self;
+    /// The rules' decision on a packet, without flows.
+    fn decide(&self, packet: &Self::Packet) -> Decision;
+}
+
+impl Decide for RuleSet {
+    type Rule = Rule;
+    type Packet = Packet;
+
+    fn compile(rules: &[Rule]) -> Self {
+        RuleSet::new(rules)
+    }
+
+    fn decide(&self, packet: &Packet) -> Decision {
+        RuleSet::decide(self, packet)
+    }
+}
+
+/// Compiled rules plus the flows they opened: a stateful filter. A packet
+/// that the rules accept opens a flow, and the flow's packets both ways
+/// pass until it has been idle for its protocol's timeout.
+#[derive(Debug, Clone)]
+pub struct Stateful<R: Decide> {
+    rules: R,
+    flows: FlowTable<<R::Packet as Flowing>::Key, R::Packet>,
+}
+
+impl<R: Decide + Default> Default for Stateful<R> {
+    fn default() -> Self {
+        Stateful {
+            rules: R::default(),
+            flows: FlowTable::default(),
+        }
+    }
+}
+
+/// The data plane's peer firewall.
+pub type Firewall = Stateful<RuleSet>;
+
+impl<R: Decide> Stateful<R> {
+    pub fn new(rules: &[R::Rule]) -> Self {
+        Stateful {
+            rules: R::compile(rules),
             flows: FlowTable::default(),
         }
     }
 
     /// Replaces the rules (a new map arrived). Flows whose opening packet
     /// the new rules no longer accept are closed.
-    pub fn set_rules(&mut self, rules: &[Rule]) {
-        self.rules = RuleSet::new(rules);
+    pub fn set_rules(&mut self, rules: &[R::Rule]) {
+        self.rules = R::compile(rules);
         let set = &self.rules;
         self.flows
             .retain_openers(|opener| set.decide(opener).verdict == Verdict::Accept);
@@ -510,9 +571,9 @@ impl Firewall {
 
     /// Decides one packet at `now`, opening or refreshing its flow when it
     /// passes.
-    pub fn check(&mut self, packet: &Packet, now: Timestamp) -> Decision {
+    pub fn check(&mut self, packet: &R::Packet, now: Timestamp) -> Decision {
         let key = packet.flow();
-        let timeout = packet.transport.idle_timeout();
+        let timeout = packet.transport().idle_timeout();
         if self.flows.refresh(&key, now, timeout) {
             return Decision {
                 verdict: Verdict::Accept,

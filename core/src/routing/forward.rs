@@ -54,10 +54,9 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
-use crate::firewall::{Bucket, Decision, FlowTable, Reason, Transport, Verdict};
+use crate::firewall::{Bucket, Decide, Decision, Flowing, Reason, Stateful, Transport, Verdict};
 use crate::model::{Action, PortRange, Protocol};
 use crate::netmap::owned::RouteFirewallRule;
-use crate::time::Timestamp;
 
 /// The part of a route firewall rule that decides packets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,8 +142,9 @@ impl Packet {
     }
 }
 
+/// A routed flow: its two endpoints, lower first, and its transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct FlowKey {
+pub struct FlowKey {
     low: (Ipv4Addr, u16),
     high: (Ipv4Addr, u16),
     transport: Transport,
@@ -224,62 +224,39 @@ impl RouteRules {
     }
 }
 
-/// Compiled route rules plus the flows they opened.
-#[derive(Debug, Clone, Default)]
-pub struct RouteFilter {
-    rules: RouteRules,
-    flows: FlowTable<FlowKey, Packet>,
-}
+impl Decide for RouteRules {
+    type Rule = RouteRule;
+    type Packet = Packet;
 
-impl RouteFilter {
-    pub fn new(rules: &[RouteRule]) -> Self {
-        RouteFilter {
-            rules: RouteRules::new(rules),
-            flows: FlowTable::default(),
-        }
+    fn compile(rules: &[RouteRule]) -> Self {
+        RouteRules::new(rules)
     }
 
-    /// Replaces the rules; flows whose opening packet the new rules no
-    /// longer accept are closed.
-    pub fn set_rules(&mut self, rules: &[RouteRule]) {
-        self.rules = RouteRules::new(rules);
-        let set = &self.rules;
-        self.flows
-            .retain_openers(|opener| set.decide(opener).verdict == Verdict::Accept);
-    }
-
-    /// Decides one packet at `now`, opening or refreshing its flow when it
-    /// passes.
-    pub fn check(&mut self, p: &Packet, now: Timestamp) -> Decision {
-        let key = p.flow();
-        let timeout = p.transport.idle_timeout();
-        if self.flows.refresh(&key, now, timeout) {
-            return Decision {
-                verdict: Verdict::Accept,
-                reason: Reason::Flow,
-            };
-        }
-        let decision = self.rules.decide(p);
-        if decision.verdict == Verdict::Accept {
-            self.flows.open(key, *p, now, timeout);
-        }
-        decision
-    }
-
-    /// Forgets flows idle past their timeout.
-    pub fn expire(&mut self, now: Timestamp) {
-        self.flows.expire(now);
-    }
-
-    /// How many flows are open.
-    pub fn flow_count(&self) -> usize {
-        self.flows.len()
+    fn decide(&self, packet: &Packet) -> Decision {
+        RouteRules::decide(self, packet)
     }
 }
+
+impl Flowing for Packet {
+    type Key = FlowKey;
+
+    fn flow(&self) -> FlowKey {
+        Packet::flow(self)
+    }
+
+    fn transport(&self) -> Transport {
+        self.transport
+    }
+}
+
+/// Compiled route rules plus the flows they opened: the routing peer's
+/// filter, stateful like the peer firewall.
+pub type RouteFilter = Stateful<RouteRules>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::Timestamp;
 
     const A: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 1);
     const C: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 3);

@@ -352,10 +352,16 @@ impl Routes {
                 let mut kernel = chosen.clone();
                 kernel.extend(&applied.kept);
                 host.apply_chosen(&kernel).await;
-                host.serve(!selection.served.is_empty(), self.address, &plan.masquerade)
-                    .await;
             }
             state.applied = Some(applied);
+        }
+        // Serving is applied every time, not only when the engine's part
+        // changed: a route's masquerade flag alone changes nothing above,
+        // and a failed nftables transaction is retried at the next map or
+        // reachability change (unchanged, it costs a comparison).
+        if let Some(host) = &mut state.host {
+            host.serve(!selection.served.is_empty(), self.address, &plan.masquerade)
+                .await;
         }
         Ok(update)
     }
