@@ -237,16 +237,7 @@ impl Drop for Internet {
 fn internet(lan: &Lan) -> Internet {
     let inet = Internet(lan.srv.replace("-srv-", "-inet-"));
     let n = inet.0.as_str();
-    let run = |args: &[&str]| {
-        let out = Command::new("ip").args(args).output().expect("run ip");
-        assert!(
-            out.status.success(),
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&["netns", "add", n]);
+    common::netns::ip(&["netns", "add", n]);
     ip(n, &["link", "set", "lo", "up"]);
     ip(n, &["addr", "add", &format!("{INET_HOST}/32"), "dev", "lo"]);
     for (side, side_dev, side_addr, inet_dev, inet_addr) in [
@@ -265,7 +256,7 @@ fn internet(lan: &Lan) -> Internet {
             "10.213.90.2/24",
         ),
     ] {
-        run(&[
+        common::netns::ip(&[
             "link", "add", side_dev, "netns", side, "type", "veth", "peer", "name", inet_dev,
             "netns", n,
         ]);

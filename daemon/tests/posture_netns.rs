@@ -22,10 +22,10 @@
 mod common;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use common::netns::{exec_in, unsupported, Lan, LAN_SRV};
+use common::netns::{exec_in, ip, ping_once, unsupported, Lan, LAN_SRV};
 use common::netns_mesh::{ns_daemon, NsServer};
 use common::procs::{installed, mesh_ip, wait_until, Daemon, Proc, Rest, ScratchDir};
 use serde_json::{json, Value};
@@ -41,16 +41,6 @@ const UP_WITHIN: Duration = Duration::from_secs(20);
 const RANGE: &str = "10.213.81.0/24";
 const IN_RANGE: &str = "10.213.81.7/24";
 
-fn ping(ns: &str, to: Ipv4Addr) -> bool {
-    exec_in(ns, "ping")
-        .args(["-c", "1", "-W", "1"])
-        .arg(to.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// The peer ids in a daemon's map, from `status --json`.
 fn map_peers(d: &Daemon) -> Vec<String> {
     d.status()["peers"]
@@ -64,7 +54,7 @@ fn map_peers(d: &Daemon) -> Vec<String> {
 /// Waits until A reaches B through the mesh and lists it in its map.
 fn wait_reaches(a: &Daemon, ns_a: &str, b_id: &str, ip_b: Ipv4Addr, why: &str) {
     let took = wait_until(DECIDED_WITHIN, &format!("a reaching b ({why})"), || {
-        map_peers(a).iter().any(|p| p == b_id) && ping(ns_a, ip_b)
+        map_peers(a).iter().any(|p| p == b_id) && ping_once(ns_a, ip_b)
     });
     eprintln!("{why}: a reaches b {took:?} later");
 }
@@ -75,17 +65,7 @@ fn wait_cut_off(a: &Daemon, ns_a: &str, b_id: &str, ip_b: Ipv4Addr, why: &str) {
         !map_peers(a).iter().any(|p| p == b_id)
     });
     eprintln!("{why}: b left a's map {took:?} later");
-    assert!(!ping(ns_a, ip_b), "{why}: a still pings b");
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(!ping_once(ns_a, ip_b), "{why}: a still pings b");
 }
 
 /// A group, a reusable setup key putting peers in it; (group id, key).

@@ -23,12 +23,12 @@
 mod common;
 
 use std::ffi::OsString;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::SocketAddrV4;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::lan::{OfficeLan, HOST_H, OFFICE, OFFICE_B, OFFICE_C};
-use common::netns::{exec_in, unsupported, LAN_SRV};
+use common::netns::{exec_in, ping_once, unsupported, LAN_SRV};
 use common::netns_mesh::{listening, ns_daemon, NsServer};
 use common::procs::{installed, mesh_ip, wait_until, Daemon, Proc, Rest, ScratchDir, MESHPLANE};
 use serde_json::{json, Value};
@@ -55,16 +55,6 @@ class Who(http.server.BaseHTTPRequestHandler):
         pass
 http.server.HTTPServer((sys.argv[1], int(sys.argv[2])), Who).serve_forever()
 "#;
-
-fn ping(ns: &str, to: Ipv4Addr) -> bool {
-    exec_in(ns, "ping")
-        .args(["-c", "1", "-W", "1"])
-        .arg(to.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
 
 /// The source address H saw for an HTTP GET from `ns`, if the GET worked.
 fn seen_by_h(ns: &str) -> Option<String> {
@@ -145,7 +135,7 @@ fn routes_networks_and_failover_between_routing_peers_in_namespaces() {
         mesh_ip(&c.status()),
     );
     wait_until(JOIN_WITHIN, "a pinging b and c", || {
-        ping(&lan.a, ip_b) && ping(&lan.a, ip_c)
+        ping_once(&lan.a, ip_b) && ping_once(&lan.a, ip_c)
     });
     let _web = Proc::spawn(
         exec_in(&office.h, "python3")
@@ -156,7 +146,7 @@ fn routes_networks_and_failover_between_routing_peers_in_namespaces() {
     wait_until(Duration::from_secs(10), "H's web server", || {
         listening(&office.h, SocketAddrV4::new(HOST_H, WEB_PORT))
     });
-    assert!(!ping(&lan.a, HOST_H), "a has no path to H of its own");
+    assert!(!ping_once(&lan.a, HOST_H), "a has no path to H of its own");
     let b_id = server.peer_by_ip(ip_b)["id"].clone();
     let c_id = server.peer_by_ip(ip_c)["id"].clone();
 
@@ -168,7 +158,7 @@ fn routes_networks_and_failover_between_routing_peers_in_namespaces() {
     let created = server.post("/api/routes", route.clone());
     let route_path = format!("/api/routes/{}", created["id"].as_str().expect("route id"));
     measure("route created: a pings H", since, WITHIN, || {
-        ping(&lan.a, HOST_H)
+        ping_once(&lan.a, HOST_H)
     });
     measure("route created: a fetches from H", since, WITHIN, || {
         seen_by_h(&lan.a).is_some()
@@ -211,12 +201,12 @@ fn routes_networks_and_failover_between_routing_peers_in_namespaces() {
         "policies deleted: a no longer reaches H",
         since,
         WITHIN,
-        || !ping(&lan.a, HOST_H),
+        || !ping_once(&lan.a, HOST_H),
     );
     let since = Instant::now();
     server.allow_all(&all);
     measure("allow-all policy: a reaches H again", since, WITHIN, || {
-        ping(&lan.a, HOST_H)
+        ping_once(&lan.a, HOST_H)
     });
 
     // Deleting the route cuts it.
@@ -226,7 +216,7 @@ fn routes_networks_and_failover_between_routing_peers_in_namespaces() {
         "route deleted: a no longer reaches H",
         since,
         WITHIN,
-        || !ping(&lan.a, HOST_H),
+        || !ping_once(&lan.a, HOST_H),
     );
 
     // 2. A network with the office as a resource and b as its router.
@@ -252,7 +242,7 @@ fn routes_networks_and_failover_between_routing_peers_in_namespaces() {
         json!({"peer": b_id, "metric": 10, "masquerade": true, "enabled": true}),
     );
     measure("network router b: a pings H", since, WITHIN, || {
-        ping(&lan.a, HOST_H)
+        ping_once(&lan.a, HOST_H)
     });
     measure("network router b: a fetches from H", since, WITHIN, || {
         seen_by_h(&lan.a).as_deref() == Some(OFFICE_B.to_string().as_str())
@@ -288,7 +278,7 @@ fn routes_networks_and_failover_between_routing_peers_in_namespaces() {
     let since = Instant::now();
     b.kill();
     measure("b killed: a pings H through c", since, WITHIN, || {
-        ping(&lan.a, HOST_H)
+        ping_once(&lan.a, HOST_H)
     });
     let c_office = OFFICE_C.to_string();
     measure("b killed: H sees c's address", since, WITHIN, || {

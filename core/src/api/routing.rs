@@ -10,9 +10,8 @@ use serde_json::{json, Value};
 use super::{parse, to_value};
 use crate::error::ApiError;
 use crate::model::PeerId;
-use crate::routing::forward::{Packet, RouteFilter, RouteRule};
+use crate::routing::forward::RouteRules;
 use crate::routing::select::{Candidate, PeerState, Selector};
-use crate::time::Timestamp;
 
 pub(super) const OPS: &[&str] = &["routes_select", "route_forward_check"];
 
@@ -30,26 +29,10 @@ struct Select {
     steps: Vec<Step>,
 }
 
-/// A routed packet and the time it passes, in milliseconds of any
-/// monotonic clock.
-#[derive(Deserialize)]
-struct TimedPacket {
-    #[serde(flatten)]
-    packet: Packet,
-    #[serde(default)]
-    at: i64,
-}
-
-#[derive(Deserialize)]
-struct Check {
-    rules: Vec<RouteRule>,
-    packets: Vec<TimedPacket>,
-}
-
 pub(super) fn dispatch(op: &str, input: Value) -> Option<Result<Value, ApiError>> {
     match op {
         "routes_select" => Some(select(input)),
-        "route_forward_check" => Some(check(input)),
+        "route_forward_check" => Some(super::firewall::check::<RouteRules>(input)),
         _ => None,
     }
 }
@@ -67,16 +50,4 @@ fn select(input: Value) -> Result<Value, ApiError> {
         .map(|s| selector.select(&peer_id, &routes, |p| s.states.get(p).copied()))
         .collect::<Vec<_>>();
     Ok(json!({ "selections": to_value(&selections)? }))
-}
-
-/// Decides each packet in order, so replies see the flows earlier packets
-/// opened.
-fn check(input: Value) -> Result<Value, ApiError> {
-    let Check { rules, packets } = parse(input)?;
-    let mut filter = RouteFilter::new(&rules);
-    let decisions = packets
-        .iter()
-        .map(|p| filter.check(&p.packet, Timestamp::from_millis(p.at)))
-        .collect::<Vec<_>>();
-    Ok(json!({ "decisions": to_value(&decisions)? }))
 }

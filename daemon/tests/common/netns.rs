@@ -19,6 +19,7 @@ pub const UNDERLAY_A: Ipv4Addr = Ipv4Addr::new(10, 213, 77, 1);
 pub const UNDERLAY_B: Ipv4Addr = Ipv4Addr::new(10, 213, 77, 2);
 const WG_PORT: u16 = 51820;
 
+/// Runs `ip args`; must succeed.
 pub fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("run ip");
     assert!(
@@ -27,6 +28,17 @@ pub fn ip(args: &[&str]) {
         args.join(" "),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// One ping from namespace `ns` to `to`, waiting a second for the answer.
+pub fn ping_once(ns: &str, to: Ipv4Addr) -> bool {
+    exec_in(ns, "ping")
+        .args(["-c", "1", "-W", "1"])
+        .arg(to.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Why this machine cannot run namespace tests, if it cannot.
