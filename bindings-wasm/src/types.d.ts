@@ -5,14 +5,269 @@
 /** A time: RFC 3339 text or integer milliseconds since the epoch. */
 export type Timestamp = string | number;
 
-/** An account as the core reads it: peers, groups, policies, routes, networks, DNS, settings. */
-export type Account = Record<string, unknown>;
+/**
+ * An account as the core reads it: peers, groups, policies, routes, networks,
+ * DNS, settings. A field marked optional takes its zero value (or the core's
+ * default) when left out; `generateBenchAccount` answers every field.
+ */
+export interface Account {
+  id?: string;
+  domain?: string;
+  settings?: Partial<AccountSettings>;
+  /** Bumped on every change that can alter a network map. */
+  serial?: number;
+  users?: User[];
+  peers?: Peer[];
+  groups?: Group[];
+  policies?: Policy[];
+  posture_checks?: PostureCheck[];
+  routes?: Route[];
+  networks?: Network[];
+  network_resources?: NetworkResource[];
+  network_routers?: NetworkRouter[];
+  nameserver_groups?: NameserverGroup[];
+  dns_settings?: { disabled_management_groups?: string[] };
+}
 
-/** An access policy with its rules (NetBird REST shape). */
-export type Policy = Record<string, unknown>;
+/** Account-wide settings, named as in the REST `settings` object (expirations in seconds). */
+export interface AccountSettings {
+  peer_login_expiration_enabled: boolean;
+  peer_login_expiration: number;
+  peer_inactivity_expiration_enabled: boolean;
+  peer_inactivity_expiration: number;
+  regular_users_view_blocked: boolean;
+  groups_propagation_enabled: boolean;
+  jwt_groups_enabled: boolean;
+  jwt_groups_claim_name: string;
+  jwt_allow_groups: string[];
+  routing_peer_dns_resolution_enabled: boolean;
+  dns_domain: string;
+  /** The account network in CIDR form (a /16 inside 100.64.0.0/10). */
+  network_range: string;
+  lazy_connection_enabled: boolean;
+  peer_expose_enabled: boolean;
+  peer_expose_groups: string[];
+  extra: Partial<{
+    peer_approval_enabled: boolean;
+    user_approval_required: boolean;
+    network_traffic_logs_enabled: boolean;
+    network_traffic_logs_groups: string[];
+    network_traffic_packet_counter_enabled: boolean;
+  }>;
+}
+
+/** A user's role (the REST `role`). */
+export type Role = 'owner' | 'admin' | 'user' | 'billing_admin' | 'auditor' | 'network_admin';
+
+/** A user of the account. */
+export interface User {
+  id: string;
+  email?: string;
+  name?: string;
+  role: Role;
+  status?: 'active' | 'invited' | 'blocked';
+  auto_groups?: string[];
+  is_service_user?: boolean;
+  is_blocked?: boolean;
+  pending_approval?: boolean;
+  last_login?: Timestamp | null;
+  issued?: string;
+}
+
+/** A peer as the store keeps it; group membership lives on the groups. */
+export interface Peer {
+  id: string;
+  name: string;
+  /** The peer's WireGuard public key (base64). */
+  key?: string;
+  /** Mesh address inside the account network (IPv4). */
+  ip: string;
+  dns_label?: string;
+  extra_dns_labels?: string[];
+  /** The user that added the peer (SSO login); null for setup-key peers. */
+  user_id?: string | null;
+  hostname?: string;
+  meta?: Partial<PeerMeta>;
+  connected?: boolean;
+  last_seen?: Timestamp;
+  last_login?: Timestamp;
+  created_at?: Timestamp;
+  ssh_enabled?: boolean;
+  login_expiration_enabled?: boolean;
+  inactivity_expiration_enabled?: boolean;
+  /** True while the peer waits for approval: an empty map, and in nobody's. */
+  approval_required?: boolean;
+  ephemeral?: boolean;
+  connection_ip?: string | null;
+  location?: Partial<{ country_code: string; city_name: string; geoname_id: number }>;
+}
+
+/** What the daemon reports at login; posture checks read it. */
+export interface PeerMeta {
+  /** `linux`, `darwin`, `windows`, `android`, `ios`, ... (lower case). */
+  os: string;
+  os_version: string;
+  kernel_version: string;
+  /** The client version (`0.40.0`). */
+  version: string;
+  ui_version: string;
+  serial_number: string;
+  /** Local interface addresses in CIDR form. */
+  network_addresses: string[];
+  /** Full paths of running processes (for process checks). */
+  processes: string[];
+}
+
+/** The kind of a resource referenced from a group or a rule side. */
+export type ResourceKind = 'host' | 'subnet' | 'domain' | 'peer';
+
+/** A reference to a network resource (or a single peer) by id and type. */
+export interface ResourceRef {
+  id: string;
+  type: ResourceKind;
+}
+
+/** A group: membership of peers and resources is stored here. */
+export interface Group {
+  id: string;
+  name: string;
+  peers?: string[];
+  resources?: ResourceRef[];
+  issued?: 'api' | 'integration' | 'jwt';
+}
 
 /** Traffic protocol of a rule or a query. */
 export type Protocol = 'all' | 'tcp' | 'udp' | 'icmp' | 'netbird-ssh';
+
+/** An inclusive port range. */
+export interface PortRange {
+  start: number;
+  end: number;
+}
+
+/** One rule of a policy. A side is a list of groups or one resource. */
+export interface PolicyRule {
+  id?: string;
+  name?: string;
+  description?: string;
+  enabled?: boolean;
+  action: 'accept' | 'drop';
+  bidirectional?: boolean;
+  protocol: Protocol;
+  ports?: string[];
+  port_ranges?: PortRange[];
+  sources?: string[];
+  destinations?: string[];
+  sourceResource?: ResourceRef;
+  destinationResource?: ResourceRef;
+}
+
+/** An access policy with its rules (NetBird REST shape). */
+export interface Policy {
+  id: string;
+  name: string;
+  description?: string;
+  enabled: boolean;
+  source_posture_checks?: string[];
+  rules: PolicyRule[];
+}
+
+/** Allow or deny, for the geo and network range checks. */
+export type CheckAction = 'allow' | 'deny';
+
+/** A named set of posture checks; every check present must pass. */
+export interface PostureCheck {
+  id: string;
+  name: string;
+  description?: string;
+  checks: {
+    nb_version_check?: { min_version?: string };
+    os_version_check?: {
+      android?: { min_version?: string };
+      darwin?: { min_version?: string };
+      ios?: { min_version?: string };
+      linux?: { min_kernel_version?: string };
+      windows?: { min_kernel_version?: string };
+    };
+    geo_location_check?: {
+      locations?: { country_code?: string; city_name?: string }[];
+      action: CheckAction;
+    };
+    peer_network_range_check?: { ranges?: string[]; action: CheckAction };
+    process_check?: {
+      processes?: { linux_path?: string; mac_path?: string; windows_path?: string }[];
+    };
+  };
+}
+
+/** A route (REST `Route` plus id). `peer` conflicts with `peer_groups`, `network` with `domains`. */
+export interface Route {
+  id: string;
+  description?: string;
+  /** Routes sharing a `network_id` are one highly available route. */
+  network_id: string;
+  enabled: boolean;
+  peer?: string;
+  peer_groups?: string[];
+  network?: string;
+  domains?: string[];
+  metric: number;
+  masquerade: boolean;
+  /** Distribution groups: peers in them receive the route. */
+  groups: string[];
+  keep_route?: boolean;
+  access_control_groups?: string[];
+}
+
+/** A network: a container of resources and routers. */
+export interface Network {
+  id: string;
+  name: string;
+  description?: string;
+}
+
+/** A host, subnet or domain inside a network. */
+export interface NetworkResource {
+  id: string;
+  network_id: string;
+  name: string;
+  description?: string;
+  /** `1.1.1.1`, `1.1.1.1/32`, `192.168.0.0/24`, `example.com` or `*.example.com`. */
+  address: string;
+  type: ResourceKind;
+  enabled: boolean;
+}
+
+/** A router of a network: one peer or the peers of some groups. */
+export interface NetworkRouter {
+  id: string;
+  network_id: string;
+  peer?: string;
+  peer_groups?: string[];
+  metric: number;
+  masquerade: boolean;
+  enabled: boolean;
+}
+
+/** A nameserver. */
+export interface Nameserver {
+  ip: string;
+  ns_type: string;
+  port: number;
+}
+
+/** A nameserver group; peers in `groups` use it. */
+export interface NameserverGroup {
+  id: string;
+  name: string;
+  description?: string;
+  nameservers: Nameserver[];
+  enabled: boolean;
+  groups: string[];
+  primary: boolean;
+  domains?: string[];
+  search_domains_enabled?: boolean;
+}
 
 /** May `source` reach `destination` over `protocol` (and `port`)? */
 export interface AccessQuery {
@@ -48,6 +303,66 @@ export interface PeerView {
   ssh_enabled: boolean;
 }
 
+/** One firewall rule of a map; `peer_ip` is `0.0.0.0` for every other peer. */
+export interface FirewallRule {
+  policy_id: string;
+  rule_id: string;
+  peer_ip: string;
+  direction: 'in' | 'out';
+  action: 'accept' | 'drop';
+  protocol: Protocol;
+  port?: number;
+  port_range?: PortRange;
+}
+
+/** A route as a map carries it, with its routing peer. */
+export interface MapRoute {
+  id: string;
+  network_id: string;
+  network?: string;
+  domains?: string[];
+  peer: string;
+  peer_ip: string;
+  metric: number;
+  masquerade: boolean;
+  keep_route: boolean;
+}
+
+/** What a routing peer lets through to a route (`0.0.0.0/0` destination for domain routes). */
+export interface RouteFirewallRule {
+  route_id: string;
+  source_ranges: string[];
+  action: 'accept' | 'drop';
+  destination: string;
+  domains?: string[];
+  protocol: Protocol;
+  port?: number;
+  port_range?: PortRange;
+}
+
+/** An A record of the account zone. */
+export interface DnsRecord {
+  name: string;
+  type: 'A';
+  class: 'IN';
+  ttl: number;
+  rdata: string;
+}
+
+/** The DNS part of a map. */
+export interface MapDns {
+  service_enable: boolean;
+  custom_zones: { domain: string; records: DnsRecord[] }[];
+  nameserver_groups: {
+    id: string;
+    name: string;
+    nameservers: Nameserver[];
+    primary: boolean;
+    domains: string[];
+    search_domains_enabled: boolean;
+  }[];
+}
+
 /** One peer's network map. */
 export interface NetworkMap {
   serial: number;
@@ -55,10 +370,10 @@ export interface NetworkMap {
   peer_config: { address: string; fqdn: string; ssh_enabled: boolean };
   peers: PeerView[];
   offline_peers: PeerView[];
-  firewall_rules: Record<string, unknown>[];
-  routes: Record<string, unknown>[];
-  route_firewall_rules: Record<string, unknown>[];
-  dns: Record<string, unknown>;
+  firewall_rules: FirewallRule[];
+  routes: MapRoute[];
+  route_firewall_rules: RouteFirewallRule[];
+  dns: MapDns;
 }
 
 /** A duration in milliseconds. */
@@ -81,8 +396,8 @@ export interface KeepAliveConfig {
 /** The peer asking to expose, and what its account says about it. */
 export interface ExposeContext {
   peer: { id: string; name: string; groups?: string[] };
-  settings?: Record<string, unknown>;
-  groups?: Record<string, unknown>[];
+  settings?: Partial<AccountSettings>;
+  groups?: Group[];
   custom_domains?: string[];
 }
 
