@@ -44,7 +44,7 @@ step "conformance runner (the count every binding must match)"
 cargo run -q -p meshplane-conformance --bin conformance --locked
 
 if [ -x scripts/test-bindings.sh ]; then
-    step "bindings: wasm, Python, Node on the shared vectors; browser page"
+    step "bindings: wasm, Python, Node on the shared vectors; the packed packages installed outside the tree; browser page"
     scripts/test-bindings.sh
 fi
 

@@ -2,9 +2,10 @@
 # Builds the three bindings (wasm, Python, Node), runs each one's conformance
 # runner over every file in conformance/vectors/, checks that each passed
 # exactly as many vectors as the Rust runner with none failed, runs the
-# Python stub check and the bindings' own API tests, then the browser test of
-# the wasm demo page (screenshot in artifacts/). Exits non-zero on any
-# failure. Needs what scripts/setup-bindings.sh installs.
+# Python stub check and the bindings' own API tests, then
+# scripts/test-packages.sh on the same builds (the packed packages installed
+# outside the tree; the demo page in Chromium, screenshot in artifacts/).
+# Exits non-zero on any failure. Needs what scripts/setup-bindings.sh installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -69,11 +70,12 @@ node --test bindings-node/test/api.test.mjs
 node --test bindings-wasm/test/api.test.mjs
 (cd bindings-node && npm run -s typecheck)
 
-step "browser: demo page in headless Chromium"
-node bindings-wasm/test/browser.test.mjs
-
 if [ "$status" -ne 0 ]; then
     echo "bindings: conformance failures (logs in $logs)" >&2
     exit 1
 fi
 step "all bindings pass $want"
+
+# The packages as published, installed outside the tree, and the demo page
+# (built from the wasm package) in headless Chromium.
+scripts/test-packages.sh

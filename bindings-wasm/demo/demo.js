@@ -1,7 +1,9 @@
 // The demo's glue: every decision comes from the wasm core; this file only
 // reads inputs and writes the verdicts into the DOM. A dashboard can copy
-// the two `show*` functions as they are.
-import init, { validateNamePrefix, evaluatePolicy } from '../pkg/web/meshplane_wasm.js';
+// the two `show*` functions as they are. It imports the published package
+// by name; index.html's import map resolves the name in the site that
+// demo/build.sh assembles from the package tarball.
+import init, { validateNamePrefix, evaluatePolicy } from '@meshplane/wasm';
 
 const $ = (id) => document.getElementById(id);
 

@@ -1,18 +1,25 @@
-// Drives the demo page (demo/index.html) in Debian's Chromium, headless:
-// starts a static server on 127.0.0.1, types into the page, checks the
+// Drives the demo page in Debian's Chromium, headless: serves the demo site
+// that demo/build.sh assembled from the package tarball (its directory is the
+// first argument, or DEMO_SITE) on 127.0.0.1, types into the page, checks the
 // verdicts in the DOM, and saves a screenshot to artifacts/browser-demo.png.
 //
 // CHROMIUM overrides the browser path (default /usr/bin/chromium).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
-import { mkdirSync, readFileSync, existsSync } from 'node:fs';
+import { mkdirSync, readFileSync, existsSync, statSync } from 'node:fs';
 import { extname, join, normalize, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 const pkgRoot = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const artifacts = resolve(pkgRoot, '..', 'artifacts');
+const siteArg = process.argv[2] ?? process.env.DEMO_SITE;
+if (!siteArg) {
+  console.error('usage: node test/browser.test.mjs SITE   (a directory made by demo/build.sh)');
+  process.exit(2);
+}
+const site = resolve(siteArg);
 const types = {
   '.html': 'text/html; charset=utf-8',
   '.js': 'text/javascript; charset=utf-8',
@@ -27,12 +34,12 @@ let browser;
 let page;
 let base;
 
-/** Serves the package directory (demo/ and pkg/web/) read-only. */
+/** Serves the demo site (the page and its node_modules) read-only. */
 function serve() {
   return createServer((req, res) => {
     const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname));
-    const file = join(pkgRoot, path);
-    if (!file.startsWith(pkgRoot) || !existsSync(file)) {
+    const file = join(site, path);
+    if (!file.startsWith(site) || !existsSync(file) || !statSync(file).isFile()) {
       res.writeHead(404).end();
       return;
     }
@@ -53,7 +60,7 @@ before(async () => {
   page = await browser.newPage({ viewport: { width: 1000, height: 1100 } });
   const problems = [];
   page.on('pageerror', (e) => problems.push(e.message));
-  await page.goto(`${base}/demo/index.html`);
+  await page.goto(`${base}/index.html`);
   await page.waitForSelector('body[data-ready="true"]', { timeout: 15000 }).catch((e) => {
     throw new Error(`page did not start: ${problems.join('; ') || e.message}`);
   });
