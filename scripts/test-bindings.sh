@@ -29,7 +29,7 @@ step "build: wasm (web + node)"
 bash bindings-wasm/build.sh
 
 step "build: napi addon"
-(cd bindings-node && npx napi build --platform --release)
+(cd bindings-node && npm run -s build) # napi build --platform --release --strip
 
 step "build: Python wheel, installed with pip"
 # shellcheck disable=SC1091

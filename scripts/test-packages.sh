@@ -73,12 +73,15 @@ node "$app/use.mjs" @meshplane/wasm "$root/conformance/vectors"
 
 step "TypeScript: the installed declarations hold the vectors' accounts, policies and maps"
 tsc=$root/bindings-node/node_modules/.bin/tsc
-for pkg in @meshplane/wasm @meshplane/node; do
-    out=$app/vectors-${pkg#@meshplane/}.ts
-    node bindings-wasm/test/vector-types.mjs "$out" "$pkg"
+checks=()
+for entry in @meshplane/node @meshplane/wasm @meshplane/wasm/web; do
+    out=vectors-$(basename "$entry").ts
+    node bindings-wasm/test/vector-types.mjs "$app/$out" "$entry"
+    checks+=("$out")
 done
+# `dom`: the web entry's init() takes fetch's and WebAssembly's types.
 (cd "$app" && "$tsc" --noEmit --strict --module nodenext --moduleResolution nodenext --target es2022 \
-    --lib esnext vectors-wasm.ts vectors-node.ts 2>&1) ||
+    --lib esnext,dom "${checks[@]}" 2>&1) ||
     fail "the declarations do not match the vectors"
 
 step "Python: the wheel in fresh venvs"
