@@ -25,7 +25,7 @@ fail() {
 
 step "builds (reused when present)"
 [ -f bindings-wasm/pkg/web/meshplane_wasm_bg.wasm ] || bash bindings-wasm/build.sh
-[ -f bindings-node/index.js ] || (cd bindings-node && npm run -s build)
+compgen -G 'bindings-node/meshplane.*.node' >/dev/null || (cd bindings-node && npm run -s build)
 if ! compgen -G 'bindings-python/dist/meshplane-*.whl' >/dev/null; then
     (cd bindings-python && .venv/bin/maturin build --release --locked -o dist)
 fi
