@@ -72,7 +72,7 @@ bind! {
     "A fresh service name (`<prefix>-` + 4 chars, or 12 chars without a prefix), from `seed`.":
         "exposeGenerateName" expose_generate_name("expose_generate_name", object: "input: { name_prefix?: string; seed: number }") -> "{ name: string }";
     "A synthetic account of `peers` peers in `groups` groups, for benchmarks and simulations.":
-        "generateBenchAccount" generate_bench_account("generate_bench_account", object: "input: { peers: number; groups: number; now: Timestamp }") -> "Account";
+        "generateBenchAccount" generate_bench_account("generate_bench_account", object: "input: { peers: number; groups: number; now: Timestamp }") -> "Required<Account>";
     "A new personal access token (`nbp_...`) and its stored hash, from `seed`.":
         "patGenerate" pat_generate("pat_generate", object: "input: { seed: number }") -> "{ token: string; hashed_token: string }";
     "Checks a token's length, prefix and checksum.":

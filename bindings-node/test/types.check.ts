@@ -16,10 +16,13 @@ type Surface = Pick<
   | 'allNetworkMaps'
   | 'patGenerate'
   | 'setupKeyGenerate'
+  | 'generateBenchAccount'
 >;
 
 function use(b: Surface): string {
   const account: napi.Account = { peers: [] };
+  const bench: Required<napi.Account> = b.generateBenchAccount({ peers: 2, groups: 1, now: 0 });
+  const firstIp: string | undefined = bench.peers[0]?.ip;
   const d: napi.Decision = b.evaluatePolicy({
     account,
     query: { source: 'a', destination: { peer: 'b' }, protocol: 'tcp', port: 22 },
@@ -28,7 +31,7 @@ function use(b: Surface): string {
   const maps: Record<string, napi.NetworkMap> = b.allNetworkMaps({ account, now: '2026-01-01T00:00:00Z' });
   const port: number = b.validatePort(443);
   const pat: { token: string } = b.patGenerate({ seed: 1 });
-  return `${b.validateNamePrefix('x')} ${d.reason} ${map.serial} ${Object.keys(maps).length} ${port} ${pat.token}`;
+  return `${b.validateNamePrefix('x')} ${d.reason} ${map.serial} ${Object.keys(maps).length} ${port} ${pat.token} ${firstIp}`;
 }
 
 export const both = [use(napi), use(wasm)];

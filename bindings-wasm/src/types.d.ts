@@ -8,7 +8,8 @@ export type Timestamp = string | number;
 /**
  * An account as the core reads it: peers, groups, policies, routes, networks,
  * DNS, settings. A field marked optional takes its zero value (or the core's
- * default) when left out; `generateBenchAccount` answers every field.
+ * default) when left out; `generateBenchAccount` answers every field
+ * (`Required<Account>`).
  */
 export interface Account {
   id?: string;
