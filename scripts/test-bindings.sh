@@ -63,7 +63,7 @@ run_runner wasm node bindings-wasm/test/conformance.test.mjs
 step "Python: API tests, stubtest, mypy --strict"
 python -m pytest -q -p no:cacheprovider bindings-python/tests/test_api.py
 (cd "$logs" && python -m mypy.stubtest meshplane --allowlist "$root/bindings-python/stubtest-allowlist.txt")
-(cd bindings-python && mypy --strict --cache-dir=/dev/null tests python/meshplane)
+(cd bindings-python && mypy --strict --cache-dir=/dev/null tests python/meshplane ../scripts/packages/use.py)
 
 step "Node and wasm: API tests, TypeScript declarations type-check"
 node --test bindings-node/test/api.test.mjs
