@@ -101,14 +101,17 @@ where
     }
 
     /// Installs the process's recorder and serves `/metrics` on `listen`
-    /// from a task of its own.
-    pub async fn serve(self, listen: SocketAddr) -> Result<(), MetricsError> {
+    /// from a task of its own; the address it listens on (for port 0).
+    pub async fn serve(self, listen: SocketAddr) -> Result<SocketAddr, MetricsError> {
         let handle = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)?
             .idle_timeout(MetricKindMask::ALL, self.forget_after)
             .install_recorder()?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
+            .map_err(|source| MetricsError::Listen { listen, source })?;
+        let listen = listener
+            .local_addr()
             .map_err(|source| MetricsError::Listen { listen, source })?;
         tracing::info!(%listen, "metrics at /metrics");
         let upkeep = handle.clone();
@@ -135,6 +138,6 @@ where
                 tracing::error!(error = %e, "metrics listener stopped");
             }
         });
-        Ok(())
+        Ok(listen)
     }
 }

@@ -36,6 +36,7 @@ pub async fn serve(listen: std::net::SocketAddr) -> Result<(), String> {
     meshplane_metrics::Exporter::new()
         .serve(listen)
         .await
+        .map(drop)
         .map_err(|e| e.to_string())
 }
 
