@@ -5,8 +5,8 @@
 //!
 //! The filters apply to the peers that are listed and counted ("Peers
 //! count: 1/2 Connected" counts the peers that pass), in every format.
-//! Times are relative ("12 seconds ago") in the human forms and Unix
-//! milliseconds in JSON and YAML.
+//! Times are relative ("12 seconds ago") in the human forms and RFC 3339
+//! timestamps in JSON and YAML.
 
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -184,7 +184,8 @@ fn list<T: ToString>(items: &[T]) -> String {
 }
 
 /// The summary; `full` adds this peer's keys and addresses, the DNS
-/// resolver's zones and upstreams and the networks' routing peers.
+/// resolver's zones and upstreams, and the networks with their routing
+/// peers in place of the short list.
 fn summary(r: &StatusReport, full: bool) -> String {
     let mut out = String::new();
     let daemon = match &r.mode {
@@ -249,7 +250,9 @@ fn summary(r: &StatusReport, full: bool) -> String {
         "WireGuard port: {}",
         or_dash(r.listen.map(|l| l.port().to_string()))
     );
-    let _ = writeln!(out, "Networks: {}", list(&networks));
+    if !full {
+        let _ = writeln!(out, "Networks: {}", list(&networks));
+    }
     let _ = writeln!(out, "Exit node: {}", or_dash(exit));
     if full {
         let _ = writeln!(out, "Peer id: {}", or_dash(r.peer_id.clone()));
