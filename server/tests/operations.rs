@@ -12,6 +12,7 @@ use std::time::Duration;
 use common::client::{reusable, run, Peer};
 use common::netbird::{pinging_channel, NbPeer};
 use common::{Backend, Server, PG_ENV};
+use meshplane_proto::signal::client::SignalClient;
 use meshplane_proto::v1::management_client::ManagementClient;
 use meshplane_proto::v1::GetServerKeyRequest;
 use meshplane_relay::{PeerId, RelayClient, Token};
@@ -275,6 +276,12 @@ fn metrics_count_peers_streams_maps_and_relay_sessions() {
         nb.up(&key).await.unwrap();
         let mut stream_nb = nb.sync().await.unwrap();
         nb.next_sync(&mut stream_nb).await.unwrap();
+        let signal = SignalClient::new(s.channel().await, a.secret.clone())
+            .proving_to(a.server.clone())
+            .connect()
+            .await
+            .unwrap();
+        let signals = r#"meshplane_streams_open{stream="signal",protocol="netbird"}"#;
 
         let text = scrape_until(&at, |t| sample(t, "meshplane_peers_connected") == Some(3.0));
         assert_eq!(
@@ -284,6 +291,8 @@ fn metrics_count_peers_streams_maps_and_relay_sessions() {
         );
         assert_eq!(sample(&text, ours), Some(2.0), "{text}");
         assert_eq!(sample(&text, theirs), Some(1.0), "{text}");
+        let text = scrape_until(&at, |t| sample(t, signals) == Some(1.0));
+        assert_eq!(sample(&text, signals), Some(1.0), "{text}");
         let bytes = sample(&text, sent).unwrap_or(0.0);
         assert!(bytes > 0.0, "{text}");
         let computed = sample(&text, "meshplane_map_computations_total").unwrap_or(0.0);
@@ -346,5 +355,7 @@ fn metrics_count_peers_streams_maps_and_relay_sessions() {
         );
         assert_eq!(sample(&text, ours), Some(1.0), "{text}");
         assert_eq!(sample(&text, theirs), Some(0.0), "{text}");
+        assert_eq!(sample(&text, signals), Some(1.0), "{text}");
+        drop(signal);
     });
 }
