@@ -37,7 +37,8 @@
 //! settings in a state directory ([`state`]), reports what posture checks
 //! need to know about its host ([`meta`]), serves `meshplane expose`
 //! sessions ([`expose`]) and a SOCKS5 proxy into the mesh in netstack mode
-//! ([`socks`]); [`proxy_peer`] is the reverse proxy's own peer.
+//! ([`socks`]), and serves Prometheus metrics read from its status
+//! ([`metrics`]); [`proxy_peer`] is the reverse proxy's own peer.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -66,6 +67,7 @@ pub mod expose;
 pub mod key;
 pub mod link;
 pub mod meta;
+pub mod metrics;
 pub mod mgmt;
 pub mod proxy_peer;
 pub mod routing;

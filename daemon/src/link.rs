@@ -327,6 +327,11 @@ impl Link {
         self.connect.relay_url()
     }
 
+    /// Whether the signal stream is open now.
+    pub fn signal_connected(&self) -> bool {
+        self.connect.signal_connected()
+    }
+
     /// The candidates this peer announces now.
     pub fn candidates(&self) -> Vec<Candidate> {
         self.connect.candidates()

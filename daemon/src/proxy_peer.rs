@@ -71,6 +71,11 @@ pub struct ProxyArgs {
     oidc_client_id: Option<String>,
     #[arg(long, requires = "oidc_issuer")]
     oidc_client_secret: Option<String>,
+    /// Serve Prometheus metrics at /metrics on ADDR (IP:PORT): requests by
+    /// status, target latency, services, login attempts. Off by default;
+    /// the listener has no authentication, so use a private address.
+    #[arg(long, value_name = "ADDR", env = "MESHPLANE_PROXY_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 /// Why the proxy could not start.
@@ -86,6 +91,8 @@ pub enum ProxyPeerError {
     Proxy(#[from] meshplane_proxy::ProxyError),
     #[error("cannot start the runtime: {0}")]
     Runtime(io::Error),
+    #[error(transparent)]
+    Metrics(#[from] meshplane_metrics::MetricsError),
 }
 
 impl ProxyArgs {
@@ -127,6 +134,9 @@ pub fn run(
         .build()
         .map_err(ProxyPeerError::Runtime)?;
     runtime.block_on(async {
+        if let Some(at) = args.metrics_listen {
+            meshplane_metrics::Exporter::new().serve(at).await?;
+        }
         // Netstack, and no forwarding: the proxy only dials out to targets.
         let link = Link::up(
             &args.management_url,

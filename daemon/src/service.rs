@@ -255,7 +255,8 @@ impl Daemon {
             .map_err(|e| e.to_string())
     }
 
-    async fn status(&self) -> Result<StatusReport, String> {
+    /// What `status` shows (and the metrics are read from).
+    pub(crate) async fn status(&self) -> Result<StatusReport, String> {
         let key = self.state.private_key().map_err(|e| e.to_string())?;
         let settings = self.state.settings().map_err(|e| e.to_string())?;
         let link = self.link.lock().await;
@@ -274,6 +275,8 @@ impl Daemon {
                 candidates: Vec::new(),
                 relay: None,
                 relay_connected: false,
+                signal_connected: false,
+                firewall_dropped: 0,
                 peers: Vec::new(),
                 dns: None,
                 routes: RoutesReport::default(),
@@ -312,6 +315,8 @@ impl Daemon {
             candidates: link.candidates().iter().map(ToString::to_string).collect(),
             relay: link.relay_url().map(str::to_string),
             relay_connected: engine.as_ref().is_some_and(|s| s.relay_connected),
+            signal_connected: link.signal_connected(),
+            firewall_dropped: engine.as_ref().map_or(0, |s| s.firewall_dropped),
             peers,
             dns: link.dns_report().map(Box::new),
             exit_node: routes.exit_node().map(Box::new),

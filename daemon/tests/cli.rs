@@ -4,8 +4,9 @@
 //! and complete a WireGuard handshake over real UDP; `down` takes a peer
 //! down and a restart keeps it down; a daemon killed with SIGKILL comes
 //! back up by itself as the same peer; the
-//! daemons reconnect after the server restarts; and the
-//! error paths print clear messages and exit non-zero.
+//! daemons reconnect after the server restarts; `status` prints its
+//! formats and filters its peers; the daemon's metrics move with traffic;
+//! and the error paths print clear messages and exit non-zero.
 //!
 //! The server binary is `meshplane-server` next to this test's directory
 //! (`target/<profile>/`); `cargo test --workspace` builds it, and a lone
@@ -103,8 +104,8 @@ fn two_daemons_join_handshake_go_down_and_restart_as_the_same_peer() {
     );
 
     // The human form shows the same facts.
-    let text = a.ok(&["status"]);
-    assert!(text.contains("connected"), "{text}");
+    let text = a.ok(&["status", "--detail"]);
+    assert!(text.contains("Status: Connected"), "{text}");
     assert!(text.contains(ip_b.as_str().unwrap()), "{text}");
 
     // `up` again with the same server only reports who the peer is.
@@ -156,7 +157,7 @@ fn two_daemons_join_handshake_go_down_and_restart_as_the_same_peer() {
     assert_eq!(after["peers"], json!([]));
     assert_eq!(after["peer_id"], sa["peer_id"]);
     let text = a.ok(&["status"]);
-    assert!(text.contains("down"), "{text}");
+    assert!(text.contains("Daemon status: Down"), "{text}");
 
     // `down` is remembered: a restarted a stays down until `up`, which
     // needs no setup key.
@@ -337,4 +338,162 @@ fn service_install_writes_a_unit_for_this_binary_and_uninstall_removes_it() {
     let out = run("uninstall");
     assert!(out.status.success(), "{}", fails(&out));
     assert!(!unit_path.exists());
+}
+
+/// The value of the Prometheus sample whose line starts with `prefix`.
+fn sample(metrics: &str, prefix: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn scrape(at: &str) -> String {
+    ureq::get(&format!("http://{at}/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap()
+}
+
+/// The peers in `status --json` output `text`.
+fn peers_in(text: &str) -> usize {
+    let status: Value = serde_json::from_str(text).unwrap();
+    status["peers"].as_array().unwrap().len()
+}
+
+#[test]
+fn status_formats_filters_and_daemon_metrics() {
+    let scratch = ScratchDir::new("cli-status");
+    let server = Server::start(&scratch.0);
+    let key = server.reusable_key("status test", &[]);
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let a = Daemon::netstack(scratch.0.join("a"), &["--metrics-listen", &metrics]);
+    let b = Daemon::netstack(scratch.0.join("b"), &[]);
+    for d in [&a, &b] {
+        d.ok(&["up", "-m", &server.url, "-k", &key]);
+    }
+    let sb = b.status();
+    let ip_b = sb["ip"].clone();
+    let sa = a.wait_for(HANDSHAKE_WITHIN, "a's handshake with b", |s| {
+        s["signal_connected"] == true && handshake_with(s, &ip_b)
+    });
+    let (ip_a, fqdn_a) = (sa["ip"].as_str().unwrap(), sa["fqdn"].as_str().unwrap());
+    let (ip_b, fqdn_b) = (ip_b.as_str().unwrap(), sb["fqdn"].as_str().unwrap());
+
+    // The summary: this peer and a count, no peer list.
+    let text = a.ok(&["status"]);
+    for line in [
+        "Daemon status: Up".to_string(),
+        format!("Management: Connected to {}", server.url),
+        "Signal: Connected".to_string(),
+        format!("FQDN: {fqdn_a}"),
+        format!("Mesh IP: {ip_a}"),
+        "Interface type: Userspace (netstack)".to_string(),
+        "Peers count: 1/1 Connected".to_string(),
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line:?} in\n{text}");
+    }
+    assert!(!text.contains(fqdn_b), "{text}");
+
+    // The detail: every peer, with relative times.
+    let text = a.ok(&["status", "-d"]);
+    for line in [
+        format!(" {fqdn_b}:"),
+        format!("  Mesh IP: {ip_b}"),
+        "  Status: Connected".to_string(),
+        "  Connection type: P2P".to_string(),
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line:?} in\n{text}");
+    }
+    let handshake = text
+        .lines()
+        .find_map(|l| l.strip_prefix("  Last WireGuard handshake: "))
+        .unwrap();
+    assert!(
+        handshake == "Now" || handshake.ends_with(" ago"),
+        "{handshake}"
+    );
+    assert!(
+        text.contains("  Transfer status (received/sent): "),
+        "{text}"
+    );
+    assert!(text.contains("Peers count: 1/1 Connected"), "{text}");
+
+    // JSON and YAML carry the same report.
+    let json: Value = serde_json::from_str(&a.ok(&["status", "--json"])).unwrap();
+    let yaml: Value = serde_norway::from_str(&a.ok(&["status", "--yaml"])).unwrap();
+    for field in ["ip", "fqdn", "public_key", "peer_id", "management_url"] {
+        assert_eq!(yaml[field], json[field], "{field}: {yaml:#}");
+    }
+    assert_eq!(yaml["peers"][0]["mesh_ip"], ip_b, "{yaml:#}");
+    assert_eq!(a.ok(&["status", "-4"]).trim(), ip_a);
+
+    // Filters, in every format.
+    let b_label = fqdn_b.split('.').next().unwrap().to_uppercase();
+    for (args, kept) in [
+        (vec!["--filter-by-status", "connected"], 1),
+        (vec!["-S", "idle"], 0),
+        (vec!["--filter-by-names", &b_label], 1),
+        (vec!["-N", "nobody,else"], 0),
+        (vec!["--filter-by-ips", ip_b], 1),
+        (vec!["-I", "100.64.255.254"], 0),
+        (vec!["--filter-by-connection-type", "P2P"], 1),
+        (vec!["-T", "relayed"], 0),
+    ] {
+        let mut json = vec!["status", "--json"];
+        json.extend(&args);
+        assert_eq!(peers_in(&a.ok(&json)), kept, "{args:?}");
+        let mut detail = vec!["status", "-d"];
+        detail.extend(&args);
+        let text = a.ok(&detail);
+        assert_eq!(text.contains(fqdn_b), kept == 1, "{args:?}: {text}");
+        let count = format!("Peers count: {kept}/{kept} Connected");
+        assert!(text.contains(&count), "{args:?}: {text}");
+    }
+    let out = cli(&a.socket, &["status", "-S", "connecting"]);
+    assert!(fails(&out).contains("invalid value 'connecting'"));
+
+    // Metrics: state, the peer, its bytes and handshakes.
+    let text = scrape(&metrics);
+    assert_eq!(sample(&text, "meshplane_up "), 1.0, "{text}");
+    assert_eq!(
+        sample(&text, "meshplane_management_connected "),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, r#"meshplane_peers_connected{connection="direct"}"#),
+        1.0,
+        "{text}"
+    );
+    let labels = format!(r#"{{peer="{ip_b}",fqdn="{fqdn_b}"}}"#);
+    let received = format!("meshplane_peer_received_bytes_total{labels}");
+    let sent = format!("meshplane_peer_sent_bytes_total{labels}");
+    let handshakes = format!("meshplane_peer_handshakes_total{labels}");
+    let before = (sample(&text, &received), sample(&text, &sent));
+    assert!(before.0 > 0.0 && before.1 > 0.0, "{text}");
+    assert!(sample(&text, &handshakes) >= 1.0, "{text}");
+    a.ok(&["ping", ip_b, "-c", "2"]);
+    let text = scrape(&metrics);
+    assert!(sample(&text, &received) > before.0, "{text}");
+    assert!(sample(&text, &sent) > before.1, "{text}");
+
+    // Only TCP to port 9 allowed: pings either way are dropped, and a's
+    // firewall counts them.
+    let dropped = "meshplane_firewall_dropped_packets_total ";
+    assert_eq!(sample(&text, dropped), 0.0, "{text}");
+    let old = server.get("/api/policies");
+    server.allow_tcp_port(&server.group_id("All"), 9);
+    for p in old.as_array().unwrap() {
+        server.delete(&format!("/api/policies/{}", p["id"].as_str().unwrap()));
+    }
+    common::procs::wait_until(HANDSHAKE_WITHIN, "a's firewall dropping pings", || {
+        cli(&a.socket, &["ping", ip_b, "-c", "1", "-W", "0.3"]);
+        cli(&b.socket, &["ping", ip_a, "-c", "1", "-W", "0.3"]);
+        sample(&scrape(&metrics), dropped) > 0.0
+    });
+    assert!(a.status()["firewall_dropped"].as_u64() > Some(0));
 }

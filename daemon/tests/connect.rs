@@ -90,8 +90,9 @@ fn peers_on_one_network_connect_directly() {
     assert!(pings(&a, &ip_b), "{}", a.log());
     assert!(pings(&b, &ip_a), "{}", b.log());
 
-    let text = a.ok(&["status"]);
-    assert!(text.contains(&format!("direct {endpoint}")), "{text}");
+    let text = a.ok(&["status", "-d"]);
+    assert!(text.contains("Connection type: P2P"), "{text}");
+    assert!(text.contains(&format!("Endpoint: {endpoint}")), "{text}");
 }
 
 #[test]
@@ -113,7 +114,8 @@ fn peers_without_candidates_connect_over_the_relay() {
     assert!(pings(&a, &ip_b), "{}", a.log());
     assert!(pings(&b, &ip_a), "{}", b.log());
 
-    let text = a.ok(&["status"]);
+    let text = a.ok(&["status", "-d"]);
     let relay = seen["relay"].as_str().unwrap();
-    assert!(text.contains(&format!("relayed via {relay}")), "{text}");
+    assert!(text.contains("Connection type: Relayed"), "{text}");
+    assert!(text.contains(&format!("Endpoint: {relay}")), "{text}");
 }

@@ -187,7 +187,7 @@ fn the_peer_resolver_answers_mesh_names_forwards_the_rest_and_configures_the_hos
     );
     assert!(a
         .ok(&["status"])
-        .contains(&format!("DNS:         {ip_a}:53")));
+        .contains(&format!("Nameserver: {ip_a}:53")));
     assert!(
         b.status()["dns"]["host"] == "untouched",
         "B leaves its host alone"

@@ -132,9 +132,11 @@ impl World {
     }
 }
 
-/// `meshplane proxy` on a free loopback port, plain HTTP.
+/// `meshplane proxy` on a free loopback port, plain HTTP, with its
+/// metrics on another.
 struct ProxyPeer {
     at: SocketAddrV4,
+    metrics: SocketAddrV4,
     dir: PathBuf,
     process: Proc,
 }
@@ -147,18 +149,25 @@ impl ProxyPeer {
         let key_file = dir.join("setup-key");
         std::fs::write(&key_file, format!("{setup_key}\n")).unwrap();
         let at = SocketAddrV4::new(Ipv4Addr::LOCALHOST, free_port());
+        let metrics = SocketAddrV4::new(Ipv4Addr::LOCALHOST, free_port());
         let process = Proc::spawn(
             Command::new(MESHPLANE)
                 .args(["proxy", "--management-url", url, "--setup-key-file"])
                 .arg(&key_file)
                 .args(["--domain", PROXY_DOMAIN, "--listen", &at.to_string()])
+                .args(["--metrics-listen", &metrics.to_string()])
                 .arg("--state-dir")
                 .arg(dir.join("state"))
                 .env_remove("MESHPLANE_SETUP_KEY")
                 .stdout(log_file(&dir.join("proxy.out")))
                 .stderr(log_file(&dir.join("proxy.log"))),
         );
-        let proxy = ProxyPeer { at, dir, process };
+        let proxy = ProxyPeer {
+            at,
+            metrics,
+            dir,
+            process,
+        };
         // It prints where it listens once it does.
         let printed = format!("listening on {at}");
         wait_until(WITHIN, "the proxy listening", || {
@@ -836,6 +845,27 @@ fn a_burst_of_wrong_pins_is_held_to_the_limits_and_the_proxy_stays_small() {
         peak / 1024
     );
     assert!(peak < 1024 * 1024, "proxy peak RSS {peak} KiB");
+
+    // Its metrics counted every check and every refusal.
+    let text = ureq::get(&format!("http://{}/metrics", proxy.metrics))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    let logins = |result: &str| {
+        let prefix =
+            format!(r#"meshplane_proxy_login_attempts_total{{method="pin",result="{result}"}} "#);
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    assert_eq!(logins("wrong"), f64::from(from_one + total), "{text}");
+    assert!(logins("limited") >= 1.0, "{text}");
+    assert!(
+        text.lines().any(|l| l == "meshplane_proxy_services 1"),
+        "{text}"
+    );
     drop(pinned);
 }
 

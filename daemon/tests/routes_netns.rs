@@ -178,7 +178,7 @@ fn routes_networks_and_failover_between_routing_peers_in_namespaces() {
     assert_eq!(sb["routes"]["served"][0]["network"], OFFICE, "{sb:#}");
     assert_eq!(sb["routes"]["served"][0]["masquerade"], true, "{sb:#}");
     assert!(
-        a.ok(&["status"]).contains(&format!("{OFFICE}  via ")),
+        a.ok(&["status", "-d"]).contains(&format!("{OFFICE}  via ")),
         "the human status names the routing peer"
     );
 

@@ -84,7 +84,10 @@ pub(crate) async fn forward(
     }
 
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
-    let mut response = match client.request(req).await {
+    let started = std::time::Instant::now();
+    let answer = client.request(req).await;
+    crate::metrics::upstream(started, answer.is_ok());
+    let mut response = match answer {
         Ok(response) => response,
         Err(e) => {
             tracing::warn!(domain = %service.domain, target = %service.target, error = %e, "target unreachable");

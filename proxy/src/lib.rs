@@ -19,6 +19,7 @@ mod hasher;
 mod host;
 mod jwt;
 mod login;
+mod metrics;
 mod oidc;
 mod pages;
 mod ratelimit;

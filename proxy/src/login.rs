@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::body::ProxyBody;
 use crate::gate::{grant, login_page, safe_return};
+use crate::metrics::Login;
 use crate::pages;
 use crate::server::Shared;
 use crate::service::Service;
@@ -76,16 +77,23 @@ pub(crate) async fn handle(
         .admit(client_ip, &service.domain, Instant::now())
     {
         Ok(admitted) => admitted,
-        Err(refusal) => return pages::too_many_attempts(refusal),
+        Err(refusal) => {
+            crate::metrics::login(method, Login::Limited);
+            return pages::too_many_attempts(refusal);
+        }
     };
     // The attempt goes with the check: its hash permit and place in flight
     // last as long as the hash, even if the visitor goes away.
     match shared.hasher.verify(form.secret, hash, admitted).await {
         Some((true, admitted)) => {
+            crate::metrics::login(method, Login::Accepted);
             admitted.give_back();
             grant(shared, service, method, Vec::new(), &return_to)
         }
         // A wrong secret, or a check that failed: the attempt stays counted.
-        Some((false, _)) | None => login_page(shared, service, &return_to, Some(wrong)),
+        Some((false, _)) | None => {
+            crate::metrics::login(method, Login::Wrong);
+            login_page(shared, service, &return_to, Some(wrong))
+        }
     }
 }

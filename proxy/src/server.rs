@@ -112,6 +112,7 @@ impl Proxy {
             source,
         })?;
         let (stop, shutdown) = watch::channel(false);
+        tokio::spawn(crate::metrics::count_services(services.clone()));
         let hash_permits = AttemptLimiter::hash_permits_for_this_machine();
         let shared = Arc::new(Shared {
             services,
@@ -213,7 +214,11 @@ where
     };
     let service = service_fn(move |req| {
         let shared = shared.clone();
-        async move { Ok::<_, Infallible>(handle(&shared, req, origin).await) }
+        async move {
+            let response = handle(&shared, req, origin).await;
+            crate::metrics::request(response.status());
+            Ok::<_, Infallible>(response)
+        }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())

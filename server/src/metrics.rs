@@ -11,66 +11,56 @@
 //! | `meshplane_grpc_requests_total`, `meshplane_grpc_request_duration_seconds` | `method` (the gRPC path), `code` | [`track_grpc`], when the call's status is known (its trailers) |
 //! | `meshplane_store_transaction_seconds` | `kind` (`read`/`write`) | the store, from begin to commit or rollback |
 //! | `meshplane_expose_sessions_active`, `meshplane_expose_sessions_total` | `event` (`created`, `stopped`, `expired`) | the expose session table |
+//! | `meshplane_peers_connected` | | the update hub, when a peer's first Sync stream joins and its last one leaves |
+//! | `meshplane_streams_open`, `meshplane_stream_sent_bytes_total` | `stream` (`sync`, `signal`, `watch_services`), `protocol` (`meshplane`, `netbird`) | [`track_grpc`], while a stream's response body lives and as its messages pass |
+//! | `meshplane_map_computations_total`, `meshplane_maps_computed_total`, `meshplane_map_computation_seconds` | | the update hub, per computation of an account's maps (maps: one per connected peer) |
+//! | `meshplane_relay_sessions_active`, `meshplane_relay_sessions_total`, `meshplane_relay_sent_bytes_total` | | the relay on this port (`meshplane-relay`) |
 //!
-//! The recorder is process-wide (the `metrics` crate's global); without
-//! `--metrics-listen` none is installed and recording costs a branch.
+//! The recorder is process-wide (the `metrics` crate's global, installed by
+//! `meshplane-metrics`); without `--metrics-listen` none is installed and
+//! recording costs a branch.
 
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{MatchedPath, Request};
 use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::get;
-use axum::Router;
 use hyper::body::{Frame, SizeHint};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-
-/// Histogram buckets of request and transaction durations, in seconds.
-const BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
-
-/// How often the recorder drops stale histogram samples.
-const UPKEEP: Duration = Duration::from_secs(5);
 
 /// Installs the process's recorder and serves `/metrics` on `listen`.
-pub async fn serve(listen: SocketAddr) -> Result<(), String> {
-    let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)
-        .map_err(|e| format!("metrics: {e}"))?
-        .install_recorder()
-        .map_err(|e| format!("metrics: {e}"))?;
-    let listener = tokio::net::TcpListener::bind(listen)
+pub async fn serve(listen: std::net::SocketAddr) -> Result<(), String> {
+    meshplane_metrics::Exporter::new()
+        .serve(listen)
         .await
-        .map_err(|e| format!("cannot listen for metrics on {listen}: {e}"))?;
-    tracing::info!(%listen, "metrics at /metrics");
-    let upkeep = handle.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(UPKEEP);
-        loop {
-            tick.tick().await;
-            upkeep.run_upkeep();
-        }
-    });
-    let app = Router::new()
-        .route("/metrics", get(render))
-        .with_state(handle);
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "metrics listener stopped");
-        }
-    });
-    Ok(())
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
-async fn render(axum::extract::State(handle): axum::extract::State<PrometheusHandle>) -> String {
-    handle.render()
-}
+/// The long-lived streams, by gRPC path: what they are and in which
+/// protocol, for `meshplane_streams_open` and
+/// `meshplane_stream_sent_bytes_total`.
+const STREAMS: &[(&str, &str, &str)] = &[
+    (
+        "/meshplane.management.v1.Management/Sync",
+        "sync",
+        "meshplane",
+    ),
+    ("/management.ManagementService/Sync", "sync", "netbird"),
+    (
+        "/meshplane.management.v1.Management/WatchServices",
+        "watch_services",
+        "meshplane",
+    ),
+    (
+        "/signalexchange.SignalExchange/ConnectStream",
+        "signal",
+        "netbird",
+    ),
+];
 
 /// Route middleware of the REST router: counts and times every call by its
 /// matched route pattern (so ids do not make a label each).
@@ -108,12 +98,14 @@ pub async fn track_grpc(request: Request, next: Next) -> Response {
         record_grpc(&method, &code, started);
         return response;
     }
+    let stream = OpenStream::of(&method);
     response.map(|body| {
         Body::new(GrpcBody {
             body,
             method,
             started,
             recorded: false,
+            stream,
         })
     })
 }
@@ -147,6 +139,37 @@ struct GrpcBody {
     method: String,
     started: Instant,
     recorded: bool,
+    /// Set for the long-lived streams: counted open while the body lives.
+    stream: Option<OpenStream>,
+}
+
+/// One open long-lived stream (a [`STREAMS`] entry) whose response body
+/// is being sent: it counts in `meshplane_streams_open` until dropped, and
+/// the gRPC messages it carries (their encoded bytes with gRPC's 5-byte
+/// frame header, before HTTP/2 framing and TLS) in
+/// `meshplane_stream_sent_bytes_total`.
+struct OpenStream {
+    labels: [(&'static str, &'static str); 2],
+}
+
+impl OpenStream {
+    fn of(method: &str) -> Option<OpenStream> {
+        let (_, stream, protocol) = STREAMS.iter().find(|(path, _, _)| *path == method)?;
+        let labels = [("stream", *stream), ("protocol", *protocol)];
+        metrics::gauge!("meshplane_streams_open", &labels).increment(1.0);
+        Some(OpenStream { labels })
+    }
+
+    fn sent(&self, bytes: usize) {
+        metrics::counter!("meshplane_stream_sent_bytes_total", &self.labels)
+            .increment(u64::try_from(bytes).unwrap_or(u64::MAX));
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        metrics::gauge!("meshplane_streams_open", &self.labels).decrement(1.0);
+    }
 }
 
 impl HttpBody for GrpcBody {
@@ -159,6 +182,9 @@ impl HttpBody for GrpcBody {
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let polled = Pin::new(&mut self.body).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let (Some(stream), Some(data)) = (&self.stream, frame.data_ref()) {
+                stream.sent(data.len());
+            }
             if let Some(code) = frame.trailers_ref().and_then(grpc_status) {
                 self.recorded = true;
                 record_grpc(&self.method, &code, self.started);
@@ -198,5 +224,27 @@ pub fn expose_session(event: &'static str) {
         active.increment(1.0);
     } else {
         active.decrement(1.0);
+    }
+}
+
+/// A peer's first Sync stream opened (`true`) or its last one closed: the
+/// peers connected to this server now.
+pub fn peer_connected(connected: bool) {
+    let gauge = metrics::gauge!("meshplane_peers_connected");
+    if connected {
+        gauge.increment(1.0);
+    } else {
+        gauge.decrement(1.0);
+    }
+}
+
+/// One computation of an account's maps for `peers` connected peers, which
+/// took `took` (when known).
+pub fn maps_computed(took: Option<std::time::Duration>, peers: usize) {
+    metrics::counter!("meshplane_map_computations_total").increment(1);
+    metrics::counter!("meshplane_maps_computed_total")
+        .increment(u64::try_from(peers).unwrap_or(u64::MAX));
+    if let Some(took) = took {
+        metrics::histogram!("meshplane_map_computation_seconds").record(took);
     }
 }

@@ -1,6 +1,6 @@
 //! What operators rely on: `GET /health` (200 without a token while the
-//! store answers, 503 once it does not) and JSON logs that parse line by
-//! line and never hold a secret.
+//! store answers, 503 once it does not), JSON logs that parse line by
+//! line and never hold a secret, and metrics that move with traffic.
 
 // A failed unwrap is a failed test here.
 #![allow(clippy::unwrap_used)]
@@ -10,9 +10,12 @@ mod common;
 use std::time::Duration;
 
 use common::client::{reusable, run, Peer};
+use common::netbird::{pinging_channel, NbPeer};
 use common::{Backend, Server, PG_ENV};
+use meshplane_proto::signal::client::SignalClient;
 use meshplane_proto::v1::management_client::ManagementClient;
 use meshplane_proto::v1::GetServerKeyRequest;
+use meshplane_relay::{PeerId, RelayClient, Token};
 use serde_json::Value;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
@@ -225,4 +228,134 @@ fn metrics_are_served_on_their_own_listener_and_move_with_traffic() {
     );
     // The API port does not serve them.
     assert_eq!(s.call_as(None, "GET", "/metrics", None).0, 404);
+}
+
+/// Scrapes `/metrics` at `at`.
+fn scrape(at: &str) -> String {
+    ureq::get(&format!("http://{at}/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap()
+}
+
+/// Scrapes until `done` holds for the text (metrics follow what a client
+/// sees a moment later or earlier), or a generous while; the last scrape.
+fn scrape_until(at: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = scrape(at);
+        if done(&text) || std::time::Instant::now() > deadline {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn metrics_count_peers_streams_maps_and_relay_sessions() {
+    let mut s = Server::start(Backend::Sqlite);
+    let at = format!("127.0.0.1:{}", common::free_port());
+    s.restart_with(&["--metrics-listen", &at]);
+    let key = reusable(&s);
+    let ours = r#"meshplane_streams_open{stream="sync",protocol="meshplane"}"#;
+    let theirs = r#"meshplane_streams_open{stream="sync",protocol="netbird"}"#;
+    let sent = r#"meshplane_stream_sent_bytes_total{stream="sync",protocol="meshplane"}"#;
+    let relay_url = format!("rel://{}", s.base.trim_start_matches("http://"));
+    run(async {
+        let mut a = Peer::connect(&s, "alpha").await;
+        let login = a.login(&key).await.unwrap();
+        let mut b = Peer::connect(&s, "beta").await;
+        let login_b = b.login(&key).await.unwrap();
+        let mut stream_a = a.sync().await;
+        a.next_map(&mut stream_a).await;
+        let mut stream_b = b.sync().await;
+        b.next_map(&mut stream_b).await;
+        let mut nb =
+            NbPeer::connect(pinging_channel(&s, Duration::from_secs(10)).await, "nb").await;
+        nb.up(&key).await.unwrap();
+        let mut stream_nb = nb.sync().await.unwrap();
+        nb.next_sync(&mut stream_nb).await.unwrap();
+        let signal = SignalClient::new(s.channel().await, a.secret.clone())
+            .proving_to(a.server.clone())
+            .connect()
+            .await
+            .unwrap();
+        let signals = r#"meshplane_streams_open{stream="signal",protocol="netbird"}"#;
+
+        let text = scrape_until(&at, |t| sample(t, "meshplane_peers_connected") == Some(3.0));
+        assert_eq!(
+            sample(&text, "meshplane_peers_connected"),
+            Some(3.0),
+            "{text}"
+        );
+        assert_eq!(sample(&text, ours), Some(2.0), "{text}");
+        assert_eq!(sample(&text, theirs), Some(1.0), "{text}");
+        let text = scrape_until(&at, |t| sample(t, signals) == Some(1.0));
+        assert_eq!(sample(&text, signals), Some(1.0), "{text}");
+        let bytes = sample(&text, sent).unwrap_or(0.0);
+        assert!(bytes > 0.0, "{text}");
+        let computed = sample(&text, "meshplane_map_computations_total").unwrap_or(0.0);
+        assert!(computed >= 1.0, "{text}");
+        assert!(
+            sample(&text, "meshplane_map_computation_seconds_count").unwrap_or(0.0) >= 1.0,
+            "{text}"
+        );
+
+        // A new peer recomputes the maps and sends them: both move.
+        let mut c = Peer::connect(&s, "gamma").await;
+        c.login(&key).await.unwrap();
+        b.next_map(&mut stream_b).await;
+        let text = scrape_until(&at, |t| sample(t, sent).unwrap_or(0.0) > bytes);
+        assert!(sample(&text, sent).unwrap_or(0.0) > bytes, "{text}");
+        assert!(
+            sample(&text, "meshplane_map_computations_total").unwrap_or(0.0) > computed,
+            "{text}"
+        );
+
+        // The relay on the server's port: two sessions, bytes relayed.
+        let token = |login: meshplane_proto::v1::LoginResponse| {
+            let relay = login.relay.unwrap();
+            Token {
+                payload: relay.token_payload,
+                signature: relay.token_signature,
+            }
+        };
+        let (to_b, _at_a) = RelayClient::connect(&relay_url, &a.key, &token(login))
+            .await
+            .unwrap();
+        let (_to_a, mut at_b) = RelayClient::connect(&relay_url, &b.key, &token(login_b))
+            .await
+            .unwrap();
+        to_b.send(&PeerId::from_public_key(&b.key), b"to beta")
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), at_b.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let text = scrape(&at);
+        assert_eq!(
+            sample(&text, "meshplane_relay_sessions_active"),
+            Some(2.0),
+            "{text}"
+        );
+        assert!(
+            sample(&text, "meshplane_relay_sent_bytes_total").unwrap_or(0.0) >= 7.0,
+            "{text}"
+        );
+
+        // Streams that end are counted out, and so are their peers.
+        drop((stream_a, stream_nb));
+        let text = scrape_until(&at, |t| sample(t, "meshplane_peers_connected") == Some(1.0));
+        assert_eq!(
+            sample(&text, "meshplane_peers_connected"),
+            Some(1.0),
+            "{text}"
+        );
+        assert_eq!(sample(&text, ours), Some(1.0), "{text}");
+        assert_eq!(sample(&text, theirs), Some(0.0), "{text}");
+        assert_eq!(sample(&text, signals), Some(1.0), "{text}");
+        drop(signal);
+    });
 }

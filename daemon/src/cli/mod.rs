@@ -4,8 +4,8 @@
 pub mod expose;
 pub mod ping;
 pub mod service;
+pub mod status;
 
-use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -14,14 +14,14 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::control::{self, Reply, Request, StatusReport};
-use crate::engine::wg::ConnectionKind;
+use crate::control::{self, Reply, Request};
 use crate::mgmt::setup_key::SetupKeyArgs;
 use crate::proxy_peer::{self, ProxyArgs};
 use crate::service::Daemon;
 use crate::socks;
 use crate::state::StateDir;
 use expose::ExposeArgs;
+use status::StatusArgs;
 
 /// The control socket's file name inside the state directory.
 const SOCKET_FILE: &str = "meshplane.sock";
@@ -92,6 +92,12 @@ enum Command {
         /// the mesh IP in kernel TUN mode.
         #[arg(long, env = "MESHPLANE_NO_HOST_DNS")]
         no_host_dns: bool,
+        /// Serve Prometheus metrics at /metrics on ADDR (IP:PORT): bytes
+        /// and handshakes per peer, connected peers direct and relayed,
+        /// firewall drops. Off by default; the listener has no
+        /// authentication, so use a private address.
+        #[arg(long, value_name = "ADDR", env = "MESHPLANE_METRICS_LISTEN")]
+        metrics_listen: Option<SocketAddr>,
     },
     /// Connect to the management server and join the mesh.
     Up {
@@ -104,12 +110,9 @@ enum Command {
     },
     /// Leave the mesh: close the management stream and stop the tunnel.
     Down,
-    /// Show this peer, the management connection and every peer.
-    Status {
-        /// Print the status as JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    /// Show this peer, its connections and a count of its peers;
+    /// `-d` for every peer, `--json` or `--yaml` for everything.
+    Status(StatusArgs),
     /// Expose a local HTTP service through the reverse proxy until Ctrl+C.
     Expose(ExposeArgs),
     /// Run the reverse proxy of exposed services as a mesh peer (userspace
@@ -172,6 +175,7 @@ pub fn main() -> i32 {
             socks5,
             flow_report_secs,
             no_host_dns,
+            metrics_listen,
         } => {
             let kernel = (!netstack && is_root()).then_some(interface);
             let renew = meshplane_core::Duration::from_secs(i64::from(expose_renew_secs));
@@ -183,6 +187,7 @@ pub fn main() -> i32 {
                 socks5,
                 flow_report: flows,
                 host_dns: !no_host_dns,
+                metrics_listen,
             };
             run_daemon(state_dir, cli.socket, settings)
         }
@@ -199,13 +204,14 @@ pub fn main() -> i32 {
                         management_url,
                         setup_key,
                     },
-                    false,
                 )
             }),
-        Command::Down => client(cli.socket, &Request::Down, false),
+        Command::Down => client(cli.socket, &Request::Down),
         Command::Completion { shell } => completion(shell),
         Command::Service(command) => service::run(&command).map_err(|e| e.to_string()),
-        Command::Status { json } => client(cli.socket, &Request::Status, json),
+        Command::Status(args) => {
+            status::run(&socket_path(cli.socket), &args).map_err(|e| e.to_string())
+        }
         Command::Expose(args) => expose::run(&socket_path(cli.socket), &args),
         Command::Proxy(args) => {
             proxy_peer::run(&args, &default_state_dir().join("proxy"), shutdown_signal())
@@ -257,6 +263,8 @@ struct DaemonSettings {
     flow_report: Duration,
     /// Point the host's resolver at the peer's (not `--no-host-dns`).
     host_dns: bool,
+    /// Where to serve Prometheus metrics, if anywhere.
+    metrics_listen: Option<SocketAddr>,
 }
 
 /// Runs the daemon until SIGINT or SIGTERM.
@@ -272,6 +280,7 @@ fn run_daemon(
         socks5,
         flow_report,
         host_dns,
+        metrics_listen,
     } = settings;
     let state =
         StateDir::open(&state_dir.unwrap_or_else(default_state_dir)).map_err(|e| e.to_string())?;
@@ -310,6 +319,11 @@ fn run_daemon(
                 .with_flow_report(flow_report)
                 .with_host_dns(host_dns),
         );
+        if let Some(at) = metrics_listen {
+            crate::metrics::serve(at, Arc::clone(&daemon))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
         daemon.resume();
         if let Some(listener) = socks {
             if let Ok(at) = listener.local_addr() {
@@ -371,8 +385,8 @@ async fn shutdown_signal() {
     }
 }
 
-/// Sends `request` to the daemon and prints the answer.
-fn client(socket: Option<PathBuf>, request: &Request, json: bool) -> Result<(), String> {
+/// Sends `request` (`up` or `down`) to the daemon and prints the answer.
+fn client(socket: Option<PathBuf>, request: &Request) -> Result<(), String> {
     match control::call(&socket_path(socket), request).map_err(|e| e.to_string())? {
         Reply::Up(info) => {
             println!("meshplane is up: {} ({})", info.ip, info.fqdn);
@@ -380,11 +394,6 @@ fn client(socket: Option<PathBuf>, request: &Request, json: bool) -> Result<(), 
             println!("FQDN: {}", info.fqdn);
         }
         Reply::Down => println!("meshplane is down"),
-        Reply::Status(report) if json => {
-            let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
-            println!("{text}");
-        }
-        Reply::Status(report) => print!("{}", render_status(&report)),
         Reply::Error(message) => return Err(message),
         other => return Err(format!("unexpected reply from the daemon: {other:?}")),
     }
@@ -406,122 +415,4 @@ fn default_socket(state_dir: &std::path::Path) -> PathBuf {
     } else {
         state_dir.join(SOCKET_FILE)
     }
-}
-
-/// The human form of `status`.
-fn render_status(r: &StatusReport) -> String {
-    let mut out = String::new();
-    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
-    let state = match &r.mode {
-        Some(mode) if r.up => format!("up ({mode})"),
-        _ => "down".to_string(),
-    };
-    let management = match (r.up, r.management_connected, &r.management_error) {
-        (false, _, _) => "not connected".to_string(),
-        (true, true, _) => "connected".to_string(),
-        (true, false, Some(e)) => format!("disconnected ({e})"),
-        (true, false, None) => "connecting".to_string(),
-    };
-    let _ = writeln!(out, "Status:      {state}");
-    let _ = writeln!(
-        out,
-        "Management:  {management} {}",
-        or_dash(r.management_url.clone())
-    );
-    let _ = writeln!(out, "Peer id:     {}", or_dash(r.peer_id.clone()));
-    let _ = writeln!(out, "IP:          {}", or_dash(r.ip.map(|i| i.to_string())));
-    let _ = writeln!(out, "FQDN:        {}", or_dash(r.fqdn.clone()));
-    let _ = writeln!(out, "Public key:  {}", r.public_key);
-    let _ = writeln!(
-        out,
-        "Listen:      {}",
-        or_dash(r.listen.map(|l| l.to_string()))
-    );
-    let _ = writeln!(
-        out,
-        "Candidates:  {}",
-        if r.candidates.is_empty() {
-            "-".to_string()
-        } else {
-            r.candidates.join(", ")
-        }
-    );
-    let relay = match (&r.relay, r.relay_connected) {
-        (None, _) => "-".to_string(),
-        (Some(url), true) => format!("{url} (connected)"),
-        (Some(url), false) => format!("{url} (not connected)"),
-    };
-    let _ = writeln!(out, "Relay:       {relay}");
-    let exit = r.exit_node.as_ref().map(|e| {
-        format!(
-            "{} {} (network {})",
-            e.peer_ip,
-            e.fqdn.as_deref().unwrap_or(&e.peer_id),
-            e.network_id
-        )
-    });
-    let _ = writeln!(out, "Exit node:   {}", or_dash(exit));
-    render_dns(&mut out, r.dns.as_deref());
-    let connected = r.peers.iter().filter(|p| p.wireguard.connected).count();
-    let _ = writeln!(out, "Peers:       {connected}/{} connected", r.peers.len());
-    for (p, wg) in r.peers.iter().map(|p| (p, &p.wireguard)) {
-        let path = match (wg.connection, wg.endpoint) {
-            (Some(ConnectionKind::Direct), Some(at)) => format!("direct {at}"),
-            (Some(ConnectionKind::Direct), None) => "direct".to_string(),
-            (Some(ConnectionKind::Relayed), _) => {
-                format!("relayed via {}", or_dash(r.relay.clone()))
-            }
-            (None, _) => "no path yet".to_string(),
-        };
-        let _ = writeln!(
-            out,
-            "  {} {}\n    {path}  latency: {}  last handshake: {}  received: {} B  sent: {} B  {}",
-            wg.mesh_ip,
-            or_dash(p.fqdn.clone()),
-            or_dash(wg.latency_ms.map(|ms| format!("{ms} ms"))),
-            or_dash(wg.last_handshake.map(|t| t.to_string())),
-            wg.rx_bytes,
-            wg.tx_bytes,
-            if wg.connected {
-                "connected"
-            } else {
-                "not connected"
-            },
-        );
-    }
-    out.push_str(&crate::routing::render(&r.routes));
-    out
-}
-
-/// The DNS lines of `status`.
-fn render_dns(out: &mut String, dns: Option<&crate::dns::DnsReport>) {
-    let Some(dns) = dns else {
-        let _ = writeln!(out, "DNS:         -");
-        return;
-    };
-    let list = |servers: &[SocketAddr]| {
-        if servers.is_empty() {
-            "-".to_string()
-        } else {
-            servers
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
-    };
-    let _ = writeln!(out, "DNS:         {} (host: {})", dns.listen, dns.host);
-    let zones = if dns.zones.is_empty() {
-        "-".to_string()
-    } else {
-        dns.zones.join(", ")
-    };
-    let _ = writeln!(out, "  zones:     {zones}");
-    for m in &dns.match_domains {
-        let _ = writeln!(out, "  {} -> {}", m.domain, list(&m.nameservers));
-    }
-    if !dns.primary.is_empty() {
-        let _ = writeln!(out, "  primary:   {}", list(&dns.primary));
-    }
-    let _ = writeln!(out, "  upstream:  {}", list(&dns.host_upstream));
 }

@@ -52,6 +52,7 @@ pub struct ConnectConfig<'a> {
 pub struct Connect {
     relay_url: Option<String>,
     candidates: watch::Receiver<Vec<Candidate>>,
+    signal_connected: watch::Receiver<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -99,6 +100,7 @@ impl Connect {
             };
             tasks.push(tokio::spawn(relay.run()));
         }
+        let (connected, signal_connected) = watch::channel(false);
         let signal = signal::Signal {
             client: config.session.signal_client(),
             engine: config.engine,
@@ -106,11 +108,13 @@ impl Connect {
             peers: config.peers,
             relay_url: relay_url.clone(),
             wg_port,
+            connected,
         };
         tasks.push(tokio::spawn(signal.run()));
         Connect {
             relay_url,
             candidates: announced,
+            signal_connected,
             tasks,
         }
     }
@@ -118,6 +122,11 @@ impl Connect {
     /// The relay this peer connects to.
     pub fn relay_url(&self) -> Option<&str> {
         self.relay_url.as_deref()
+    }
+
+    /// Whether the signal stream is open now.
+    pub fn signal_connected(&self) -> bool {
+        *self.signal_connected.borrow()
     }
 
     /// The candidates announced now.

@@ -46,6 +46,8 @@ pub struct Signal {
     pub relay_url: Option<String>,
     /// This peer's WireGuard port.
     pub wg_port: u16,
+    /// Whether the stream is open, for `status`.
+    pub connected: watch::Sender<bool>,
 }
 
 impl Signal {
@@ -59,6 +61,7 @@ impl Signal {
             match self.client.connect().await {
                 Ok(mut stream) => {
                     tracing::debug!("signal stream open");
+                    self.connected.send_replace(true);
                     backoff = MIN_BACKOFF;
                     let mut known = BTreeSet::new();
                     let mut credentials = new_credentials();
@@ -109,6 +112,7 @@ impl Signal {
                 }
                 Err(e) => tracing::warn!("signal: {e}"),
             }
+            self.connected.send_replace(false);
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }

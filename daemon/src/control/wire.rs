@@ -101,6 +101,12 @@ pub struct StatusReport {
     /// The relay this peer uses, when the server named one.
     pub relay: Option<String>,
     pub relay_connected: bool,
+    /// Whether the signal stream (candidates to and from peers) is open.
+    #[serde(default)]
+    pub signal_connected: bool,
+    /// Packets the peer firewall dropped since the tunnel came up.
+    #[serde(default)]
+    pub firewall_dropped: u64,
     pub peers: Vec<PeerReport>,
     /// The peer's resolver, while it runs (kernel TUN mode, DNS
     /// management on).

@@ -68,6 +68,7 @@ pub(super) async fn run(
         return;
     }
     tracing::debug!(%peer, "relay peer connected");
+    let _session = Session::start();
     let answered = Arc::new(AtomicBool::new(true));
     let (sink, stream) = socket.split();
     let mut writer = tokio::spawn(write(
@@ -83,6 +84,25 @@ pub(super) async fn run(
     }
     shared.registry.remove(&peer, connection);
     tracing::debug!(%peer, "relay peer disconnected");
+}
+
+/// An authenticated relay session, counted in the host's metrics (when it
+/// installed a recorder) while it lives: `meshplane_relay_sessions_active`
+/// and `meshplane_relay_sessions_total`.
+struct Session;
+
+impl Session {
+    fn start() -> Session {
+        metrics::counter!("meshplane_relay_sessions_total").increment(1);
+        metrics::gauge!("meshplane_relay_sessions_active").increment(1.0);
+        Session
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        metrics::gauge!("meshplane_relay_sessions_active").decrement(1.0);
+    }
 }
 
 /// Reads the auth frame and checks its token; the peer id it proves.
@@ -166,8 +186,12 @@ async fn read(
         if protocol::rewrite_transport(&mut out, peer).is_err() {
             return;
         }
+        let len = out.len();
         match registry.forward(&to, out.into()) {
-            Forwarded::Sent => {}
+            Forwarded::Sent => {
+                metrics::counter!("meshplane_relay_sent_bytes_total")
+                    .increment(u64::try_from(len).unwrap_or(u64::MAX));
+            }
             Forwarded::NoPeer => tracing::trace!(%peer, %to, "no such peer: dropped"),
             Forwarded::Congested => tracing::trace!(%peer, %to, "queue full: dropped"),
         }

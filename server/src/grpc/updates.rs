@@ -146,9 +146,12 @@ impl Hubs {
             .clone();
         locked(&hub.members)
             .entry(peer_id.to_string())
-            .or_insert_with(|| Member {
-                key: key.to_string(),
-                streams: 0,
+            .or_insert_with(|| {
+                crate::metrics::peer_connected(true);
+                Member {
+                    key: key.to_string(),
+                    streams: 0,
+                }
             })
             .streams += 1;
         let snapshots = hub.snapshots.subscribe();
@@ -216,6 +219,7 @@ impl Subscription {
             return false;
         }
         members.remove(&self.peer_id);
+        crate::metrics::peer_connected(false);
         true
     }
 }
@@ -276,6 +280,7 @@ async fn run(hubs: Hubs, account: String, hub: Arc<Hub>) {
         serial = u64::try_from(now.as_millis()).unwrap_or(0).max(serial + 1);
         match compute(&hubs, &account, members, now, serial).await {
             Ok(updates) => {
+                crate::metrics::maps_computed(last.map(|at| at.elapsed()), updates.len());
                 generation += 1;
                 hub.snapshots.send_replace(Arc::new(Snapshot {
                     generation,

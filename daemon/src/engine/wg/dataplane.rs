@@ -197,6 +197,7 @@ impl Dataplane {
                 .as_millis()
                     - clock().as_millis(),
                 flows,
+                dropped: 0,
             },
             routed: RouteFilter::default(),
             reach,
@@ -368,6 +369,7 @@ impl Dataplane {
             let now = clock();
             match kind {
                 Kind::Response => {
+                    peer.handshakes += 1;
                     peer.paths.handle_handshake_response(from, now);
                     peer.last_received = Some(now);
                 }
@@ -381,6 +383,7 @@ impl Dataplane {
                         &result,
                         TunnResult::WriteToNetwork(p) if p.len() == COOKIE_REPLY_LEN
                     ) {
+                        peer.handshakes += 1;
                         peer.paths.handle_received(from, now);
                         peer.last_received = Some(now);
                     }
@@ -553,6 +556,7 @@ impl Dataplane {
                         .map(|t| millis(t.duration_since(UNIX_EPOCH).unwrap_or_default())),
                     rx_bytes: p.rx_bytes,
                     tx_bytes: p.tx_bytes,
+                    handshakes: p.handshakes,
                     connected: since.is_some_and(|d| d < REJECT_AFTER),
                 }
             })
@@ -563,6 +567,7 @@ impl Dataplane {
             mesh_ip: self.mesh_ip,
             listen: self.listen,
             relay_connected: self.relay_up,
+            firewall_dropped: self.filter.dropped,
             peers,
         }
     }
@@ -603,6 +608,8 @@ struct Filter {
     wall_epoch: i64,
     /// Every packet's verdict, for the network traffic log.
     flows: FlowLog,
+    /// Packets the firewall dropped since the engine started.
+    dropped: u64,
 }
 
 impl Filter {
@@ -616,6 +623,9 @@ impl Filter {
         let allowed = self.firewall.check(&summary, now).verdict == Verdict::Accept;
         self.flows
             .packet(ip, &summary, allowed, self.wall_epoch + now.as_millis());
+        if !allowed {
+            self.dropped += 1;
+        }
         allowed
     }
 

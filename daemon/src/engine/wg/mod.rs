@@ -223,6 +223,10 @@ pub struct PeerStatus {
     /// WireGuard bytes (UDP payloads) received from and sent to the peer.
     pub rx_bytes: u64,
     pub tx_bytes: u64,
+    /// WireGuard handshakes completed with the peer (either side
+    /// starting) since it entered the engine.
+    #[serde(default)]
+    pub handshakes: u64,
     /// A session younger than WireGuard's reject-after time (180 s) exists.
     pub connected: bool,
 }
@@ -235,6 +239,8 @@ pub struct Status {
     pub listen: SocketAddr,
     /// Whether the relay connection is up.
     pub relay_connected: bool,
+    /// Packets the peer firewall dropped since the engine started.
+    pub firewall_dropped: u64,
     pub peers: Vec<PeerStatus>,
 }
 

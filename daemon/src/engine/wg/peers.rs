@@ -36,6 +36,8 @@ pub(super) struct Peer {
     pub(super) keepalive: Option<u16>,
     pub(super) rx_bytes: u64,
     pub(super) tx_bytes: u64,
+    /// WireGuard handshakes completed with the peer, either side starting.
+    pub(super) handshakes: u64,
     /// Prefixes routed through the peer: it may send from them too.
     pub(super) routed: Vec<Ipv4Net>,
     /// When an authenticated packet last came from the peer.
@@ -185,6 +187,7 @@ impl PeerTable {
                         keepalive: cfg.keepalive,
                         rx_bytes: 0,
                         tx_bytes: 0,
+                        handshakes: 0,
                         routed: Vec::new(),
                         last_received: None,
                     };
