@@ -217,6 +217,7 @@ impl Peer {
     ) -> Result<Streaming<SealedMessage>, Status> {
         let sealed = self.seal(&WatchServicesRequest {
             domain: domain.to_string(),
+            public_url: String::new(),
         });
         Ok(self.client.watch_services(sealed).await?.into_inner())
     }
