@@ -193,7 +193,7 @@ impl Session {
         let answer = client
             .get_server_key(GetServerKeyRequest {})
             .await
-            .map_err(|s| refused(url, s))?
+            .map_err(|s| first_call_failed(server, s))?
             .into_inner();
         let protocol = |reason: String| ManagementError::Protocol {
             url: url.to_string(),
@@ -460,6 +460,24 @@ fn refused(url: &str, status: Status) -> ManagementError {
         };
     }
     ManagementError::Refused(status.message().to_string())
+}
+
+/// The first call on a new connection failed. A status with a source is
+/// the client's own (the connection broke; the server answered nothing),
+/// which is how plain HTTP/2 sent to a TLS listener ends: say so.
+fn first_call_failed(server: &Management, status: Status) -> ManagementError {
+    if std::error::Error::source(&status).is_some() {
+        let hint = if server.is_tls() {
+            ""
+        } else {
+            " (if the server serves TLS, use its https:// URL)"
+        };
+        return ManagementError::Unreachable {
+            url: server.url.clone(),
+            reason: format!("{}{hint}", error_chain(&status)),
+        };
+    }
+    refused(&server.url, status)
 }
 
 /// A handshake that failed on the server's certificate, with what to do
