@@ -200,7 +200,11 @@ fn classify(error: &rustls::Error) -> Option<HandshakeFailure> {
                 presented,
             } => HandshakeFailure::WrongName {
                 expected: server_name(expected),
-                presented: presented.join(", "),
+                presented: presented
+                    .iter()
+                    .map(|name| unquoted(name))
+                    .collect::<Vec<_>>()
+                    .join(", "),
             },
             C::Expired | C::ExpiredContext { .. } => HandshakeFailure::Expired,
             C::NotValidYet | C::NotValidYetContext { .. } => HandshakeFailure::NotValidYet,
@@ -209,6 +213,13 @@ fn classify(error: &rustls::Error) -> Option<HandshakeFailure> {
         rustls::Error::InvalidMessage(_) => HandshakeFailure::NotTls,
         _ => return None,
     })
+}
+
+/// A name rustls shows as `DnsName("example.com")`, as a user writes it.
+fn unquoted(name: &str) -> &str {
+    name.split_once("(\"")
+        .and_then(|(_, rest)| rest.strip_suffix("\")"))
+        .unwrap_or(name)
 }
 
 /// A server name as a user typed it.
