@@ -135,16 +135,6 @@ fn system_roots() -> RootCertStore {
     }
 }
 
-/// A client configuration that trusts the Mozilla root set and, when given,
-/// the certificates of PEM file `extra_ca` (a private CA), offering the ALPN
-/// protocols `alpn`.
-pub fn client_config(
-    extra_ca: Option<&Path>,
-    alpn: &[&[u8]],
-) -> Result<Arc<ClientConfig>, TlsError> {
-    Ok(Trust::new(extra_ca)?.client_config(alpn))
-}
-
 /// A failed TLS handshake a user can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HandshakeFailure {
@@ -252,8 +242,16 @@ mod tests {
         assert_eq!(chain.len(), 1);
         let server = server_config(chain, read_key(&key_path).unwrap(), &[b"h2"]).unwrap();
         assert_eq!(server.alpn_protocols, vec![b"h2".to_vec()]);
-        let client = client_config(Some(&cert_path), &[b"h2", b"http/1.1"]).unwrap();
+        let client = Trust::new(Some(&cert_path))
+            .unwrap()
+            .client_config(&[b"h2", b"http/1.1"]);
         assert_eq!(client.alpn_protocols.len(), 2);
+        // A key file is no CA, and says which file it is.
+        let err = Trust::new(Some(&key_path)).unwrap_err().to_string();
+        assert!(
+            err.contains("no certificate in") && err.contains("key.pem"),
+            "{err}"
+        );
 
         // A key file is no certificate, and a missing file says which.
         assert!(matches!(
@@ -264,5 +262,34 @@ mod tests {
         let err = read_key(&missing).unwrap_err().to_string();
         assert!(err.contains("missing.pem"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn handshake_failures_are_found_inside_io_errors() {
+        // tokio-rustls reports a refused certificate as an io::Error
+        // around the rustls error; a transport error wraps that again.
+        let refused =
+            rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForNameContext {
+                expected: ServerName::try_from("127.0.0.1").unwrap(),
+                presented: vec!["DnsName(\"localhost\")".into()],
+            });
+        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, refused);
+        #[derive(Debug, thiserror::Error)]
+        #[error("transport error")]
+        struct Transport(#[source] std::io::Error);
+        let failure = handshake_failure(&Transport(io)).unwrap();
+        assert_eq!(
+            failure.to_string(),
+            "the server's certificate is not valid for 127.0.0.1 (it names localhost)"
+        );
+        let untrusted = std::io::Error::other(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::UnknownIssuer,
+        ));
+        assert_eq!(
+            handshake_failure(&untrusted),
+            Some(HandshakeFailure::UntrustedIssuer)
+        );
+        let other = std::io::Error::other("connection refused");
+        assert_eq!(handshake_failure(&other), None);
     }
 }
