@@ -6,7 +6,7 @@
 //! trusts messages from the holder of the server's key.
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crypto_box::{PublicKey, SecretKey};
@@ -75,7 +75,6 @@ pub enum ManagementError {
 #[derive(Debug, Clone)]
 pub struct Management {
     url: String,
-    ca: Option<PathBuf>,
     trust: Trust,
 }
 
@@ -93,18 +92,12 @@ impl Management {
             .map_err(|e| ManagementError::Setup(format!("management CA (--management-ca): {e}")))?;
         Ok(Management {
             url: url.to_string(),
-            ca: ca.map(Path::to_path_buf),
             trust,
         })
     }
 
     pub fn url(&self) -> &str {
         &self.url
-    }
-
-    /// The private CA file, when one was given.
-    pub fn ca(&self) -> Option<&Path> {
-        self.ca.as_deref()
     }
 
     fn is_tls(&self) -> bool {
