@@ -135,6 +135,16 @@ fn system_roots() -> RootCertStore {
     }
 }
 
+/// A client configuration that trusts the Mozilla root set and, when given,
+/// the certificates of PEM file `extra_ca` (a private CA), offering the ALPN
+/// protocols `alpn`.
+pub fn client_config(
+    extra_ca: Option<&Path>,
+    alpn: &[&[u8]],
+) -> Result<Arc<ClientConfig>, TlsError> {
+    Ok(Trust::new(extra_ca)?.client_config(alpn))
+}
+
 /// A failed TLS handshake a user can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HandshakeFailure {
