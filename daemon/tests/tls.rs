@@ -201,7 +201,7 @@ fn backend() -> u16 {
 
 /// `meshplane proxy` for [`PROXY_DOMAIN`] on `port`, joined over the
 /// server's `https://` URL with `ca`, with further `flags`; waits until it
-/// prints where it listens, and answers what it printed.
+/// prints where it listens.
 fn proxy(dir: &Path, server: &Server, ca: &Path, key: &str, port: u16, flags: &[&str]) -> Proc {
     std::fs::create_dir_all(dir).unwrap();
     let out = dir.join("proxy.out");
