@@ -150,14 +150,16 @@ pids+=($!)
 for _ in $(seq 1 100); do grep -q 'Press Ctrl+C' "$data/expose.out" 2>/dev/null && break; sleep 0.1; done
 cat "$data/expose.out"
 domain=$(awk '/Domain:/ {print $2}' "$data/expose.out")
+# The URL expose printed is what the proxy serves: plain HTTP on its port.
+url=$(awk '/URL:/ {print $2}' "$data/expose.out")
 
-printf '\n$ curl http://%s:%s/   (the proxy serves plain HTTP here)\n' "$domain" "${proxy_listen##*:}"
+printf '\n$ curl %s/\n' "$url"
 # The proxy answers 502 until the laptop's tunnel is up: retry quietly,
 # and show the last failure only.
 for try in $(seq 1 50); do
     quiet=/dev/null
     [ "$try" = 50 ] && quiet=/dev/stderr
-    curl -fsS -m 5 --resolve "$domain:${proxy_listen##*:}:127.0.0.1" "http://$domain:${proxy_listen##*:}/" 2>"$quiet" && break
+    curl -fsS -m 5 --resolve "$domain:${proxy_listen##*:}:127.0.0.1" "$url/" 2>"$quiet" && break
     sleep 0.2
 done
 echo "(the management API lists the ephemeral service:)"
@@ -167,7 +169,7 @@ cat <<MSG
 
 == Everything keeps running. Try, in another terminal:
    curl -H "Authorization: Token $token" $api/groups
-   curl http://$domain:${proxy_listen##*:}/        (browsers resolve *.localhost to this machine)
+   curl $url/        (browsers resolve *.localhost to this machine)
    $meshplane --socket $socket status
    $meshplane --socket $socket expose $web_port --with-pin 123456
      then log in with curl (the cookie jar keeps the session):

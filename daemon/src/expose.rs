@@ -189,11 +189,11 @@ async fn create(
     request: &ExposeRequest,
 ) -> Result<(Session, ExposeInfo), ExposeError> {
     let create = check(request)?;
-    let (url, key) = daemon
+    let (server, key) = daemon
         .expose_target()
         .await
         .ok_or(ExposeError::NotRunning)?;
-    let mut session = Session::connect(&url, &key).await?;
+    let mut session = Session::connect(&server, &key).await?;
     let created = session.create_expose(&create).await?;
     Ok((session, info(&created)))
 }

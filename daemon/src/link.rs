@@ -27,7 +27,7 @@ use crate::engine::netstack::Netstack;
 use crate::engine::wg::{Engine, EngineConfig, Status, Underlay};
 use crate::key::{PrivateKey, PublicKey};
 use crate::meta::{self, Mesh, Meta};
-use crate::mgmt::client::{ManagementError, Session, MAX_BACKOFF, MIN_BACKOFF};
+use crate::mgmt::client::{Management, ManagementError, Session, MAX_BACKOFF, MIN_BACKOFF};
 use crate::routing::{underlay_addresses, HostConfig, Routes, RoutesReport};
 
 /// How the engine is attached to the host.
@@ -89,7 +89,7 @@ pub struct Identity {
 /// A running link; dropping it stops the Sync task and the engine.
 #[derive(Debug)]
 pub struct Link {
-    pub url: String,
+    pub management: Management,
     pub identity: Identity,
     engine: Arc<Engine>,
     frontend: Frontend,
@@ -145,16 +145,16 @@ pub struct LinkOptions {
 }
 
 impl Link {
-    /// Logs in at `url` (registering with `setup_key` when given), starts
+    /// Logs in at `server` (registering with `setup_key` when given), starts
     /// the engine and the connect tasks and begins following the Sync
     /// stream.
     pub async fn up(
-        url: &str,
+        server: &Management,
         setup_key: &str,
         key: PrivateKey,
         options: &LinkOptions,
     ) -> Result<Link, LinkError> {
-        let mut session = Session::connect(url, &key).await?;
+        let mut session = Session::connect(server, &key).await?;
         // Before login there is no mesh address to leave out yet, nor a
         // list of process paths to look for.
         let first = tokio::task::spawn_blocking(|| meta::collect(&Mesh::default(), &[]))
@@ -197,12 +197,12 @@ impl Link {
             },
         };
         let meta = Meta::new(mesh, login.process_check_paths.clone());
-        let meta_reporter = tokio::spawn(meta::report(meta.clone(), url.to_string(), key.clone()));
+        let meta_reporter = tokio::spawn(meta::report(meta.clone(), server.clone(), key.clone()));
         let engine = Arc::new(engine);
         let host = match &frontend {
             #[cfg(target_os = "linux")]
             Frontend::Kernel(tun) => {
-                let mut urls = vec![url];
+                let mut urls = vec![server.url()];
                 if let Some(relay) = &login.relay {
                     urls.extend(relay.urls.iter().map(String::as_str));
                 }
@@ -229,7 +229,7 @@ impl Link {
         let sync = Arc::new(Mutex::new(SyncState::default()));
         let (peers, peer_keys) = watch::channel(BTreeSet::new());
         let connect = Connect::start(ConnectConfig {
-            url,
+            management: server,
             key: &key,
             session: &session,
             relay: login.relay.clone(),
@@ -240,7 +240,7 @@ impl Link {
             relay_only: options.relay_only,
         });
         let follower = Follower {
-            url: url.to_string(),
+            management: server.clone(),
             key: key.clone(),
             routes: Arc::clone(&routes),
             sync: Arc::clone(&sync),
@@ -250,7 +250,7 @@ impl Link {
         };
         let task = tokio::spawn(follower.run(session));
         Ok(Link {
-            url: url.to_string(),
+            management: server.clone(),
             identity: Identity {
                 peer_id: login.peer_id,
                 address,
@@ -289,7 +289,7 @@ impl Link {
     /// ([`crate::mgmt::flow_report::report`]), replacing an earlier reporter.
     pub fn report_flows(&mut self, every: Duration) {
         let task = tokio::spawn(crate::mgmt::flow_report::report(
-            self.url.clone(),
+            self.management.clone(),
             self.key.clone(),
             self.engine.flows(),
             every,
@@ -370,7 +370,7 @@ fn lock(m: &Mutex<SyncState>) -> MutexGuard<'_, SyncState> {
 
 /// The Sync task's parts.
 struct Follower {
-    url: String,
+    management: Management,
     key: PrivateKey,
     /// Applies each map to the engine, with the routes chosen for it.
     routes: Arc<Routes>,
@@ -455,7 +455,7 @@ impl Follower {
     }
 
     async fn login(&self) -> Result<Session, ManagementError> {
-        let mut session = Session::connect(&self.url, &self.key).await?;
+        let mut session = Session::connect(&self.management, &self.key).await?;
         let login = session.login("", self.meta.for_request().await).await?;
         self.meta.set_paths(login.process_check_paths);
         Ok(session)

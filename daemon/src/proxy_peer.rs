@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use meshplane_core::expose::{PublicUrl, PublicUrlError};
 use meshplane_proto::v1::{ExposedService, ServiceTable};
 use meshplane_proxy::{Config, Conn, Dialer, OidcConfig, Proxy, Service, Tls};
 use thiserror::Error;
@@ -25,7 +26,7 @@ use tokio::sync::watch;
 
 use crate::key::PrivateKey;
 use crate::link::{Link, LinkError, LinkOptions};
-use crate::mgmt::client::{ManagementError, Session};
+use crate::mgmt::client::{Management, ManagementError, Session};
 use crate::mgmt::client::{MAX_BACKOFF, MIN_BACKOFF};
 use crate::mgmt::setup_key::{SetupKeyArgs, SetupKeyError};
 use crate::state::{StateDir, StateError};
@@ -37,9 +38,15 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// The flags of `meshplane proxy`.
 #[derive(Debug, Args)]
 pub struct ProxyArgs {
-    /// The management server, e.g. http://127.0.0.1:33073.
+    /// The management server, e.g. http://127.0.0.1:33073 or
+    /// https://mgmt.example.com.
     #[arg(short = 'm', long, env = "MESHPLANE_MANAGEMENT_URL")]
     management_url: String,
+    /// A PEM file with the CA certificate of an https:// management server
+    /// whose certificate no public CA signed (trusted besides the Mozilla
+    /// roots; also for its rels:// relay).
+    #[arg(long, value_name = "FILE", env = "MESHPLANE_MANAGEMENT_CA")]
+    management_ca: Option<PathBuf>,
     /// The setup key registering the proxy peer (its auto-groups should put
     /// it in the server's proxy group); ignored once registered.
     #[command(flatten)]
@@ -50,6 +57,13 @@ pub struct ProxyArgs {
     /// Where visitors connect, e.g. 0.0.0.0:443.
     #[arg(long)]
     listen: SocketAddr,
+    /// The URL visitors reach this proxy at, http[s]://DOMAIN[:PORT], when
+    /// it is not what the proxy serves itself (behind a TLS-terminating
+    /// balancer or a port forward); management builds the service URLs
+    /// `meshplane expose` prints from it [default: https:// with TLS,
+    /// http:// without, the domain and the port listened on]
+    #[arg(long, value_name = "URL", env = "MESHPLANE_PROXY_PUBLIC_URL")]
+    public_url: Option<String>,
     /// Where the proxy peer keeps its WireGuard key and cookie-signing key
     /// [default: the daemon's state directory's `proxy` folder].
     #[arg(long)]
@@ -93,6 +107,10 @@ pub enum ProxyPeerError {
     Runtime(io::Error),
     #[error(transparent)]
     Metrics(#[from] meshplane_metrics::MetricsError),
+    #[error(transparent)]
+    Management(#[from] ManagementError),
+    #[error("--public-url: {0}")]
+    PublicUrl(#[from] PublicUrlError),
 }
 
 impl ProxyArgs {
@@ -127,6 +145,12 @@ pub fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ProxyPeerError> {
     let setup_key = args.setup_key.resolve()?.unwrap_or_default();
+    let server = Management::new(&args.management_url, args.management_ca.as_deref())?;
+    let public_url = args
+        .public_url
+        .as_deref()
+        .map(|url| PublicUrl::parse(url, &args.domain))
+        .transpose()?;
     let state = StateDir::open(args.state_dir.as_deref().unwrap_or(default_state))?;
     let key = state.private_key()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -138,31 +162,33 @@ pub fn run(
             meshplane_metrics::Exporter::new().serve(at).await?;
         }
         // Netstack, and no forwarding: the proxy only dials out to targets.
-        let link = Link::up(
-            &args.management_url,
-            &setup_key,
-            key.clone(),
-            &LinkOptions::default(),
-        )
-        .await?;
+        let link = Link::up(&server, &setup_key, key.clone(), &LinkOptions::default()).await?;
         let mesh_ip = link.identity.address.addr();
         let (services, table) = watch::channel(Arc::new(Vec::new()));
-        let watcher = tokio::spawn(watch_services(
-            args.management_url.clone(),
-            key,
-            args.domain.clone(),
-            services,
-        ));
+        let tls = args.tls();
+        let serves_tls = !matches!(tls, Tls::Plain);
         let config = Config {
             domain: args.domain.clone(),
             listen: args.listen,
-            tls: args.tls(),
+            tls,
             oidc: args.oidc(),
             state_dir: Some(state.path().to_path_buf()),
         };
         let proxy = Proxy::start(config, Arc::new(MeshDialer(Arc::new(link))), table).await?;
+        // What it serves, unless told otherwise: the port it got (also
+        // when asked for port 0).
+        let public = public_url
+            .unwrap_or_else(|| PublicUrl::new(serves_tls, proxy.local_addr().port()))
+            .service_url(&args.domain);
+        let watcher = tokio::spawn(watch_services(
+            server,
+            key,
+            args.domain.clone(),
+            public.clone(),
+            services,
+        ));
         println!(
-            "meshplane proxy for *.{} listening on {} (mesh IP {mesh_ip})",
+            "meshplane proxy for *.{} listening on {} as {public} (mesh IP {mesh_ip})",
             args.domain,
             proxy.local_addr()
         );
@@ -196,18 +222,20 @@ impl Dialer for MeshDialer {
     }
 }
 
-/// Follows WatchServices for `domain` and publishes every table on
+/// Follows WatchServices for `domain` (served at `public_url`) and
+/// publishes every table on
 /// `services`; reconnects with backoff when the stream drops, keeping the
 /// last table meanwhile (a restarted server sends its own, empty, table).
 async fn watch_services(
-    url: String,
+    server: Management,
     key: PrivateKey,
     domain: String,
+    public_url: String,
     services: watch::Sender<Arc<Vec<Service>>>,
 ) {
     let mut backoff = MIN_BACKOFF;
     loop {
-        let (got_table, result) = follow(&url, &key, &domain, &services).await;
+        let (got_table, result) = follow(&server, &key, &domain, &public_url, &services).await;
         let reason = match result {
             Ok(()) => "the server closed the stream".to_string(),
             Err(e) => e.to_string(),
@@ -223,15 +251,16 @@ async fn watch_services(
 
 /// One WatchServices stream until it ends; says whether any table arrived.
 async fn follow(
-    url: &str,
+    server: &Management,
     key: &PrivateKey,
     domain: &str,
+    public_url: &str,
     services: &watch::Sender<Arc<Vec<Service>>>,
 ) -> (bool, Result<(), ManagementError>) {
     let mut got_table = false;
     let result = async {
-        let mut session = Session::connect(url, key).await?;
-        let mut stream = session.watch_services(domain).await?;
+        let mut session = Session::connect(server, key).await?;
+        let mut stream = session.watch_services(domain, public_url).await?;
         while let Some(table) = session.next_services(&mut stream).await? {
             let table = to_services(&table);
             tracing::info!("{} exposed services", table.len());

@@ -3,6 +3,7 @@
 //! comes back up by itself when the last `up` was not followed by `down`.
 
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use crate::engine::netstack::{Dialer, Echo, Netstack};
 use crate::expose::Exposes;
 use crate::key::PrivateKey;
 use crate::link::{Link, LinkOptions};
-use crate::mgmt::client::{MAX_BACKOFF, MIN_BACKOFF};
+use crate::mgmt::client::{Management, MAX_BACKOFF, MIN_BACKOFF};
 use crate::routing::RoutesReport;
 use crate::state::{Settings, StateDir};
 
@@ -92,13 +93,13 @@ impl Daemon {
         self.keepalive
     }
 
-    /// The management URL and this peer's key, when the daemon is up and
+    /// The management server and this peer's key, when the daemon is up and
     /// its management stream connected (what an expose session needs).
     /// Right after `up` the stream may still be connecting: `meshplane up
     /// && meshplane expose 8080` should work, so a link that is up waits
     /// up to [`EXPOSE_CONNECT_GRACE`] for it; a daemon that is down fails at
     /// once.
-    pub(crate) async fn expose_target(&self) -> Option<(String, PrivateKey)> {
+    pub(crate) async fn expose_target(&self) -> Option<(Management, PrivateKey)> {
         let deadline = tokio::time::Instant::now() + EXPOSE_CONNECT_GRACE;
         loop {
             {
@@ -106,7 +107,7 @@ impl Daemon {
                 let link = link.as_ref()?;
                 if link.sync_state().connected {
                     let key = self.state.private_key().ok()?;
-                    return Some((link.url.clone(), key));
+                    return Some((link.management.clone(), key));
                 }
             }
             if tokio::time::Instant::now() >= deadline {
@@ -131,8 +132,9 @@ impl Daemon {
         match request {
             Request::Up {
                 management_url,
+                management_ca,
                 setup_key,
-            } => match self.up(management_url, setup_key).await {
+            } => match self.up(management_url, management_ca, setup_key).await {
                 Ok(info) => Reply::Up(info),
                 Err(e) => Reply::Error(e),
             },
@@ -172,7 +174,7 @@ impl Daemon {
                         return;
                     }
                 }
-                match daemon.up(None, None).await {
+                match daemon.up(None, None, None).await {
                     Ok(_) => return,
                     Err(e) => tracing::warn!("reconnecting at start: {e}; again in {backoff:?}"),
                 }
@@ -200,30 +202,49 @@ impl Daemon {
     }
 
     /// Connects, unless already up with the same server (then it only
-    /// reports who this peer is).
-    async fn up(&self, url: Option<String>, setup_key: Option<String>) -> Result<UpInfo, String> {
+    /// reports who this peer is). The saved CA goes with the saved URL: a
+    /// CA given now replaces it, and another URL without one trusts the
+    /// Mozilla roots only.
+    async fn up(
+        &self,
+        url: Option<String>,
+        ca: Option<PathBuf>,
+        setup_key: Option<String>,
+    ) -> Result<UpInfo, String> {
         let mut link = self.link.lock().await;
         if let Some(current) = link.as_ref() {
-            if url.as_ref().is_some_and(|u| *u != current.url) {
+            let current_url = current.management.url();
+            if url.as_ref().is_some_and(|u| u != current_url) {
                 return Err(format!(
-                    "already up with {}; run 'meshplane down' first",
-                    current.url
+                    "already up with {current_url}; run 'meshplane down' first"
                 ));
             }
             return Ok(up_info(current));
         }
         let saved = self.state.settings().map_err(|e| e.to_string())?;
+        let ca = match (&url, ca) {
+            (_, Some(ca)) => Some(ca),
+            (Some(url), None) if saved.management_url.as_ref() != Some(url) => None,
+            (_, None) => saved.management_ca,
+        };
         let url = url
             .or(saved.management_url)
             .ok_or("no management server known yet: pass --management-url")?;
+        let server = Management::new(&url, ca.as_deref()).map_err(|e| e.to_string())?;
         let key = self.state.private_key().map_err(|e| e.to_string())?;
-        let mut new = Link::up(&url, setup_key.as_deref().unwrap_or(""), key, &self.options)
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut new = Link::up(
+            &server,
+            setup_key.as_deref().unwrap_or(""),
+            key,
+            &self.options,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         new.report_flows(self.flow_report);
         self.state
             .save_settings(&Settings {
                 management_url: Some(url),
+                management_ca: ca,
                 peer_id: Some(new.identity.peer_id.clone()),
                 down: false,
             })
@@ -301,7 +322,7 @@ impl Daemon {
         Ok(StatusReport {
             up: true,
             public_key: key.public_key().to_string(),
-            management_url: Some(link.url.clone()),
+            management_url: Some(link.management.url().to_string()),
             management_connected: sync.connected,
             management_error: sync.last_error.clone(),
             peer_id: Some(link.identity.peer_id.clone()),

@@ -30,6 +30,10 @@ pub enum StateError {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settings {
     pub management_url: Option<String>,
+    /// The private CA the management server's certificate is checked
+    /// against (`up --management-ca`), beside the Mozilla roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub management_ca: Option<PathBuf>,
     pub peer_id: Option<String>,
     /// Set by `down`, cleared by `up`: a restarted daemon reconnects by
     /// itself unless the user wanted it down.
@@ -149,7 +153,8 @@ mod tests {
 
         assert_eq!(state.settings().unwrap(), Settings::default());
         let saved = Settings {
-            management_url: Some("http://127.0.0.1:1".into()),
+            management_url: Some("https://127.0.0.1:1".into()),
+            management_ca: Some("/etc/meshplane/ca.pem".into()),
             peer_id: Some("p1".into()),
             down: false,
         };

@@ -585,7 +585,7 @@ fn exposed_services_are_served_by_the_proxy_for_as_long_as_the_session_lives() {
         [
             "Service exposed successfully!".to_string(),
             format!("  Name:     {name}"),
-            format!("  URL:      https://{domain}"),
+            format!("  URL:      http://{domain}:{}", proxy.at.port()),
             format!("  Domain:   {domain}"),
             "  Protocol: http".to_string(),
             format!("  Port:     {port}"),
@@ -637,7 +637,11 @@ fn exposed_services_are_served_by_the_proxy_for_as_long_as_the_session_lives() {
     let mut orphan = Exposing::start(&daemon.socket, &[&port, "--json"]);
     let session: Value = serde_json::from_str(&orphan.line()).unwrap();
     let domain = session["domain"].as_str().unwrap().to_string();
-    assert_eq!(session["url"], format!("https://{domain}"));
+    // The proxy serves plain HTTP on its port, and the URL says so.
+    assert_eq!(
+        session["url"],
+        format!("http://{domain}:{}", proxy.at.port())
+    );
     assert_eq!(session["protocol"], "http");
     assert_eq!(session["port"].to_string(), port);
     assert!(session["name"].as_str().is_some_and(|n| n.len() == 12));
@@ -919,7 +923,7 @@ fn passwords_and_custom_domains_work_through_the_proxy() {
     let name = domain.strip_suffix(&format!(".{custom}")).unwrap();
     assert!(name.starts_with("own-"), "{domain}");
     assert!(
-        block.contains(&format!("  URL:      https://{domain}")),
+        block.contains(&format!("  URL:      http://{domain}:{}", proxy.at.port())),
         "{block:?}"
     );
     assert_eq!(server.services(), vec![domain.clone()]);

@@ -42,7 +42,7 @@ use common::procs::{
     changes_within, cli, installed, mesh_ip, wait_until, Daemon, Proc, Rest, ScratchDir, MESHPLANE,
 };
 use meshplane::key::PrivateKey;
-use meshplane::mgmt::client::Session;
+use meshplane::mgmt::client::{Management, Session};
 use meshplane_proto::v1::{PeerSystemMeta, RelayConfig};
 use meshplane_relay::{PeerId, RelayClient, RelayReceiver, Token};
 use serde_json::Value;
@@ -545,7 +545,8 @@ fn scenario_7_a_peer_that_moves_is_reachable_again_within_15_s() {
 /// `up` does); its public key and the relay configuration its login got.
 async fn registered(url: &str, setup_key: &str) -> (String, RelayConfig) {
     let key = PrivateKey::generate();
-    let mut session = Session::connect(url, &key)
+    let server = Management::new(url, None).expect("a valid URL");
+    let mut session = Session::connect(&server, &key)
         .await
         .expect("management reachable");
     let login = session

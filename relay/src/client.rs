@@ -33,7 +33,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::dial::{self, DialError, Io, Target};
+use crate::dial::{self, DialError, DialOptions, Io, Target};
 use crate::protocol::{self, PeerId, ProtocolError, ServerFrame, MAX_MESSAGE_SIZE};
 use crate::token::{Token, TokenError};
 
@@ -118,25 +118,23 @@ impl RelayClient {
         own_public_key: &str,
         token: &Token,
     ) -> Result<(RelaySender, RelayReceiver), RelayError> {
-        Self::connect_marked(url, own_public_key, token, None).await
+        Self::connect_with(url, own_public_key, token, &DialOptions::default()).await
     }
 
-    /// [`RelayClient::connect`] from a TCP socket carrying fwmark `mark`
-    /// (Linux `SO_MARK`, needs CAP_NET_ADMIN), so that a client's policy
-    /// routing can keep the relay connection out of its own tunnel.
-    pub async fn connect_marked(
+    /// [`RelayClient::connect`] as `options` say: from a TCP socket
+    /// carrying a fwmark (Linux `SO_MARK`, needs CAP_NET_ADMIN), so that a
+    /// client's policy routing can keep the relay connection out of its own
+    /// tunnel, and checking a `rels://` relay against a private CA.
+    pub async fn connect_with(
         url: &str,
         own_public_key: &str,
         token: &Token,
-        mark: Option<u32>,
+        options: &DialOptions,
     ) -> Result<(RelaySender, RelayReceiver), RelayError> {
-        let target = Target {
-            mark,
-            ..Target::relay(url)?
-        };
+        let target = Target::relay(url)?;
         let me = PeerId::from_public_key(own_public_key);
         let auth = protocol::auth(&me, &token.to_wire()?)?;
-        let mut socket = tokio::time::timeout(CONNECT_TIMEOUT, open(&target))
+        let mut socket = tokio::time::timeout(CONNECT_TIMEOUT, open(&target, options))
             .await
             .map_err(|_| RelayError::Timeout)??;
         socket.send(Message::Binary(auth.into())).await?;
@@ -166,8 +164,8 @@ impl RelayClient {
 }
 
 /// The WebSocket to `target`.
-async fn open(target: &Target) -> Result<Socket, RelayError> {
-    let io = dial::connect(target).await?;
+async fn open(target: &Target, options: &DialOptions) -> Result<Socket, RelayError> {
+    let io = dial::connect(target, options).await?;
     let (socket, _) = tokio_tungstenite::client_async_with_config(
         target.websocket_url(),
         io,

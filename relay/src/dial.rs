@@ -24,7 +24,7 @@ pub enum DialError {
         authority: String,
         source: std::io::Error,
     },
-    #[error("TLS with {authority}: {source}")]
+    #[error("TLS with {authority}: {}", tls_reason(source))]
     Tls {
         authority: String,
         source: std::io::Error,
@@ -40,10 +40,20 @@ pub struct Target {
     pub port: u16,
     /// Path and query, at least `/`.
     pub path: String,
+}
+
+/// How a connection is opened, beyond where to.
+#[derive(Debug, Clone, Default)]
+pub struct DialOptions {
     /// The fwmark (`SO_MARK`, Linux, best effort) of the TCP socket: a VPN
     /// client marks its own control connections so its policy routing
     /// keeps them out of its tunnel. Unmarked when `None`.
     pub mark: Option<u32>,
+    /// The TLS client configuration, i.e. the roots a server's certificate
+    /// is checked against (an operator's private CA beside the Mozilla
+    /// roots); the Mozilla roots alone when `None`. It should offer ALPN
+    /// `http/1.1`: the WebSocket and the key document are HTTP/1.1.
+    pub tls: Option<Arc<ClientConfig>>,
 }
 
 impl Target {
@@ -109,20 +119,24 @@ impl Target {
             host: host.to_string(),
             port,
             path: if path.is_empty() { "/".into() } else { path },
-            mark: None,
         })
     }
+}
+
+/// A failed handshake in words: what a user can act on when it is that.
+fn tls_reason(error: &std::io::Error) -> String {
+    meshplane_tls::handshake_failure(error).map_or_else(|| error.to_string(), |f| f.to_string())
 }
 
 /// A byte stream, plain or TLS.
 pub trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
-/// Opens a connection to `target` (TLS checked against the web PKI roots).
-pub async fn connect(target: &Target) -> Result<Box<dyn Io>, DialError> {
+/// Opens a connection to `target` as `options` say.
+pub async fn connect(target: &Target, options: &DialOptions) -> Result<Box<dyn Io>, DialError> {
     let authority = target.authority();
     let host = target.host.trim_start_matches('[').trim_end_matches(']');
-    let tcp = tcp_connect(host, target.port, target.mark)
+    let tcp = tcp_connect(host, target.port, options.mark)
         .await
         .map_err(|source| DialError::Connect {
             authority: authority.clone(),
@@ -136,7 +150,8 @@ pub async fn connect(target: &Target) -> Result<Box<dyn Io>, DialError> {
         url: authority.clone(),
         why: "not a valid TLS server name",
     })?;
-    let tls = TlsConnector::from(tls_config())
+    let config = options.tls.clone().unwrap_or_else(tls_config);
+    let tls = TlsConnector::from(config)
         .connect(name, tcp)
         .await
         .map_err(|source| DialError::Tls { authority, source })?;
@@ -185,24 +200,16 @@ fn set_mark(_: &TcpSocket, _: u32) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The client TLS settings, made once.
+/// The client TLS settings without a private CA, made once.
 fn tls_config() -> Arc<ClientConfig> {
     static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
     CONFIG
-        .get_or_init(|| {
-            let roots = rustls::RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            };
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let config = ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map(|b| b.with_root_certificates(roots).with_no_client_auth())
-                // The ring provider supports the default versions.
-                .unwrap_or_else(|_| unreachable!("ring supports TLS 1.2 and 1.3"));
-            Arc::new(config)
-        })
+        .get_or_init(|| meshplane_tls::Trust::system().client_config(&[HTTP1]))
         .clone()
 }
+
+/// The ALPN name of HTTP/1.1, which a relay's WebSocket speaks.
+pub const HTTP1: &[u8] = b"http/1.1";
 
 #[cfg(test)]
 mod tests {

@@ -12,7 +12,7 @@ use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::dial::{self, DialError, Target};
+use crate::dial::{self, DialError, DialOptions, Target};
 use crate::token::{TokenError, TokenVerifier};
 
 /// Where management publishes its relay token key.
@@ -64,7 +64,7 @@ async fn fetch(url: &str) -> Result<TokenVerifier, ManagementError> {
         url: url.to_string(),
         why,
     };
-    let io = dial::connect(&target).await?;
+    let io = dial::connect(&target, &DialOptions::default()).await?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
         .await
         .map_err(|e| http(e.to_string()))?;

@@ -285,6 +285,59 @@ fn sessions_reach_rest_proxy_and_maps(s: &mut Server) {
     });
 }
 
+/// Service URLs use the scheme and port the account's proxy says it
+/// serves on; a public URL of another host is refused.
+fn service_urls_follow_the_proxy(s: &mut Server) {
+    run(async {
+        let key = reusable(s);
+        set_expose(s, true, &[]);
+        let (mut a, _) = joined(s, &key, "laptop").await;
+        let (mut x, x_id) = joined(s, &key, "proxy").await;
+        group(s, "proxies", &[&x_id]);
+        assert_status(
+            x.watch_services_at(PROXY_DOMAIN, "http://other.example:8081")
+                .await,
+            Code::InvalidArgument,
+            "public URL \"http://other.example:8081\": its host must be the proxy domain \"proxy.localhost\"",
+        );
+        assert_status(
+            x.watch_services_at(PROXY_DOMAIN, "http://proxy.localhost:8081/app")
+                .await,
+            Code::InvalidArgument,
+            "public URL \"http://proxy.localhost:8081/app\": only scheme, host and port are allowed (no path, query or user)",
+        );
+        // Nothing said yet: HTTPS on 443.
+        let first = a.create_expose(http(8080)).await.unwrap();
+        assert_eq!(first.url, format!("https://{}", first.domain));
+
+        let plain = x
+            .watch_services_at(PROXY_DOMAIN, "http://proxy.localhost:8081")
+            .await
+            .unwrap();
+        let second = a.create_expose(http(8081)).await.unwrap();
+        assert_eq!(second.url, format!("http://{}:8081", second.domain));
+        // The REST views show where each is served now.
+        let urls: Vec<Value> = services(s).iter().map(|v| v["url"].clone()).collect();
+        let mut expected = vec![
+            json!(format!("http://{}:8081", first.domain)),
+            json!(second.url),
+        ];
+        expected.sort_by_key(ToString::to_string);
+        let mut urls = urls;
+        urls.sort_by_key(ToString::to_string);
+        assert_eq!(urls, expected);
+        drop(plain);
+
+        // A default port is left out.
+        let _tls = x
+            .watch_services_at(PROXY_DOMAIN, "HTTPS://Proxy.Localhost:443/")
+            .await
+            .unwrap();
+        let third = a.create_expose(http(8082)).await.unwrap();
+        assert_eq!(third.url, format!("https://{}", third.domain));
+    });
+}
+
 /// Every refusal of CreateExpose, with the SEMANTICS.md message.
 fn create_refusals(s: &mut Server) {
     run(async {
@@ -540,6 +593,7 @@ fn custom_domains(s: &mut Server) {
 
 both_stores!(
     sessions_reach_rest_proxy_and_maps,
+    service_urls_follow_the_proxy,
     create_refusals,
     expiry_and_restart,
     custom_domains,

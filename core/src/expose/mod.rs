@@ -60,6 +60,7 @@
 pub mod grants;
 mod keepalive;
 mod names;
+mod public_url;
 mod table;
 
 use serde::{Deserialize, Serialize};
@@ -75,6 +76,7 @@ pub use keepalive::{
     KeepAlive, KeepAliveConfig, KeepAliveEvent, KeepAliveState, Request, RENEW_TIMEOUT_REASON,
 };
 pub use names::{generate_name, NAME_ALPHABET, PREFIXED_SUFFIX_LEN, RANDOM_NAME_LEN};
+pub use public_url::{PublicUrl, PublicUrlError};
 pub use table::{
     ExposeContext, ExposePeer, ExposeRequest, Session, SessionAuth, SessionTable, TableConfig,
     ValidExposeRequest, MAX_NAME_ATTEMPTS,

@@ -105,6 +105,12 @@ enum Command {
         /// the last one used]
         #[arg(short = 'm', long, env = "MESHPLANE_MANAGEMENT_URL")]
         management_url: Option<String>,
+        /// A PEM file with the CA certificate of an https:// management
+        /// server whose certificate no public CA signed (trusted besides
+        /// the Mozilla roots; also for its rels:// relay) [default: the
+        /// last one used with this server]
+        #[arg(long, value_name = "FILE", env = "MESHPLANE_MANAGEMENT_CA")]
+        management_ca: Option<PathBuf>,
         #[command(flatten)]
         setup_key: SetupKeyArgs,
     },
@@ -193,15 +199,25 @@ pub fn main() -> i32 {
         }
         Command::Up {
             management_url,
+            management_ca,
             setup_key,
         } => setup_key
             .resolve()
             .map_err(|e| e.to_string())
             .and_then(|setup_key| {
+                // The daemon reads the file, from its own directory.
+                let management_ca = management_ca
+                    .map(|path| {
+                        std::fs::canonicalize(&path).map_err(|e| {
+                            format!("management CA (--management-ca) {}: {e}", path.display())
+                        })
+                    })
+                    .transpose()?;
                 client(
                     cli.socket,
                     &Request::Up {
                         management_url,
+                        management_ca,
                         setup_key,
                     },
                 )

@@ -26,13 +26,13 @@ use tonic::codegen::http::Uri;
 
 use crate::engine::wg::{Engine, Underlay};
 use crate::key::{PrivateKey, PublicKey};
-use crate::mgmt::client::Session;
+use crate::mgmt::client::{Management, Session};
 
 /// What [`Connect::start`] needs.
 #[derive(Debug)]
 pub struct ConnectConfig<'a> {
-    /// The management server's URL.
-    pub url: &'a str,
+    /// The management server.
+    pub management: &'a Management,
     pub key: &'a PrivateKey,
     /// The logged-in session, whose connection signal shares.
     pub session: &'a Session,
@@ -76,7 +76,7 @@ impl Connect {
                 socket,
                 stun,
                 path_lost,
-                server: stun_server(config.url),
+                server: stun_server(config.management.url()),
                 mesh_ip: config.mesh_ip,
                 candidates,
             };
@@ -90,7 +90,7 @@ impl Connect {
             let relay = relay::Relay {
                 url,
                 config: relay_config,
-                management_url: config.url.to_string(),
+                management: config.management.clone(),
                 key: config.key.clone(),
                 engine: Arc::clone(&config.engine),
                 outbound: relay_out,

@@ -23,8 +23,7 @@ use tokio::time::{sleep, sleep_until, Instant};
 
 use crate::engine::wg::Engine;
 use crate::key::{PrivateKey, PublicKey};
-use crate::mgmt::client::{now, Session, MAX_BACKOFF, MIN_BACKOFF};
-use crate::routing::mark::UNDERLAY_MARK;
+use crate::mgmt::client::{now, Management, Session, MAX_BACKOFF, MIN_BACKOFF};
 
 /// A token is renewed this long before it expires.
 const RENEW_BEFORE: Duration = Duration::from_secs(120);
@@ -38,8 +37,9 @@ pub struct Relay {
     pub url: String,
     /// The token management gave (renewed by the task).
     pub config: RelayConfig,
-    /// The management server, for renewals.
-    pub management_url: String,
+    /// The management server, for renewals (its roots check a `rels://`
+    /// relay too).
+    pub management: Management,
     pub key: PrivateKey,
     pub engine: Arc<Engine>,
     /// Datagrams the engine sends over the relay.
@@ -59,6 +59,7 @@ impl Relay {
         let own = self.key.public_key().to_string();
         let mut ids: HashMap<PublicKey, PeerId> = HashMap::new();
         let mut backoff = MIN_BACKOFF;
+        let dial = self.management.relay_dial();
         loop {
             if self.renew_at() <= Instant::now() {
                 self.renew().await;
@@ -68,7 +69,7 @@ impl Relay {
                 signature: self.config.token_signature.clone(),
             };
             let mut seen = self.network.borrow_and_update().clone();
-            match RelayClient::connect_marked(&self.url, &own, &token, Some(UNDERLAY_MARK)).await {
+            match RelayClient::connect_with(&self.url, &own, &token, &dial).await {
                 Ok((sender, mut receiver)) => {
                     tracing::info!("relay {} connected", self.url);
                     backoff = MIN_BACKOFF;
@@ -136,7 +137,7 @@ impl Relay {
     /// Asks management for a fresh token; keeps the old one (and tries
     /// again soon) when that fails.
     async fn renew(&mut self) {
-        let renewed = match Session::connect(&self.management_url, &self.key).await {
+        let renewed = match Session::connect(&self.management, &self.key).await {
             Ok(mut session) => session.relay_token().await,
             Err(e) => Err(e),
         };

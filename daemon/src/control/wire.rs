@@ -3,6 +3,7 @@
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 
 use meshplane_core::expose::ExposeRequest;
 use meshplane_core::Timestamp;
@@ -21,6 +22,10 @@ pub enum Request {
     /// to a plain login as the registered peer (no setup key).
     Up {
         management_url: Option<String>,
+        /// A PEM file of the private CA of an `https://` server (an
+        /// absolute path: the daemon reads it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        management_ca: Option<PathBuf>,
         setup_key: Option<String>,
     },
     Down,

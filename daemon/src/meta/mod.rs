@@ -22,7 +22,7 @@ use tokio::sync::watch;
 pub use addresses::Mesh;
 
 use crate::key::PrivateKey;
-use crate::mgmt::client::{ManagementError, Session};
+use crate::mgmt::client::{Management, ManagementError, Session};
 
 /// How often the meta is collected again to look for changes.
 pub const RECHECK: Duration = Duration::from_secs(3);
@@ -94,10 +94,10 @@ impl Meta {
     }
 }
 
-/// Sends `meta`'s changes to the server at `url` as the peer holding
+/// Sends `meta`'s changes to `server` as the peer holding
 /// `key`, on a session of its own, until the task is aborted. A refused
 /// or undelivered report is sent again at the next check.
-pub async fn report(meta: Arc<Meta>, url: String, key: PrivateKey) {
+pub async fn report(meta: Arc<Meta>, server: Management, key: PrivateKey) {
     let mut paths = meta.paths.subscribe();
     let mut session: Option<Session> = None;
     loop {
@@ -114,7 +114,7 @@ pub async fn report(meta: Arc<Meta>, url: String, key: PrivateKey) {
             continue;
         }
         if session.is_none() {
-            session = Session::connect(&url, &key).await.ok();
+            session = Session::connect(&server, &key).await.ok();
         }
         let Some(s) = session.as_mut() else {
             continue;

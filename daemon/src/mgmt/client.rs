@@ -6,6 +6,7 @@
 //! trusts messages from the holder of the server's key.
 
 use std::future::Future;
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crypto_box::{PublicKey, SecretKey};
@@ -22,10 +23,12 @@ use meshplane_proto::v1::{
     SealedMessage, ServiceTable, StopExposeRequest, StopExposeResponse, SyncMetaRequest,
     SyncMetaResponse, SyncRequest, SyncResponse, WatchServicesRequest,
 };
+use meshplane_relay::dial::{DialOptions, HTTP1};
+use meshplane_tls::{HandshakeFailure, Trust};
 use prost::Message;
 use rand_core::OsRng;
 use thiserror::Error;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status, Streaming};
 
 use crate::key::PrivateKey;
@@ -57,6 +60,60 @@ pub enum ManagementError {
     /// The server's answer could not be opened or understood.
     #[error("bad answer from the management server at {url}: {reason}")]
     Protocol { url: String, reason: String },
+    /// The TLS handshake failed in a way the user can fix.
+    #[error("TLS with the management server at {url}: {reason}")]
+    Tls { url: String, reason: String },
+    /// The URL or the CA file is unusable; nothing was dialled.
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// The management server: its URL, and the roots its certificate is
+/// checked against when the URL is `https://` (the Mozilla roots plus the
+/// operator's CA, `--management-ca`). A `rels://` relay it names is
+/// checked against the same roots.
+#[derive(Debug, Clone)]
+pub struct Management {
+    url: String,
+    trust: Trust,
+}
+
+impl Management {
+    /// The server at `url` (`http://` or `https://`), trusting the Mozilla
+    /// roots and the certificates of PEM file `ca` when given.
+    pub fn new(url: &str, ca: Option<&Path>) -> Result<Management, ManagementError> {
+        let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+        if !matches!(scheme.as_deref(), Some("http" | "https")) {
+            return Err(ManagementError::Setup(format!(
+                "invalid management URL {url:?}: it must start with http:// or https://"
+            )));
+        }
+        let trust = Trust::new(ca)
+            .map_err(|e| ManagementError::Setup(format!("management CA (--management-ca): {e}")))?;
+        Ok(Management {
+            url: url.to_string(),
+            trust,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn is_tls(&self) -> bool {
+        self.url
+            .get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+    }
+
+    /// How the relay connection is dialled: marked, like every underlay
+    /// socket, and a `rels://` relay checked against these roots.
+    pub fn relay_dial(&self) -> DialOptions {
+        DialOptions {
+            mark: Some(crate::routing::mark::UNDERLAY_MARK),
+            tls: Some(self.trust.client_config(&[HTTP1])),
+        }
+    }
 }
 
 /// The wall clock, as the envelope's replay window needs it.
@@ -94,29 +151,42 @@ pub struct ServiceStream {
 }
 
 impl Session {
-    /// Connects to `url` and fetches the server's key.
-    pub async fn connect(url: &str, key: &PrivateKey) -> Result<Session, ManagementError> {
+    /// Connects to `server` and fetches its key.
+    pub async fn connect(
+        server: &Management,
+        key: &PrivateKey,
+    ) -> Result<Session, ManagementError> {
+        let url = server.url();
         let unreachable = |reason: String| ManagementError::Unreachable {
             url: url.to_string(),
             reason,
         };
-        let endpoint = Endpoint::from_shared(url.to_string())
+        let mut endpoint = Endpoint::from_shared(url.to_string())
             .map_err(|e| unreachable(format!("invalid URL: {e}")))?
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(CALL_TIMEOUT)
             .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
             .keep_alive_timeout(KEEPALIVE_TIMEOUT)
             .keep_alive_while_idle(true);
-        // Marked, so an exit node never routes management into the tunnel.
+        if server.is_tls() {
+            endpoint = endpoint
+                .tls_config_with_verifier(ClientTlsConfig::new(), server.trust.verifier())
+                .map_err(|e| unreachable(error_chain(&e)))?;
+        }
+        // Marked, so an exit node never routes management into the tunnel;
+        // tonic runs TLS over the marked socket.
         let channel = endpoint
             .connect_with_connector(crate::routing::mark::MarkedConnector)
             .await
-            .map_err(|e| unreachable(error_chain(&e)))?;
+            .map_err(|e| match meshplane_tls::handshake_failure(&e) {
+                Some(failure) => tls_refused(url, &failure),
+                None => unreachable(error_chain(&e)),
+            })?;
         let mut client = ManagementClient::new(channel.clone());
         let answer = client
             .get_server_key(GetServerKeyRequest {})
             .await
-            .map_err(|s| refused(url, s))?
+            .map_err(|s| first_call_failed(server, s))?
             .into_inner();
         let protocol = |reason: String| ManagementError::Protocol {
             url: url.to_string(),
@@ -295,10 +365,16 @@ impl Session {
         Ok(())
     }
 
-    /// Opens the WatchServices stream for a proxy serving `domain`.
-    pub async fn watch_services(&mut self, domain: &str) -> Result<ServiceStream, ManagementError> {
+    /// Opens the WatchServices stream for a proxy serving `domain`, where
+    /// visitors reach it at `public_url`.
+    pub async fn watch_services(
+        &mut self,
+        domain: &str,
+        public_url: &str,
+    ) -> Result<ServiceStream, ManagementError> {
         let request = WatchServicesRequest {
             domain: domain.to_string(),
+            public_url: public_url.to_string(),
         };
         let stream = self
             .streaming(&request, |mut client, sealed| async move {
@@ -377,6 +453,39 @@ fn refused(url: &str, status: Status) -> ManagementError {
         };
     }
     ManagementError::Refused(status.message().to_string())
+}
+
+/// The first call on a new connection failed. A status with a source is
+/// the client's own (the connection broke; the server answered nothing),
+/// which is how plain HTTP/2 sent to a TLS listener ends: say so.
+fn first_call_failed(server: &Management, status: Status) -> ManagementError {
+    if std::error::Error::source(&status).is_some() {
+        let hint = if server.is_tls() {
+            ""
+        } else {
+            " (if the server serves TLS, use its https:// URL)"
+        };
+        return ManagementError::Unreachable {
+            url: server.url.clone(),
+            reason: format!("{}{hint}", error_chain(&status)),
+        };
+    }
+    refused(&server.url, status)
+}
+
+/// A handshake that failed on the server's certificate, with what to do
+/// about the usual case.
+fn tls_refused(url: &str, failure: &HandshakeFailure) -> ManagementError {
+    let reason = match failure {
+        HandshakeFailure::UntrustedIssuer => {
+            format!("{failure}; give the CA that signed it with --management-ca FILE")
+        }
+        other => other.to_string(),
+    };
+    ManagementError::Tls {
+        url: url.to_string(),
+        reason,
+    }
 }
 
 /// An error and its sources, so "transport error" shows its cause; a

@@ -12,16 +12,16 @@ use meshplane_proto::v1::{FlowDirection, FlowEvent, FlowEventType, ReportTraffic
 
 use crate::engine::flows::{Batch, Event, FlowLog, Kind};
 use crate::key::PrivateKey;
-use crate::mgmt::client::{ManagementError, Session};
+use crate::mgmt::client::{Management, ManagementError, Session};
 
 /// How often events are reported unless `--flow-report-secs` says otherwise.
 pub const DEFAULT_REPORT_EVERY: Duration = Duration::from_secs(10);
 /// Most events in one report (the server's limit).
 pub const BATCH: usize = 1000;
 
-/// Reports `log`'s events to the server at `url` as the peer holding `key`
+/// Reports `log`'s events to `server` as the peer holding `key`
 /// every `every`, until the task is aborted.
-pub async fn report(url: String, key: PrivateKey, log: FlowLog, every: Duration) {
+pub async fn report(server: Management, key: PrivateKey, log: FlowLog, every: Duration) {
     let mut session: Option<Session> = None;
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -34,7 +34,7 @@ pub async fn report(url: String, key: PrivateKey, log: FlowLog, every: Duration)
                 break;
             }
             if session.is_none() {
-                session = Session::connect(&url, &key).await.ok();
+                session = Session::connect(&server, &key).await.ok();
             }
             let Some(s) = session.as_mut() else {
                 log.restore(batch);

@@ -65,8 +65,8 @@ async fn connect_addr(addr: SocketAddr) -> io::Result<TcpStream> {
     Ok(stream)
 }
 
-/// The management client's connector: plain TCP (the management URL is
-/// `http://`), marked.
+/// The management client's connector: TCP, marked; for an `https://`
+/// URL tonic runs TLS over it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MarkedConnector;
 

@@ -208,6 +208,9 @@ pub struct Server {
     log: PathBuf,
     /// Server flags besides the data directory and listen address.
     flags: Vec<String>,
+    /// With TLS: the CA its certificate is checked against (REST then
+    /// goes through curl).
+    ca: Option<PathBuf>,
     process: Proc,
 }
 
@@ -231,6 +234,30 @@ impl Server {
             port,
             log: dir.join("server.log"),
             flags: flags.iter().map(|f| f.to_string()).collect(),
+            ca: None,
+            process: Proc::none(),
+        };
+        server.launch();
+        server
+    }
+
+    /// The server serving TLS with `cert` and `key` (for `localhost`),
+    /// reached as `https://localhost:PORT` and checked against `ca`.
+    pub fn start_tls(dir: &Path, cert: &Path, key: &Path, ca: &Path) -> Server {
+        let bin = server_binary();
+        let data = dir.join("server-data");
+        let token = admin_token(&bin, &data);
+        let port = free_port();
+        let flags = ["--tls-cert", path_str(cert), "--tls-key", path_str(key)];
+        let mut server = Server {
+            url: format!("https://localhost:{port}"),
+            token,
+            bin,
+            data,
+            port,
+            log: dir.join("server.log"),
+            flags: flags.iter().map(|f| f.to_string()).collect(),
+            ca: Some(ca.to_path_buf()),
             process: Proc::none(),
         };
         server.launch();
@@ -267,8 +294,50 @@ impl Server {
 
 impl Rest for Server {
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let reply = rest(&self.url, &self.token, method, path, body);
+        let reply = match &self.ca {
+            Some(ca) => rest_tls(&self.url, ca, &self.token, method, path, body),
+            None => rest(&self.url, &self.token, method, path, body),
+        };
         json_reply(&format!("{method} {path}"), reply, || self.log())
+    }
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 path")
+}
+
+/// [`rest`] over TLS, through curl, trusting `ca`.
+fn rest_tls(
+    url: &str,
+    ca: &Path,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Result<String, String> {
+    let mut curl = Command::new("curl");
+    curl.args(["-sS", "-m", "10", "--cacert", path_str(ca), "-X", method])
+        .args(["-H", &format!("Authorization: Token {token}")])
+        .args(["-H", "Content-Type: application/json"])
+        .args(["-w", "\n%{http_code}"]);
+    if let Some(body) = body {
+        curl.args(["--data-binary", &body.to_string()]);
+    }
+    let out = curl
+        .arg(format!("{url}{path}"))
+        .output()
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (body, code) = text
+        .rsplit_once('\n')
+        .ok_or_else(|| format!("curl: {}", String::from_utf8_lossy(&out.stderr)))?;
+    if code.starts_with('2') {
+        Ok(body.to_string())
+    } else {
+        Err(format!(
+            "status {code}: {body}{}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
     }
 }
 

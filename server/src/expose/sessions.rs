@@ -21,8 +21,8 @@ use std::time::Duration as StdDuration;
 
 use meshplane_core::expose::grants::{grant, proxy_peers, ExposeTarget};
 use meshplane_core::expose::{
-    ExposeContext, ExposeError, ExposeEvent, ExposeEventKind, ExposeRequest, Session, SessionTable,
-    TableConfig,
+    ExposeContext, ExposeError, ExposeEvent, ExposeEventKind, ExposeRequest, PublicUrl, Session,
+    SessionTable, TableConfig,
 };
 use meshplane_core::model::{Account, AuditEvent, PeerId};
 use meshplane_core::validate::Domain;
@@ -64,6 +64,19 @@ struct State {
     accounts: HashMap<PeerId, String>,
     /// Counts changes of the table (creates and ends, not renewals).
     revision: u64,
+    /// Where each account's proxy says visitors reach it (the last one to
+    /// open WatchServices; kept while it reconnects). Service URLs use its
+    /// scheme and port; an account without one gets HTTPS on 443.
+    public: HashMap<String, PublicUrl>,
+}
+
+impl State {
+    /// `session` with the URL its account's proxy serves it at.
+    fn served(&self, account: &str, mut session: Session) -> Session {
+        let base = self.public.get(account).cloned().unwrap_or_default();
+        session.url = base.service_url(&session.domain);
+        session
+    }
 }
 
 #[derive(Debug)]
@@ -106,6 +119,7 @@ impl Expose {
                     table,
                     accounts: HashMap::new(),
                     revision: 0,
+                    public: HashMap::new(),
                 }),
                 wake: Notify::new(),
                 changes: broadcast::channel(CHANGE_BACKLOG).0,
@@ -151,7 +165,10 @@ impl Expose {
         request: &ExposeRequest,
     ) -> Result<Session, ExposeError> {
         let mut state = self.inner.state.blocking_lock();
-        let created = state.table.create(ctx, request, &mut OsRng, ids::now());
+        let created = state
+            .table
+            .create(ctx, request, &mut OsRng, ids::now())
+            .map(|session| state.served(account, session));
         if created.is_ok() {
             state
                 .accounts
@@ -159,6 +176,12 @@ impl Expose {
         }
         self.settle(state);
         created
+    }
+
+    /// Records where `account`'s proxy is reached, for the URLs of its
+    /// services from now on.
+    pub async fn set_public_url(&self, account: &str, url: PublicUrl) {
+        self.state().await.public.insert(account.to_string(), url);
     }
 
     /// Renews `peer`'s session on `domain`; its new deadline.
@@ -237,7 +260,7 @@ impl Expose {
             .table
             .sessions()
             .filter(|s| state.accounts.get(&s.peer_id).map(String::as_str) == Some(account))
-            .cloned()
+            .map(|s| state.served(account, s.clone()))
             .collect();
         (sessions, state.revision)
     }

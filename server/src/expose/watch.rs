@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 
+use meshplane_core::expose::PublicUrl;
 use meshplane_core::model::{Group, Peer};
 use meshplane_proto::v1::{ExposedService, SealedMessage, ServiceTable, WatchServicesRequest};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
@@ -63,6 +64,12 @@ pub async fn watch(
             "the proxy serves \"{}\" but this server's proxy domain is \"{served}\"",
             req.domain
         )));
+    }
+    // A proxy that says nothing (an older one) keeps what was known.
+    if !req.public_url.is_empty() {
+        let public = PublicUrl::parse(&req.public_url, served)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        expose.set_public_url(&watcher.account, public).await;
     }
     let (out, stream) = mpsc::channel(BACKLOG);
     tokio::spawn(serve(watcher, closing, slot(), out, seal));

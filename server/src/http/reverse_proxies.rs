@@ -57,6 +57,9 @@ fn service_view(s: &Session, host: &str, proxy_cluster: &str) -> Value {
         "id": s.id,
         "name": s.name,
         "domain": s.domain,
+        // Not in the reference's schema: where visitors open it (the
+        // scheme and port the account's proxy serves).
+        "url": s.url,
         "mode": "http",
         "proxy_cluster": proxy_cluster,
         "targets": [{

@@ -210,13 +210,24 @@ impl Peer {
         Ok(())
     }
 
-    /// WatchServices as a proxy serving `domain`.
+    /// WatchServices as a proxy serving `domain` that says nothing of
+    /// where visitors reach it.
     pub async fn watch_services(
         &mut self,
         domain: &str,
     ) -> Result<Streaming<SealedMessage>, Status> {
+        self.watch_services_at(domain, "").await
+    }
+
+    /// WatchServices as a proxy serving `domain` at `public_url`.
+    pub async fn watch_services_at(
+        &mut self,
+        domain: &str,
+        public_url: &str,
+    ) -> Result<Streaming<SealedMessage>, Status> {
         let sealed = self.seal(&WatchServicesRequest {
             domain: domain.to_string(),
+            public_url: public_url.to_string(),
         });
         Ok(self.client.watch_services(sealed).await?.into_inner())
     }
