@@ -20,6 +20,7 @@
 //! which lets readers reuse an account they decoded before ([`Snapshots`]),
 //! and is announced to the live views of every server ([`notify`]).
 
+mod expose_sessions;
 mod notify;
 
 use std::collections::{BTreeSet, HashMap};
@@ -213,6 +214,11 @@ impl Store {
             locked: self.postgres.then(BTreeSet::new),
             _timer: TxTimer::start("write"),
         })
+    }
+
+    /// Whether other servers may share the database (PostgreSQL).
+    pub fn shared(&self) -> bool {
+        self.postgres
     }
 
     /// Accounts decoded by earlier reads (see [`Snapshots`]).

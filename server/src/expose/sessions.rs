@@ -1,22 +1,51 @@
-//! The server's one table of expose sessions, and the tasks around it.
+//! The expose sessions of every server sharing the database, and the tasks
+//! around them.
 //!
-//! The core's [`SessionTable`] decides everything (permission, limits,
-//! names, TTLs); this shell owns it behind a mutex and
+//! Sessions live in the store (`expose_sessions`), so a daemon whose next
+//! call lands on another server finds its session there. The core's
+//! [`SessionTable`] still decides everything (permission, limits, names,
+//! TTLs, expiry): every change loads the account's sessions in a write
+//! transaction holding the account's lock, restores them into a fresh
+//! table, runs the table's operation at the current time, and writes back
+//! what the table changed together with the audit events it produced. The
+//! lock makes the servers decide about one account one at a time, so
 //!
-//! - remembers which account each exposing peer belongs to (the table keys
-//!   sessions by domain and knows peers only by id);
-//! - runs a reaper that sleeps until the table's next deadline (or until
-//!   the table changes) and expires sessions at exactly that instant;
-//! - after every table call, hands the drained events to an audit writer
-//!   task (111/112/113, written in batches so a burst of creates costs one
-//!   transaction, not one each) and announces the accounts whose sessions
-//!   changed, which recomputes their maps and service tables.
+//! - the per-peer limit holds however many servers create at once;
+//! - a session ends exactly once, with one audit event, whether a stop, a
+//!   renewal arriving too late, a peer deletion or the reaper of any server
+//!   ends it: whoever deletes the row writes the event in the same commit;
+//! - a renewal racing the reaper of another server either comes first
+//!   (and the reaper finds a later deadline) or finds the session expired.
 //!
-//! Nothing is persisted: a server start begins with an empty table, which
-//! is the seed's "a restart clears all sessions and services".
+//! Domains are unique across accounts (the table's primary key): a create
+//! whose generated name another account took meanwhile draws a new one.
+//! PIN and password hashing (tens of milliseconds) happens on a copy of
+//! the account's sessions before the write transaction, so it never holds
+//! the store's writer; the shared table then admits the result, checking
+//! the limit and the domain again.
+//!
+//! Each server keeps a replica of all sessions in memory: the Sync maps
+//! (which access the sessions grant the proxy), the proxy's service table
+//! and the REST views read it without a database round trip. A server's own
+//! changes update it at once; creating or ending a session is also a
+//! change of its account in the store, which reaches every other server
+//! through the store's change notices (PostgreSQL LISTEN/NOTIFY), and each
+//! server then reloads that account's sessions. Renewals announce nothing:
+//! another server's replica may hold an older deadline, which only wakes
+//! its reaper early to find the session renewed (and reload it).
+//!
+//! Every server runs a reaper that sleeps until the earliest deadline in
+//! its replica (or until the replica changes) and then expires the due
+//! sessions through the store as above.
+//!
+//! A SQLite server is alone on its database: it empties the table when it
+//! starts, which is the seed's "a restart clears all sessions and
+//! services". On PostgreSQL the sessions live as long as the cluster does:
+//! a server that restarts finds them, and the sessions of daemons that
+//! went away with a server expire by their TTL on the others.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex as SyncMutex, MutexGuard, PoisonError};
 use std::time::Duration as StdDuration;
 
 use meshplane_core::expose::grants::{grant, proxy_peers, ExposeTarget};
@@ -28,22 +57,35 @@ use meshplane_core::model::{Account, AuditEvent, PeerId};
 use meshplane_core::validate::Domain;
 use meshplane_core::{Duration, Timestamp};
 use rand_core::OsRng;
-use tokio::sync::{broadcast, mpsc, oneshot, Mutex, MutexGuard, Notify};
+use thiserror::Error;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, Mutex, Notify};
 
 use super::senders::Senders;
 use crate::domain::audit::meta;
 use crate::ids;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, Tx};
 
 /// The audit initiator of what the server does by itself (expiry).
 const SYSTEM_INITIATOR: &str = "sys";
-/// Most audit events written in one transaction.
-const AUDIT_BATCH: usize = 512;
 /// Account-change notices a slow listener may fall behind by before it is
 /// told it lagged (and must assume every account changed).
 const CHANGE_BACKLOG: usize = 1024;
 /// Sessions each peer may hold (SEMANTICS.md).
 const MAX_SESSIONS_PER_PEER: usize = 10;
+/// The reaper's pause after the store refused an expiry, before it tries
+/// again.
+const REAP_RETRY: StdDuration = StdDuration::from_secs(1);
+
+/// Why a session operation failed.
+#[derive(Debug, Error)]
+pub enum SessionError {
+    /// The table refused it (the caller's error).
+    #[error(transparent)]
+    Refused(#[from] ExposeError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 /// The server settings of peer expose.
 #[derive(Debug, Clone)]
@@ -56,29 +98,67 @@ pub struct ExposeConfig {
     pub proxy_group: String,
 }
 
-/// The table and what the shell keeps beside it.
-#[derive(Debug)]
-struct State {
-    table: SessionTable,
-    /// The account of every peer with at least one session.
-    accounts: HashMap<PeerId, String>,
-    /// Counts changes of the table (creates and ends, not renewals).
+/// This server's copy of the stored sessions.
+#[derive(Debug, Default)]
+struct Replica {
+    /// Each account's sessions, sorted by domain.
+    accounts: HashMap<String, Vec<Session>>,
+    /// Counts changes of the sessions (creates and ends, not renewals).
     revision: u64,
+}
+
+impl Replica {
+    /// Puts `sessions` in place of `account`'s; whether a session began or
+    /// ended (a renewal alone is no change).
+    fn set(&mut self, account: &str, sessions: Vec<Session>) -> bool {
+        let key = |s: &Session| (s.domain.clone(), s.created_at);
+        let old: BTreeSet<_> = self
+            .accounts
+            .get(account)
+            .into_iter()
+            .flatten()
+            .map(key)
+            .collect();
+        let new: BTreeSet<_> = sessions.iter().map(key).collect();
+        if sessions.is_empty() {
+            self.accounts.remove(account);
+        } else {
+            self.accounts.insert(account.to_string(), sessions);
+        }
+        let changed = old != new;
+        if changed {
+            self.revision += 1;
+        }
+        changed
+    }
+
+    /// The earliest deadline of any session.
+    fn next_deadline(&self) -> Option<Timestamp> {
+        self.accounts.values().flatten().map(|s| s.deadline).min()
+    }
+
+    /// The accounts with a session due at `now`.
+    fn due(&self, now: Timestamp) -> Vec<String> {
+        self.accounts
+            .iter()
+            .filter(|(_, sessions)| sessions.iter().any(|s| s.deadline <= now))
+            .map(|(account, _)| account.clone())
+            .collect()
+    }
 }
 
 #[derive(Debug)]
 struct Inner {
     config: ExposeConfig,
-    /// An async mutex: a create holds it while hashing a PIN or password
-    /// (tens of milliseconds, on a blocking thread), and calls waiting
-    /// meanwhile must not block the async workers.
-    state: Mutex<State>,
+    store: Store,
+    replica: SyncMutex<Replica>,
+    /// Held while an account's sessions are read and put in the replica,
+    /// so an older read never replaces a newer one.
+    refreshing: Mutex<()>,
     /// Wakes the reaper: the earliest deadline may have moved.
     wake: Notify,
     /// The id of each account whose sessions changed.
     changes: broadcast::Sender<String>,
-    /// Events (with their account) for the audit writer.
-    audit: mpsc::UnboundedSender<Audit>,
     /// Who may call.
     senders: Senders,
 }
@@ -90,42 +170,37 @@ pub struct Expose {
 }
 
 impl Expose {
-    /// An empty table over `store` (for the audit log), with its reaper
-    /// and audit writer running.
-    pub fn start(store: Store, config: ExposeConfig) -> Expose {
-        let table = SessionTable::new(TableConfig {
-            ttl: config.ttl,
-            max_sessions_per_peer: MAX_SESSIONS_PER_PEER,
-            proxy_domain: config.proxy_domain.to_string(),
-        });
-        let (audit, pending) = mpsc::unbounded_channel();
+    /// The sessions of `store` (none on SQLite: it empties them), with the
+    /// reaper and the replica's follower running.
+    pub async fn start(store: Store, config: ExposeConfig) -> Result<Expose, StoreError> {
+        if !store.shared() {
+            let mut tx = store.write().await?;
+            tx.clear_expose_sessions().await?;
+            tx.commit().await?;
+        }
+        // Subscribed before the first read: a change committed meanwhile
+        // is read again.
+        let changes = store.changes();
+        let mut replica = Replica::default();
+        let mut tx = store.read().await?;
+        for (account, session) in tx.all_expose_sessions().await? {
+            replica.accounts.entry(account).or_default().push(session);
+        }
+        drop(tx);
         let expose = Expose {
             inner: Arc::new(Inner {
                 config,
-                state: Mutex::new(State {
-                    table,
-                    accounts: HashMap::new(),
-                    revision: 0,
-                }),
+                senders: Senders::start(store.clone()),
+                store,
+                replica: SyncMutex::new(replica),
+                refreshing: Mutex::new(()),
                 wake: Notify::new(),
                 changes: broadcast::channel(CHANGE_BACKLOG).0,
-                audit,
-                senders: Senders::start(store.clone()),
             }),
         };
-        tokio::spawn(write_audit(store, pending));
         tokio::spawn(reap(expose.clone()));
-        expose
-    }
-
-    /// Waits until every audit event so far is written: on shutdown, after
-    /// the last connection ended (ending sessions) and before the store
-    /// closes.
-    pub async fn flush_audit(&self) {
-        let (done, written) = oneshot::channel();
-        if self.inner.audit.send(Audit::Flush(done)).is_ok() {
-            let _ = written.await;
-        }
+        tokio::spawn(follow(expose.clone(), changes));
+        Ok(expose)
     }
 
     pub fn config(&self) -> &ExposeConfig {
@@ -137,91 +212,194 @@ impl Expose {
         &self.inner.senders
     }
 
-    async fn state(&self) -> MutexGuard<'_, State> {
-        self.inner.state.lock().await
+    fn replica(&self) -> MutexGuard<'_, Replica> {
+        self.inner
+            .replica
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Creates a session of the peer in `ctx`, of `account`. Hashes a PIN or
-    /// password (argon2, tens of milliseconds) and blocks on the table:
-    /// call it on a blocking thread.
-    pub fn create(
+    /// An empty table with this server's settings.
+    fn table(&self) -> SessionTable {
+        SessionTable::new(TableConfig {
+            ttl: self.inner.config.ttl,
+            max_sessions_per_peer: MAX_SESSIONS_PER_PEER,
+            proxy_domain: self.inner.config.proxy_domain.to_string(),
+        })
+    }
+
+    /// A session of the peer in `ctx`, of `account`, made on a copy of the
+    /// account's sessions as this server knows them: it still has to be
+    /// [`admit`](Self::admit)ted. Hashes a PIN or password (argon2, tens of
+    /// milliseconds): call it on a blocking thread.
+    pub fn draft(
         &self,
         account: &str,
         ctx: &ExposeContext<'_>,
         request: &ExposeRequest,
     ) -> Result<Session, ExposeError> {
-        let mut state = self.inner.state.blocking_lock();
-        let created = state.table.create(ctx, request, &mut OsRng, ids::now());
-        if created.is_ok() {
-            state
-                .accounts
-                .insert(ctx.peer.id.clone(), account.to_string());
+        let mut copy = self.table();
+        for session in self.replica().accounts.get(account).into_iter().flatten() {
+            copy.restore(session.clone());
         }
-        self.settle(state);
-        created
+        copy.create(ctx, request, &mut OsRng, ids::now())
+    }
+
+    /// Adds a [`draft`](Self::draft)ed session to the stored ones: refused
+    /// with the limit if the peer reached it meanwhile, and with
+    /// `DomainTaken` if its domain was taken meanwhile (draft again).
+    pub async fn admit(&self, account: &str, session: Session) -> Result<Session, SessionError> {
+        self.apply(account, None, |table, now| table.admit(session, now))
+            .await
     }
 
     /// Renews `peer`'s session on `domain`; its new deadline.
-    pub async fn renew(&self, peer: &PeerId, domain: &str) -> Result<Timestamp, ExposeError> {
-        let mut state = self.state().await;
-        let renewed = state.table.renew(peer, domain, ids::now());
-        self.settle(state);
-        renewed
+    pub async fn renew(
+        &self,
+        account: &str,
+        peer: &PeerId,
+        domain: &str,
+    ) -> Result<Timestamp, SessionError> {
+        self.apply(account, Some(domain), |table, now| {
+            table.renew(peer, domain, now)
+        })
+        .await
     }
 
     /// Stops `peer`'s session on `domain`.
-    pub async fn stop(&self, peer: &PeerId, domain: &str) -> Result<(), ExposeError> {
-        let mut state = self.state().await;
-        let stopped = state.table.stop(peer, domain, ids::now());
-        self.settle(state);
-        stopped
+    pub async fn stop(
+        &self,
+        account: &str,
+        peer: &PeerId,
+        domain: &str,
+    ) -> Result<(), SessionError> {
+        self.apply(account, Some(domain), |table, now| {
+            table.stop(peer, domain, now)
+        })
+        .await
     }
 
-    /// Ends every session of a deleted peer.
+    /// Ends every session of a deleted peer. A failure is logged: the
+    /// sessions then end by their TTL.
     pub async fn remove_peer(&self, peer: &PeerId) {
-        let mut state = self.state().await;
-        state.table.remove_peer(peer, ids::now());
-        self.settle(state);
+        if let Err(e) = self.try_remove_peer(peer).await {
+            tracing::error!(error = %e, %peer, "expose sessions of a deleted peer not ended");
+        }
     }
 
-    /// Drains the table's events: audit, account notices, reaper wake-up.
-    fn settle(&self, mut state: MutexGuard<'_, State>) {
-        let mut events = Vec::new();
-        while let Some(event) = state.table.poll_event() {
-            let account = state.accounts.get(&event.peer_id).cloned();
-            events.push((account, event));
+    async fn try_remove_peer(&self, peer: &PeerId) -> Result<(), SessionError> {
+        let accounts = {
+            let mut tx = self.inner.store.read().await?;
+            tx.expose_accounts_of(peer.as_str()).await?
+        };
+        for account in accounts {
+            self.apply(&account, None, |table, now| {
+                table.remove_peer(peer, now);
+                Ok(())
+            })
+            .await?;
         }
-        if events.is_empty() {
-            return;
+        Ok(())
+    }
+
+    /// Runs `op` on the stored sessions of `account` at the current time
+    /// and stores what it changed, with its audit events, in one commit.
+    /// `domain`, when another account's live session holds it, is put in
+    /// the table too, so that `op` tells the caller it is not theirs
+    /// rather than that it does not exist; it is never changed.
+    async fn apply<T>(
+        &self,
+        account: &str,
+        domain: Option<&str>,
+        op: impl FnOnce(&mut SessionTable, Timestamp) -> Result<T, ExposeError>,
+    ) -> Result<T, SessionError> {
+        let mut tx = self.inner.store.write().await?;
+        let now = ids::now();
+        let before = tx.expose_sessions(account).await?;
+        let mut table = self.table();
+        for session in &before {
+            table.restore(session.clone());
         }
-        state.revision += 1;
-        for (_, event) in &events {
-            if state.table.sessions_of(&event.peer_id).next().is_none() {
-                state.accounts.remove(&event.peer_id);
+        let mut foreign = None;
+        if let Some(domain) = domain {
+            if let Some((holder, session)) = tx.expose_session(domain).await? {
+                if holder != account && session.deadline > now {
+                    foreign = Some(session.domain.clone());
+                    table.restore(session);
+                }
             }
         }
-        drop(state);
-        let mut touched = BTreeSet::new();
-        for (account, event) in events {
-            let Some(account) = account else {
-                tracing::warn!(peer = %event.peer_id, "expose event of a peer without account");
-                continue;
-            };
-            log(&event);
+        let done = op(&mut table, now);
+        let after: Vec<Session> = table
+            .sessions()
+            .filter(|s| Some(&s.domain) != foreign.as_ref())
+            .cloned()
+            .collect();
+        write_back(&mut tx, account, &before, &after).await?;
+        let events: Vec<ExposeEvent> = std::iter::from_fn(|| table.poll_event()).collect();
+        for event in &events {
+            audit(&mut tx, account, event).await?;
+        }
+        // The replica follows the commit under the refresh lock, so a
+        // reload that read before this commit cannot land after it.
+        let refreshing = self.inner.refreshing.lock().await;
+        tx.commit().await?;
+        let changed = self.replica().set(account, after);
+        drop(refreshing);
+        for event in &events {
+            log(event);
             crate::metrics::expose_session(match event.kind {
                 ExposeEventKind::Exposed => "created",
                 ExposeEventKind::Unexposed => "stopped",
                 ExposeEventKind::Expired => "expired",
             });
-            // The writer only stops with the runtime.
-            let _ = self.inner.audit.send(Audit::Event(account.clone(), event));
-            touched.insert(account);
         }
-        for account in touched {
+        if changed {
             // Nobody listening is fine: no view needs refreshing.
+            let _ = self.inner.changes.send(account.to_string());
+        }
+        self.inner.wake.notify_one();
+        Ok(done?)
+    }
+
+    /// Reads `accounts`' sessions from the store into the replica, and
+    /// announces the accounts whose sessions began or ended.
+    async fn reload(&self, accounts: Option<Vec<String>>) -> Result<(), StoreError> {
+        let refreshing = self.inner.refreshing.lock().await;
+        let mut tx = self.inner.store.read().await?;
+        let (accounts, mut stored) = match accounts {
+            Some(accounts) => {
+                let mut stored: HashMap<String, Vec<Session>> = HashMap::new();
+                for account in &accounts {
+                    stored.insert(account.clone(), tx.expose_sessions(account).await?);
+                }
+                (accounts, stored)
+            }
+            None => {
+                let mut stored: HashMap<String, Vec<Session>> = HashMap::new();
+                for (account, session) in tx.all_expose_sessions().await? {
+                    stored.entry(account).or_default().push(session);
+                }
+                let mut accounts: BTreeSet<String> =
+                    self.replica().accounts.keys().cloned().collect();
+                accounts.extend(stored.keys().cloned());
+                (accounts.into_iter().collect(), stored)
+            }
+        };
+        drop(tx);
+        let changed: Vec<String> = {
+            let mut replica = self.replica();
+            accounts
+                .into_iter()
+                .filter(|a| replica.set(a, stored.remove(a).unwrap_or_default()))
+                .collect()
+        };
+        drop(refreshing);
+        for account in changed {
             let _ = self.inner.changes.send(account);
         }
         self.inner.wake.notify_one();
+        Ok(())
     }
 
     /// The id of every account whose sessions changed, as they change.
@@ -229,17 +407,12 @@ impl Expose {
         self.inner.changes.subscribe()
     }
 
-    /// The active sessions of `account`, sorted by domain, and the table's
-    /// revision they were read at.
+    /// The active sessions of `account`, sorted by domain, and the
+    /// replica's revision they were read at.
     pub async fn sessions(&self, account: &str) -> (Vec<Session>, u64) {
-        let state = self.state().await;
-        let sessions = state
-            .table
-            .sessions()
-            .filter(|s| state.accounts.get(&s.peer_id).map(String::as_str) == Some(account))
-            .cloned()
-            .collect();
-        (sessions, state.revision)
+        let replica = self.replica();
+        let sessions = replica.accounts.get(account).cloned().unwrap_or_default();
+        (sessions, replica.revision)
     }
 
     /// `account` as the network maps see it (see [`Expose::granted`]),
@@ -260,23 +433,58 @@ impl Expose {
     pub async fn granted(&self, account: &Account) -> Account {
         let proxies = proxy_peers(account, &self.inner.config.proxy_group);
         let targets: Vec<ExposeTarget> = {
-            let state = self.state().await;
-            let peers: BTreeMap<&PeerId, &String> = state
+            let replica = self.replica();
+            let by_peer: BTreeMap<&PeerId, Vec<u16>> = replica
                 .accounts
-                .iter()
-                .filter(|(_, a)| a.as_str() == account.id.as_str())
-                .collect();
-            peers
-                .keys()
-                .flat_map(|p| state.table.sessions_of(p))
-                .map(|s| ExposeTarget {
-                    peer: s.peer_id.clone(),
-                    port: s.port.get(),
+                .get(account.id.as_str())
+                .into_iter()
+                .flatten()
+                .fold(BTreeMap::new(), |mut by_peer, s| {
+                    by_peer.entry(&s.peer_id).or_default().push(s.port.get());
+                    by_peer
+                });
+            by_peer
+                .into_iter()
+                .flat_map(|(peer, ports)| {
+                    ports.into_iter().map(|port| ExposeTarget {
+                        peer: peer.clone(),
+                        port,
+                    })
                 })
                 .collect()
         };
         grant(account, &proxies, &targets)
     }
+}
+
+/// Stores the difference between `before` and `after`, the sessions of
+/// `account`: ended ones deleted, created ones inserted (refused when
+/// another account holds the domain), renewed ones updated.
+async fn write_back(
+    tx: &mut Tx,
+    account: &str,
+    before: &[Session],
+    after: &[Session],
+) -> Result<(), SessionError> {
+    let old: HashMap<&str, &Session> = before.iter().map(|s| (s.domain.as_str(), s)).collect();
+    let new: HashMap<&str, &Session> = after.iter().map(|s| (s.domain.as_str(), s)).collect();
+    for domain in old.keys().filter(|d| !new.contains_key(*d)) {
+        tx.delete_expose_session(account, domain).await?;
+    }
+    for (domain, session) in &new {
+        match old.get(domain) {
+            None => {
+                if !tx.insert_expose_session(account, session).await? {
+                    return Err(ExposeError::DomainTaken.into());
+                }
+            }
+            Some(was) if was.deadline != session.deadline => {
+                tx.renew_expose_session(account, session).await?;
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// Every session's begin and end in the server log (no secrets: the
@@ -290,12 +498,42 @@ fn log(event: &ExposeEvent) {
     );
 }
 
+/// Appends the audit event of a session of `account`.
+async fn audit(tx: &mut Tx, account: &str, event: &ExposeEvent) -> Result<(), StoreError> {
+    let initiator = match event.kind {
+        ExposeEventKind::Expired => SYSTEM_INITIATOR,
+        ExposeEventKind::Exposed | ExposeEventKind::Unexposed => event.peer_id.as_str(),
+    };
+    let details = meta([
+        ("peer_name", event.peer_name.as_str()),
+        ("domain", event.domain.as_str()),
+        (
+            "auth_enabled",
+            if event.auth_enabled { "true" } else { "false" },
+        ),
+    ]);
+    tx.append_event(account, |seq| {
+        AuditEvent::new(
+            seq.to_string(),
+            event.at,
+            event.kind.activity(),
+            initiator,
+            event.domain.as_str(),
+            details,
+        )
+    })
+    .await
+}
+
 /// Expires sessions at their deadlines, forever.
 async fn reap(expose: Expose) {
     loop {
-        let next = expose.state().await.table.poll_timeout();
+        let next = expose.replica().next_deadline();
         match next {
-            None => expose.inner.wake.notified().await,
+            None => {
+                expose.inner.wake.notified().await;
+                continue;
+            }
             Some(deadline) => {
                 let wait = deadline.as_millis() - ids::now().as_millis();
                 if wait > 0 {
@@ -307,71 +545,36 @@ async fn reap(expose: Expose) {
                 }
             }
         }
-        let mut state = expose.state().await;
-        state.table.handle_timeout(ids::now());
-        expose.settle(state);
-    }
-}
-
-/// What the audit writer receives.
-#[derive(Debug)]
-enum Audit {
-    /// An event of the table, with its account.
-    Event(String, ExposeEvent),
-    /// Answer once every event sent before has been written.
-    Flush(oneshot::Sender<()>),
-}
-
-/// Writes the audit events of the table, in batches, in order.
-async fn write_audit(store: Store, mut pending: mpsc::UnboundedReceiver<Audit>) {
-    let mut received = Vec::new();
-    let mut batch = Vec::new();
-    while pending.recv_many(&mut received, AUDIT_BATCH).await > 0 {
-        let mut flushed = Vec::new();
-        for item in received.drain(..) {
-            match item {
-                Audit::Event(account, event) => batch.push((account, event)),
-                Audit::Flush(done) => flushed.push(done),
+        let due = expose.replica().due(ids::now());
+        for account in due {
+            let expired = expose
+                .apply(&account, None, |table, now| {
+                    table.handle_timeout(now);
+                    Ok(())
+                })
+                .await;
+            if let Err(e) = expired {
+                tracing::error!(error = %e, account, "expose sessions not expired; retrying");
+                tokio::time::sleep(REAP_RETRY).await;
             }
-        }
-        if !batch.is_empty() {
-            if let Err(e) = append(&store, &batch).await {
-                tracing::error!(error = %e, events = batch.len(), "expose events not audited");
-            }
-            batch.clear();
-        }
-        for done in flushed {
-            let _ = done.send(());
         }
     }
 }
 
-async fn append(store: &Store, batch: &[(String, ExposeEvent)]) -> Result<(), StoreError> {
-    let mut tx = store.write().await?;
-    for (account, event) in batch {
-        let initiator = match event.kind {
-            ExposeEventKind::Expired => SYSTEM_INITIATOR,
-            ExposeEventKind::Exposed | ExposeEventKind::Unexposed => event.peer_id.as_str(),
+/// Keeps the replica in step with the store: reloads the sessions of every
+/// account a commit (this server's or, on PostgreSQL, another's) touched.
+async fn follow(expose: Expose, mut changes: broadcast::Receiver<String>) {
+    loop {
+        let accounts = match changes.recv().await {
+            Ok(account) => Some(vec![account]),
+            // Lagged: any account may have changed.
+            Err(RecvError::Lagged(_)) => None,
+            Err(RecvError::Closed) => return,
         };
-        let details = meta([
-            ("peer_name", event.peer_name.as_str()),
-            ("domain", event.domain.as_str()),
-            (
-                "auth_enabled",
-                if event.auth_enabled { "true" } else { "false" },
-            ),
-        ]);
-        tx.append_event(account, |seq| {
-            AuditEvent::new(
-                seq.to_string(),
-                event.at,
-                event.kind.activity(),
-                initiator,
-                event.domain.as_str(),
-                details,
-            )
-        })
-        .await?;
+        if let Err(e) = expose.reload(accounts).await {
+            // The next notice reads again; until then the replica is
+            // behind, as when a notice is late.
+            tracing::error!(error = %e, "expose sessions not reloaded");
+        }
     }
-    tx.commit().await
 }

@@ -1,0 +1,13 @@
+-- Active expose sessions, one row per service domain (globally unique),
+-- holding the JSON of the core's session. Kept in the database so every
+-- server sharing it sees, renews, stops and expires the same sessions; a
+-- SQLite server empties the table when it starts (a restart clears all
+-- sessions there).
+CREATE TABLE expose_sessions (
+    domain TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL,
+    peer_id TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX expose_sessions_account ON expose_sessions (account_id);
+CREATE INDEX expose_sessions_peer ON expose_sessions (peer_id);

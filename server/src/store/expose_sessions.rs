@@ -1,0 +1,146 @@
+//! The `expose_sessions` table: the active expose sessions of every server
+//! sharing the database, one row per service domain.
+//!
+//! Creating or ending a session is a change of its account (the commit
+//! raises the account's version and, on PostgreSQL, notifies the other
+//! servers), so every server's live views learn about it the way they
+//! learn about any other write. A renewal only moves a deadline: it
+//! changes no view and announces nothing.
+//!
+//! Reading an account's sessions in a write transaction takes the
+//! account's lock first (see [`Tx::lock`]), so whatever decides about them
+//! (a create, a renewal, the reaper on any server) does it one at a time.
+
+use meshplane_core::expose::Session;
+use sqlx::Row;
+
+use super::{StoreError, Tx};
+
+fn decode(row: &sqlx::any::AnyRow) -> Result<Session, StoreError> {
+    let data: String = row.try_get("data")?;
+    Ok(serde_json::from_str(&data)?)
+}
+
+impl Tx {
+    /// The sessions of `account`, sorted by domain.
+    pub async fn expose_sessions(&mut self, account: &str) -> Result<Vec<Session>, StoreError> {
+        self.lock(account).await?;
+        let rows =
+            sqlx::query("SELECT data FROM expose_sessions WHERE account_id = $1 ORDER BY domain")
+                .bind(account)
+                .fetch_all(&mut *self.tx)
+                .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// Every session, with its account.
+    pub async fn all_expose_sessions(&mut self) -> Result<Vec<(String, Session)>, StoreError> {
+        let rows = sqlx::query("SELECT account_id, data FROM expose_sessions ORDER BY domain")
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("account_id")?, decode(r)?)))
+            .collect()
+    }
+
+    /// The session on `domain`, with its account, whichever account holds it.
+    pub async fn expose_session(
+        &mut self,
+        domain: &str,
+    ) -> Result<Option<(String, Session)>, StoreError> {
+        let row = sqlx::query("SELECT account_id, data FROM expose_sessions WHERE domain = $1")
+            .bind(domain)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.map(|r| Ok((r.try_get("account_id")?, decode(&r)?)))
+            .transpose()
+    }
+
+    /// The accounts holding sessions of `peer`.
+    pub async fn expose_accounts_of(&mut self, peer: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT account_id FROM expose_sessions WHERE peer_id = $1 ORDER BY account_id",
+        )
+        .bind(peer)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get("account_id").map_err(StoreError::from))
+            .collect()
+    }
+
+    /// Adds a session of `account`; `false` when its domain is held
+    /// already (by any account).
+    pub async fn insert_expose_session(
+        &mut self,
+        account: &str,
+        session: &Session,
+    ) -> Result<bool, StoreError> {
+        self.lock(account).await?;
+        let done = sqlx::query(
+            "INSERT INTO expose_sessions (domain, account_id, peer_id, data) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (domain) DO NOTHING",
+        )
+        .bind(&session.domain)
+        .bind(account)
+        .bind(session.peer_id.as_str())
+        .bind(serde_json::to_string(session)?)
+        .execute(&mut *self.tx)
+        .await?;
+        let inserted = done.rows_affected() == 1;
+        if inserted {
+            self.touched.insert(account.to_string());
+        }
+        Ok(inserted)
+    }
+
+    /// Stores the new deadline of a renewed session of `account`; `false`
+    /// when the session is gone.
+    pub async fn renew_expose_session(
+        &mut self,
+        account: &str,
+        session: &Session,
+    ) -> Result<bool, StoreError> {
+        self.lock(account).await?;
+        let done = sqlx::query(
+            "UPDATE expose_sessions SET data = $1 \
+             WHERE domain = $2 AND account_id = $3 AND peer_id = $4",
+        )
+        .bind(serde_json::to_string(session)?)
+        .bind(&session.domain)
+        .bind(account)
+        .bind(session.peer_id.as_str())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Removes the session of `account` on `domain`; `false` when it was
+    /// gone already.
+    pub async fn delete_expose_session(
+        &mut self,
+        account: &str,
+        domain: &str,
+    ) -> Result<bool, StoreError> {
+        self.lock(account).await?;
+        let done = sqlx::query("DELETE FROM expose_sessions WHERE domain = $1 AND account_id = $2")
+            .bind(domain)
+            .bind(account)
+            .execute(&mut *self.tx)
+            .await?;
+        let deleted = done.rows_affected() == 1;
+        if deleted {
+            self.touched.insert(account.to_string());
+        }
+        Ok(deleted)
+    }
+
+    /// Removes every session without a trace: a SQLite server starting
+    /// (its sessions did not outlive it).
+    pub async fn clear_expose_sessions(&mut self) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM expose_sessions")
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+}
