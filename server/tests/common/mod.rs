@@ -249,11 +249,6 @@ impl Server {
     /// A second server process on this server's store (PostgreSQL), with
     /// its own port and the same owner token; the store stays this
     /// server's to drop.
-    /// Whether the server's database may be shared (PostgreSQL).
-    pub fn shared(&self) -> bool {
-        self.postgres_db.is_some()
-    }
-
     pub fn another_instance(&self) -> Server {
         let dir = std::env::temp_dir().join(unique("meshplane-server-test"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -314,6 +309,11 @@ impl Server {
     /// The data directory of the embedded database (SQLite servers).
     pub fn data_dir(&self) -> PathBuf {
         self.dir.join("data")
+    }
+
+    /// Whether the server's database may be shared (PostgreSQL).
+    pub fn shared(&self) -> bool {
+        self.store_url.starts_with("postgres")
     }
 
     pub fn log(&self) -> String {
