@@ -1,7 +1,8 @@
 //! Peer expose on the real server binary: sealed CreateExpose / RenewExpose
 //! / StopExpose from registered peers, the proxy's WatchServices stream,
 //! the grants in the Sync maps, the REST services and domains, the audit
-//! log, expiry at the TTL and a restart that clears everything.
+//! log, expiry at the TTL and a restart that clears everything (on SQLite;
+//! on PostgreSQL sessions outlive one server: `tests/multi_instance.rs`).
 
 // A failed unwrap is a failed test here.
 #![allow(clippy::unwrap_used)]
