@@ -7,7 +7,10 @@ CREATE TABLE expose_sessions (
     domain TEXT PRIMARY KEY,
     account_id TEXT NOT NULL,
     peer_id TEXT NOT NULL,
+    -- The session's deadline (ms since the epoch), also in `data`: the
+    -- reaper asks for the sessions due.
+    deadline_ms BIGINT NOT NULL,
     data TEXT NOT NULL
 );
-CREATE INDEX expose_sessions_account ON expose_sessions (account_id);
 CREATE INDEX expose_sessions_peer ON expose_sessions (peer_id);
+CREATE INDEX expose_sessions_deadline ON expose_sessions (account_id, deadline_ms);

@@ -36,6 +36,7 @@ use thiserror::Error;
 use tokio::sync::{broadcast, Mutex, OnceCell, OwnedMutexGuard};
 use tokio::task::AbortHandle;
 
+pub use expose_sessions::SessionScope;
 use notify::Changes;
 
 /// How many committed-write notices a slow listener may fall behind before

@@ -64,7 +64,7 @@ use tokio::sync::{broadcast, Mutex, Notify};
 use super::senders::Senders;
 use crate::domain::audit::meta;
 use crate::ids;
-use crate::store::{Store, StoreError, Tx};
+use crate::store::{SessionScope, Store, StoreError, Tx};
 
 /// The audit initiator of what the server does by itself (expiry).
 const SYSTEM_INITIATOR: &str = "sys";
@@ -101,48 +101,90 @@ pub struct ExposeConfig {
 /// This server's copy of the stored sessions.
 #[derive(Debug, Default)]
 struct Replica {
-    /// Each account's sessions, sorted by domain.
-    accounts: HashMap<String, Vec<Session>>,
+    /// Each account's sessions by domain.
+    accounts: HashMap<String, BTreeMap<String, Session>>,
+    /// (deadline, domain, account) of every session: the next one due
+    /// first.
+    deadlines: BTreeSet<(Timestamp, String, String)>,
     /// Counts changes of the sessions (creates and ends, not renewals).
     revision: u64,
 }
 
 impl Replica {
-    /// Puts `sessions` in place of `account`'s; whether a session began or
-    /// ended (a renewal alone is no change).
-    fn set(&mut self, account: &str, sessions: Vec<Session>) -> bool {
-        let key = |s: &Session| (s.domain.clone(), s.created_at);
-        let old: BTreeSet<_> = self
-            .accounts
-            .get(account)
-            .into_iter()
-            .flatten()
-            .map(key)
-            .collect();
-        let new: BTreeSet<_> = sessions.iter().map(key).collect();
+    fn insert(&mut self, account: &str, session: Session) -> Option<Session> {
+        let old = self.remove(account, &session.domain);
+        self.deadlines.insert((
+            session.deadline,
+            session.domain.clone(),
+            account.to_string(),
+        ));
+        self.accounts
+            .entry(account.to_string())
+            .or_default()
+            .insert(session.domain.clone(), session);
+        old
+    }
+
+    fn remove(&mut self, account: &str, domain: &str) -> Option<Session> {
+        let sessions = self.accounts.get_mut(account)?;
+        let old = sessions.remove(domain)?;
         if sessions.is_empty() {
             self.accounts.remove(account);
-        } else {
-            self.accounts.insert(account.to_string(), sessions);
         }
-        let changed = old != new;
+        self.deadlines
+            .remove(&(old.deadline, old.domain.clone(), account.to_string()));
+        Some(old)
+    }
+
+    /// Replaces `before`, sessions of `account` as the store held them, by
+    /// `after`, the same ones now; whether a session began or ended (a
+    /// renewal alone is no change).
+    fn merge(&mut self, account: &str, before: &[Session], after: &[Session]) -> bool {
+        let kept: BTreeSet<&str> = after.iter().map(|s| s.domain.as_str()).collect();
+        let mut changed = false;
+        for gone in before.iter().filter(|s| !kept.contains(s.domain.as_str())) {
+            changed |= self.remove(account, &gone.domain).is_some();
+        }
+        for session in after {
+            let created_at = session.created_at;
+            let old = self.insert(account, session.clone());
+            changed |= old.is_none_or(|o| o.created_at != created_at);
+        }
         if changed {
             self.revision += 1;
         }
         changed
     }
 
+    /// Puts `sessions` in place of all of `account`'s (see [`Replica::merge`]).
+    fn set(&mut self, account: &str, sessions: &[Session]) -> bool {
+        let before: Vec<Session> = self
+            .accounts
+            .get(account)
+            .map(|s| s.values().cloned().collect())
+            .unwrap_or_default();
+        self.merge(account, &before, sessions)
+    }
+
+    /// The sessions of `account`, sorted by domain.
+    fn of(&self, account: &str) -> impl Iterator<Item = &Session> {
+        self.accounts
+            .get(account)
+            .into_iter()
+            .flat_map(BTreeMap::values)
+    }
+
     /// The earliest deadline of any session.
     fn next_deadline(&self) -> Option<Timestamp> {
-        self.accounts.values().flatten().map(|s| s.deadline).min()
+        self.deadlines.first().map(|(at, _, _)| *at)
     }
 
     /// The accounts with a session due at `now`.
-    fn due(&self, now: Timestamp) -> Vec<String> {
-        self.accounts
+    fn due(&self, now: Timestamp) -> BTreeSet<String> {
+        self.deadlines
             .iter()
-            .filter(|(_, sessions)| sessions.iter().any(|s| s.deadline <= now))
-            .map(|(account, _)| account.clone())
+            .take_while(|(at, _, _)| *at <= now)
+            .map(|(_, _, account)| account.clone())
             .collect()
     }
 }
@@ -184,7 +226,7 @@ impl Expose {
         let mut replica = Replica::default();
         let mut tx = store.read().await?;
         for (account, session) in tx.all_expose_sessions().await? {
-            replica.accounts.entry(account).or_default().push(session);
+            replica.insert(&account, session);
         }
         drop(tx);
         let expose = Expose {
@@ -239,8 +281,10 @@ impl Expose {
         request: &ExposeRequest,
     ) -> Result<Session, ExposeError> {
         let mut copy = self.table();
-        for session in self.replica().accounts.get(account).into_iter().flatten() {
-            copy.restore(session.clone());
+        for session in self.replica().of(account) {
+            if session.peer_id == ctx.peer.id {
+                copy.restore(session.clone());
+            }
         }
         copy.create(ctx, request, &mut OsRng, ids::now())
     }
@@ -249,8 +293,14 @@ impl Expose {
     /// with the limit if the peer reached it meanwhile, and with
     /// `DomainTaken` if its domain was taken meanwhile (draft again).
     pub async fn admit(&self, account: &str, session: Session) -> Result<Session, SessionError> {
-        self.apply(account, None, |table, now| table.admit(session, now))
-            .await
+        let peer = session.peer_id.clone();
+        self.apply(
+            account,
+            |_| SessionScope::Peer(peer.as_str()),
+            None,
+            |table, now| table.admit(session, now),
+        )
+        .await
     }
 
     /// Renews `peer`'s session on `domain`; its new deadline.
@@ -260,9 +310,12 @@ impl Expose {
         peer: &PeerId,
         domain: &str,
     ) -> Result<Timestamp, SessionError> {
-        self.apply(account, Some(domain), |table, now| {
-            table.renew(peer, domain, now)
-        })
+        self.apply(
+            account,
+            |_| SessionScope::Domain(domain),
+            Some(domain),
+            |table, now| table.renew(peer, domain, now),
+        )
         .await
     }
 
@@ -273,9 +326,12 @@ impl Expose {
         peer: &PeerId,
         domain: &str,
     ) -> Result<(), SessionError> {
-        self.apply(account, Some(domain), |table, now| {
-            table.stop(peer, domain, now)
-        })
+        self.apply(
+            account,
+            |_| SessionScope::Domain(domain),
+            Some(domain),
+            |table, now| table.stop(peer, domain, now),
+        )
         .await
     }
 
@@ -293,35 +349,42 @@ impl Expose {
             tx.expose_accounts_of(peer.as_str()).await?
         };
         for account in accounts {
-            self.apply(&account, None, |table, now| {
-                table.remove_peer(peer, now);
-                Ok(())
-            })
+            self.apply(
+                &account,
+                |_| SessionScope::Peer(peer.as_str()),
+                None,
+                |table, now| {
+                    table.remove_peer(peer, now);
+                    Ok(())
+                },
+            )
             .await?;
         }
         Ok(())
     }
 
-    /// Runs `op` on the stored sessions of `account` at the current time
-    /// and stores what it changed, with its audit events, in one commit.
-    /// `domain`, when another account's live session holds it, is put in
-    /// the table too, so that `op` tells the caller it is not theirs
-    /// rather than that it does not exist; it is never changed.
-    async fn apply<T>(
+    /// Runs `op` at the current time on the stored sessions of `account`
+    /// in `scope` (given that time: the ones `op` decides about) and stores
+    /// what it changed, with its audit events, in one commit. `domain`,
+    /// when another account's live session holds it, is put in the table
+    /// too, so that `op` tells the caller it is not theirs rather than that
+    /// it does not exist; it is never changed.
+    async fn apply<'a, T>(
         &self,
         account: &str,
+        scope: impl FnOnce(Timestamp) -> SessionScope<'a>,
         domain: Option<&str>,
         op: impl FnOnce(&mut SessionTable, Timestamp) -> Result<T, ExposeError>,
     ) -> Result<T, SessionError> {
         let mut tx = self.inner.store.write().await?;
         let now = ids::now();
-        let before = tx.expose_sessions(account).await?;
+        let before = tx.expose_sessions(account, scope(now)).await?;
         let mut table = self.table();
         for session in &before {
             table.restore(session.clone());
         }
         let mut foreign = None;
-        if let Some(domain) = domain {
+        if let Some(domain) = domain.filter(|_| before.is_empty()) {
             if let Some((holder, session)) = tx.expose_session(domain).await? {
                 if holder != account && session.deadline > now {
                     foreign = Some(session.domain.clone());
@@ -344,7 +407,7 @@ impl Expose {
         // reload that read before this commit cannot land after it.
         let refreshing = self.inner.refreshing.lock().await;
         tx.commit().await?;
-        let changed = self.replica().set(account, after);
+        let changed = self.replica().merge(account, &before, &after);
         drop(refreshing);
         for event in &events {
             log(event);
@@ -371,7 +434,8 @@ impl Expose {
             Some(accounts) => {
                 let mut stored: HashMap<String, Vec<Session>> = HashMap::new();
                 for account in &accounts {
-                    stored.insert(account.clone(), tx.expose_sessions(account).await?);
+                    let sessions = tx.expose_sessions(account, SessionScope::All).await?;
+                    stored.insert(account.clone(), sessions);
                 }
                 (accounts, stored)
             }
@@ -391,7 +455,7 @@ impl Expose {
             let mut replica = self.replica();
             accounts
                 .into_iter()
-                .filter(|a| replica.set(a, stored.remove(a).unwrap_or_default()))
+                .filter(|a| replica.set(a, &stored.remove(a).unwrap_or_default()))
                 .collect()
         };
         drop(refreshing);
@@ -411,7 +475,7 @@ impl Expose {
     /// replica's revision they were read at.
     pub async fn sessions(&self, account: &str) -> (Vec<Session>, u64) {
         let replica = self.replica();
-        let sessions = replica.accounts.get(account).cloned().unwrap_or_default();
+        let sessions = replica.of(account).cloned().collect();
         (sessions, replica.revision)
     }
 
@@ -432,27 +496,14 @@ impl Expose {
     /// computed from.
     pub async fn granted(&self, account: &Account) -> Account {
         let proxies = proxy_peers(account, &self.inner.config.proxy_group);
-        let targets: Vec<ExposeTarget> = {
-            let replica = self.replica();
-            let by_peer: BTreeMap<&PeerId, Vec<u16>> = replica
-                .accounts
-                .get(account.id.as_str())
-                .into_iter()
-                .flatten()
-                .fold(BTreeMap::new(), |mut by_peer, s| {
-                    by_peer.entry(&s.peer_id).or_default().push(s.port.get());
-                    by_peer
-                });
-            by_peer
-                .into_iter()
-                .flat_map(|(peer, ports)| {
-                    ports.into_iter().map(|port| ExposeTarget {
-                        peer: peer.clone(),
-                        port,
-                    })
-                })
-                .collect()
-        };
+        let targets: Vec<ExposeTarget> = self
+            .replica()
+            .of(account.id.as_str())
+            .map(|s| ExposeTarget {
+                peer: s.peer_id.clone(),
+                port: s.port.get(),
+            })
+            .collect();
         grant(account, &proxies, &targets)
     }
 }
@@ -548,10 +599,15 @@ async fn reap(expose: Expose) {
         let due = expose.replica().due(ids::now());
         for account in due {
             let expired = expose
-                .apply(&account, None, |table, now| {
-                    table.handle_timeout(now);
-                    Ok(())
-                })
+                .apply(
+                    &account,
+                    |now| SessionScope::DueAt(now.as_millis()),
+                    None,
+                    |table, now| {
+                        table.handle_timeout(now);
+                        Ok(())
+                    },
+                )
                 .await;
             if let Err(e) = expired {
                 tracing::error!(error = %e, account, "expose sessions not expired; retrying");

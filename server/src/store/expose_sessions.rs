@@ -16,20 +16,72 @@ use sqlx::Row;
 
 use super::{StoreError, Tx};
 
+/// Which of an account's sessions a transaction reads: all of them, or
+/// only those an operation decides about (a renewal needs one row, not the
+/// account's thousands).
+#[derive(Debug, Clone, Copy)]
+pub enum SessionScope<'a> {
+    All,
+    /// The sessions of one peer (a create counts them against its limit).
+    Peer(&'a str),
+    /// The session on one domain.
+    Domain(&'a str),
+    /// The sessions whose deadline (ms) is at or before this instant.
+    DueAt(i64),
+}
+
 fn decode(row: &sqlx::any::AnyRow) -> Result<Session, StoreError> {
     let data: String = row.try_get("data")?;
     Ok(serde_json::from_str(&data)?)
 }
 
 impl Tx {
-    /// The sessions of `account`, sorted by domain.
-    pub async fn expose_sessions(&mut self, account: &str) -> Result<Vec<Session>, StoreError> {
+    /// The sessions of `account` in `scope`, sorted by domain.
+    pub async fn expose_sessions(
+        &mut self,
+        account: &str,
+        scope: SessionScope<'_>,
+    ) -> Result<Vec<Session>, StoreError> {
         self.lock(account).await?;
+        let tx = &mut *self.tx;
         let rows =
-            sqlx::query("SELECT data FROM expose_sessions WHERE account_id = $1 ORDER BY domain")
+            match scope {
+                SessionScope::All => {
+                    sqlx::query(
+                        "SELECT data FROM expose_sessions WHERE account_id = $1 ORDER BY domain",
+                    )
+                    .bind(account)
+                    .fetch_all(tx)
+                    .await?
+                }
+                SessionScope::Peer(peer) => {
+                    sqlx::query(
+                        "SELECT data FROM expose_sessions WHERE account_id = $1 AND peer_id = $2 \
+                     ORDER BY domain",
+                    )
+                    .bind(account)
+                    .bind(peer)
+                    .fetch_all(tx)
+                    .await?
+                }
+                SessionScope::Domain(domain) => {
+                    sqlx::query(
+                        "SELECT data FROM expose_sessions WHERE account_id = $1 AND domain = $2",
+                    )
+                    .bind(account)
+                    .bind(domain)
+                    .fetch_all(tx)
+                    .await?
+                }
+                SessionScope::DueAt(now) => sqlx::query(
+                    "SELECT data FROM expose_sessions WHERE account_id = $1 AND deadline_ms <= $2 \
+                     ORDER BY domain",
+                )
                 .bind(account)
-                .fetch_all(&mut *self.tx)
-                .await?;
+                .bind(now)
+                .fetch_all(tx)
+                .await?,
+            };
         rows.iter().map(decode).collect()
     }
 
@@ -78,12 +130,13 @@ impl Tx {
     ) -> Result<bool, StoreError> {
         self.lock(account).await?;
         let done = sqlx::query(
-            "INSERT INTO expose_sessions (domain, account_id, peer_id, data) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (domain) DO NOTHING",
+            "INSERT INTO expose_sessions (domain, account_id, peer_id, deadline_ms, data) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (domain) DO NOTHING",
         )
         .bind(&session.domain)
         .bind(account)
         .bind(session.peer_id.as_str())
+        .bind(session.deadline.as_millis())
         .bind(serde_json::to_string(session)?)
         .execute(&mut *self.tx)
         .await?;
@@ -103,10 +156,11 @@ impl Tx {
     ) -> Result<bool, StoreError> {
         self.lock(account).await?;
         let done = sqlx::query(
-            "UPDATE expose_sessions SET data = $1 \
-             WHERE domain = $2 AND account_id = $3 AND peer_id = $4",
+            "UPDATE expose_sessions SET data = $1, deadline_ms = $2 \
+             WHERE domain = $3 AND account_id = $4 AND peer_id = $5",
         )
         .bind(serde_json::to_string(session)?)
+        .bind(session.deadline.as_millis())
         .bind(&session.domain)
         .bind(account)
         .bind(session.peer_id.as_str())
