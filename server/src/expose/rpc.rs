@@ -65,11 +65,13 @@ fn session(s: &Session) -> ExposeSession {
 const DRAFTS: usize = 3;
 
 /// The status of a failed session operation: the table's refusals through
-/// the core-kind mapping, the store's as INTERNAL.
+/// the core-kind mapping, the store's as INTERNAL, UNAVAILABLE when the
+/// server is stopping.
 fn status(e: SessionError) -> Status {
     match e {
         SessionError::Refused(e) => from_core(&e),
         SessionError::Store(e) => internal(e),
+        stopping @ SessionError::Stopping => Status::unavailable(stopping.to_string()),
     }
 }
 

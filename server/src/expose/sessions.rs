@@ -59,7 +59,7 @@ use meshplane_core::{Duration, Timestamp};
 use rand_core::OsRng;
 use thiserror::Error;
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{broadcast, Mutex, Notify};
+use tokio::sync::{broadcast, mpsc, oneshot, Mutex, Notify};
 
 use super::senders::Senders;
 use crate::domain::audit::meta;
@@ -73,18 +73,52 @@ const SYSTEM_INITIATOR: &str = "sys";
 const CHANGE_BACKLOG: usize = 1024;
 /// Sessions each peer may hold (SEMANTICS.md).
 const MAX_SESSIONS_PER_PEER: usize = 10;
+/// Renewals one transaction stores at most; renewals arriving while one
+/// batch commits wait for the next (a commit's fsync serves them all).
+const RENEW_BATCH: usize = 512;
+/// Renewals that may wait for a batch before callers wait to queue.
+const RENEW_BACKLOG: usize = 4096;
 /// The reaper's pause after the store refused an expiry, before it tries
 /// again.
 const REAP_RETRY: StdDuration = StdDuration::from_secs(1);
 
 /// Why a session operation failed.
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum SessionError {
     /// The table refused it (the caller's error).
     #[error(transparent)]
     Refused(#[from] ExposeError),
+    /// The store failed (shared: one failed batch of renewals fails each).
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(Arc<StoreError>),
+    /// The renewal writer is gone: the server is stopping.
+    #[error("the server is shutting down")]
+    Stopping,
+}
+
+impl From<StoreError> for SessionError {
+    fn from(e: StoreError) -> SessionError {
+        SessionError::Store(Arc::new(e))
+    }
+}
+
+/// What one operation decided, to publish once its transaction commits.
+#[derive(Debug)]
+struct Decided {
+    account: String,
+    /// The stored sessions it read, and the same ones after it.
+    before: Vec<Session>,
+    after: Vec<Session>,
+    events: Vec<ExposeEvent>,
+}
+
+/// A renewal waiting for the next batch.
+#[derive(Debug)]
+struct Renewal {
+    account: String,
+    peer: PeerId,
+    domain: String,
+    done: oneshot::Sender<Result<Timestamp, SessionError>>,
 }
 
 /// The server settings of peer expose.
@@ -203,6 +237,8 @@ struct Inner {
     changes: broadcast::Sender<String>,
     /// Who may call.
     senders: Senders,
+    /// Renewals for the batch writer.
+    renewals: mpsc::Sender<Renewal>,
 }
 
 /// The handle every part of the server shares.
@@ -229,6 +265,7 @@ impl Expose {
             replica.insert(&account, session);
         }
         drop(tx);
+        let (renewals, pending) = mpsc::channel(RENEW_BACKLOG);
         let expose = Expose {
             inner: Arc::new(Inner {
                 config,
@@ -238,8 +275,10 @@ impl Expose {
                 refreshing: Mutex::new(()),
                 wake: Notify::new(),
                 changes: broadcast::channel(CHANGE_BACKLOG).0,
+                renewals,
             }),
         };
+        tokio::spawn(renew_in_batches(expose.clone(), pending));
         tokio::spawn(reap(expose.clone()));
         tokio::spawn(follow(expose.clone(), changes));
         Ok(expose)
@@ -303,20 +342,55 @@ impl Expose {
         .await
     }
 
-    /// Renews `peer`'s session on `domain`; its new deadline.
+    /// Renews `peer`'s session on `domain`; its new deadline. Renewals
+    /// are stored in batches (see [`renew_in_batches`]).
     pub async fn renew(
         &self,
         account: &str,
         peer: &PeerId,
         domain: &str,
     ) -> Result<Timestamp, SessionError> {
-        self.apply(
-            account,
-            |_| SessionScope::Domain(domain),
-            Some(domain),
-            |table, now| table.renew(peer, domain, now),
-        )
-        .await
+        let (done, renewed) = oneshot::channel();
+        let renewal = Renewal {
+            account: account.to_string(),
+            peer: peer.clone(),
+            domain: domain.to_string(),
+            done,
+        };
+        // The batch writer runs as long as the runtime does.
+        let stopping = |_| SessionError::Stopping;
+        self.inner.renewals.send(renewal).await.map_err(stopping)?;
+        renewed.await.map_err(|_| SessionError::Stopping)?
+    }
+
+    /// Stores a batch of renewals in one transaction: each decided by the
+    /// table on its session alone, in account order (so that servers
+    /// batching at once take the accounts' locks in one order).
+    async fn renew_all(
+        &self,
+        batch: &mut [Renewal],
+    ) -> Result<Vec<Result<Timestamp, ExposeError>>, SessionError> {
+        batch.sort_by(|a, b| a.account.cmp(&b.account));
+        let mut tx = self.inner.store.write().await?;
+        let now = ids::now();
+        let mut decided = Vec::with_capacity(batch.len());
+        let mut results = Vec::with_capacity(batch.len());
+        for r in batch.iter() {
+            let (d, result) = self
+                .decide(
+                    &mut tx,
+                    &r.account,
+                    SessionScope::Domain(&r.domain),
+                    Some(&r.domain),
+                    now,
+                    |table, now| table.renew(&r.peer, &r.domain, now),
+                )
+                .await?;
+            decided.push(d);
+            results.push(result);
+        }
+        self.commit(tx, decided).await?;
+        Ok(results)
     }
 
     /// Stops `peer`'s session on `domain`.
@@ -365,10 +439,7 @@ impl Expose {
 
     /// Runs `op` at the current time on the stored sessions of `account`
     /// in `scope` (given that time: the ones `op` decides about) and stores
-    /// what it changed, with its audit events, in one commit. `domain`,
-    /// when another account's live session holds it, is put in the table
-    /// too, so that `op` tells the caller it is not theirs rather than that
-    /// it does not exist; it is never changed.
+    /// what it changed, with its audit events, in one commit.
     async fn apply<'a, T>(
         &self,
         account: &str,
@@ -378,7 +449,28 @@ impl Expose {
     ) -> Result<T, SessionError> {
         let mut tx = self.inner.store.write().await?;
         let now = ids::now();
-        let before = tx.expose_sessions(account, scope(now)).await?;
+        let (decided, done) = self
+            .decide(&mut tx, account, scope(now), domain, now, op)
+            .await?;
+        self.commit(tx, vec![decided]).await?;
+        Ok(done?)
+    }
+
+    /// Runs `op` at `now` on the stored sessions of `account` in `scope`
+    /// and writes what it changed, with its audit events, into `tx`.
+    /// `domain`, when another account's live session holds it, is put in
+    /// the table too, so that `op` tells the caller it is not theirs rather
+    /// than that it does not exist; it is never changed.
+    async fn decide<T>(
+        &self,
+        tx: &mut Tx,
+        account: &str,
+        scope: SessionScope<'_>,
+        domain: Option<&str>,
+        now: Timestamp,
+        op: impl FnOnce(&mut SessionTable, Timestamp) -> Result<T, ExposeError>,
+    ) -> Result<(Decided, Result<T, ExposeError>), SessionError> {
+        let before = tx.expose_sessions(account, scope).await?;
         let mut table = self.table();
         for session in &before {
             table.restore(session.clone());
@@ -398,18 +490,37 @@ impl Expose {
             .filter(|s| Some(&s.domain) != foreign.as_ref())
             .cloned()
             .collect();
-        write_back(&mut tx, account, &before, &after).await?;
+        write_back(tx, account, &before, &after).await?;
         let events: Vec<ExposeEvent> = std::iter::from_fn(|| table.poll_event()).collect();
         for event in &events {
-            audit(&mut tx, account, event).await?;
+            audit(tx, account, event).await?;
         }
+        let decided = Decided {
+            account: account.to_string(),
+            before,
+            after,
+            events,
+        };
+        Ok((decided, done))
+    }
+
+    /// Commits `tx`, then brings the replica to what it `decided` and
+    /// announces the accounts whose sessions began or ended.
+    async fn commit(&self, tx: Tx, decided: Vec<Decided>) -> Result<(), StoreError> {
         // The replica follows the commit under the refresh lock, so a
         // reload that read before this commit cannot land after it.
         let refreshing = self.inner.refreshing.lock().await;
         tx.commit().await?;
-        let changed = self.replica().merge(account, &before, &after);
+        let changed: BTreeSet<&str> = {
+            let mut replica = self.replica();
+            decided
+                .iter()
+                .filter(|d| replica.merge(&d.account, &d.before, &d.after))
+                .map(|d| d.account.as_str())
+                .collect()
+        };
         drop(refreshing);
-        for event in &events {
+        for event in decided.iter().flat_map(|d| &d.events) {
             log(event);
             crate::metrics::expose_session(match event.kind {
                 ExposeEventKind::Exposed => "created",
@@ -417,12 +528,12 @@ impl Expose {
                 ExposeEventKind::Expired => "expired",
             });
         }
-        if changed {
+        for account in changed {
             // Nobody listening is fine: no view needs refreshing.
             let _ = self.inner.changes.send(account.to_string());
         }
         self.inner.wake.notify_one();
-        Ok(done?)
+        Ok(())
     }
 
     /// Reads `accounts`' sessions from the store into the replica, and
@@ -574,6 +685,29 @@ async fn audit(tx: &mut Tx, account: &str, event: &ExposeEvent) -> Result<(), St
         )
     })
     .await
+}
+
+/// Stores renewals in batches, forever: whatever arrived while the last
+/// batch committed goes into the next transaction, so under load one
+/// commit (one fsync on SQLite) serves hundreds of renewals.
+async fn renew_in_batches(expose: Expose, mut pending: mpsc::Receiver<Renewal>) {
+    let mut batch = Vec::with_capacity(RENEW_BATCH);
+    while pending.recv_many(&mut batch, RENEW_BATCH).await > 0 {
+        match expose.renew_all(&mut batch).await {
+            Ok(results) => {
+                for (renewal, result) in batch.drain(..).zip(results) {
+                    // A caller that hung up needs no answer.
+                    let _ = renewal.done.send(result.map_err(SessionError::from));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, renewals = batch.len(), "expose renewals not stored");
+                for renewal in batch.drain(..) {
+                    let _ = renewal.done.send(Err(e.clone()));
+                }
+            }
+        }
+    }
 }
 
 /// Expires sessions at their deadlines, forever.
