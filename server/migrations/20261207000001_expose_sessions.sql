@@ -14,3 +14,10 @@ CREATE TABLE expose_sessions (
 );
 CREATE INDEX expose_sessions_peer ON expose_sessions (peer_id);
 CREATE INDEX expose_sessions_deadline ON expose_sessions (account_id, deadline_ms);
+-- A counter per account raised by every transaction that creates or ends
+-- one of its sessions (renewals do not), so a server told that the account
+-- changed reloads its sessions only when they did.
+CREATE TABLE expose_versions (
+    account_id TEXT PRIMARY KEY,
+    version BIGINT NOT NULL
+);

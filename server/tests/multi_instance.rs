@@ -521,6 +521,17 @@ fn expose_sessions_span_the_servers() {
         wait_for_domains(&one, &all);
         wait_for_domains(&two, &all);
         table_where(&mut x, &mut tables, &all).await;
+        // Every session renewed through both servers at once (both batch
+        // their renewals and take the account's lock).
+        let renewals = all
+            .iter()
+            .flat_map(|d| [(d, &one), (d, &two)])
+            .map(|(d, s)| {
+                let a = &a;
+                async move { a.on(s).await.renew_expose(d).await }
+            });
+        let renewed = futures_util::future::join_all(renewals).await;
+        assert!(renewed.iter().all(Result::is_ok), "{renewed:?}");
 
         // Stopped through the second server: gone everywhere.
         a_two.stop_expose(&created.domain).await.unwrap();

@@ -110,6 +110,9 @@ struct Decided {
     before: Vec<Session>,
     after: Vec<Session>,
     events: Vec<ExposeEvent>,
+    /// The account's session version it raised, if a session began or
+    /// ended.
+    version: Option<i64>,
 }
 
 /// A renewal waiting for the next batch.
@@ -142,9 +145,21 @@ struct Replica {
     deadlines: BTreeSet<(Timestamp, String, String)>,
     /// Counts changes of the sessions (creates and ends, not renewals).
     revision: u64,
+    /// Per account, the stored session version the replica holds (see
+    /// `Tx::expose_version`).
+    versions: HashMap<String, i64>,
 }
 
 impl Replica {
+    /// Notes that this server's own commit raised `account`'s session
+    /// version to `version`: the replica holds it if it held the one
+    /// before (else a change of another server is still to be reloaded).
+    fn saw(&mut self, account: &str, version: i64) {
+        if self.versions.get(account) == Some(&(version - 1)) {
+            self.versions.insert(account.to_string(), version);
+        }
+    }
+
     fn insert(&mut self, account: &str, session: Session) -> Option<Session> {
         let old = self.remove(account, &session.domain);
         self.deadlines.insert((
@@ -490,7 +505,7 @@ impl Expose {
             .filter(|s| Some(&s.domain) != foreign.as_ref())
             .cloned()
             .collect();
-        write_back(tx, account, &before, &after).await?;
+        let version = write_back(tx, account, &before, &after).await?;
         let events: Vec<ExposeEvent> = std::iter::from_fn(|| table.poll_event()).collect();
         for event in &events {
             audit(tx, account, event).await?;
@@ -500,6 +515,7 @@ impl Expose {
             before,
             after,
             events,
+            version,
         };
         Ok((decided, done))
     }
@@ -515,7 +531,12 @@ impl Expose {
             let mut replica = self.replica();
             decided
                 .iter()
-                .filter(|d| replica.merge(&d.account, &d.before, &d.after))
+                .filter(|d| {
+                    if let Some(version) = d.version {
+                        replica.saw(&d.account, version);
+                    }
+                    replica.merge(&d.account, &d.before, &d.after)
+                })
                 .map(|d| d.account.as_str())
                 .collect()
         };
@@ -536,37 +557,52 @@ impl Expose {
         Ok(())
     }
 
-    /// Reads `accounts`' sessions from the store into the replica, and
-    /// announces the accounts whose sessions began or ended.
+    /// Reads `accounts`' sessions from the store into the replica (all
+    /// accounts' when `None`), and announces the accounts whose sessions
+    /// began or ended. An account whose stored session version the replica
+    /// holds already is not read again.
     async fn reload(&self, accounts: Option<Vec<String>>) -> Result<(), StoreError> {
         let refreshing = self.inner.refreshing.lock().await;
         let mut tx = self.inner.store.read().await?;
-        let (accounts, mut stored) = match accounts {
+        let mut stored: Vec<(String, Option<i64>, Vec<Session>)> = Vec::new();
+        match accounts {
             Some(accounts) => {
-                let mut stored: HashMap<String, Vec<Session>> = HashMap::new();
-                for account in &accounts {
-                    let sessions = tx.expose_sessions(account, SessionScope::All).await?;
-                    stored.insert(account.clone(), sessions);
+                for account in accounts {
+                    // The version before the rows: rows newer than it only
+                    // cost one more reload later.
+                    let version = tx.expose_version(&account).await?;
+                    if self.replica().versions.get(&account) == Some(&version) {
+                        continue;
+                    }
+                    let sessions = tx.expose_sessions(&account, SessionScope::All).await?;
+                    stored.push((account, Some(version), sessions));
                 }
-                (accounts, stored)
             }
             None => {
-                let mut stored: HashMap<String, Vec<Session>> = HashMap::new();
+                let mut all: BTreeMap<String, Vec<Session>> = self
+                    .replica()
+                    .accounts
+                    .keys()
+                    .map(|a| (a.clone(), Vec::new()))
+                    .collect();
                 for (account, session) in tx.all_expose_sessions().await? {
-                    stored.entry(account).or_default().push(session);
+                    all.entry(account).or_default().push(session);
                 }
-                let mut accounts: BTreeSet<String> =
-                    self.replica().accounts.keys().cloned().collect();
-                accounts.extend(stored.keys().cloned());
-                (accounts.into_iter().collect(), stored)
+                self.replica().versions.clear();
+                stored.extend(all.into_iter().map(|(a, s)| (a, None, s)));
             }
-        };
+        }
         drop(tx);
         let changed: Vec<String> = {
             let mut replica = self.replica();
-            accounts
+            stored
                 .into_iter()
-                .filter(|a| replica.set(a, &stored.remove(a).unwrap_or_default()))
+                .filter_map(|(account, version, sessions)| {
+                    if let Some(version) = version {
+                        replica.versions.insert(account.clone(), version);
+                    }
+                    replica.set(&account, &sessions).then_some(account)
+                })
                 .collect()
         };
         drop(refreshing);
@@ -621,17 +657,19 @@ impl Expose {
 
 /// Stores the difference between `before` and `after`, the sessions of
 /// `account`: ended ones deleted, created ones inserted (refused when
-/// another account holds the domain), renewed ones updated.
+/// another account holds the domain), renewed ones updated. When a session
+/// began or ended, the account's raised session version.
 async fn write_back(
     tx: &mut Tx,
     account: &str,
     before: &[Session],
     after: &[Session],
-) -> Result<(), SessionError> {
+) -> Result<Option<i64>, SessionError> {
     let old: HashMap<&str, &Session> = before.iter().map(|s| (s.domain.as_str(), s)).collect();
     let new: HashMap<&str, &Session> = after.iter().map(|s| (s.domain.as_str(), s)).collect();
+    let mut changed = false;
     for domain in old.keys().filter(|d| !new.contains_key(*d)) {
-        tx.delete_expose_session(account, domain).await?;
+        changed |= tx.delete_expose_session(account, domain).await?;
     }
     for (domain, session) in &new {
         match old.get(domain) {
@@ -639,6 +677,7 @@ async fn write_back(
                 if !tx.insert_expose_session(account, session).await? {
                     return Err(ExposeError::DomainTaken.into());
                 }
+                changed = true;
             }
             Some(was) if was.deadline != session.deadline => {
                 tx.renew_expose_session(account, session).await?;
@@ -646,7 +685,11 @@ async fn write_back(
             Some(_) => {}
         }
     }
-    Ok(())
+    if changed {
+        Ok(Some(tx.raise_expose_version(account).await?))
+    } else {
+        Ok(None)
+    }
 }
 
 /// Every session's begin and end in the server log (no secrets: the

@@ -189,6 +189,32 @@ impl Tx {
         Ok(deleted)
     }
 
+    /// Raises the counter of `account`'s session changes (see
+    /// [`Tx::expose_version`]); the new value.
+    pub async fn raise_expose_version(&mut self, account: &str) -> Result<i64, StoreError> {
+        self.lock(account).await?;
+        let version = sqlx::query_scalar(
+            "INSERT INTO expose_versions (account_id, version) VALUES ($1, 1) \
+             ON CONFLICT (account_id) DO UPDATE SET version = expose_versions.version + 1 \
+             RETURNING version",
+        )
+        .bind(account)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok(version)
+    }
+
+    /// How many times `account`'s sessions began or ended (0 before the
+    /// first): a server that saw this count has nothing to reload.
+    pub async fn expose_version(&mut self, account: &str) -> Result<i64, StoreError> {
+        let version =
+            sqlx::query_scalar("SELECT version FROM expose_versions WHERE account_id = $1")
+                .bind(account)
+                .fetch_optional(&mut *self.tx)
+                .await?;
+        Ok(version.unwrap_or(0))
+    }
+
     /// Removes every session without a trace: a SQLite server starting
     /// (its sessions did not outlive it).
     pub async fn clear_expose_sessions(&mut self) -> Result<(), StoreError> {
