@@ -4,10 +4,13 @@
 //! Sessions live in the store (`expose_sessions`), so a daemon whose next
 //! call lands on another server finds its session there. The core's
 //! [`SessionTable`] still decides everything (permission, limits, names,
-//! TTLs, expiry): every change loads the account's sessions in a write
-//! transaction holding the account's lock, restores them into a fresh
-//! table, runs the table's operation at the current time, and writes back
-//! what the table changed together with the audit events it produced. The
+//! TTLs, expiry): every change loads the account's sessions it concerns
+//! (the peer's for a create, one row for a renewal or stop, the due ones
+//! for the reaper) in a write transaction holding the account's lock,
+//! restores them into a fresh table, runs the table's operation at the
+//! current time, and writes back what the table changed together with the
+//! audit events it produced. Renewals are stored in batches, one
+//! transaction for all that arrive while the previous one commits. The
 //! lock makes the servers decide about one account one at a time, so
 //!
 //! - the per-peer limit holds however many servers create at once;
@@ -30,7 +33,9 @@
 //! changes update it at once; creating or ending a session is also a
 //! change of its account in the store, which reaches every other server
 //! through the store's change notices (PostgreSQL LISTEN/NOTIFY), and each
-//! server then reloads that account's sessions. Renewals announce nothing:
+//! server then reloads that account's sessions, unless the account's
+//! session version (raised by every create and end) shows it holds them
+//! already, as after its own changes. Renewals announce nothing:
 //! another server's replica may hold an older deadline, which only wakes
 //! its reaper early to find the session renewed (and reload it).
 //!
