@@ -20,6 +20,7 @@
 //! which lets readers reuse an account they decoded before ([`Snapshots`]),
 //! and is announced to the live views of every server ([`notify`]).
 
+mod expose_sessions;
 mod notify;
 
 use std::collections::{BTreeSet, HashMap};
@@ -35,6 +36,7 @@ use thiserror::Error;
 use tokio::sync::{broadcast, Mutex, OnceCell, OwnedMutexGuard};
 use tokio::task::AbortHandle;
 
+pub use expose_sessions::SessionScope;
 use notify::Changes;
 
 /// How many committed-write notices a slow listener may fall behind before
@@ -213,6 +215,11 @@ impl Store {
             locked: self.postgres.then(BTreeSet::new),
             _timer: TxTimer::start("write"),
         })
+    }
+
+    /// Whether other servers may share the database (PostgreSQL).
+    pub fn shared(&self) -> bool {
+        self.postgres
     }
 
     /// Accounts decoded by earlier reads (see [`Snapshots`]).
