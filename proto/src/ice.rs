@@ -47,6 +47,8 @@ pub const KEEPALIVE: Duration = Duration::from_secs(2);
 pub const ANSWER_LOST: Duration = Duration::from_secs(7);
 /// The most candidates checked per peer.
 pub const MAX_CANDIDATES: usize = 16;
+/// The most peers checked; others' credentials are ignored.
+pub const MAX_PEERS: usize = 4096;
 /// The most checks waiting for their answer; older ones go first.
 pub const MAX_PENDING: usize = 1024;
 /// How long a check waits for its answer.
@@ -175,6 +177,7 @@ impl<K: Ord + Clone> IceAgent<K> {
         controlling: bool,
         now: Instant,
     ) {
+        let full = self.peers.len() >= MAX_PEERS;
         match self.peers.get_mut(&peer) {
             Some(remote) if remote.credentials == credentials => {
                 remote.controlling = controlling;
@@ -187,6 +190,7 @@ impl<K: Ord + Clone> IceAgent<K> {
                 remote.checking_since = now;
                 remote.next_check = now;
             }
+            None if full => {}
             None => {
                 self.peers.insert(
                     peer,
