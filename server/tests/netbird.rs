@@ -527,12 +527,11 @@ fn a_netbird_peer_and_a_meshplane_daemon_share_a_mesh() {
 /// gives it, and nominates when it controls. The daemon's socket listens on
 /// every address, so the checks go to it over loopback at the port of its
 /// candidates.
+///
+/// Both roles: one NetBird peer whose key sorts above the daemon's (it
+/// controls) and one whose key sorts below (the daemon controls).
 #[test]
 fn a_meshplane_daemon_answers_and_sends_ice_checks() {
-    use meshplane_core::connect::Candidate;
-    use meshplane_proto::ice::{Credentials, IceAgent, Received};
-    use meshplane_proto::stun::{parse_ice_request, IceRole};
-
     let s = Server::start(common::Backend::Sqlite);
     let key = reusable(&s);
     let daemon = Daemon::start(&s);
@@ -542,96 +541,122 @@ fn a_meshplane_daemon_answers_and_sends_ice_checks() {
     );
     let daemon_key = daemon.status()["public_key"].as_str().unwrap().to_string();
     run(async {
-        let channel = s.channel().await;
-        let mut nb = NbPeer::connect(channel.clone(), "nb-ice").await;
-        nb.up(&key).await.unwrap();
-        let mut sync = nb.sync().await.unwrap();
-        map_until(&nb, &mut sync, |m| !m.remote_peers.is_empty()).await;
-        let nb_key = nb.key.clone();
-        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let local = socket.local_addr().unwrap();
-        let mut agent = IceAgent::new(Credentials::random());
-        let signal = SignalClient::new(channel, nb.secret.clone());
-        let mut stream = signal.connect().await.unwrap();
-        let mut offer = body(Type::Offer, &agent.local().to_string());
-        offer.wg_listen_port = u32::from(local.port());
-        signal.send(&daemon_key, &offer).await.unwrap();
-        signal
-            .send(
-                &daemon_key,
-                &body(Type::Candidate, &Candidate::host(local).to_string()),
-            )
-            .await
-            .unwrap();
-
-        // The daemon's answer carries its credentials, then its candidates.
-        let mut remote = None;
-        let mut port = None;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while remote.is_none() || port.is_none() {
-            assert!(Instant::now() < deadline, "no answer and candidate");
-            let got = next_signal(&mut stream).await;
-            assert_eq!(got.from, daemon_key);
-            match Type::try_from(got.body.r#type) {
-                Ok(Type::Answer | Type::Offer) => {
-                    assert!(got.body.net_bird_version.starts_with("meshplane/"));
-                    remote = Some(Credentials::parse(&got.body.payload).unwrap());
-                }
-                Ok(Type::Candidate) => {
-                    let candidate: Candidate = got.body.payload.parse().unwrap();
-                    port = Some(candidate.addr.port());
-                }
-                other => panic!("unexpected {other:?}"),
+        for daemon_controls in [true, false] {
+            let channel = s.channel().await;
+            let mut nb = NbPeer::connect(channel.clone(), "nb-ice").await;
+            while (daemon_key > nb.key) != daemon_controls {
+                nb = NbPeer::connect(channel.clone(), "nb-ice").await;
             }
-        }
-        let remote = remote.unwrap();
-        let target: std::net::SocketAddr = ([127, 0, 0, 1], port.unwrap()).into();
-        // NetBird's rule: the higher key as base64 text controls.
-        let daemon_controls = daemon_key > nb_key;
-        let now = Instant::now;
-        agent.set_remote(daemon_key.clone(), remote, !daemon_controls, now());
-        agent.set_candidates(&daemon_key, &[target], now());
-
-        let mut answered = false;
-        let mut checked = false;
-        let mut nominated = false;
-        let mut buf = [0u8; 1500];
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !(answered && checked && nominated == daemon_controls) {
-            assert!(
-                Instant::now() < deadline,
-                "answered {answered}, checked {checked}, nominated {nominated}"
-            );
-            for (to, check) in agent.poll_transmit(now()) {
-                socket.send_to(&check, to).await.unwrap();
-            }
-            let wait = tokio::time::timeout(Duration::from_millis(100), socket.recv_from(&mut buf));
-            let Ok(Ok((n, from))) = wait.await else {
-                continue;
-            };
-            let packet = &buf[..n];
-            if let Some(check) = parse_ice_request(packet, &agent.local().ufrag, &agent.local().pwd)
-            {
-                // The daemon's role is NetBird's rule's.
-                match check.role {
-                    Some(IceRole::Controlling(_)) => assert!(daemon_controls),
-                    Some(IceRole::Controlled(_)) => assert!(!daemon_controls),
-                    None => panic!("a check without a role"),
-                }
-                checked = true;
-                nominated |= check.use_candidate;
-            }
-            match agent.handle(packet, from, now()) {
-                Received::Answer(answer) => {
-                    socket.send_to(&answer, from).await.unwrap();
-                }
-                Received::Answered { peer, addr } => {
-                    assert_eq!((peer.as_str(), addr), (daemon_key.as_str(), target));
-                    answered = true;
-                }
-                // WireGuard handshakes of the daemon's own path probes.
-                Received::NotOurs => {}
-            }
+            ice_checks(&key, &daemon_key, nb, channel).await;
         }
     });
+}
+
+/// Registers `nb`, offers the daemon ICE credentials and checks with it
+/// until the daemon answered, checked back, and (when it controls)
+/// nominated.
+async fn ice_checks(
+    key: &str,
+    daemon_key: &str,
+    mut nb: NbPeer,
+    channel: tonic::transport::Channel,
+) {
+    use meshplane_core::connect::Candidate;
+    use meshplane_proto::ice::{Credentials, IceAgent, Received};
+    use meshplane_proto::stun::{parse_ice_request, IceRole};
+
+    let daemon_key = daemon_key.to_string();
+    nb.up(key).await.unwrap();
+    let mut sync = nb.sync().await.unwrap();
+    map_until(&nb, &mut sync, |m| {
+        m.remote_peers.iter().any(|p| p.wg_pub_key == daemon_key)
+    })
+    .await;
+    let nb_key = nb.key.clone();
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let local = socket.local_addr().unwrap();
+    let mut agent = IceAgent::new(Credentials::random());
+    let signal = SignalClient::new(channel, nb.secret.clone());
+    let mut stream = signal.connect().await.unwrap();
+    let mut offer = body(Type::Offer, &agent.local().to_string());
+    offer.wg_listen_port = u32::from(local.port());
+    signal.send(&daemon_key, &offer).await.unwrap();
+    signal
+        .send(
+            &daemon_key,
+            &body(Type::Candidate, &Candidate::host(local).to_string()),
+        )
+        .await
+        .unwrap();
+
+    // The daemon's answer carries its credentials, then its candidates.
+    let mut remote = None;
+    let mut port = None;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while remote.is_none() || port.is_none() {
+        assert!(Instant::now() < deadline, "no answer and candidate");
+        let got = next_signal(&mut stream).await;
+        if got.from != daemon_key {
+            continue;
+        }
+        match Type::try_from(got.body.r#type) {
+            Ok(Type::Answer | Type::Offer) => {
+                assert!(got.body.net_bird_version.starts_with("meshplane/"));
+                remote = Some(Credentials::parse(&got.body.payload).unwrap());
+            }
+            Ok(Type::Candidate) => {
+                let candidate: Candidate = got.body.payload.parse().unwrap();
+                port = Some(candidate.addr.port());
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let remote = remote.unwrap();
+    let target: std::net::SocketAddr = ([127, 0, 0, 1], port.unwrap()).into();
+    // NetBird's rule: the higher key as base64 text controls.
+    let daemon_controls = daemon_key > nb_key;
+    let now = Instant::now;
+    agent.set_remote(daemon_key.clone(), remote, !daemon_controls, now());
+    agent.set_candidates(&daemon_key, &[target], now());
+
+    let mut answered = false;
+    let mut checked = false;
+    let mut nominated = false;
+    let mut buf = [0u8; 1500];
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !(answered && checked && nominated == daemon_controls) {
+        assert!(
+            Instant::now() < deadline,
+            "answered {answered}, checked {checked}, nominated {nominated}"
+        );
+        for (to, check) in agent.poll_transmit(now()) {
+            socket.send_to(&check, to).await.unwrap();
+        }
+        let wait = tokio::time::timeout(Duration::from_millis(100), socket.recv_from(&mut buf));
+        let Ok(Ok((n, from))) = wait.await else {
+            continue;
+        };
+        let packet = &buf[..n];
+        if let Some(check) = parse_ice_request(packet, &agent.local().ufrag, &agent.local().pwd) {
+            // The daemon's role is NetBird's rule's.
+            match check.role {
+                Some(IceRole::Controlling(_)) => assert!(daemon_controls),
+                Some(IceRole::Controlled(_)) => assert!(!daemon_controls),
+                None => panic!("a check without a role"),
+            }
+            checked = true;
+            nominated |= check.use_candidate;
+        }
+        match agent.handle(packet, from, now()) {
+            Received::Answer(answer) => {
+                socket.send_to(&answer, from).await.unwrap();
+            }
+            Received::Answered { peer, addr } => {
+                assert_eq!((peer.as_str(), addr), (daemon_key.as_str(), target));
+                answered = true;
+            }
+            // WireGuard handshakes of the daemon's own path probes.
+            Received::NotOurs => {}
+        }
+    }
 }

@@ -120,7 +120,13 @@ impl Ice {
                 );
                 self.agent.set_remote(peer, credentials, controlling, now);
             }
-            Command::Candidates { peer, addrs } => self.agent.set_candidates(&peer, &addrs, now),
+            Command::Candidates { peer, mut addrs } => {
+                // Only addresses the socket can reach: NetBird's clients
+                // also announce IPv6 ones, which an IPv4 socket cannot.
+                let v6 = self.socket.local_addr().is_ok_and(|a| a.is_ipv6());
+                addrs.retain(|a| v6 || a.is_ipv4());
+                self.agent.set_candidates(&peer, &addrs, now);
+            }
             Command::Forget(peer) => self.agent.forget(&peer),
         }
     }
