@@ -13,11 +13,13 @@
 
 mod common;
 
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use common::client::{assert_status, now, reusable, run, set_expose, Peer, PROMPT};
 use common::netbird::{pinging_channel, NbPeer};
 use common::{meshplane_binary, Server};
+use meshplane_proto::envelope::parse_public_key;
 use meshplane_proto::netbird::{
     DeviceAuthorizationFlowRequest, Empty, ExposeServiceRequest, ExposeServiceResponse, NetworkMap,
     PkceAuthorizationFlowRequest, RenewExposeRequest, StopExposeRequest, SyncResponse,
@@ -539,7 +541,9 @@ fn a_meshplane_daemon_answers_and_sends_ice_checks() {
         &["up", "--management-url", &s.base],
         &[("MESHPLANE_SETUP_KEY", &key)],
     );
-    let daemon_key = daemon.status()["public_key"].as_str().unwrap().to_string();
+    let status = daemon.status();
+    let daemon_key = status["public_key"].as_str().unwrap().to_string();
+    let daemon_ip: Ipv4Addr = status["ip"].as_str().unwrap().parse().unwrap();
     run(async {
         for daemon_controls in [true, false] {
             let channel = s.channel().await;
@@ -547,17 +551,19 @@ fn a_meshplane_daemon_answers_and_sends_ice_checks() {
             while (daemon_key > nb.key) != daemon_controls {
                 nb = NbPeer::connect(channel.clone(), "nb-ice").await;
             }
-            ice_checks(&key, &daemon_key, nb, channel).await;
+            ice_checks(&key, &daemon_key, &daemon_ip, nb, channel).await;
         }
     });
 }
 
 /// Registers `nb`, offers the daemon ICE credentials and checks with it
 /// until the daemon answered, checked back, and (when it controls)
-/// nominated.
+/// nominated; then pings the daemon through WireGuard over the checked
+/// address.
 async fn ice_checks(
     key: &str,
     daemon_key: &str,
+    daemon_ip: &Ipv4Addr,
     mut nb: NbPeer,
     channel: tonic::transport::Channel,
 ) {
@@ -566,7 +572,9 @@ async fn ice_checks(
     use meshplane_proto::stun::{parse_ice_request, IceRole};
 
     let daemon_key = daemon_key.to_string();
-    nb.up(key).await.unwrap();
+    let login = nb.up(key).await.unwrap();
+    let address = login.peer_config.unwrap().address;
+    let nb_ip: Ipv4Addr = address.split('/').next().unwrap().parse().unwrap();
     let mut sync = nb.sync().await.unwrap();
     map_until(&nb, &mut sync, |m| {
         m.remote_peers.iter().any(|p| p.wg_pub_key == daemon_key)
@@ -659,4 +667,95 @@ async fn ice_checks(
             Received::NotOurs => {}
         }
     }
+    wireguard_ping(&socket, target, &nb, &daemon_key, nb_ip, *daemon_ip).await;
+}
+
+/// A WireGuard handshake with the daemon from `socket` to `target`, then an
+/// ICMP echo request to its mesh IP answered through the tunnel.
+async fn wireguard_ping(
+    socket: &tokio::net::UdpSocket,
+    target: std::net::SocketAddr,
+    nb: &NbPeer,
+    daemon_key: &str,
+    nb_ip: Ipv4Addr,
+    daemon_ip: Ipv4Addr,
+) {
+    use boringtun::noise::{Tunn, TunnResult};
+    use boringtun::x25519::{PublicKey as WgPublic, StaticSecret};
+
+    let daemon = parse_public_key(daemon_key).unwrap();
+    let mut tunn = Tunn::new(
+        StaticSecret::from(nb.secret.to_bytes()),
+        WgPublic::from(*daemon.as_bytes()),
+        None,
+        None,
+        1,
+        None,
+    );
+    let echo = echo_request(nb_ip, daemon_ip);
+    let mut out = vec![0u8; 2048];
+    let mut buf = [0u8; 2048];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(Instant::now() < deadline, "no echo reply through WireGuard");
+        // Queued until the handshake is done; sent again every round.
+        if let TunnResult::WriteToNetwork(p) = tunn.encapsulate(&echo, &mut out) {
+            socket.send_to(p, target).await.unwrap();
+        }
+        let until = Instant::now() + Duration::from_millis(300);
+        while let Ok(Ok((n, from))) =
+            tokio::time::timeout_at(until.into(), socket.recv_from(&mut buf)).await
+        {
+            let mut result = tunn.decapsulate(Some(from.ip()), &buf[..n], &mut out);
+            loop {
+                match result {
+                    TunnResult::WriteToNetwork(p) => {
+                        socket.send_to(p, from).await.unwrap();
+                        // Packets queued behind the handshake follow.
+                        result = tunn.decapsulate(None, &[], &mut out);
+                    }
+                    TunnResult::WriteToTunnelV4(packet, src) => {
+                        // An echo reply (ICMP type 0) from the daemon.
+                        if src == daemon_ip
+                            && packet.len() > 20
+                            && packet[9] == 1
+                            && packet[20] == 0
+                        {
+                            return;
+                        }
+                        break;
+                    }
+                    _ => break,
+                }
+            }
+        }
+    }
+}
+
+/// An ICMP echo request from `src` to `dst`.
+fn echo_request(src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
+    fn checksum(data: &[u8]) -> u16 {
+        let mut sum: u32 = data
+            .chunks(2)
+            .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+            .sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        !(sum as u16)
+    }
+    let mut icmp = vec![8, 0, 0, 0, 0x12, 0x34, 0, 1];
+    icmp.extend_from_slice(b"meshplane ice test");
+    let sum = checksum(&icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    let total = u16::try_from(20 + icmp.len()).unwrap();
+    let mut packet = vec![0x45, 0];
+    packet.extend_from_slice(&total.to_be_bytes());
+    packet.extend_from_slice(&[0, 1, 0, 0, 64, 1, 0, 0]);
+    packet.extend_from_slice(&src.octets());
+    packet.extend_from_slice(&dst.octets());
+    let sum = checksum(&packet);
+    packet[10..12].copy_from_slice(&sum.to_be_bytes());
+    packet.extend_from_slice(&icmp);
+    packet
 }
