@@ -759,3 +759,39 @@ fn echo_request(src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
     packet.extend_from_slice(&icmp);
     packet
 }
+
+/// Approval as for our daemons: a NetBird peer that must be approved
+/// reaches nothing and is reached by nothing (its map and the other peer's
+/// lose each other), and approving it gives both back, all on the open
+/// Sync streams.
+#[test]
+fn a_netbird_peer_pending_approval_reaches_nothing_until_approved() {
+    let s = Server::start(common::Backend::Sqlite);
+    run(async {
+        let key = reusable(&s);
+        let channel = s.channel().await;
+        let mut a = NbPeer::connect(channel.clone(), "nb-alpha").await;
+        let mut b = NbPeer::connect(channel.clone(), "nb-beta").await;
+        a.up(&key).await.unwrap();
+        b.up(&key).await.unwrap();
+        let mut a_sync = a.sync().await.unwrap();
+        let mut b_sync = b.sync().await.unwrap();
+        let sees = |key: &str| {
+            let key = key.to_string();
+            move |m: &NetworkMap| keys(m) == [key.as_str()]
+        };
+        map_until(&a, &mut a_sync, sees(&b.key)).await;
+        map_until(&b, &mut b_sync, sees(&a.key)).await;
+
+        let b_id = rest_peer(&s, "nb-beta")["id"].as_str().unwrap().to_string();
+        let approval = |required: bool| json!({"name": "nb-beta", "approval_required": required});
+        s.put(&format!("/api/peers/{b_id}"), approval(true));
+        let a_map = map_until(&a, &mut a_sync, |m| m.remote_peers.is_empty()).await;
+        assert!(a_map.remote_peers_is_empty);
+        map_until(&b, &mut b_sync, |m| m.remote_peers.is_empty()).await;
+
+        s.put(&format!("/api/peers/{b_id}"), approval(false));
+        map_until(&a, &mut a_sync, sees(&b.key)).await;
+        map_until(&b, &mut b_sync, sees(&a.key)).await;
+    });
+}
