@@ -795,3 +795,38 @@ fn a_netbird_peer_pending_approval_reaches_nothing_until_approved() {
         map_until(&b, &mut b_sync, sees(&a.key)).await;
     });
 }
+
+/// The relay token refresh on NetBird Sync streams, shortened to a second
+/// with `--relay-token-refresh-secs`: the stream brings configuration-only
+/// messages (no map) with tokens expiring later each time.
+#[test]
+fn netbird_sync_streams_get_fresh_relay_tokens() {
+    let mut s = Server::start(common::Backend::Sqlite);
+    s.restart_with(&["--relay-token-refresh-secs", "1"]);
+    run(async {
+        let key = reusable(&s);
+        let mut nb = NbPeer::connect(s.channel().await, "nb-refresh").await;
+        nb.up(&key).await.unwrap();
+        let mut stream = nb.sync().await.unwrap();
+        let expiry = |response: &SyncResponse| -> i64 {
+            let relay = response.netbird_config.as_ref().unwrap().relay.as_ref();
+            relay.unwrap().token_payload.parse().unwrap()
+        };
+        let first = nb.next_sync(&mut stream).await.unwrap();
+        let mut last = expiry(&first);
+        let mut refreshes = 0;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while refreshes < 2 {
+            assert!(Instant::now() < deadline, "{refreshes} refreshes");
+            let response = nb.next_sync(&mut stream).await.unwrap();
+            if response.network_map.is_some() {
+                continue;
+            }
+            let now = expiry(&response);
+            assert!(now >= last, "{now} after {last}");
+            refreshes += 1;
+            last = now;
+        }
+        assert!(last > expiry(&first), "the tokens never moved on");
+    });
+}
