@@ -659,7 +659,7 @@ async fn ice_checks(
             Received::Answer(answer) => {
                 socket.send_to(&answer, from).await.unwrap();
             }
-            Received::Answered { peer, addr } => {
+            Received::Answered { peer, addr, .. } => {
                 assert_eq!((peer.as_str(), addr), (daemon_key.as_str(), target));
                 answered = true;
             }

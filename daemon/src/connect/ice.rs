@@ -18,6 +18,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::engine::wg::Engine;
 use crate::key::PublicKey;
 
 /// Commands queued for the task; past this many, a command is dropped (the
@@ -60,6 +61,8 @@ pub struct Ice {
     pub discovery: mpsc::Sender<(SocketAddr, Vec<u8>)>,
     pub commands: mpsc::Receiver<Command>,
     pub agent: IceAgent<PublicKey>,
+    /// Told of every newly answered address ([`Engine::checked`]).
+    pub engine: Arc<Engine>,
 }
 
 impl Ice {
@@ -92,8 +95,9 @@ impl Ice {
                     tracing::debug!("ice answer to {from}: {e}");
                 }
             }
-            Received::Answered { peer, addr } => {
+            Received::Answered { peer, addr, new } => {
                 tracing::debug!("ice: {peer} answers at {addr}");
+                let _ = self.engine.checked(peer, addr, new).await;
             }
             Received::NotOurs => {
                 // Discovery reads a few a minute; a flood is dropped.

@@ -89,6 +89,7 @@ impl Connect {
                 discovery: to_discovery,
                 commands: ice_commands,
                 agent: IceAgent::new(credentials.clone()),
+                engine: Arc::clone(&config.engine),
             };
             tasks.push(tokio::spawn(checks.run()));
             let discovery = discovery::Discovery {
