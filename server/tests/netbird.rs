@@ -551,7 +551,9 @@ fn a_meshplane_daemon_answers_and_sends_ice_checks() {
             while (daemon_key > nb.key) != daemon_controls {
                 nb = NbPeer::connect(channel.clone(), "nb-ice").await;
             }
-            ice_checks(&key, &daemon_key, &daemon_ip, nb, channel).await;
+            // Once: the path stays direct on ICE checks alone.
+            let hold = daemon_controls.then_some(&daemon);
+            ice_checks(&key, &daemon_key, &daemon_ip, nb, channel, hold).await;
         }
     });
 }
@@ -559,13 +561,17 @@ fn a_meshplane_daemon_answers_and_sends_ice_checks() {
 /// Registers `nb`, offers the daemon ICE credentials and checks with it
 /// until the daemon answered, checked back, and (when it controls)
 /// nominated; then pings the daemon through WireGuard over the checked
-/// address.
+/// address. With `hold`, it then stays idle but for the ICE checks, as a
+/// NetBird client's idle path is (it sends no WireGuard keep-alives), past
+/// the path machine's 6 s `dead_after`, and the daemon must still reach it
+/// directly.
 async fn ice_checks(
     key: &str,
     daemon_key: &str,
     daemon_ip: &Ipv4Addr,
     mut nb: NbPeer,
     channel: tonic::transport::Channel,
+    hold: Option<&Daemon>,
 ) {
     use meshplane_core::connect::Candidate;
     use meshplane_proto::ice::{Credentials, IceAgent, Received};
@@ -668,6 +674,32 @@ async fn ice_checks(
         }
     }
     wireguard_ping(&socket, target, &nb, &daemon_key, nb_ip, *daemon_ip).await;
+    let Some(daemon) = hold else {
+        return;
+    };
+    let idle_until = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < idle_until {
+        for (to, check) in agent.poll_transmit(now()) {
+            socket.send_to(&check, to).await.unwrap();
+        }
+        let wait = tokio::time::timeout(Duration::from_millis(100), socket.recv_from(&mut buf));
+        let Ok(Ok((n, from))) = wait.await else {
+            continue;
+        };
+        // The daemon's WireGuard keep-alives go unanswered, as NetBird's do.
+        if let Received::Answer(answer) = agent.handle(&buf[..n], from, now()) {
+            socket.send_to(&answer, from).await.unwrap();
+        }
+    }
+    let status = tokio::task::block_in_place(|| daemon.status());
+    let peer = status["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["public_key"] == nb.key.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(peer["connection"], "direct", "{peer}");
 }
 
 /// A WireGuard handshake with the daemon from `socket` to `target`, then an
