@@ -21,9 +21,10 @@
 //!   checked every [`KEEPALIVE`] until it goes [`ANSWER_LOST`] without an
 //!   answer, when every candidate is checked again.
 //!
-//! The checks only open the way: WireGuard decides where its packets go
-//! (the path machine in `meshplane_core::connect`), from authenticated
-//! WireGuard packets, which a forged STUN answer cannot produce.
+//! Only verified answers count ([`Received::Answered`]): they are keyed by
+//! the peer's password, which travelled in sealed signal bodies, so a
+//! forged datagram cannot pass for one. The daemon treats them as proof of
+//! the path, as it does authenticated WireGuard packets.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
