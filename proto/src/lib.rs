@@ -4,10 +4,12 @@
 //! its messages ([`map`]), and the mapping of core errors to gRPC statuses
 //! ([`status`]). Beside it: the signal exchange peers pass connection
 //! candidates through ([`signal`]) and the STUN binding that tells a peer
-//! its public address ([`stun`]); and NetBird's management protocol for
+//! its public address ([`stun`]), and the ICE connectivity checks NetBird's
+//! clients need before they use a direct path ([`ice`]); and NetBird's management protocol for
 //! stock NetBird clients ([`netbird`], maps converted by [`netbird_map`]).
 
 pub mod envelope;
+pub mod ice;
 pub mod map;
 pub mod netbird_map;
 pub mod signal;

@@ -18,6 +18,9 @@ use thiserror::Error;
 pub const DEFAULT_DATA_DIR: &str = "./meshplane-data";
 /// The port the API listens on (on 127.0.0.1) when nothing else is said.
 pub const DEFAULT_PORT: u16 = 33073;
+/// Default seconds between relay token refreshes on NetBird Sync streams:
+/// half the token's lifetime.
+pub const DEFAULT_RELAY_TOKEN_REFRESH_SECS: u32 = 1800;
 /// File name of the embedded database inside the data directory.
 pub const SQLITE_FILE: &str = "meshplane.db";
 
@@ -27,7 +30,7 @@ pub const SQLITE_FILE: &str = "meshplane.db";
 /// Every option can also be set with the environment variable shown, or as a
 /// key of the TOML file given with --config (keys: data_dir, store, listen,
 /// log, log_format, ephemeral_offline_secs, expose_ttl_secs, proxy_domain, proxy_group,
-/// relay_urls (a list), tls_cert, tls_key, metrics_listen, and the connection limits in a `[limits]` table: header_read_timeout_secs,
+/// relay_urls (a list), relay_token_refresh_secs, tls_cert, tls_key, metrics_listen, and the connection limits in a `[limits]` table: header_read_timeout_secs,
 /// idle_timeout_secs, ...). Flags win over environment variables, which win
 /// over the file.
 #[derive(Debug, Parser)]
@@ -91,6 +94,16 @@ pub struct Cli {
         global = true
     )]
     pub expose_ttl_secs: Option<u32>,
+
+    /// Seconds between the fresh relay tokens a NetBird client's Sync
+    /// stream is sent (tokens live an hour). Default: 1800.
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "MESHPLANE_RELAY_TOKEN_REFRESH_SECS",
+        global = true
+    )]
+    pub relay_token_refresh_secs: Option<u32>,
 
     /// The reverse proxy's domain: exposed services get names under it, and
     /// a proxy must serve exactly this domain to watch the services.
@@ -192,6 +205,7 @@ struct FileConfig {
     proxy_domain: Option<String>,
     proxy_group: Option<String>,
     relay_urls: Option<Vec<String>>,
+    relay_token_refresh_secs: Option<u32>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     metrics_listen: Option<SocketAddr>,
@@ -216,6 +230,8 @@ pub enum ConfigError {
     ProxyDomain(#[from] ValidationError),
     #[error("the expose TTL must be at least one second")]
     ExposeTtl,
+    #[error("relay_token_refresh_secs must be between 1 and {max}")]
+    RelayTokenRefresh { max: i64 },
     #[error("{0} must be at least 1")]
     ZeroLimit(&'static str),
     #[error("invalid relay URL: {0}")]
@@ -246,6 +262,8 @@ pub struct Settings {
     pub limits: Limits,
     /// The relays peers are told to use (empty: this server's own).
     pub relay_urls: Vec<String>,
+    /// How often NetBird clients' Sync streams get a fresh relay token.
+    pub relay_token_refresh: StdDuration,
     /// The certificate chain and key files to serve TLS with.
     pub tls: Option<TlsFiles>,
     /// Where to serve metrics, if anywhere.
@@ -325,6 +343,15 @@ impl Cli {
             meshplane_relay::dial::Target::relay(url)
                 .map_err(|e| ConfigError::RelayUrl(e.to_string()))?;
         }
+        // A refresh must come before the token it replaces expires.
+        let refresh = self
+            .relay_token_refresh_secs
+            .or(file.relay_token_refresh_secs)
+            .unwrap_or(DEFAULT_RELAY_TOKEN_REFRESH_SECS);
+        let max = crate::relay::TOKEN_TTL_SECS - 1;
+        if refresh == 0 || i64::from(refresh) > max {
+            return Err(ConfigError::RelayTokenRefresh { max });
+        }
         // A flag pair wins as a whole over the file's pair.
         let tls = match (self.tls_cert.clone(), self.tls_key.clone()) {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
@@ -336,6 +363,7 @@ impl Cli {
         };
         Ok(Settings {
             relay_urls,
+            relay_token_refresh: StdDuration::from_secs(u64::from(refresh)),
             tls,
             metrics_listen: self.metrics_listen.or(file.metrics_listen),
             store_url,
@@ -658,6 +686,33 @@ mod tests {
         // One flag alone is refused by the parser.
         assert!(Cli::try_parse_from(["meshplane-server", "--tls-cert", "/a.pem"]).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn relay_token_refresh_is_bounded_by_the_token_lifetime() {
+        let settings = |args: &[&str]| {
+            let mut all = vec!["meshplane-server"];
+            all.extend_from_slice(args);
+            Cli::try_parse_from(all).unwrap().settings()
+        };
+        assert_eq!(
+            settings(&[]).unwrap().relay_token_refresh,
+            StdDuration::from_secs(1800)
+        );
+        assert_eq!(
+            settings(&["--relay-token-refresh-secs", "1"])
+                .unwrap()
+                .relay_token_refresh,
+            StdDuration::from_secs(1)
+        );
+        for refused in ["0", "3600"] {
+            assert_eq!(
+                settings(&["--relay-token-refresh-secs", refused])
+                    .unwrap_err()
+                    .to_string(),
+                "relay_token_refresh_secs must be between 1 and 3599"
+            );
+        }
     }
 
     #[test]

@@ -121,7 +121,8 @@ async fn serve(settings: &Settings) -> Result<(), String> {
     let issuer = std::sync::Arc::new(
         relay::Issuer::load(&store, settings.relay_urls.clone())
             .await?
-            .with_tls(settings.tls.is_some()),
+            .with_tls(settings.tls.is_some())
+            .with_refresh(settings.relay_token_refresh),
     );
     let (relay, relay_routes) = issuer.routes();
     let app = http::router(http::App {

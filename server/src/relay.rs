@@ -43,6 +43,8 @@ pub struct Issuer {
     urls: Vec<String>,
     /// Whether this server's own relay is reached over TLS (`rels://`).
     tls: bool,
+    /// How often a NetBird client's Sync stream gets a fresh token.
+    refresh: std::time::Duration,
 }
 
 /// The request's authority (`host:port` the client dialled), which the
@@ -65,6 +67,9 @@ impl Issuer {
             hmac: HmacSecret::new(&hmac),
             urls,
             tls: false,
+            refresh: std::time::Duration::from_secs(
+                crate::config::DEFAULT_RELAY_TOKEN_REFRESH_SECS.into(),
+            ),
         })
     }
 
@@ -73,6 +78,18 @@ impl Issuer {
     pub fn with_tls(mut self, tls: bool) -> Issuer {
         self.tls = tls;
         self
+    }
+
+    /// Sends NetBird clients a fresh token every `refresh` (it must be
+    /// shorter than [`TOKEN_TTL_SECS`]; the settings check it).
+    pub fn with_refresh(mut self, refresh: std::time::Duration) -> Issuer {
+        self.refresh = refresh;
+        self
+    }
+
+    /// How often a NetBird client's Sync stream gets a fresh token.
+    pub fn refresh(&self) -> std::time::Duration {
+        self.refresh
     }
 
     /// The relays to advertise to a peer that reached this server at

@@ -13,11 +13,13 @@
 
 mod common;
 
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use common::client::{assert_status, now, reusable, run, set_expose, Peer, PROMPT};
 use common::netbird::{pinging_channel, NbPeer};
 use common::{meshplane_binary, Server};
+use meshplane_proto::envelope::parse_public_key;
 use meshplane_proto::netbird::{
     DeviceAuthorizationFlowRequest, Empty, ExposeServiceRequest, ExposeServiceResponse, NetworkMap,
     PkceAuthorizationFlowRequest, RenewExposeRequest, StopExposeRequest, SyncResponse,
@@ -517,5 +519,346 @@ fn a_netbird_peer_and_a_meshplane_daemon_share_a_mesh() {
             .send(&daemon_key, &body(Type::Offer, "ufrag:pwd"))
             .await
             .unwrap();
+    });
+}
+
+/// A NetBird peer checks its path to a meshplane daemon with ICE, as
+/// NetBird's clients do before they use a direct path: the daemon answers
+/// checks keyed by the credentials of its answer, checks the NetBird peer
+/// with the credentials of the peer's offer, in the role NetBird's rule
+/// gives it, and nominates when it controls. The daemon's socket listens on
+/// every address, so the checks go to it over loopback at the port of its
+/// candidates.
+///
+/// Both roles: one NetBird peer whose key sorts above the daemon's (it
+/// controls) and one whose key sorts below (the daemon controls).
+#[test]
+fn a_meshplane_daemon_answers_and_sends_ice_checks() {
+    let s = Server::start(common::Backend::Sqlite);
+    let key = reusable(&s);
+    let daemon = Daemon::start(&s);
+    daemon.cli(
+        &["up", "--management-url", &s.base],
+        &[("MESHPLANE_SETUP_KEY", &key)],
+    );
+    let status = daemon.status();
+    let daemon_key = status["public_key"].as_str().unwrap().to_string();
+    let daemon_ip: Ipv4Addr = status["ip"].as_str().unwrap().parse().unwrap();
+    run(async {
+        for daemon_controls in [true, false] {
+            let channel = s.channel().await;
+            let mut nb = NbPeer::connect(channel.clone(), "nb-ice").await;
+            while (daemon_key > nb.key) != daemon_controls {
+                nb = NbPeer::connect(channel.clone(), "nb-ice").await;
+            }
+            // Once: the path stays direct on ICE checks alone.
+            let hold = daemon_controls.then_some(&daemon);
+            ice_checks(&key, &daemon_key, &daemon_ip, nb, channel, hold).await;
+        }
+    });
+}
+
+/// Registers `nb`, offers the daemon ICE credentials and checks with it
+/// until the daemon answered, checked back, and (when it controls)
+/// nominated; then pings the daemon through WireGuard over the checked
+/// address. With `hold`, it then stays idle but for the ICE checks, as a
+/// NetBird client's idle path is (it sends no WireGuard keep-alives), past
+/// the path machine's 6 s `dead_after`, and the daemon must still reach it
+/// directly.
+async fn ice_checks(
+    key: &str,
+    daemon_key: &str,
+    daemon_ip: &Ipv4Addr,
+    mut nb: NbPeer,
+    channel: tonic::transport::Channel,
+    hold: Option<&Daemon>,
+) {
+    use meshplane_core::connect::Candidate;
+    use meshplane_proto::ice::{Credentials, IceAgent, Received};
+    use meshplane_proto::stun::{parse_ice_request, IceRole};
+
+    let daemon_key = daemon_key.to_string();
+    let login = nb.up(key).await.unwrap();
+    let address = login.peer_config.unwrap().address;
+    let nb_ip: Ipv4Addr = address.split('/').next().unwrap().parse().unwrap();
+    let mut sync = nb.sync().await.unwrap();
+    map_until(&nb, &mut sync, |m| {
+        m.remote_peers.iter().any(|p| p.wg_pub_key == daemon_key)
+    })
+    .await;
+    let nb_key = nb.key.clone();
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let local = socket.local_addr().unwrap();
+    let mut agent = IceAgent::new(Credentials::random());
+    let signal = SignalClient::new(channel, nb.secret.clone());
+    let mut stream = signal.connect().await.unwrap();
+    let mut offer = body(Type::Offer, &agent.local().to_string());
+    offer.wg_listen_port = u32::from(local.port());
+    signal.send(&daemon_key, &offer).await.unwrap();
+    signal
+        .send(
+            &daemon_key,
+            &body(Type::Candidate, &Candidate::host(local).to_string()),
+        )
+        .await
+        .unwrap();
+
+    // The daemon's answer carries its credentials, then its candidates.
+    let mut remote = None;
+    let mut port = None;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while remote.is_none() || port.is_none() {
+        assert!(Instant::now() < deadline, "no answer and candidate");
+        let got = next_signal(&mut stream).await;
+        if got.from != daemon_key {
+            continue;
+        }
+        match Type::try_from(got.body.r#type) {
+            Ok(Type::Answer | Type::Offer) => {
+                assert!(got.body.net_bird_version.starts_with("meshplane/"));
+                remote = Some(Credentials::parse(&got.body.payload).unwrap());
+            }
+            Ok(Type::Candidate) => {
+                let candidate: Candidate = got.body.payload.parse().unwrap();
+                port = Some(candidate.addr.port());
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let remote = remote.unwrap();
+    let target: std::net::SocketAddr = ([127, 0, 0, 1], port.unwrap()).into();
+    // NetBird's rule: the higher key as base64 text controls.
+    let daemon_controls = daemon_key > nb_key;
+    let now = Instant::now;
+    agent.set_remote(daemon_key.clone(), remote, !daemon_controls, now());
+    agent.set_candidates(&daemon_key, &[target], now());
+
+    let mut answered = false;
+    let mut checked = false;
+    let mut nominated = false;
+    let mut buf = [0u8; 1500];
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !(answered && checked && nominated == daemon_controls) {
+        assert!(
+            Instant::now() < deadline,
+            "answered {answered}, checked {checked}, nominated {nominated}"
+        );
+        for (to, check) in agent.poll_transmit(now()) {
+            socket.send_to(&check, to).await.unwrap();
+        }
+        let wait = tokio::time::timeout(Duration::from_millis(100), socket.recv_from(&mut buf));
+        let Ok(Ok((n, from))) = wait.await else {
+            continue;
+        };
+        let packet = &buf[..n];
+        if let Some(check) = parse_ice_request(packet, &agent.local().ufrag, &agent.local().pwd) {
+            // The daemon's role is NetBird's rule's.
+            match check.role {
+                Some(IceRole::Controlling(_)) => assert!(daemon_controls),
+                Some(IceRole::Controlled(_)) => assert!(!daemon_controls),
+                None => panic!("a check without a role"),
+            }
+            checked = true;
+            nominated |= check.use_candidate;
+        }
+        match agent.handle(packet, from, now()) {
+            Received::Answer(answer) => {
+                socket.send_to(&answer, from).await.unwrap();
+            }
+            Received::Answered { peer, addr, .. } => {
+                assert_eq!((peer.as_str(), addr), (daemon_key.as_str(), target));
+                answered = true;
+            }
+            // WireGuard handshakes of the daemon's own path probes.
+            Received::NotOurs => {}
+        }
+    }
+    wireguard_ping(&socket, target, &nb, &daemon_key, nb_ip, *daemon_ip).await;
+    let Some(daemon) = hold else {
+        return;
+    };
+    let idle_until = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < idle_until {
+        for (to, check) in agent.poll_transmit(now()) {
+            socket.send_to(&check, to).await.unwrap();
+        }
+        let wait = tokio::time::timeout(Duration::from_millis(100), socket.recv_from(&mut buf));
+        let Ok(Ok((n, from))) = wait.await else {
+            continue;
+        };
+        // The daemon's WireGuard keep-alives go unanswered, as NetBird's do.
+        if let Received::Answer(answer) = agent.handle(&buf[..n], from, now()) {
+            socket.send_to(&answer, from).await.unwrap();
+        }
+    }
+    let status = tokio::task::block_in_place(|| daemon.status());
+    let peer = status["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["public_key"] == nb.key.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(peer["connection"], "direct", "{peer}");
+}
+
+/// A WireGuard handshake with the daemon from `socket` to `target`, then an
+/// ICMP echo request to its mesh IP answered through the tunnel.
+async fn wireguard_ping(
+    socket: &tokio::net::UdpSocket,
+    target: std::net::SocketAddr,
+    nb: &NbPeer,
+    daemon_key: &str,
+    nb_ip: Ipv4Addr,
+    daemon_ip: Ipv4Addr,
+) {
+    use boringtun::noise::{Tunn, TunnResult};
+    use boringtun::x25519::{PublicKey as WgPublic, StaticSecret};
+
+    let daemon = parse_public_key(daemon_key).unwrap();
+    let mut tunn = Tunn::new(
+        StaticSecret::from(nb.secret.to_bytes()),
+        WgPublic::from(*daemon.as_bytes()),
+        None,
+        None,
+        1,
+        None,
+    );
+    let echo = echo_request(nb_ip, daemon_ip);
+    let mut out = vec![0u8; 2048];
+    let mut buf = [0u8; 2048];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(Instant::now() < deadline, "no echo reply through WireGuard");
+        // Queued until the handshake is done; sent again every round.
+        if let TunnResult::WriteToNetwork(p) = tunn.encapsulate(&echo, &mut out) {
+            socket.send_to(p, target).await.unwrap();
+        }
+        let until = Instant::now() + Duration::from_millis(300);
+        while let Ok(Ok((n, from))) =
+            tokio::time::timeout_at(until.into(), socket.recv_from(&mut buf)).await
+        {
+            let mut result = tunn.decapsulate(Some(from.ip()), &buf[..n], &mut out);
+            loop {
+                match result {
+                    TunnResult::WriteToNetwork(p) => {
+                        socket.send_to(p, from).await.unwrap();
+                        // Packets queued behind the handshake follow.
+                        result = tunn.decapsulate(None, &[], &mut out);
+                    }
+                    TunnResult::WriteToTunnelV4(packet, src) => {
+                        // An echo reply (ICMP type 0) from the daemon.
+                        if src == daemon_ip
+                            && packet.len() > 20
+                            && packet[9] == 1
+                            && packet[20] == 0
+                        {
+                            return;
+                        }
+                        break;
+                    }
+                    _ => break,
+                }
+            }
+        }
+    }
+}
+
+/// An ICMP echo request from `src` to `dst`.
+fn echo_request(src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
+    fn checksum(data: &[u8]) -> u16 {
+        let mut sum: u32 = data
+            .chunks(2)
+            .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+            .sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        !(sum as u16)
+    }
+    let mut icmp = vec![8, 0, 0, 0, 0x12, 0x34, 0, 1];
+    icmp.extend_from_slice(b"meshplane ice test");
+    let sum = checksum(&icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    let total = u16::try_from(20 + icmp.len()).unwrap();
+    let mut packet = vec![0x45, 0];
+    packet.extend_from_slice(&total.to_be_bytes());
+    packet.extend_from_slice(&[0, 1, 0, 0, 64, 1, 0, 0]);
+    packet.extend_from_slice(&src.octets());
+    packet.extend_from_slice(&dst.octets());
+    let sum = checksum(&packet);
+    packet[10..12].copy_from_slice(&sum.to_be_bytes());
+    packet.extend_from_slice(&icmp);
+    packet
+}
+
+/// Approval as for our daemons: a NetBird peer that must be approved
+/// reaches nothing and is reached by nothing (its map and the other peer's
+/// lose each other), and approving it gives both back, all on the open
+/// Sync streams.
+#[test]
+fn a_netbird_peer_pending_approval_reaches_nothing_until_approved() {
+    let s = Server::start(common::Backend::Sqlite);
+    run(async {
+        let key = reusable(&s);
+        let channel = s.channel().await;
+        let mut a = NbPeer::connect(channel.clone(), "nb-alpha").await;
+        let mut b = NbPeer::connect(channel.clone(), "nb-beta").await;
+        a.up(&key).await.unwrap();
+        b.up(&key).await.unwrap();
+        let mut a_sync = a.sync().await.unwrap();
+        let mut b_sync = b.sync().await.unwrap();
+        let sees = |key: &str| {
+            let key = key.to_string();
+            move |m: &NetworkMap| keys(m) == [key.as_str()]
+        };
+        map_until(&a, &mut a_sync, sees(&b.key)).await;
+        map_until(&b, &mut b_sync, sees(&a.key)).await;
+
+        let b_id = rest_peer(&s, "nb-beta")["id"].as_str().unwrap().to_string();
+        let approval = |required: bool| json!({"name": "nb-beta", "approval_required": required});
+        s.put(&format!("/api/peers/{b_id}"), approval(true));
+        let a_map = map_until(&a, &mut a_sync, |m| m.remote_peers.is_empty()).await;
+        assert!(a_map.remote_peers_is_empty);
+        map_until(&b, &mut b_sync, |m| m.remote_peers.is_empty()).await;
+
+        s.put(&format!("/api/peers/{b_id}"), approval(false));
+        map_until(&a, &mut a_sync, sees(&b.key)).await;
+        map_until(&b, &mut b_sync, sees(&a.key)).await;
+    });
+}
+
+/// The relay token refresh on NetBird Sync streams, shortened to a second
+/// with `--relay-token-refresh-secs`: the stream brings configuration-only
+/// messages (no map) with tokens expiring later each time.
+#[test]
+fn netbird_sync_streams_get_fresh_relay_tokens() {
+    let mut s = Server::start(common::Backend::Sqlite);
+    s.restart_with(&["--relay-token-refresh-secs", "1"]);
+    run(async {
+        let key = reusable(&s);
+        let mut nb = NbPeer::connect(s.channel().await, "nb-refresh").await;
+        nb.up(&key).await.unwrap();
+        let mut stream = nb.sync().await.unwrap();
+        let expiry = |response: &SyncResponse| -> i64 {
+            let relay = response.netbird_config.as_ref().unwrap().relay.as_ref();
+            relay.unwrap().token_payload.parse().unwrap()
+        };
+        let first = nb.next_sync(&mut stream).await.unwrap();
+        let mut last = expiry(&first);
+        let mut refreshes = 0;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while refreshes < 2 {
+            assert!(Instant::now() < deadline, "{refreshes} refreshes");
+            let response = nb.next_sync(&mut stream).await.unwrap();
+            if response.network_map.is_some() {
+                continue;
+            }
+            let now = expiry(&response);
+            assert!(now >= last, "{now} after {last}");
+            refreshes += 1;
+            last = now;
+        }
+        assert!(last > expiry(&first), "the tokens never moved on");
     });
 }

@@ -17,7 +17,10 @@
 //!
 //! Only authenticated packets count as proof that a path works: a forged UDP
 //! datagram cannot move a peer's traffic anywhere, because the daemon calls
-//! [`PeerPaths::handle_received`] only after WireGuard verified the packet.
+//! [`PeerPaths::handle_received`] only after WireGuard verified the packet,
+//! or for the answer to an ICE connectivity check whose integrity verified
+//! with the peer's ICE password (NetBird's clients hold an idle path with
+//! those checks rather than WireGuard keep-alives).
 
 mod candidate;
 mod paths;

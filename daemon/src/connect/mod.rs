@@ -5,12 +5,15 @@
 //!   server-reflexive address STUN reports for the engine's own socket);
 //! - [`signal`] sends them to the map's peers over the management server's
 //!   signal service and hands the peers' candidates to the engine;
+//! - [`ice`] answers and sends the ICE connectivity checks NetBird's clients
+//!   make before they use a direct path;
 //! - [`relay`] keeps the relay connection that carries a peer's WireGuard
 //!   datagrams when no direct path works.
 //!
 //! The engine ([`crate::engine::wg`]) decides per peer which path its packets take.
 
 pub mod discovery;
+pub mod ice;
 pub mod relay;
 pub mod signal;
 
@@ -19,8 +22,9 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use meshplane_core::connect::Candidate;
+use meshplane_proto::ice::{Credentials, IceAgent};
 use meshplane_proto::v1::RelayConfig;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tonic::codegen::http::Uri;
 
@@ -68,13 +72,30 @@ impl Connect {
         let wg_port = socket.local_addr().map_or(0, |a| a.port());
         let mut tasks = Vec::new();
         let (candidates, announced) = watch::channel(Vec::new());
+        // One set of ICE credentials for the daemon's run: NetBird's
+        // clients keep an ICE session with the credentials of the first
+        // offer, and later offers without a session id do not replace them.
+        let credentials = Credentials::random();
+        let mut ice = None;
         if config.relay_only {
-            // No discovery: nothing to announce, ever.
+            // No discovery and no checks: nothing to announce, ever.
             drop(stun);
         } else {
+            let (to_discovery, discovery_stun) = mpsc::channel(DISCOVERY_QUEUE);
+            let (commands, ice_commands) = mpsc::channel(ice::COMMAND_QUEUE);
+            ice = Some(commands);
+            let checks = ice::Ice {
+                socket: Arc::clone(&socket),
+                stun,
+                discovery: to_discovery,
+                commands: ice_commands,
+                agent: IceAgent::new(credentials.clone()),
+                engine: Arc::clone(&config.engine),
+            };
+            tasks.push(tokio::spawn(checks.run()));
             let discovery = discovery::Discovery {
                 socket,
-                stun,
+                stun: discovery_stun,
                 path_lost,
                 server: stun_server(config.management.url()),
                 mesh_ip: config.mesh_ip,
@@ -109,6 +130,9 @@ impl Connect {
             relay_url: relay_url.clone(),
             wg_port,
             connected,
+            local: config.key.public_key(),
+            credentials,
+            ice,
         };
         tasks.push(tokio::spawn(signal.run()));
         Connect {
@@ -142,6 +166,9 @@ impl Drop for Connect {
         }
     }
 }
+
+/// STUN datagrams waiting for discovery (it reads a few a minute).
+const DISCOVERY_QUEUE: usize = 16;
 
 /// The STUN server: the management server's host, at its port (UDP).
 fn stun_server(url: &str) -> String {

@@ -10,6 +10,13 @@
 //! candidate set afresh; each of its `CANDIDATE`s adds to the set, which goes
 //! to the engine's path machine for that peer ([`Engine::candidates`]).
 //!
+//! Offers carry this run's ICE credentials (`ufrag:pwd`). A NetBird
+//! client's offer or answer carries its own: those, and its candidates, go
+//! to the [`ice`](super::ice) task, which runs the connectivity checks
+//! NetBird's clients need before they use a direct path. Other meshplane
+//! daemons (whose offers name `meshplane/` as their version) need none:
+//! WireGuard's own packets prove their paths.
+//!
 //! Sends go through their own task, so a slow server never holds up what we
 //! receive.
 
@@ -19,11 +26,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meshplane_core::connect::{Candidate, MAX_CANDIDATES};
+use meshplane_proto::ice::Credentials;
 use meshplane_proto::signal::body::Type;
 use meshplane_proto::signal::client::{Received, SignalClient};
 use meshplane_proto::signal::Body;
-use rand_core::{OsRng, RngCore};
 use tokio::sync::{mpsc, watch};
+
+use super::ice::{self, Command};
 
 use crate::engine::wg::Engine;
 use crate::key::PublicKey;
@@ -48,6 +57,12 @@ pub struct Signal {
     pub wg_port: u16,
     /// Whether the stream is open, for `status`.
     pub connected: watch::Sender<bool>,
+    /// This peer's key, which decides the ICE role with each NetBird peer.
+    pub local: PublicKey,
+    /// This run's ICE credentials, sent in every offer and answer.
+    pub credentials: Credentials,
+    /// The ICE task, when this peer announces candidates.
+    pub ice: Option<mpsc::Sender<Command>>,
 }
 
 impl Signal {
@@ -64,13 +79,16 @@ impl Signal {
                     self.connected.send_replace(true);
                     backoff = MIN_BACKOFF;
                     let mut known = BTreeSet::new();
-                    let mut credentials = new_credentials();
                     loop {
                         // Newcomers (all of them on a new stream) get our offer.
                         let peers = self.peers.borrow_and_update().clone();
                         for key in peers.difference(&known) {
-                            self.offer(&outbox, key, Type::Offer, &credentials);
+                            self.offer(&outbox, key, Type::Offer);
                             if let Some(c) = remote.get(key) {
+                                self.ice(Command::Candidates {
+                                    peer: *key,
+                                    addrs: c.clone(),
+                                });
                                 let _ = self.engine.candidates(*key, c.clone()).await;
                             }
                         }
@@ -79,12 +97,13 @@ impl Signal {
                         // arrive after their candidates.
                         for gone in known.difference(&peers) {
                             remote.remove(gone);
+                            self.ice(Command::Forget(*gone));
                         }
                         known = peers;
                         tokio::select! {
                             received = stream.recv() => match received {
                                 Ok(Some(r)) => {
-                                    self.on_message(&outbox, r, &known, &mut remote, &credentials).await;
+                                    self.on_message(&outbox, r, &known, &mut remote).await;
                                 }
                                 Ok(None) => break,
                                 Err(e) => {
@@ -97,9 +116,8 @@ impl Signal {
                                     return;
                                 }
                                 self.candidates.borrow_and_update();
-                                credentials = new_credentials();
                                 for key in &known {
-                                    self.offer(&outbox, key, Type::Offer, &credentials);
+                                    self.offer(&outbox, key, Type::Offer);
                                 }
                             }
                             changed = self.peers.changed() => {
@@ -125,17 +143,30 @@ impl Signal {
         received: Received,
         known: &BTreeSet<PublicKey>,
         remote: &mut HashMap<PublicKey, Vec<SocketAddr>>,
-        credentials: &str,
     ) {
         let Ok(from) = received.from.parse::<PublicKey>() else {
             return;
         };
         let body = received.body;
-        match Type::try_from(body.r#type) {
+        let kind = Type::try_from(body.r#type);
+        if matches!(kind, Ok(Type::Offer | Type::Answer))
+            && !body.net_bird_version.starts_with(MESHPLANE_VERSION_PREFIX)
+        {
+            // A NetBird client: it checks paths with ICE before it uses them.
+            match Credentials::parse(&body.payload) {
+                Some(credentials) => self.ice(Command::Remote {
+                    peer: from,
+                    credentials,
+                    controlling: ice::controlling(&self.local, &from),
+                }),
+                None => tracing::debug!("offer from {from}: no ICE credentials"),
+            }
+        }
+        match kind {
             Ok(Type::Offer) => {
                 tracing::debug!("offer from {from}");
                 remote.insert(from, Vec::new());
-                self.offer(outbox, &from, Type::Answer, credentials);
+                self.offer(outbox, &from, Type::Answer);
             }
             Ok(Type::Candidate) => {
                 let candidate = match body.payload.parse::<Candidate>() {
@@ -155,6 +186,10 @@ impl Signal {
                     return;
                 }
                 set.push(candidate.addr);
+                self.ice(Command::Candidates {
+                    peer: from,
+                    addrs: set.clone(),
+                });
                 if known.contains(&from) {
                     let _ = self.engine.candidates(from, set.clone()).await;
                 }
@@ -163,20 +198,24 @@ impl Signal {
         }
     }
 
+    /// Queues a command for the ICE task; dropped when it is behind (the
+    /// peer's next offer or candidate repeats it).
+    fn ice(&self, command: Command) {
+        if let Some(ice) = &self.ice {
+            if ice.try_send(command).is_err() {
+                tracing::debug!("ice queue full: command dropped");
+            }
+        }
+    }
+
     /// Queues an offer (or answer) and our candidates to `to`.
-    fn offer(
-        &self,
-        outbox: &mpsc::Sender<(String, Body)>,
-        to: &PublicKey,
-        kind: Type,
-        credentials: &str,
-    ) {
+    fn offer(&self, outbox: &mpsc::Sender<(String, Body)>, to: &PublicKey, kind: Type) {
         let to = to.to_string();
         let mut bodies = vec![Body {
             r#type: kind as i32,
-            payload: credentials.to_string(),
+            payload: self.credentials.to_string(),
             wg_listen_port: u32::from(self.wg_port),
-            net_bird_version: format!("meshplane/{}", env!("CARGO_PKG_VERSION")),
+            net_bird_version: format!("{MESHPLANE_VERSION_PREFIX}{}", env!("CARGO_PKG_VERSION")),
             relay_server_address: self.relay_url.clone(),
             ..Body::default()
         }];
@@ -197,19 +236,9 @@ impl Signal {
 /// At most this many peers' candidate sets are kept.
 const MAX_REMOTES: usize = 4096;
 
-/// ICE credentials for the offers (`ufrag:pwd`, as NetBird's agents send
-/// them); new ones with every new set of candidates.
-fn new_credentials() -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let pick = |n: usize| -> String {
-        (0..n)
-            .map(|_| char::from(ALPHABET[(OsRng.next_u32() as usize) % ALPHABET.len()]))
-            .collect()
-    };
-    let ufrag = pick(16);
-    let pwd = pick(32);
-    format!("{ufrag}:{pwd}")
-}
+/// The version our offers name begins with; a peer whose offers do not is
+/// a NetBird client.
+const MESHPLANE_VERSION_PREFIX: &str = "meshplane/";
 
 /// Sends queued bodies one by one; a refusal (the peer left the map) or a
 /// lost connection costs only that message.

@@ -29,7 +29,7 @@ use super::peer::{self, login_request, peer_meta};
 use super::sealed::{open, seal, Nonces, Opened};
 use crate::grpc::{self, Shared};
 use crate::ids;
-use crate::relay::{Authority, TOKEN_TTL_SECS};
+use crate::relay::Authority;
 
 /// How long a client may keep the server key before asking again.
 const SERVER_KEY_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -140,8 +140,8 @@ impl ManagementService for NetBird {
             }];
             seal(&response, shared.secret(), &to)
         };
-        // Renewed well before the token expires.
-        let refresh = Duration::from_secs(u64::try_from(TOKEN_TTL_SECS / 2).unwrap_or(1800));
+        // Renewed well before the token expires (`--relay-token-refresh-secs`).
+        let refresh = self.shared.relay().refresh();
         let meta = opened.message.meta.map(peer_meta);
         let stream = grpc::open_map_stream(
             self.shared.clone(),

@@ -264,6 +264,9 @@ impl Dataplane {
                 }
                 Event::Outbound(None) => host_open = false,
                 Event::Command(None) => return,
+                Event::Command(Some(Command::Checked(key, addr, new))) => {
+                    self.on_checked(key, addr, new, &mut out).await;
+                }
                 Event::Command(Some(command)) => self.on_command(command),
                 Event::Tick => {
                     self.on_tick(&mut out).await;
@@ -274,6 +277,29 @@ impl Dataplane {
                     }
                 }
             }
+        }
+    }
+
+    /// A handshake initiation to `addr`, which an ICE check proved
+    /// (see [`Engine::checked`](super::Engine::checked)).
+    async fn on_checked(&mut self, key: PublicKey, addr: SocketAddr, new: bool, out: &mut [u8]) {
+        let now = clock();
+        let Some(peer) = self.peers.by_key(&key) else {
+            return;
+        };
+        let path = Path::Direct(addr);
+        let selected = peer.paths.selected() == Some(path);
+        peer.paths.handle_received(path, now);
+        if !new || selected {
+            return;
+        }
+        if let Some(init) = fresh_initiation(peer, now) {
+            self.wire.send(peer, path, &init).await;
+        } else if let TunnResult::WriteToNetwork(p) =
+            peer.tunn.format_handshake_initiation(out, true)
+        {
+            remember_initiation(peer, p);
+            self.wire.send(peer, path, p).await;
         }
     }
 
@@ -313,6 +339,8 @@ impl Dataplane {
             Command::Status(reply) => {
                 let _ = reply.send(self.status());
             }
+            // Handled by `on_checked`, which sends.
+            Command::Checked(..) => {}
         }
     }
 

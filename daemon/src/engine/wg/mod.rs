@@ -253,6 +253,7 @@ pub struct EngineStopped;
 enum Command {
     Update(NetworkUpdate, oneshot::Sender<()>),
     Candidates(PublicKey, Vec<SocketAddr>),
+    Checked(PublicKey, SocketAddr, bool),
     Relay(bool),
     Status(oneshot::Sender<Status>),
 }
@@ -378,6 +379,27 @@ impl Engine {
     ) -> Result<(), EngineStopped> {
         self.commands
             .send(Command::Candidates(peer, candidates))
+            .await
+            .map_err(|_| EngineStopped)
+    }
+
+    /// An ICE connectivity check showed `peer` hears us at `addr`: it
+    /// answered there, keyed by the password only it and we know (signal
+    /// bodies are sealed), so the answer proves the path both ways as an
+    /// authenticated WireGuard packet does. NetBird's clients send no
+    /// WireGuard keep-alives on an idle path (their ICE checks every 2 s
+    /// hold it), so without this an idle direct path to one would die. When
+    /// the address is `new`ly answered, a handshake initiation also goes
+    /// there (unless the peer is reached there already): a NetBird client
+    /// that chose the path as the responder waits for it.
+    pub async fn checked(
+        &self,
+        peer: PublicKey,
+        addr: SocketAddr,
+        new: bool,
+    ) -> Result<(), EngineStopped> {
+        self.commands
+            .send(Command::Checked(peer, addr, new))
             .await
             .map_err(|_| EngineStopped)
     }
