@@ -25,8 +25,8 @@ use tokio::sync::watch;
 
 use crate::key::PrivateKey;
 use crate::link::{Link, LinkError, LinkOptions};
+use crate::mgmt::client::reconnect_backoff;
 use crate::mgmt::client::{ManagementError, Session};
-use crate::mgmt::client::{MAX_BACKOFF, MIN_BACKOFF};
 use crate::mgmt::setup_key::{SetupKeyArgs, SetupKeyError};
 use crate::state::{StateDir, StateError};
 
@@ -195,7 +195,7 @@ async fn watch_services(
     domain: String,
     services: watch::Sender<Arc<Vec<Service>>>,
 ) {
-    let mut backoff = MIN_BACKOFF;
+    let mut backoff = reconnect_backoff();
     loop {
         let (got_table, result) = follow(&url, &key, &domain, &services).await;
         let reason = match result {
@@ -204,10 +204,9 @@ async fn watch_services(
         };
         tracing::warn!("service stream ended: {reason}");
         if got_table {
-            backoff = MIN_BACKOFF;
+            backoff.reset();
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        tokio::time::sleep(backoff.next_delay()).await;
     }
 }
 

@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::engine::wg::Engine;
 use crate::key::PublicKey;
-use crate::mgmt::client::{MAX_BACKOFF, MIN_BACKOFF};
+use crate::mgmt::client::reconnect_backoff;
 
 /// Bodies waiting to be sent; past this many, announcements are dropped
 /// (the next change or the peer's next offer repeats them).
@@ -54,12 +54,12 @@ impl Signal {
         let (outbox, queue) = mpsc::channel(SEND_QUEUE);
         tokio::spawn(send_all(self.client.clone(), queue));
         let mut remote: HashMap<PublicKey, Vec<SocketAddr>> = HashMap::new();
-        let mut backoff = MIN_BACKOFF;
+        let mut backoff = reconnect_backoff();
         loop {
             match self.client.connect().await {
                 Ok(mut stream) => {
                     tracing::debug!("signal stream open");
-                    backoff = MIN_BACKOFF;
+                    backoff.reset();
                     let mut known = BTreeSet::new();
                     let mut credentials = new_credentials();
                     loop {
@@ -109,8 +109,7 @@ impl Signal {
                 }
                 Err(e) => tracing::warn!("signal: {e}"),
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+            tokio::time::sleep(backoff.next_delay()).await;
         }
     }
 
