@@ -89,3 +89,52 @@ impl<'c> AsyncHttpClient<'c> for WebClient {
         Box::pin(self.send(request))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// A loopback HTTP server answering every connection with `head`
+    /// followed by `body_len` bytes; its URL.
+    async fn server(head: &'static str, body_len: usize) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut request = [0u8; 4096];
+                    let _ = conn.read(&mut request).await;
+                    let _ = conn.write_all(head.as_bytes()).await;
+                    let _ = conn.write_all(&vec![b'x'; body_len]).await;
+                });
+            }
+        });
+        format!("http://{addr}/")
+    }
+
+    fn get(url: &str) -> HttpRequest {
+        http::Request::get(url).body(Vec::new()).unwrap()
+    }
+
+    fn client() -> WebClient {
+        WebClient::new(crate::tls::web_client_config().unwrap())
+    }
+
+    #[tokio::test]
+    async fn answers_pass_whatever_their_status() {
+        let url = server("HTTP/1.1 404 Not Found\r\ncontent-length: 3\r\n\r\n", 3).await;
+        let response = client().send(get(&url)).await.unwrap();
+        assert_eq!(response.status(), 404);
+        assert_eq!(response.body(), b"xxx");
+    }
+
+    #[tokio::test]
+    async fn an_answer_over_the_limit_is_refused() {
+        let head = "HTTP/1.1 200 OK\r\ncontent-length: 1048577\r\n\r\n";
+        let url = server(head, MAX_RESPONSE_BYTES + 1).await;
+        let error = client().send(get(&url)).await.unwrap_err();
+        assert!(matches!(error, FetchError::Body), "{error}");
+    }
+}
