@@ -308,13 +308,18 @@ impl Sso {
         let code = q.code.ok_or(OidcError::NoCode)?;
         let provider = self.provider().await?;
         let client = self.client(&provider, scheme, authority)?;
-        let token = client
+        let mut exchange = client
             .exchange_code(AuthorizationCode::new(code))
             .map_err(|e| OidcError::Token(RequestTokenError::Other(e.to_string())))?
-            // Sent even with HTTP Basic authentication, as some providers
-            // want it in the form regardless (RFC 6749 4.1.3 allows it).
-            .add_extra_param("client_id", self.config.client_id.clone())
-            .set_pkce_verifier(pending.verifier)
+            .set_pkce_verifier(pending.verifier);
+        if self.config.client_secret.is_some() && matches!(client.auth_type(), AuthType::BasicAuth)
+        {
+            // The library leaves it out of the form with HTTP Basic, but
+            // some providers want it there regardless (RFC 6749 4.1.3
+            // allows it); otherwise it is in the form already.
+            exchange = exchange.add_extra_param("client_id", self.config.client_id.clone());
+        }
+        let token = exchange
             .request_async(&self.web)
             .await
             .map_err(OidcError::Token)?;
