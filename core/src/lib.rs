@@ -59,6 +59,7 @@
 //! ```
 
 pub mod api;
+pub mod backoff;
 pub mod connect;
 pub mod dns_label;
 pub mod error;

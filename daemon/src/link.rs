@@ -27,7 +27,7 @@ use crate::engine::netstack::Netstack;
 use crate::engine::wg::{Engine, EngineConfig, Status, Underlay};
 use crate::key::{PrivateKey, PublicKey};
 use crate::meta::{self, Mesh, Meta};
-use crate::mgmt::client::{Management, ManagementError, Session, MAX_BACKOFF, MIN_BACKOFF};
+use crate::mgmt::client::{reconnect_backoff, Management, ManagementError, Session};
 use crate::routing::{underlay_addresses, HostConfig, Routes, RoutesReport};
 
 /// How the engine is attached to the host.
@@ -387,7 +387,7 @@ impl Follower {
     /// after a drop, waits (with backoff), logs in again and re-syncs.
     async fn run(self, first: Session) {
         let mut session = Some(first);
-        let mut backoff = MIN_BACKOFF;
+        let mut backoff = reconnect_backoff();
         loop {
             let (got_map, result) = self.follow(session.take()).await;
             let reason = match result {
@@ -401,10 +401,9 @@ impl Follower {
                 state.last_error = Some(reason);
             }
             if got_map {
-                backoff = MIN_BACKOFF;
+                backoff.reset();
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+            tokio::time::sleep(backoff.next_delay()).await;
         }
     }
 

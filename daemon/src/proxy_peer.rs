@@ -26,8 +26,7 @@ use tokio::sync::watch;
 
 use crate::key::PrivateKey;
 use crate::link::{Link, LinkError, LinkOptions};
-use crate::mgmt::client::{Management, ManagementError, Session};
-use crate::mgmt::client::{MAX_BACKOFF, MIN_BACKOFF};
+use crate::mgmt::client::{reconnect_backoff, Management, ManagementError, Session};
 use crate::mgmt::setup_key::{SetupKeyArgs, SetupKeyError};
 use crate::state::{StateDir, StateError};
 
@@ -233,7 +232,7 @@ async fn watch_services(
     public_url: String,
     services: watch::Sender<Arc<Vec<Service>>>,
 ) {
-    let mut backoff = MIN_BACKOFF;
+    let mut backoff = reconnect_backoff();
     loop {
         let (got_table, result) = follow(&server, &key, &domain, &public_url, &services).await;
         let reason = match result {
@@ -242,10 +241,9 @@ async fn watch_services(
         };
         tracing::warn!("service stream ended: {reason}");
         if got_table {
-            backoff = MIN_BACKOFF;
+            backoff.reset();
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        tokio::time::sleep(backoff.next_delay()).await;
     }
 }
 

@@ -15,7 +15,7 @@ use crate::engine::netstack::{Dialer, Echo, Netstack};
 use crate::expose::Exposes;
 use crate::key::PrivateKey;
 use crate::link::{Link, LinkOptions};
-use crate::mgmt::client::{Management, MAX_BACKOFF, MIN_BACKOFF};
+use crate::mgmt::client::{reconnect_backoff, Management};
 use crate::routing::RoutesReport;
 use crate::state::{Settings, StateDir};
 
@@ -164,7 +164,7 @@ impl Daemon {
     pub fn resume(self: &Arc<Self>) {
         let daemon = Arc::clone(self);
         tokio::spawn(async move {
-            let mut backoff = MIN_BACKOFF;
+            let mut backoff = reconnect_backoff();
             loop {
                 match daemon.state.settings() {
                     Ok(settings) if settings.resume_at_start() => {}
@@ -174,12 +174,12 @@ impl Daemon {
                         return;
                     }
                 }
+                let pause = backoff.next_delay();
                 match daemon.up(None, None, None).await {
                     Ok(_) => return,
-                    Err(e) => tracing::warn!("reconnecting at start: {e}; again in {backoff:?}"),
+                    Err(e) => tracing::warn!("reconnecting at start: {e}; again in {pause:?}"),
                 }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                tokio::time::sleep(pause).await;
             }
         });
     }

@@ -1,22 +1,20 @@
-//! A minimal HTTP client for talking to the identity provider (discovery,
-//! JWKS, token endpoint): one short-lived connection per call.
+//! The HTTP client for talking to the identity provider (discovery, JWKS,
+//! token endpoint): hyper's pooled client over rustls, with the time and
+//! size bounds a provider's answers must fit in. The OpenID Connect library
+//! builds the requests and reads the answers; this only carries them.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use bytes::Bytes;
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST};
-use http::{Method, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
-use serde::de::DeserializeOwned;
-use tokio_rustls::TlsConnector;
-
-use crate::backend::BackendStream;
-use crate::dialer::Conn;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use openidconnect::{AsyncHttpClient, HttpRequest, HttpResponse};
 
 /// How long one call to the identity provider may take.
 const TIMEOUT: Duration = Duration::from_secs(15);
@@ -26,28 +24,18 @@ const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 /// Errors of one call.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum FetchError {
-    #[error("invalid URL {0}")]
-    Url(String),
-    #[error("connect: {0}")]
-    Connect(std::io::Error),
     #[error("http: {0}")]
-    Http(#[from] hyper::Error),
-    #[error("request: {0}")]
-    Request(#[from] http::Error),
-    #[error("status {status}: {body}")]
-    Status { status: u16, body: String },
+    Http(#[from] hyper_util::client::legacy::Error),
     #[error("response too large or cut short")]
     Body,
-    #[error("json: {0}")]
-    Json(#[from] serde_json::Error),
     #[error("timed out")]
     Timeout,
 }
 
-/// The client; TLS verified against the Mozilla roots.
+/// The client; TLS verified against the roots of the configuration given.
 #[derive(Clone)]
 pub(crate) struct WebClient {
-    tls: TlsConnector,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl std::fmt::Debug for WebClient {
@@ -58,109 +46,95 @@ impl std::fmt::Debug for WebClient {
 
 impl WebClient {
     pub fn new(tls: Arc<rustls::ClientConfig>) -> Self {
+        // The connector announces the protocols it enables itself.
+        let mut tls = (*tls).clone();
+        tls.alpn_protocols.clear();
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
         Self {
-            tls: TlsConnector::from(tls),
+            client: Client::builder(TokioExecutor::new()).build(connector),
         }
     }
 
-    /// GETs `url` and parses the JSON answer.
-    pub async fn get_json<T: DeserializeOwned>(&self, url: &str) -> Result<T, FetchError> {
-        let req = Request::builder()
-            .method(Method::GET)
-            .uri(parse(url)?)
-            .header(ACCEPT, "application/json")
-            .body(Full::new(Bytes::new()))?;
-        self.call(req).await
-    }
-
-    /// POSTs `form` to `url` (with HTTP Basic client credentials when
-    /// given) and parses the JSON answer.
-    pub async fn post_form<T: DeserializeOwned>(
-        &self,
-        url: &str,
-        form: &[(&str, &str)],
-        basic: Option<(&str, &str)>,
-    ) -> Result<T, FetchError> {
-        let body =
-            serde_urlencoded::to_string(form).map_err(|_| FetchError::Url(url.to_owned()))?;
-        let mut req = Request::builder()
-            .method(Method::POST)
-            .uri(parse(url)?)
-            .header(ACCEPT, "application/json")
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded");
-        if let Some((user, password)) = basic {
-            // RFC 6749 2.3.1: both parts form-encoded before Basic.
-            let encode =
-                |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-            let credentials = format!("{}:{}", encode(user), encode(password));
-            req = req.header(
-                AUTHORIZATION,
-                format!("Basic {}", STANDARD.encode(credentials)),
-            );
-        }
-        self.call(req.body(Full::new(Bytes::from(body)))?).await
-    }
-
-    async fn call<T: DeserializeOwned>(&self, req: Request<Full<Bytes>>) -> Result<T, FetchError> {
-        let bytes = tokio::time::timeout(TIMEOUT, self.send(req))
+    /// Sends `request` and reads the whole answer, whatever its status (the
+    /// caller judges it), within [`TIMEOUT`] and [`MAX_RESPONSE_BYTES`].
+    pub async fn send(&self, request: HttpRequest) -> Result<HttpResponse, FetchError> {
+        tokio::time::timeout(TIMEOUT, self.exchange(request))
             .await
-            .map_err(|_| FetchError::Timeout)??;
-        Ok(serde_json::from_slice(&bytes)?)
+            .map_err(|_| FetchError::Timeout)?
     }
 
-    async fn send(&self, mut req: Request<Full<Bytes>>) -> Result<Bytes, FetchError> {
-        let uri = req.uri().clone();
-        let bad_url = || FetchError::Url(uri.to_string());
-        let host = uri.host().ok_or_else(bad_url)?.to_owned();
-        let tls = match uri.scheme_str() {
-            Some("https") => true,
-            Some("http") => false,
-            _ => return Err(bad_url()),
-        };
-        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-        let tcp = tokio::net::TcpStream::connect((host.trim_matches(['[', ']']), port))
-            .await
-            .map_err(FetchError::Connect)?;
-        let conn: Box<dyn Conn> = Box::new(tcp);
-        let stream = if tls {
-            let name = ServerName::try_from(host.clone()).map_err(|_| bad_url())?;
-            let tls = self
-                .tls
-                .connect(name, conn)
-                .await
-                .map_err(FetchError::Connect)?;
-            BackendStream::Tls(Box::new(tls))
-        } else {
-            BackendStream::Plain(conn)
-        };
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(connection);
-        let authority = uri.authority().map_or(host.clone(), |a| a.to_string());
-        req.headers_mut()
-            .insert(HOST, authority.parse().map_err(|_| bad_url())?);
-        *req.uri_mut() = uri
-            .path_and_query()
-            .map_or("/", |pq| pq.as_str())
-            .parse()
-            .map_err(|_| bad_url())?;
-        let response = sender.send_request(req).await?;
-        let status = response.status();
-        let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+    async fn exchange(&self, request: HttpRequest) -> Result<HttpResponse, FetchError> {
+        let response = self.client.request(request.map(Full::from)).await?;
+        let (parts, body) = response.into_parts();
+        let body = Limited::new(body, MAX_RESPONSE_BYTES)
             .collect()
             .await
             .map_err(|_| FetchError::Body)?
             .to_bytes();
-        if !status.is_success() {
-            return Err(FetchError::Status {
-                status: status.as_u16(),
-                body: String::from_utf8_lossy(&body).chars().take(200).collect(),
-            });
-        }
-        Ok(body)
+        Ok(HttpResponse::from_parts(parts, body.to_vec()))
     }
 }
 
-fn parse(url: &str) -> Result<Uri, FetchError> {
-    url.parse().map_err(|_| FetchError::Url(url.to_owned()))
+/// How the OpenID Connect library sends its requests. A named future (not
+/// a closure) keeps the request handlers `Send` for every lifetime.
+impl<'c> AsyncHttpClient<'c> for WebClient {
+    type Error = FetchError;
+    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, FetchError>> + Send + 'c>>;
+
+    fn call(&'c self, request: HttpRequest) -> Self::Future {
+        Box::pin(self.send(request))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// A loopback HTTP server answering every connection with `head`
+    /// followed by `body_len` bytes; its URL.
+    async fn server(head: &'static str, body_len: usize) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut request = [0u8; 4096];
+                    let _ = conn.read(&mut request).await;
+                    let _ = conn.write_all(head.as_bytes()).await;
+                    let _ = conn.write_all(&vec![b'x'; body_len]).await;
+                });
+            }
+        });
+        format!("http://{addr}/")
+    }
+
+    fn get(url: &str) -> HttpRequest {
+        http::Request::get(url).body(Vec::new()).unwrap()
+    }
+
+    fn client() -> WebClient {
+        WebClient::new(crate::tls::web_client_config().unwrap())
+    }
+
+    #[tokio::test]
+    async fn answers_pass_whatever_their_status() {
+        let url = server("HTTP/1.1 404 Not Found\r\ncontent-length: 3\r\n\r\n", 3).await;
+        let response = client().send(get(&url)).await.unwrap();
+        assert_eq!(response.status(), 404);
+        assert_eq!(response.body(), b"xxx");
+    }
+
+    #[tokio::test]
+    async fn an_answer_over_the_limit_is_refused() {
+        let head = "HTTP/1.1 200 OK\r\ncontent-length: 1048577\r\n\r\n";
+        let url = server(head, MAX_RESPONSE_BYTES + 1).await;
+        let error = client().send(get(&url)).await.unwrap_err();
+        assert!(matches!(error, FetchError::Body), "{error}");
+    }
 }

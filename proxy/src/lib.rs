@@ -17,7 +17,6 @@ mod forward;
 mod gate;
 mod hasher;
 mod host;
-mod jwt;
 mod login;
 mod metrics;
 mod oidc;

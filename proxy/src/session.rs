@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use cookie::{Cookie, SameSite};
 use ring::rand::SystemRandom;
 use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
 use serde::{Deserialize, Serialize};
@@ -170,30 +171,31 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     fs::rename(&tmp, path)
 }
 
-/// The values of every session cookie in a request's `Cookie` headers.
-pub(crate) fn cookie_values(headers: &http::HeaderMap) -> impl Iterator<Item = &str> {
+/// The cookies of a request's `Cookie` headers.
+fn request_cookies(headers: &http::HeaderMap) -> impl Iterator<Item = Cookie<'_>> {
     headers
         .get_all(http::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .filter(|(name, _)| *name == COOKIE_NAME)
-        .map(|(_, value)| value.trim_matches('"'))
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+}
+
+/// The values of every session cookie in a request's `Cookie` headers.
+pub(crate) fn cookie_values(headers: &http::HeaderMap) -> impl Iterator<Item = &str> {
+    request_cookies(headers)
+        .filter(|c| c.name() == COOKIE_NAME)
+        .filter_map(|c| c.value_raw())
+        .map(|value| value.trim_matches('"'))
 }
 
 /// Removes the session cookie from a request's `Cookie` headers so the
-/// token never reaches the backend.
+/// token never reaches the backend; the other cookies pass as they came
+/// (a piece that is not a cookie at all is dropped).
 pub(crate) fn strip_cookie(headers: &mut http::HeaderMap) {
-    let kept: Vec<String> = headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .map(str::trim)
-        .filter(|pair| !pair.is_empty())
-        .filter(|pair| pair.split_once('=').map(|(n, _)| n) != Some(COOKIE_NAME))
-        .map(str::to_owned)
+    let kept: Vec<String> = request_cookies(headers)
+        .filter(|c| c.name() != COOKIE_NAME)
+        .filter_map(|c| Some(format!("{}={}", c.name_raw()?, c.value_raw()?)))
         .collect();
     headers.remove(http::header::COOKIE);
     if let Ok(value) = http::HeaderValue::from_str(&kept.join("; ")) {
@@ -209,11 +211,14 @@ pub(crate) fn strip_cookie(headers: &mut http::HeaderMap) {
 /// leaves it out, since no client would send a `Secure` cookie back over
 /// plain HTTP and every login would loop.
 pub(crate) fn set_cookie(token: &str, scheme: &str) -> String {
-    let secure = if scheme == "https" { "; Secure" } else { "" };
-    format!(
-        "{COOKIE_NAME}={token}; Path=/; Max-Age={}; HttpOnly{secure}; SameSite=Lax",
-        SESSION_TTL.as_secs()
-    )
+    let ttl = i64::try_from(SESSION_TTL.as_secs()).unwrap_or(i64::MAX);
+    Cookie::build((COOKIE_NAME, token))
+        .path("/")
+        .max_age(cookie::time::Duration::seconds(ttl))
+        .http_only(true)
+        .secure(scheme == "https")
+        .same_site(SameSite::Lax)
+        .to_string()
 }
 
 #[cfg(test)]
@@ -222,11 +227,20 @@ mod tests {
 
     #[test]
     fn the_cookie_is_secure_exactly_when_the_proxy_serves_tls() {
-        assert!(set_cookie("t", "https").contains("; Secure;"));
-        let plain = set_cookie("t", "http");
-        assert!(!plain.contains("Secure"));
-        assert!(plain.starts_with(&format!("{COOKIE_NAME}=t; Path=/;")));
-        assert!(plain.contains("HttpOnly; SameSite=Lax"));
+        let tls = Cookie::parse(set_cookie("t", "https")).unwrap();
+        assert_eq!(tls.secure(), Some(true));
+        let raw = set_cookie("t", "http");
+        assert!(!raw.contains("Secure"));
+        let plain = Cookie::parse(raw).unwrap();
+        assert_eq!((plain.name(), plain.value()), (COOKIE_NAME, "t"));
+        assert_eq!(plain.path(), Some("/"));
+        assert_eq!(plain.domain(), None);
+        assert_eq!(plain.http_only(), Some(true));
+        assert_eq!(plain.same_site(), Some(SameSite::Lax));
+        assert_eq!(
+            plain.max_age(),
+            Some(cookie::time::Duration::seconds(24 * 60 * 60))
+        );
     }
 
     #[test]
@@ -272,7 +286,7 @@ mod tests {
         let mut headers = http::HeaderMap::new();
         headers.insert(
             http::header::COOKIE,
-            http::HeaderValue::from_static("a=1; meshplane_session=xyz; b=2"),
+            http::HeaderValue::from_static("a=1; meshplane_session=\"xyz\"; b=2"),
         );
         assert_eq!(cookie_values(&headers).collect::<Vec<_>>(), ["xyz"]);
         strip_cookie(&mut headers);

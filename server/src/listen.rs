@@ -53,6 +53,8 @@ use axum::Router;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use meshplane_core::backoff::Backoff;
+use rand_core::{OsRng, RngCore};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
@@ -62,7 +64,7 @@ use tower::ServiceExt as _;
 
 use crate::config::Limits;
 
-/// First pause after a failed accept; it doubles up to [`MAX_BACKOFF`].
+/// First pause after a failed accept; it doubles (jittered) up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Descriptors kept free of connections for the database, the listener
@@ -84,7 +86,7 @@ pub async fn serve(
     let addresses = PerAddress::new(limits.max_connections_per_address);
     let builder = Arc::new(builder(&limits));
     let (drain, draining) = watch::channel(false);
-    let mut backoff = MIN_BACKOFF;
+    let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF, OsRng.next_u64());
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -93,16 +95,16 @@ pub async fn serve(
         };
         let (permit, stream, peer) = match accepted {
             Ok(accepted) => {
-                backoff = MIN_BACKOFF;
+                backoff.reset();
                 accepted
             }
             Err(e) => {
-                tracing::warn!(error = %e, pause_ms = backoff.as_millis(), "accept failed");
+                let pause = backoff.next_delay();
+                tracing::warn!(error = %e, pause_ms = pause.as_millis(), "accept failed");
                 tokio::select! {
                     () = &mut shutdown => break,
-                    () = tokio::time::sleep(backoff) => {}
+                    () = tokio::time::sleep(pause) => {}
                 }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;
             }
         };

@@ -23,7 +23,7 @@ use tokio::time::{sleep, sleep_until, Instant};
 
 use crate::engine::wg::Engine;
 use crate::key::{PrivateKey, PublicKey};
-use crate::mgmt::client::{now, Management, Session, MAX_BACKOFF, MIN_BACKOFF};
+use crate::mgmt::client::{now, reconnect_backoff, Management, Session};
 
 /// A token is renewed this long before it expires.
 const RENEW_BEFORE: Duration = Duration::from_secs(120);
@@ -58,7 +58,7 @@ impl Relay {
     pub async fn run(mut self) {
         let own = self.key.public_key().to_string();
         let mut ids: HashMap<PublicKey, PeerId> = HashMap::new();
-        let mut backoff = MIN_BACKOFF;
+        let mut backoff = reconnect_backoff();
         let dial = self.management.relay_dial();
         loop {
             if self.renew_at() <= Instant::now() {
@@ -72,7 +72,7 @@ impl Relay {
             match RelayClient::connect_with(&self.url, &own, &token, &dial).await {
                 Ok((sender, mut receiver)) => {
                     tracing::info!("relay {} connected", self.url);
-                    backoff = MIN_BACKOFF;
+                    backoff.reset();
                     if self.engine.relay(true).await.is_err() {
                         return;
                     }
@@ -119,8 +119,7 @@ impl Relay {
             }
             // What the engine queued meanwhile is stale.
             while self.outbound.try_recv().is_ok() {}
-            sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+            sleep(backoff.next_delay()).await;
         }
     }
 

@@ -36,7 +36,7 @@ use super::ice::{self, Command};
 
 use crate::engine::wg::Engine;
 use crate::key::PublicKey;
-use crate::mgmt::client::{MAX_BACKOFF, MIN_BACKOFF};
+use crate::mgmt::client::reconnect_backoff;
 
 /// Bodies waiting to be sent; past this many, announcements are dropped
 /// (the next change or the peer's next offer repeats them).
@@ -71,13 +71,13 @@ impl Signal {
         let (outbox, queue) = mpsc::channel(SEND_QUEUE);
         tokio::spawn(send_all(self.client.clone(), queue));
         let mut remote: HashMap<PublicKey, Vec<SocketAddr>> = HashMap::new();
-        let mut backoff = MIN_BACKOFF;
+        let mut backoff = reconnect_backoff();
         loop {
             match self.client.connect().await {
                 Ok(mut stream) => {
                     tracing::debug!("signal stream open");
                     self.connected.send_replace(true);
-                    backoff = MIN_BACKOFF;
+                    backoff.reset();
                     let mut known = BTreeSet::new();
                     loop {
                         // Newcomers (all of them on a new stream) get our offer.
@@ -131,8 +131,7 @@ impl Signal {
                 Err(e) => tracing::warn!("signal: {e}"),
             }
             self.connected.send_replace(false);
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+            tokio::time::sleep(backoff.next_delay()).await;
         }
     }
 

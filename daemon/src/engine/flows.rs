@@ -37,9 +37,6 @@ pub const MAX_TRACKED: usize = meshplane_core::firewall::MAX_FLOWS;
 pub const DROP_QUIET: i64 = 60_000;
 const CLOSED_LINGER: i64 = 10_000;
 
-const TCP_FIN: u8 = 0x01;
-const TCP_RST: u8 = 0x04;
-
 /// What happened to a flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -120,7 +117,7 @@ impl FlowTable {
     pub fn packet(&mut self, ip: &[u8], packet: &Packet, accepted: bool, now_ms: i64) {
         let key = packet.flow();
         let inbound = packet.direction == Direction::In;
-        let flags = tcp_flags(ip, packet.transport);
+        let details = crate::engine::packet::details(ip).unwrap_or_default();
         let size = ip.len() as u64;
         let state = self.flows.get(&key).map(|t| t.state);
         match (accepted, state) {
@@ -146,14 +143,14 @@ impl FlowTable {
         };
         counter.0 += 1;
         counter.1 += size;
-        if flags & TCP_FIN != 0 {
+        if details.fin {
             if inbound {
                 t.fin_in = true;
             } else {
                 t.fin_out = true;
             }
         }
-        if flags & TCP_RST != 0 || (t.fin_in && t.fin_out) {
+        if details.rst || (t.fin_in && t.fin_out) {
             self.end(&key, now_ms);
         }
     }
@@ -265,45 +262,22 @@ impl FlowTable {
 /// The parts of a new flow's events that its first packet decides.
 fn template(ip: &[u8], packet: &Packet) -> Option<Event> {
     let (src, dst) = crate::engine::packet::addresses(ip)?;
-    let protocol = *ip.get(9)?;
+    let details = crate::engine::packet::details(ip)?;
     let ported = matches!(packet.transport, Transport::Tcp | Transport::Udp);
     let port = |p: u16| if ported { p } else { 0 };
-    let icmp = match (packet.transport, transport_header(ip)) {
-        (Transport::Icmp, [kind, code, ..]) => (*kind, *code),
-        _ => (0, 0),
-    };
     Some(Event {
         id: String::new(),
         flow_id: uuid(),
         kind: Kind::Start,
         at_ms: 0,
-        protocol,
+        protocol: details.protocol,
         direction: packet.direction,
         source: (src, port(packet.src_port)),
         destination: (dst, port(packet.dst_port)),
         rx: (0, 0),
         tx: (0, 0),
-        icmp,
+        icmp: details.icmp,
     })
-}
-
-/// The transport header of an IPv4 packet's first fragment (empty
-/// otherwise).
-fn transport_header(ip: &[u8]) -> &[u8] {
-    let header = usize::from(ip.first().map_or(0, |b| b & 0x0f)) * 4;
-    let first_fragment = ip.len() > 7 && u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff == 0;
-    match ip.get(header..) {
-        Some(l4) if header >= 20 && first_fragment => l4,
-        _ => &[],
-    }
-}
-
-/// The TCP flags of a TCP packet (0 otherwise).
-fn tcp_flags(ip: &[u8], transport: Transport) -> u8 {
-    match transport {
-        Transport::Tcp => transport_header(ip).get(13).copied().unwrap_or(0),
-        _ => 0,
-    }
 }
 
 /// A random (version 4) UUID, lower case (a setup key is the same in
@@ -358,8 +332,8 @@ mod tests {
         p.extend_from_slice(&dst);
         p.extend_from_slice(&sp.to_be_bytes());
         p.extend_from_slice(&dp.to_be_bytes());
-        p.extend_from_slice(&[0; 9]);
-        p.push(flags);
+        p.extend_from_slice(&[0; 8]);
+        p.extend_from_slice(&[0x50, flags]);
         p.extend_from_slice(&[0; 6]);
         p
     }

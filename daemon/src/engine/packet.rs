@@ -1,27 +1,37 @@
-//! Just enough IPv4 parsing to route a packet and to summarise it for the
-//! firewall. Anything that is not a well-formed IPv4 packet is refused here
-//! and never reaches a peer or the host.
+//! Just enough IPv4 parsing to route a packet, summarise it for the
+//! firewall and describe it to the flow table, on `smoltcp::wire`'s checked
+//! views. Anything that is not a well-formed IPv4 packet (short, a header
+//! length or total length that does not fit) is refused here and never
+//! reaches a peer or the host.
 
 use std::net::Ipv4Addr;
 
 use meshplane_core::firewall::{Packet, Transport};
 use meshplane_core::netmap::firewall::Direction;
 use meshplane_core::routing::forward::Packet as RoutedPacket;
+use smoltcp::wire::{Icmpv4Message, Icmpv4Packet, IpProtocol, Ipv4Packet, TcpPacket, UdpPacket};
 
-const TCP: u8 = 6;
-const UDP: u8 = 17;
-const ICMP: u8 = 1;
-const ICMP_ECHO_REPLY: u8 = 0;
-const ICMP_ECHO_REQUEST: u8 = 8;
+/// `ip` as a checked IPv4 packet, or `None` if it is not one.
+fn ipv4(ip: &[u8]) -> Option<Ipv4Packet<&[u8]>> {
+    Ipv4Packet::new_checked(ip)
+        .ok()
+        .filter(|p| p.version() == 4)
+}
+
+/// The transport header and payload of a first fragment; later fragments
+/// carry none.
+fn transport<'a>(packet: &Ipv4Packet<&'a [u8]>) -> &'a [u8] {
+    if packet.frag_offset() == 0 {
+        packet.payload()
+    } else {
+        &[]
+    }
+}
 
 /// The addresses of an IPv4 packet, or `None` if it is not one.
 pub fn addresses(ip: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr)> {
-    if ip.len() < 20 || ip[0] >> 4 != 4 {
-        return None;
-    }
-    let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
-    let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
-    Some((src, dst))
+    let p = ipv4(ip)?;
+    Some((p.src_addr(), p.dst_addr()))
 }
 
 /// The firewall's view of an IPv4 packet crossing the tunnel in
@@ -43,56 +53,112 @@ pub fn summary(ip: &[u8], direction: Direction) -> Option<Packet> {
 }
 
 /// The route filter's view of an IPv4 packet (the same fields as
-/// [`summary`], named by address).
+/// [`summary`], named by address). A TCP or UDP header that is cut short
+/// (a tiny first fragment) gives ports 0, like a later fragment.
 pub fn routed(ip: &[u8]) -> Option<RoutedPacket> {
-    let (src, dst) = addresses(ip)?;
-    let header = usize::from(ip[0] & 0x0f) * 4;
-    if header < 20 || ip.len() < header {
-        return None;
-    }
-    let first_fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff == 0;
-    let l4 = if first_fragment { &ip[header..] } else { &[] };
-    let port_pair = |l4: &[u8]| match l4 {
-        [a, b, c, d, ..] => (u16::from_be_bytes([*a, *b]), u16::from_be_bytes([*c, *d])),
-        _ => (0, 0),
-    };
-    let (transport, (src_port, dst_port)) = match ip[9] {
-        TCP => (Transport::Tcp, port_pair(l4)),
-        UDP => (Transport::Udp, port_pair(l4)),
-        ICMP => {
-            let ident = match l4 {
-                [t, _, _, _, i0, i1, ..] if matches!(*t, ICMP_ECHO_REQUEST | ICMP_ECHO_REPLY) => {
-                    u16::from_be_bytes([*i0, *i1])
-                }
-                _ => 0,
-            };
+    let p = ipv4(ip)?;
+    let l4 = transport(&p);
+    let (transport, (src_port, dst_port)) = match p.next_header() {
+        IpProtocol::Tcp => (
+            Transport::Tcp,
+            TcpPacket::new_checked(l4).map_or((0, 0), |t| (t.src_port(), t.dst_port())),
+        ),
+        // The length field is not checked: in a first fragment it covers
+        // the whole datagram, more than the fragment holds.
+        IpProtocol::Udp if l4.len() >= UDP_HEADER_LEN => {
+            let u = UdpPacket::new_unchecked(l4);
+            (Transport::Udp, (u.src_port(), u.dst_port()))
+        }
+        IpProtocol::Udp => (Transport::Udp, (0, 0)),
+        IpProtocol::Icmp => {
+            let ident = Icmpv4Packet::new_checked(l4)
+                .ok()
+                .filter(|i| {
+                    matches!(
+                        i.msg_type(),
+                        Icmpv4Message::EchoRequest | Icmpv4Message::EchoReply
+                    )
+                })
+                .map_or(0, |i| i.echo_ident());
             (Transport::Icmp, (ident, ident))
         }
         _ => (Transport::Other, (0, 0)),
     };
     Some(RoutedPacket {
-        src,
-        dst,
+        src: p.src_addr(),
+        dst: p.dst_addr(),
         transport,
         src_port,
         dst_port,
     })
 }
 
+/// Bytes of a UDP header.
+const UDP_HEADER_LEN: usize = 8;
+
+/// What the flow table records of a packet beyond its [`summary`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Details {
+    /// The IP protocol number.
+    pub protocol: u8,
+    /// ICMP type and code (zero for other protocols).
+    pub icmp: (u8, u8),
+    /// TCP FIN and RST flags.
+    pub fin: bool,
+    pub rst: bool,
+}
+
+/// The flow table's [`Details`] of an IPv4 packet, or `None` if it is not one.
+pub fn details(ip: &[u8]) -> Option<Details> {
+    let p = ipv4(ip)?;
+    let l4 = transport(&p);
+    let mut details = Details {
+        protocol: p.next_header().into(),
+        ..Details::default()
+    };
+    match p.next_header() {
+        IpProtocol::Icmp => {
+            if let Ok(i) = Icmpv4Packet::new_checked(l4) {
+                details.icmp = (i.msg_type().into(), i.msg_code());
+            }
+        }
+        IpProtocol::Tcp => {
+            if let Ok(t) = TcpPacket::new_checked(l4) {
+                details.fin = t.fin();
+                details.rst = t.rst();
+            }
+        }
+        _ => {}
+    }
+    Some(details)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const TCP: u8 = 6;
+    const ICMP: u8 = 1;
+
+    /// An IPv4 packet from 100.64.0.1 to 100.64.0.2 carrying `l4`.
     fn ipv4(proto: u8, l4: &[u8]) -> Vec<u8> {
-        let mut p = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, proto, 0, 0];
+        let total = u16::try_from(20 + l4.len()).unwrap().to_be_bytes();
+        let mut p = vec![0x45, 0, total[0], total[1], 0, 0, 0, 0, 64, proto, 0, 0];
         p.extend_from_slice(&[100, 64, 0, 1, 100, 64, 0, 2]);
         p.extend_from_slice(l4);
         p
     }
 
+    /// A TCP header from port 40000 to 8080 with `flags`.
+    fn tcp_header(flags: u8) -> Vec<u8> {
+        let mut h = vec![0x9c, 0x40, 0x1f, 0x90, 0, 0, 0, 0, 0, 0, 0, 0, 0x50, flags];
+        h.extend_from_slice(&[0; 6]);
+        h
+    }
+
     #[test]
-    fn summarises_tcp_icmp_and_others() {
-        let tcp = ipv4(TCP, &[0x9c, 0x40, 0x1f, 0x90, 0, 0, 0, 0]);
+    fn summarises_tcp_udp_icmp_and_others() {
+        let tcp = ipv4(TCP, &tcp_header(0x02));
         let s = summary(&tcp, Direction::Out).unwrap();
         assert_eq!(s.remote, Ipv4Addr::new(100, 64, 0, 2));
         assert_eq!(
@@ -102,7 +168,14 @@ mod tests {
         let s = summary(&tcp, Direction::In).unwrap();
         assert_eq!(s.remote, Ipv4Addr::new(100, 64, 0, 1));
 
-        let echo = ipv4(ICMP, &[ICMP_ECHO_REQUEST, 0, 0, 0, 0x12, 0x34, 0, 1]);
+        let udp = ipv4(17, &[0x9c, 0x40, 0, 53, 0, 8, 0, 0]);
+        let s = summary(&udp, Direction::Out).unwrap();
+        assert_eq!(
+            (s.transport, s.src_port, s.dst_port),
+            (Transport::Udp, 40000, 53)
+        );
+
+        let echo = ipv4(ICMP, &[8, 0, 0, 0, 0x12, 0x34, 0, 1]);
         let s = summary(&echo, Direction::Out).unwrap();
         assert_eq!(
             (s.transport, s.src_port, s.dst_port),
@@ -123,12 +196,29 @@ mod tests {
         let mut bad_ihl = ipv4(TCP, &[]);
         bad_ihl[0] = 0x4f;
         assert!(summary(&bad_ihl, Direction::In).is_none());
+        let mut too_long = ipv4(TCP, &tcp_header(0));
+        too_long[3] += 1;
+        assert!(summary(&too_long, Direction::In).is_none());
     }
 
     #[test]
-    fn later_fragments_have_no_ports() {
+    fn later_fragments_and_cut_headers_have_no_ports() {
         let mut frag = ipv4(TCP, &[0x9c, 0x40, 0x1f, 0x90]);
+        assert_eq!(summary(&frag, Direction::In).unwrap().dst_port, 0);
+        frag = ipv4(TCP, &tcp_header(0));
         frag[7] = 10;
         assert_eq!(summary(&frag, Direction::In).unwrap().dst_port, 0);
+    }
+
+    #[test]
+    fn details_for_the_flow_table() {
+        let fin_ack = ipv4(TCP, &tcp_header(0x11));
+        let d = details(&fin_ack).unwrap();
+        assert_eq!((d.protocol, d.fin, d.rst), (TCP, true, false));
+        let rst = details(&ipv4(TCP, &tcp_header(0x04))).unwrap();
+        assert!(rst.rst && !rst.fin);
+        let unreachable = details(&ipv4(ICMP, &[3, 1, 0, 0, 0, 0, 0, 0])).unwrap();
+        assert_eq!((unreachable.protocol, unreachable.icmp), (ICMP, (3, 1)));
+        assert!(details(&[0x45; 10]).is_none());
     }
 }

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crypto_box::{PublicKey, SecretKey};
+use meshplane_core::backoff::Backoff;
 use meshplane_core::netmap::PeerMap;
 use meshplane_core::Timestamp;
 use meshplane_proto::envelope::{open, parse_public_key, parse_secret_key, seal, ReplayGuard};
@@ -45,8 +46,19 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// First wait before reconnecting to the management server or one of its
 /// services (Sync, signal, relay); doubles up to [`MAX_BACKOFF`].
-pub(crate) const MIN_BACKOFF: Duration = Duration::from_millis(500);
-pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(30);
+const MIN_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The waits of a loop reconnecting to the management server or one of its
+/// services, jittered from the operating system's generator so daemons that
+/// lost the server together do not return together.
+pub(crate) fn reconnect_backoff() -> Backoff {
+    Backoff::new(
+        MIN_BACKOFF,
+        MAX_BACKOFF,
+        rand_core::RngCore::next_u64(&mut OsRng),
+    )
+}
 
 /// Why a session failed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

@@ -114,6 +114,8 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<TestBody> {
                 "authorization_endpoint": format!("{}/authorize", state.issuer),
                 "token_endpoint": format!("{}/token", state.issuer),
                 "jwks_uri": format!("{}/jwks", state.issuer),
+                "response_types_supported": ["code"],
+                "subject_types_supported": ["public"],
                 "token_endpoint_auth_methods_supported": ["client_secret_basic"],
                 "id_token_signing_alg_values_supported": ["RS256", "EdDSA"],
             }),
