@@ -11,6 +11,13 @@
 //! it differs, converted into the protocol of the stream (ours or
 //! NetBird's, [`crate::netbird`]).
 //!
+//! For streams that take deltas the hub also remembers, per peer, the last
+//! map sent and the last map the peer acknowledged holding (one of each,
+//! shared with the snapshot that computed it): a stream diffs against what
+//! it sent last, and a reconnecting peer that names its acknowledged map
+//! gets a delta from it. Entries of peers no longer in the account are
+//! dropped at each computation, and all of them when the hub ends.
+//!
 //! Bursts are coalesced: the first change after a quiet spell is recomputed
 //! at once, later ones at most once per [`COALESCE`], so a change reaches
 //! peers well within a second however busy the REST API is. Without any
@@ -23,6 +30,7 @@ use std::time::Duration;
 
 use meshplane_core::index::AccountIndex;
 use meshplane_core::model::Account;
+use meshplane_core::netmap::delta::{digest, MapDigest};
 use meshplane_core::netmap::{MapBuilder, PeerMap};
 use meshplane_core::posture;
 use meshplane_core::registration::{check_login, RegistrationError};
@@ -54,6 +62,8 @@ pub enum Update {
         map: Arc<PeerMap>,
         process_check_paths: Arc<[String]>,
         serial: u64,
+        /// The map's digest ([`digest`]).
+        digest: MapDigest,
     },
     /// End the stream with this status (the peer was deleted, blocked, or
     /// its login expired).
@@ -86,11 +96,42 @@ struct Member {
     streams: usize,
 }
 
+/// A map a peer was sent, by the serial and digest of the response.
+#[derive(Debug, Clone)]
+pub struct Held {
+    pub serial: u64,
+    pub digest: MapDigest,
+    pub map: Arc<PeerMap>,
+}
+
+/// The maps the hub remembers for one peer.
+#[derive(Debug, Default)]
+struct PeerMaps {
+    /// The last one sent on any of its delta streams.
+    sent: Option<Held>,
+    /// The last one it acknowledged holding.
+    acked: Option<Held>,
+}
+
+/// What an acknowledgement told the hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ack {
+    /// The peer holds the map last sent; remembered as its base.
+    Holds,
+    /// It names a map this hub did not send last (an older one, or one of
+    /// another server); nothing is remembered.
+    Unknown,
+    /// It holds another map than the one sent with that serial.
+    Differs,
+}
+
 /// The shared state of one account's hub.
 #[derive(Debug)]
 struct Hub {
     snapshots: watch::Sender<Arc<Snapshot>>,
     members: Mutex<BTreeMap<String, Member>>,
+    /// By peer id; see the module documentation.
+    maps: Mutex<HashMap<String, PeerMaps>>,
     /// Asks for a recomputation (a new stream wants its first map).
     poke: Notify,
 }
@@ -138,6 +179,7 @@ impl Hubs {
                 let hub = Arc::new(Hub {
                     snapshots: watch::Sender::new(Arc::default()),
                     members: Mutex::default(),
+                    maps: Mutex::default(),
                     poke: Notify::new(),
                 });
                 tokio::spawn(run(self.clone(), account.to_string(), hub.clone()));
@@ -160,6 +202,26 @@ impl Hubs {
             seen,
             snapshots,
             left: false,
+        }
+    }
+
+    /// Records that the peer `peer_id` of `account` holds the map of
+    /// `serial` with `digest`.
+    pub fn ack(&self, account: &str, peer_id: &str, serial: u64, digest: &MapDigest) -> Ack {
+        let Some(hub) = locked(&self.hubs).get(account).cloned() else {
+            return Ack::Unknown;
+        };
+        let mut maps = locked(&hub.maps);
+        let Some(entry) = maps.get_mut(peer_id) else {
+            return Ack::Unknown;
+        };
+        match &entry.sent {
+            Some(sent) if sent.serial == serial && sent.digest == *digest => {
+                entry.acked = Some(sent.clone());
+                Ack::Holds
+            }
+            Some(sent) if sent.serial == serial => Ack::Differs,
+            _ => Ack::Unknown,
         }
     }
 
@@ -190,6 +252,22 @@ impl Subscription {
             }
             self.snapshots.changed().await.ok()?;
         }
+    }
+
+    /// The map this peer acknowledged holding, if it is the one of
+    /// `serial` and `digest`.
+    pub fn acknowledged(&self, serial: u64, digest: &MapDigest) -> Option<Arc<PeerMap>> {
+        let maps = locked(&self.hub.maps);
+        let acked = maps.get(&self.peer_id)?.acked.as_ref()?;
+        (acked.serial == serial && acked.digest == *digest).then(|| acked.map.clone())
+    }
+
+    /// Records the map just sent to this peer as a delta stream's base.
+    pub fn sent(&self, held: Held) {
+        locked(&self.hub.maps)
+            .entry(self.peer_id.clone())
+            .or_default()
+            .sent = Some(held);
     }
 
     /// The peer this stream serves.
@@ -274,7 +352,7 @@ async fn run(hubs: Hubs, account: String, hub: Arc<Hub>) {
         let now = ids::now();
         // A serial that only grows, also across hubs and restarts.
         serial = u64::try_from(now.as_millis()).unwrap_or(0).max(serial + 1);
-        match compute(&hubs, &account, members, now, serial).await {
+        match compute(&hubs, &hub, &account, members, now, serial).await {
             Ok(updates) => {
                 generation += 1;
                 hub.snapshots.send_replace(Arc::new(Snapshot {
@@ -291,6 +369,7 @@ async fn run(hubs: Hubs, account: String, hub: Arc<Hub>) {
 /// the access its expose sessions grant.
 async fn compute(
     hubs: &Hubs,
+    hub: &Hub,
     account_id: &str,
     members: Vec<(String, String)>,
     now: Timestamp,
@@ -312,6 +391,7 @@ async fn compute(
         .await
         .map_err(internal)?;
     drop(tx);
+    locked(&hub.maps).retain(|id, _| account.peers.iter().any(|p| p.id.as_str() == id));
     let account = hubs.expose.granted(&account).await;
     crate::cpu::run(move || updates(&account, &members, now, serial))
         .await
@@ -337,11 +417,15 @@ fn updates(
                 }
                 Ok(_) => match index.rank(id) {
                     None => Update::close(&RegistrationError::NotRegistered),
-                    Some(rank) => Update::Map {
-                        map: Arc::new(PeerMap::from(&maps.map(rank))),
-                        process_check_paths: posture::process_paths(&index, rank).into(),
-                        serial,
-                    },
+                    Some(rank) => {
+                        let map = PeerMap::from(&maps.map(rank));
+                        Update::Map {
+                            digest: digest(&map),
+                            map: Arc::new(map),
+                            process_check_paths: posture::process_paths(&index, rank).into(),
+                            serial,
+                        }
+                    }
                 },
             };
             (id.clone(), update)
