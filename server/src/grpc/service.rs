@@ -272,7 +272,7 @@ impl management_server::Management for Management {
     ) -> Result<Response<SealedMessage>, Status> {
         let shared = &self.shared;
         let opened = shared.open::<AckMapRequest>(request.get_ref())?;
-        let answer = sync::ack(shared, &opened.key, opened.message).await?;
+        let answer = sync::ack(shared, &opened.key, opened.message)?;
         Ok(Response::new(shared.seal(&answer, &opened.sender)))
     }
 

@@ -144,12 +144,17 @@ pub struct Hubs {
     /// beginning or ending recomputes its account's maps.
     expose: Expose,
     hubs: Arc<Mutex<HashMap<String, Arc<Hub>>>>,
+    /// The account and peer id of each key with an open stream, so that an
+    /// acknowledgement finds its hub without reading the store.
+    keys: Arc<Mutex<HashMap<String, (String, String)>>>,
 }
 
 /// An open stream's view of its account's hub.
 #[derive(Debug)]
 pub struct Subscription {
     hub: Arc<Hub>,
+    keys: Arc<Mutex<HashMap<String, (String, String)>>>,
+    key: String,
     peer_id: String,
     seen: u64,
     snapshots: watch::Receiver<Arc<Snapshot>>,
@@ -166,6 +171,7 @@ impl Hubs {
             store,
             expose,
             hubs: Arc::default(),
+            keys: Arc::default(),
         }
     }
 
@@ -193,11 +199,14 @@ impl Hubs {
                 streams: 0,
             })
             .streams += 1;
+        locked(&self.keys).insert(key.to_string(), (account.to_string(), peer_id.to_string()));
         let snapshots = hub.snapshots.subscribe();
         let seen = snapshots.borrow().generation;
         hub.poke.notify_one();
         Subscription {
             hub,
+            keys: self.keys.clone(),
+            key: key.to_string(),
             peer_id: peer_id.to_string(),
             seen,
             snapshots,
@@ -205,14 +214,18 @@ impl Hubs {
         }
     }
 
-    /// Records that the peer `peer_id` of `account` holds the map of
-    /// `serial` with `digest`.
-    pub fn ack(&self, account: &str, peer_id: &str, serial: u64, digest: &MapDigest) -> Ack {
-        let Some(hub) = locked(&self.hubs).get(account).cloned() else {
+    /// Records that the peer holding `key` holds the map of `serial` with
+    /// `digest`. Reads no store: a peer without an open stream here has
+    /// nothing to acknowledge ([`Ack::Unknown`]).
+    pub fn ack(&self, key: &str, serial: u64, digest: &MapDigest) -> Ack {
+        let Some((account, peer_id)) = locked(&self.keys).get(key).cloned() else {
+            return Ack::Unknown;
+        };
+        let Some(hub) = locked(&self.hubs).get(&account).cloned() else {
             return Ack::Unknown;
         };
         let mut maps = locked(&hub.maps);
-        let Some(entry) = maps.get_mut(peer_id) else {
+        let Some(entry) = maps.get_mut(&peer_id) else {
             return Ack::Unknown;
         };
         match &entry.sent {
@@ -294,6 +307,7 @@ impl Subscription {
             return false;
         }
         members.remove(&self.peer_id);
+        locked(&self.keys).remove(&self.key);
         true
     }
 }
