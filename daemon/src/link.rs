@@ -27,7 +27,9 @@ use crate::engine::netstack::Netstack;
 use crate::engine::wg::{Engine, EngineConfig, Status, Underlay};
 use crate::key::{PrivateKey, PublicKey};
 use crate::meta::{self, Mesh, Meta};
-use crate::mgmt::client::{reconnect_backoff, Management, ManagementError, Session};
+use crate::mgmt::client::{
+    reconnect_backoff, HeldMap, Management, ManagementError, MapStream, Session,
+};
 use crate::routing::{underlay_addresses, HostConfig, Routes, RoutesReport};
 
 /// How the engine is attached to the host.
@@ -247,6 +249,7 @@ impl Link {
             peers,
             dns: dns.clone(),
             meta,
+            held: Mutex::default(),
         };
         let task = tokio::spawn(follower.run(session));
         Ok(Link {
@@ -380,6 +383,9 @@ struct Follower {
     dns: Option<Arc<PeerDns>>,
     /// This host's meta, reported at login and sync.
     meta: Arc<Meta>,
+    /// The map the last stream left, named by the next so that it starts
+    /// with a delta.
+    held: Mutex<Option<HeldMap>>,
 }
 
 impl Follower {
@@ -417,13 +423,29 @@ impl Follower {
                 Err(e) => return (false, Err(e)),
             },
         };
-        let mut stream = match session.sync(self.meta.for_request().await).await {
+        let held = self
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let mut stream = match session.sync(self.meta.for_request().await, held).await {
             Ok(s) => s,
             Err(e) => return (false, Err(e)),
         };
+        let (got_map, result) = self.apply_maps(&mut session, &mut stream).await;
+        *self.held.lock().unwrap_or_else(PoisonError::into_inner) = stream.into_held();
+        (got_map, result)
+    }
+
+    /// Applies each map `stream` brings until it ends.
+    async fn apply_maps(
+        &self,
+        session: &mut Session,
+        stream: &mut MapStream,
+    ) -> (bool, Result<(), ManagementError>) {
         let mut got_map = false;
         loop {
-            let map = match session.next_map(&mut stream).await {
+            let map = match session.next_map(stream).await {
                 Ok(Some((map, paths))) => {
                     self.meta.set_paths(paths);
                     map

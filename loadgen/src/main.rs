@@ -64,6 +64,11 @@ struct Cli {
     /// Seconds one change may take to reach every peer.
     #[arg(long, value_name = "SECS", default_value_t = 120)]
     change_timeout_secs: u64,
+
+    /// Peers ask for the whole map in every message (as before map
+    /// deltas) instead of taking deltas and acknowledging each map.
+    #[arg(long)]
+    full_maps: bool,
 }
 
 fn main() -> ExitCode {
@@ -99,6 +104,7 @@ fn main() -> ExitCode {
         concurrency: cli.concurrency,
         phase_timeout: Duration::from_secs(cli.phase_timeout_secs),
         change_timeout: Duration::from_secs(cli.change_timeout_secs),
+        deltas: !cli.full_maps,
     };
     match run(&config) {
         Ok(report) => {

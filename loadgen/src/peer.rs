@@ -9,13 +9,15 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crypto_box::{PublicKey, SecretKey};
+use meshplane_core::netmap::delta::{apply_checked, MapDelta};
 use meshplane_core::netmap::PeerMap;
 use meshplane_core::Timestamp;
+use meshplane_proto::delta::from_digest_bytes;
 use meshplane_proto::envelope::{encode_public_key, open, parse_public_key, seal, ReplayGuard};
 use meshplane_proto::v1::management_client::ManagementClient;
 use meshplane_proto::v1::{
-    GetServerKeyRequest, LoginRequest, LoginResponse, PeerSystemMeta, SealedMessage, SyncRequest,
-    SyncResponse,
+    AckMapRequest, AckMapResponse, GetServerKeyRequest, LoginRequest, LoginResponse,
+    PeerSystemMeta, SealedMessage, SyncRequest, SyncResponse,
 };
 use prost::Message;
 use rand_core::OsRng;
@@ -210,10 +212,14 @@ impl Peer {
     }
 
     /// Opens the Sync stream and follows it on a task of its own, reporting
-    /// every map to `tracker`.
-    pub async fn sync(mut self, tracker: Arc<Tracker>) -> Result<(), PeerError> {
+    /// every map to `tracker`. With `deltas` the peer takes map deltas and
+    /// acknowledges each map, as a daemon does; without, every message
+    /// carries the whole map.
+    pub async fn sync(mut self, tracker: Arc<Tracker>, deltas: bool) -> Result<(), PeerError> {
         let sealed = self.seal(&SyncRequest {
             meta: Some(self.meta()),
+            accepts_deltas: deltas,
+            ..SyncRequest::default()
         });
         let stream = tokio::time::timeout(CALL_TIMEOUT, self.client.sync(sealed))
             .await
@@ -229,12 +235,15 @@ impl Peer {
     }
 
     /// Reads the stream until it ends: opens each message, decodes its map
-    /// and hands it to `tracker` with the message's encoded size.
+    /// (or applies its delta to the map held and checks the digest), hands
+    /// it to `tracker` with the message's encoded size, and acknowledges it
+    /// when it came with a digest.
     async fn follow(
         &mut self,
         mut stream: Streaming<SealedMessage>,
         tracker: &Tracker,
     ) -> Result<(), PeerError> {
+        let mut held: Option<PeerMap> = None;
         loop {
             let sealed = match stream.message().await {
                 Ok(Some(sealed)) => sealed,
@@ -251,12 +260,45 @@ impl Peer {
             let response: SyncResponse =
                 open(&sealed, &self.secret, &self.server, &mut self.guard, now())
                     .map_err(|e| protocol(e.to_string()))?;
-            let map = response
-                .network_map
-                .ok_or_else(|| protocol("SyncResponse without a network map".to_string()))
-                .and_then(|m| PeerMap::try_from(m).map_err(|e| protocol(e.to_string())))?;
+            let map = match (response.network_map, response.delta) {
+                (Some(m), _) => PeerMap::try_from(m).map_err(|e| protocol(e.to_string()))?,
+                (None, Some(delta)) => {
+                    let delta = MapDelta::try_from(delta).map_err(|e| protocol(e.to_string()))?;
+                    let sent = from_digest_bytes("digest", &response.digest)
+                        .map_err(|e| protocol(e.to_string()))?;
+                    let mut map = held
+                        .take()
+                        .ok_or_else(|| protocol("a delta before any map".to_string()))?;
+                    apply_checked(&mut map, &delta, &sent)
+                        .map_err(|e| protocol(format!("map delta: {e}")))?;
+                    map
+                }
+                (None, None) => {
+                    return Err(protocol("SyncResponse without a map".to_string()));
+                }
+            };
             tracker.observe(self.index, &map, bytes);
+            if !response.digest.is_empty() {
+                self.ack(response.serial, response.digest).await?;
+            }
+            held = Some(map);
         }
+    }
+
+    /// Acknowledges the map of `serial` and `digest`.
+    async fn ack(&mut self, serial: u64, digest: Vec<u8>) -> Result<(), PeerError> {
+        let sealed = self.seal(&AckMapRequest { serial, digest });
+        let answer = tokio::time::timeout(CALL_TIMEOUT, self.client.ack_map(sealed))
+            .await
+            .map_err(|_| self.refused("AckMap", "timed out".to_string()))?
+            .map_err(|s| self.refused("AckMap", s.message().to_string()))?
+            .into_inner();
+        let _: AckMapResponse = open(&answer, &self.secret, &self.server, &mut self.guard, now())
+            .map_err(|e| PeerError::Protocol {
+            index: self.index,
+            reason: e.to_string(),
+        })?;
+        Ok(())
     }
 
     fn refused(&self, call: &'static str, reason: String) -> PeerError {

@@ -50,6 +50,8 @@ pub struct Config {
     pub phase_timeout: Duration,
     /// Limit on one change's convergence.
     pub change_timeout: Duration,
+    /// Peers take map deltas (and acknowledge maps); else whole maps.
+    pub deltas: bool,
 }
 
 /// Why a run failed.
@@ -174,7 +176,7 @@ impl<'a> Driver<'a> {
             );
             peer.login(&setup_key).await?;
             let answered = Instant::now();
-            peer.sync(self.tracker.clone()).await?;
+            peer.sync(self.tracker.clone(), self.config.deltas).await?;
             self.converge(
                 &mut phase,
                 answered,
@@ -238,12 +240,13 @@ impl<'a> Driver<'a> {
         self.tracker.set_goal(Goal::AnyMap, n);
         let limit = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
         let mut tasks = JoinSet::new();
+        let deltas = self.config.deltas;
         for peer in peers {
             let tracker = self.tracker.clone();
             let limit = limit.clone();
             tasks.spawn(async move {
                 let _slot = limit.acquire_owned().await;
-                peer.sync(tracker).await
+                peer.sync(tracker, deltas).await
             });
         }
         let deadline = phase.started + self.config.phase_timeout;

@@ -1,13 +1,15 @@
 //! The `meshplane.management.v1` protocol: the generated messages and tonic
 //! service ([`v1`]), the sealed envelope every peer call travels in
 //! ([`envelope`]), the network map's conversion between the core's type and
-//! its messages ([`map`]), and the mapping of core errors to gRPC statuses
-//! ([`status`]). Beside it: the signal exchange peers pass connection
-//! candidates through ([`signal`]) and the STUN binding that tells a peer
-//! its public address ([`stun`]), and the ICE connectivity checks NetBird's
-//! clients need before they use a direct path ([`ice`]); and NetBird's management protocol for
+//! its messages ([`map`]) and so for its deltas ([`delta`]), and the mapping
+//! of core errors to gRPC statuses ([`status`]). Beside it: the signal
+//! exchange peers pass connection candidates through ([`signal`]), the STUN
+//! binding that tells a peer its public address ([`stun`]), and the ICE
+//! connectivity checks NetBird's clients need before they use a direct path
+//! ([`ice`]); and NetBird's management protocol for
 //! stock NetBird clients ([`netbird`], maps converted by [`netbird_map`]).
 
+pub mod delta;
 pub mod envelope;
 pub mod ice;
 pub mod map;

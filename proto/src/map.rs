@@ -37,6 +37,14 @@ pub enum MapError {
     UnknownEnum { field: &'static str, value: i32 },
     #[error("network map: {field} {value} is not a port")]
     BadPort { field: &'static str, value: u32 },
+    #[error("network map: {field} has {positions} positions for {entries} entries")]
+    Positions {
+        field: &'static str,
+        positions: usize,
+        entries: usize,
+    },
+    #[error("network map: {field} is not a 32-byte digest ({len} bytes)")]
+    BadDigest { field: &'static str, len: usize },
 }
 
 impl From<PeerMap> for v1::NetworkMap {
@@ -101,11 +109,11 @@ impl TryFrom<v1::NetworkMap> for PeerMap {
     }
 }
 
-fn missing(field: &'static str) -> MapError {
+pub(crate) fn missing(field: &'static str) -> MapError {
     MapError::Missing { field }
 }
 
-fn collect<T, U>(
+pub(crate) fn collect<T, U>(
     items: Vec<T>,
     f: impl FnMut(T) -> Result<U, MapError>,
 ) -> Result<Vec<U>, MapError> {
@@ -125,14 +133,14 @@ fn from_address(field: &'static str, bytes: &[u8]) -> Result<Ipv4Addr, MapError>
         })
 }
 
-fn prefix(net: Ipv4Net) -> v1::Ipv4Prefix {
+pub(crate) fn prefix(net: Ipv4Net) -> v1::Ipv4Prefix {
     v1::Ipv4Prefix {
         address: address(net.addr()),
         length: net.prefix_len().into(),
     }
 }
 
-fn from_prefix(field: &'static str, p: v1::Ipv4Prefix) -> Result<Ipv4Net, MapError> {
+pub(crate) fn from_prefix(field: &'static str, p: v1::Ipv4Prefix) -> Result<Ipv4Net, MapError> {
     let ip = from_address(field, &p.address)?;
     let bad = MapError::BadPrefix {
         field,
@@ -218,7 +226,7 @@ fn from_protocol(field: &'static str, value: i32) -> Result<Protocol, MapError> 
     }
 }
 
-fn remote_peer(p: owned::RemotePeer) -> v1::RemotePeer {
+pub(crate) fn remote_peer(p: owned::RemotePeer) -> v1::RemotePeer {
     v1::RemotePeer {
         id: p.id.0,
         name: p.name,
@@ -230,7 +238,10 @@ fn remote_peer(p: owned::RemotePeer) -> v1::RemotePeer {
 }
 
 /// `field` names the list the peer is in, for errors.
-fn from_remote_peer(field: &'static str, p: v1::RemotePeer) -> Result<owned::RemotePeer, MapError> {
+pub(crate) fn from_remote_peer(
+    field: &'static str,
+    p: v1::RemotePeer,
+) -> Result<owned::RemotePeer, MapError> {
     Ok(owned::RemotePeer {
         id: PeerId(p.id),
         name: p.name,
@@ -241,7 +252,7 @@ fn from_remote_peer(field: &'static str, p: v1::RemotePeer) -> Result<owned::Rem
     })
 }
 
-fn firewall_rule(r: owned::FirewallRule) -> v1::FirewallRule {
+pub(crate) fn firewall_rule(r: owned::FirewallRule) -> v1::FirewallRule {
     v1::FirewallRule {
         policy_id: r.policy_id.0,
         rule_id: r.rule_id.0,
@@ -254,7 +265,7 @@ fn firewall_rule(r: owned::FirewallRule) -> v1::FirewallRule {
     }
 }
 
-fn from_firewall_rule(r: v1::FirewallRule) -> Result<owned::FirewallRule, MapError> {
+pub(crate) fn from_firewall_rule(r: v1::FirewallRule) -> Result<owned::FirewallRule, MapError> {
     Ok(owned::FirewallRule {
         policy_id: PolicyId(r.policy_id),
         rule_id: RuleId(r.rule_id),
@@ -267,7 +278,7 @@ fn from_firewall_rule(r: v1::FirewallRule) -> Result<owned::FirewallRule, MapErr
     })
 }
 
-fn route(r: owned::Route) -> v1::Route {
+pub(crate) fn route(r: owned::Route) -> v1::Route {
     v1::Route {
         id: r.id,
         network_id: r.network_id,
@@ -281,7 +292,7 @@ fn route(r: owned::Route) -> v1::Route {
     }
 }
 
-fn from_route(r: v1::Route) -> Result<owned::Route, MapError> {
+pub(crate) fn from_route(r: v1::Route) -> Result<owned::Route, MapError> {
     Ok(owned::Route {
         id: r.id,
         network_id: r.network_id,
@@ -295,7 +306,7 @@ fn from_route(r: v1::Route) -> Result<owned::Route, MapError> {
     })
 }
 
-fn route_firewall_rule(r: owned::RouteFirewallRule) -> v1::RouteFirewallRule {
+pub(crate) fn route_firewall_rule(r: owned::RouteFirewallRule) -> v1::RouteFirewallRule {
     v1::RouteFirewallRule {
         route_id: r.route_id,
         source_ranges: r.source_ranges.into_iter().map(prefix).collect(),
@@ -308,7 +319,7 @@ fn route_firewall_rule(r: owned::RouteFirewallRule) -> v1::RouteFirewallRule {
     }
 }
 
-fn from_route_firewall_rule(
+pub(crate) fn from_route_firewall_rule(
     r: v1::RouteFirewallRule,
 ) -> Result<owned::RouteFirewallRule, MapError> {
     Ok(owned::RouteFirewallRule {
@@ -328,83 +339,91 @@ fn from_route_firewall_rule(
 fn dns(d: owned::Dns) -> v1::DnsConfig {
     v1::DnsConfig {
         service_enable: d.service_enable,
-        custom_zones: d
-            .custom_zones
-            .into_iter()
-            .map(|z| v1::CustomZone {
-                domain: z.domain,
-                records: z
-                    .records
-                    .into_iter()
-                    .map(|r| v1::SimpleRecord {
-                        name: r.name,
-                        r#type: r.kind,
-                        class: r.class,
-                        ttl: r.ttl,
-                        rdata: r.rdata,
-                    })
-                    .collect(),
-            })
-            .collect(),
+        custom_zones: d.custom_zones.into_iter().map(custom_zone).collect(),
         nameserver_groups: d
             .nameserver_groups
             .into_iter()
-            .map(|g| v1::NameserverGroup {
-                id: g.id.0,
-                name: g.name,
-                nameservers: g
-                    .nameservers
-                    .into_iter()
-                    .map(|n| v1::Nameserver {
-                        ip: n.ip,
-                        ns_type: n.ns_type,
-                        port: n.port.into(),
-                    })
-                    .collect(),
-                primary: g.primary,
-                domains: g.domains,
-                search_domains_enabled: g.search_domains_enabled,
-            })
+            .map(nameserver_group)
             .collect(),
     }
+}
+
+pub(crate) fn custom_zone(z: owned::CustomZone) -> v1::CustomZone {
+    v1::CustomZone {
+        domain: z.domain,
+        records: z.records.into_iter().map(record).collect(),
+    }
+}
+
+pub(crate) fn from_custom_zone(z: v1::CustomZone) -> owned::CustomZone {
+    owned::CustomZone {
+        domain: z.domain,
+        records: z.records.into_iter().map(from_record).collect(),
+    }
+}
+
+pub(crate) fn record(r: owned::Record) -> v1::SimpleRecord {
+    v1::SimpleRecord {
+        name: r.name,
+        r#type: r.kind,
+        class: r.class,
+        ttl: r.ttl,
+        rdata: r.rdata,
+    }
+}
+
+pub(crate) fn from_record(r: v1::SimpleRecord) -> owned::Record {
+    owned::Record {
+        name: r.name,
+        kind: r.r#type,
+        class: r.class,
+        ttl: r.ttl,
+        rdata: r.rdata,
+    }
+}
+
+pub(crate) fn nameserver_group(g: owned::NameserverGroup) -> v1::NameserverGroup {
+    v1::NameserverGroup {
+        id: g.id.0,
+        name: g.name,
+        nameservers: g
+            .nameservers
+            .into_iter()
+            .map(|n| v1::Nameserver {
+                ip: n.ip,
+                ns_type: n.ns_type,
+                port: n.port.into(),
+            })
+            .collect(),
+        primary: g.primary,
+        domains: g.domains,
+        search_domains_enabled: g.search_domains_enabled,
+    }
+}
+
+pub(crate) fn from_nameserver_group(
+    g: v1::NameserverGroup,
+) -> Result<owned::NameserverGroup, MapError> {
+    Ok(owned::NameserverGroup {
+        id: NameserverGroupId(g.id),
+        name: g.name,
+        nameservers: collect(g.nameservers, |n| {
+            Ok(Nameserver {
+                ip: n.ip,
+                ns_type: n.ns_type,
+                port: port("dns.nameserver_groups.nameservers.port", n.port)?,
+            })
+        })?,
+        primary: g.primary,
+        domains: g.domains,
+        search_domains_enabled: g.search_domains_enabled,
+    })
 }
 
 fn from_dns(d: v1::DnsConfig) -> Result<owned::Dns, MapError> {
     Ok(owned::Dns {
         service_enable: d.service_enable,
-        custom_zones: d
-            .custom_zones
-            .into_iter()
-            .map(|z| owned::CustomZone {
-                domain: z.domain,
-                records: z
-                    .records
-                    .into_iter()
-                    .map(|r| owned::Record {
-                        name: r.name,
-                        kind: r.r#type,
-                        class: r.class,
-                        ttl: r.ttl,
-                        rdata: r.rdata,
-                    })
-                    .collect(),
-            })
-            .collect(),
-        nameserver_groups: collect(d.nameserver_groups, |g| {
-            Ok(owned::NameserverGroup {
-                id: NameserverGroupId(g.id),
-                name: g.name,
-                nameservers: collect(g.nameservers, |n| {
-                    Ok(Nameserver {
-                        ip: n.ip,
-                        ns_type: n.ns_type,
-                        port: port("dns.nameserver_groups.nameservers.port", n.port)?,
-                    })
-                })?,
-                primary: g.primary,
-                domains: g.domains,
-                search_domains_enabled: g.search_domains_enabled,
-            })
-        })?,
+        custom_zones: d.custom_zones.into_iter().map(from_custom_zone).collect(),
+        nameserver_groups: collect(d.nameserver_groups, from_nameserver_group)?,
     })
 }

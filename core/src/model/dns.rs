@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ids::{GroupId, NameserverGroupId};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Nameserver {
     pub ip: String,
     pub ns_type: String,

@@ -25,6 +25,7 @@
 //! protocol and the daemon. Both serialise to the same JSON.
 
 mod classes;
+pub mod delta;
 pub mod dns;
 pub mod firewall;
 pub mod owned;

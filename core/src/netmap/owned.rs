@@ -26,7 +26,7 @@ use crate::model::{
 };
 
 /// One peer's network map, owned. See the [module](self) documentation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct PeerMap {
     /// The account's serial when the map was computed.
     pub serial: u64,
@@ -44,7 +44,7 @@ pub struct PeerMap {
 }
 
 /// The account network.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Network {
     pub id: AccountId,
     /// The account's network range, as the account holds it.
@@ -53,7 +53,7 @@ pub struct Network {
 }
 
 /// The peer's own configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct OwnConfig {
     /// Its mesh address with the network's prefix length.
     pub address: Ipv4Net,
@@ -62,7 +62,7 @@ pub struct OwnConfig {
 }
 
 /// A remote peer as the map lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct RemotePeer {
     pub id: PeerId,
     pub name: String,
@@ -74,7 +74,7 @@ pub struct RemotePeer {
 }
 
 /// A firewall rule; see [`super::firewall`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct FirewallRule {
     pub policy_id: PolicyId,
     pub rule_id: RuleId,
@@ -90,7 +90,7 @@ pub struct FirewallRule {
 }
 
 /// A route through one routing peer; see [`super::routes`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Route {
     /// The route's id, or the network resource's.
     pub id: String,
@@ -109,7 +109,7 @@ pub struct Route {
 }
 
 /// A firewall rule of a route or resource this peer serves.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct RouteFirewallRule {
     pub route_id: String,
     /// `0.0.0.0/0`, or one /32 per permitted peer in IP order.
@@ -127,7 +127,7 @@ pub struct RouteFirewallRule {
 }
 
 /// The DNS part of a map; see [`super::dns`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Dns {
     /// DNS management is on; when off there are no zones and no groups.
     pub service_enable: bool,
@@ -136,14 +136,14 @@ pub struct Dns {
 }
 
 /// A zone the peer answers for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct CustomZone {
     pub domain: String,
     pub records: Vec<Record>,
 }
 
 /// A resource record in its text form.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Record {
     pub name: String,
     /// The record type (`A`).
@@ -157,7 +157,7 @@ pub struct Record {
 }
 
 /// A nameserver group that applies to the peer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct NameserverGroup {
     pub id: NameserverGroupId,
     pub name: String,

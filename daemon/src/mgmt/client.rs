@@ -11,18 +11,21 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crypto_box::{PublicKey, SecretKey};
 use meshplane_core::backoff::Backoff;
+use meshplane_core::netmap::delta::{apply_checked, digest, MapDelta, MapDigest};
 use meshplane_core::netmap::PeerMap;
 use meshplane_core::Timestamp;
+use meshplane_proto::delta::{digest_bytes, from_digest_bytes};
 use meshplane_proto::envelope::{open, parse_public_key, parse_secret_key, seal, ReplayGuard};
 use meshplane_proto::map::MapError;
 use meshplane_proto::signal::client::SignalClient;
 use meshplane_proto::v1::management_client::ManagementClient;
 use meshplane_proto::v1::{
-    CreateExposeRequest, CreateExposeResponse, ExposeSession, GetServerKeyRequest, LoginRequest,
-    LoginResponse, PeerSystemMeta, RelayConfig, RelayTokenRequest, RelayTokenResponse,
-    RenewExposeRequest, RenewExposeResponse, ReportTrafficRequest, ReportTrafficResponse,
-    SealedMessage, ServiceTable, StopExposeRequest, StopExposeResponse, SyncMetaRequest,
-    SyncMetaResponse, SyncRequest, SyncResponse, WatchServicesRequest,
+    AckMapRequest, AckMapResponse, CreateExposeRequest, CreateExposeResponse, ExposeSession,
+    GetServerKeyRequest, LoginRequest, LoginResponse, PeerSystemMeta, RelayConfig,
+    RelayTokenRequest, RelayTokenResponse, RenewExposeRequest, RenewExposeResponse,
+    ReportTrafficRequest, ReportTrafficResponse, SealedMessage, ServiceTable, StopExposeRequest,
+    StopExposeResponse, SyncMetaRequest, SyncMetaResponse, SyncRequest, SyncResponse,
+    WatchServicesRequest,
 };
 use meshplane_relay::dial::{DialOptions, HTTP1};
 use meshplane_tls::{HandshakeFailure, Trust};
@@ -149,10 +152,31 @@ pub struct Session {
     guard: ReplayGuard,
 }
 
-/// A Sync stream: decoded maps, one per server message.
+/// A Sync stream: maps, one per server message. The server sends one whole
+/// map and then deltas, which the stream applies to the map it holds.
 #[derive(Debug)]
 pub struct MapStream {
     stream: Streaming<SealedMessage>,
+    held: Option<HeldMap>,
+}
+
+/// The map a Sync stream holds, with the serial and digest of the answer
+/// that brought it: a new stream names it so the server can send a delta
+/// from it.
+#[derive(Debug, Clone)]
+pub struct HeldMap {
+    pub serial: u64,
+    pub digest: MapDigest,
+    pub map: PeerMap,
+}
+
+impl MapStream {
+    /// The map this stream holds once it ended, for the next stream; `None`
+    /// after a delta that did not lead to the server's map, so the next
+    /// stream starts with the whole map.
+    pub fn into_held(self) -> Option<HeldMap> {
+        self.held
+    }
 }
 
 /// A WatchServices stream (proxy peers): the whole service table, again
@@ -255,19 +279,35 @@ impl Session {
         .await
     }
 
-    /// Opens the Sync stream, reporting `meta`.
-    pub async fn sync(&mut self, meta: PeerSystemMeta) -> Result<MapStream, ManagementError> {
-        let request = SyncRequest { meta: Some(meta) };
+    /// Opens the Sync stream, reporting `meta` and naming `held`, the map
+    /// an earlier stream left.
+    pub async fn sync(
+        &mut self,
+        meta: PeerSystemMeta,
+        held: Option<HeldMap>,
+    ) -> Result<MapStream, ManagementError> {
+        let request = SyncRequest {
+            meta: Some(meta),
+            accepts_deltas: true,
+            held_serial: held.as_ref().map_or(0, |h| h.serial),
+            held_digest: held
+                .as_ref()
+                .map(|h| digest_bytes(&h.digest))
+                .unwrap_or_default(),
+        };
         let stream = self
             .streaming(&request, |mut client, sealed| async move {
                 client.sync(sealed).await
             })
             .await?;
-        Ok(MapStream { stream })
+        Ok(MapStream { stream, held })
     }
 
     /// The next map on `stream` and the process paths the server wants
-    /// reported; `None` when the server ended it cleanly.
+    /// reported; `None` when the server ended it cleanly. A delta is
+    /// applied to the map the stream holds and must lead to the digest the
+    /// server sent; the map is then acknowledged (AckMap). A delta that
+    /// does not fit is an error, after which the stream holds no map.
     pub async fn next_map(
         &mut self,
         stream: &mut MapStream,
@@ -275,18 +315,35 @@ impl Session {
         let Some(response) = self.next_sealed::<SyncResponse>(&mut stream.stream).await? else {
             return Ok(None);
         };
-        let paths = response.process_check_paths;
-        response
-            .network_map
-            .ok_or(MapError::Missing {
-                field: "network_map",
+        // Whatever goes wrong below, the stream no longer holds a map it
+        // can prove.
+        let held = stream.held.take();
+        let held = received(held, &response).map_err(|reason| self.protocol(reason))?;
+        self.ack_map(held.serial, &held.digest).await?;
+        let map = held.map.clone();
+        stream.held = Some(held);
+        Ok(Some((map, response.process_check_paths)))
+    }
+
+    /// Tells the server this peer holds the map of `serial` and `digest`.
+    async fn ack_map(&mut self, serial: u64, digest: &MapDigest) -> Result<(), ManagementError> {
+        let request = AckMapRequest {
+            serial,
+            digest: digest_bytes(digest),
+        };
+        let _: AckMapResponse = self
+            .unary(&request, |mut client, sealed| async move {
+                client.ack_map(sealed).await
             })
-            .and_then(PeerMap::try_from)
-            .map(|map| Some((map, paths)))
-            .map_err(|e| ManagementError::Protocol {
-                url: self.url.clone(),
-                reason: e.to_string(),
-            })
+            .await?;
+        Ok(())
+    }
+
+    fn protocol(&self, reason: String) -> ManagementError {
+        ManagementError::Protocol {
+            url: self.url.clone(),
+            reason,
+        }
     }
 
     /// Reports a change of this host's meta since Login or Sync.
@@ -452,6 +509,37 @@ impl Session {
             .into_inner();
         self.open(&answer)
     }
+}
+
+/// The map after `response`, given the map held before it.
+fn received(held: Option<HeldMap>, response: &SyncResponse) -> Result<HeldMap, String> {
+    let map = match (&response.network_map, &response.delta) {
+        (Some(map), _) => PeerMap::try_from(map.clone()).map_err(|e| e.to_string())?,
+        (None, Some(delta)) => {
+            let delta = MapDelta::try_from(delta.clone()).map_err(|e| e.to_string())?;
+            let sent = from_digest_bytes("digest", &response.digest).map_err(|e| e.to_string())?;
+            let mut held = held
+                .ok_or("a map delta, but no map held to apply it to")?
+                .map;
+            apply_checked(&mut held, &delta, &sent).map_err(|e| format!("map delta: {e}"))?;
+            held
+        }
+        (None, None) => {
+            return Err(MapError::Missing {
+                field: "network_map",
+            }
+            .to_string())
+        }
+    };
+    let own = digest(&map);
+    if !response.digest.is_empty() && response.digest.as_slice() != own.0.as_slice() {
+        return Err("the whole map does not match its digest".to_string());
+    }
+    Ok(HeldMap {
+        serial: response.serial,
+        digest: own,
+        map,
+    })
 }
 
 /// A failed call: `Unavailable` (no connection, or the server going

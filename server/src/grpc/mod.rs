@@ -45,7 +45,7 @@ pub(crate) use login::{checked_peer, key_entry, login as log_in};
 pub(crate) use meta::sync_meta;
 pub(crate) use peer_streams::StreamSlot;
 pub(crate) use service::Shared;
-pub(crate) use sync::open as open_map_stream;
+pub(crate) use sync::{open as open_map_stream, Deltas as MapDeltas, Frame as MapFrame};
 
 /// Ends the open Sync and signal streams when the server stops: they never
 /// end on their own, and a graceful shutdown waits for every open call.

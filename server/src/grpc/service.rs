@@ -12,7 +12,7 @@ use meshplane_proto::envelope::{self, encode_public_key, parse_public_key, Repla
 use meshplane_proto::signal::check_proof;
 use meshplane_proto::v1::management_server;
 use meshplane_proto::v1::{
-    CreateExposeRequest, GetServerKeyRequest, GetServerKeyResponse, LoginRequest,
+    AckMapRequest, CreateExposeRequest, GetServerKeyRequest, GetServerKeyResponse, LoginRequest,
     RelayTokenRequest, RelayTokenResponse, RenewExposeRequest, ReportTrafficRequest,
     ReportTrafficResponse, SealedMessage, StopExposeRequest, SyncMetaRequest, SyncRequest,
     WatchServicesRequest,
@@ -263,6 +263,16 @@ impl management_server::Management for Management {
         let shared = &self.shared;
         let opened = shared.open::<SyncMetaRequest>(request.get_ref())?;
         let answer = meta::sync_meta(shared, &opened.key, opened.message).await?;
+        Ok(Response::new(shared.seal(&answer, &opened.sender)))
+    }
+
+    async fn ack_map(
+        &self,
+        request: Request<SealedMessage>,
+    ) -> Result<Response<SealedMessage>, Status> {
+        let shared = &self.shared;
+        let opened = shared.open::<AckMapRequest>(request.get_ref())?;
+        let answer = sync::ack(shared, &opened.key, opened.message)?;
         Ok(Response::new(shared.seal(&answer, &opened.sender)))
     }
 

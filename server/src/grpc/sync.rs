@@ -1,5 +1,9 @@
 //! The Sync stream: the peer's full map first, then a new one each time its
-//! map changes (see [`super::updates`]). The peer counts as connected while
+//! map changes (see [`super::updates`]). A peer that accepts deltas gets,
+//! after its first full map, only what changed since the map sent before
+//! ([`meshplane_core::netmap::delta`]), each with the digest of the map it
+//! leads to; its first response is a delta too when it names, on
+//! reconnecting, the map it acknowledged last and the hub still holds it. The peer counts as connected while
 //! a stream is open; when its last stream ends it is marked disconnected
 //! with `last_seen`. A deleted, blocked or expired peer's stream is closed
 //! with the reason. One peer key holds at most `--streams-per-peer`
@@ -10,8 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meshplane_core::model::Peer;
+use meshplane_core::netmap::delta::{diff, MapDigest};
 use meshplane_core::netmap::PeerMap;
-use meshplane_proto::v1::{NetworkMap, PeerSystemMeta, SyncRequest, SyncResponse};
+use meshplane_proto::delta::{digest_bytes, from_digest_bytes};
+use meshplane_proto::v1::{
+    AckMapRequest, AckMapResponse, NetworkMap, PeerSystemMeta, SyncRequest, SyncResponse,
+};
 use tokio::sync::{mpsc, watch};
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
@@ -21,7 +29,7 @@ use super::login::{checked_peer, mark_seen};
 use super::meta;
 use super::peer_streams::StreamSlot;
 use super::service::{Opened, SealedStream, Shared};
-use super::updates::{Subscription, Update};
+use super::updates::{Ack, Held, Subscription, Update};
 use crate::ids;
 use crate::store::{Store, StoreError};
 
@@ -34,35 +42,88 @@ pub async fn start(
     shared: Arc<Shared>,
     opened: Opened<SyncRequest>,
 ) -> Result<SealedStream, Status> {
+    let request = opened.message;
+    let deltas = if request.accepts_deltas {
+        let held = if request.held_digest.is_empty() {
+            None
+        } else {
+            let digest = from_digest_bytes("held_digest", &request.held_digest)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            Some((request.held_serial, digest))
+        };
+        Deltas::On { held }
+    } else {
+        Deltas::Off
+    };
     let (sealer, to) = (shared.clone(), opened.sender);
-    let render = move |map: Option<&PeerMap>, paths: &[String], serial| {
+    let render = move |frame: Frame<'_>| {
+        let (network_map, delta) = match (frame.map, frame.base) {
+            (Some(map), Some(base)) => (None, Some(diff(base, map).into())),
+            (Some(map), None) => (Some(NetworkMap::from(PeerMap::clone(map))), None),
+            (None, _) => (None, None),
+        };
         let response = SyncResponse {
-            serial,
-            network_map: map.map(|m| NetworkMap::from(m.clone())),
-            process_check_paths: paths.to_vec(),
+            serial: frame.serial,
+            network_map,
+            process_check_paths: frame.paths.to_vec(),
+            delta,
+            digest: if frame.deltas {
+                digest_bytes(frame.digest)
+            } else {
+                Vec::new()
+            },
         };
         sealer.seal(&response, &to)
     };
-    let stream = open(shared, &opened.key, opened.message.meta, None, render).await?;
+    let stream = open(shared, &opened.key, request.meta, None, deltas, render).await?;
     Ok(ReceiverStream::new(stream))
 }
 
+/// Whether a stream sends deltas.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Deltas {
+    /// Every message carries the whole map (NetBird's streams, and peers
+    /// that do not take deltas).
+    Off,
+    /// After the first whole map, deltas; `held` names the map the peer
+    /// holds from an earlier stream.
+    On { held: Option<(u64, MapDigest)> },
+}
+
+/// One message a stream sends, for `render` to put in its protocol.
+#[derive(Debug)]
+pub(crate) struct Frame<'a> {
+    /// The map to send; `None` for a refresh alone.
+    pub map: Option<&'a Arc<PeerMap>>,
+    /// What the peer holds, to send `map` as a delta from; `None` for the
+    /// whole map.
+    pub base: Option<&'a PeerMap>,
+    /// The digest of `map`.
+    pub digest: &'a MapDigest,
+    /// Whether the stream sends deltas at all.
+    pub deltas: bool,
+    pub paths: &'a [String],
+    pub serial: u64,
+}
+
 /// Opens a map stream for the peer holding `key`, which reported `meta`:
-/// each map it should get goes out as `render(Some(map), paths, serial)`
-/// (with the process paths its posture checks name), in the protocol of
-/// the stream. With `refresh`, `render(None, paths, serial)` goes out
-/// that often as well (NetBird's streams carry the relay token, which must
-/// be renewed before it expires even when the map does not change).
+/// each map it should get goes out as `render(frame)` (with the process
+/// paths its posture checks name), in the protocol of the stream, and with
+/// [`Deltas::On`] as a delta from the one sent before. With `refresh`, a
+/// frame without a map goes out that often as well (NetBird's streams
+/// carry the relay token, which must be renewed before it expires even
+/// when the map does not change).
 pub(crate) async fn open<T, F>(
     shared: Arc<Shared>,
     key: &str,
     meta: Option<PeerSystemMeta>,
     refresh: Option<Duration>,
+    deltas: Deltas,
     render: F,
 ) -> Result<mpsc::Receiver<Result<T, Status>>, Status>
 where
     T: Send + 'static,
-    F: FnMut(Option<&PeerMap>, &[String], u64) -> T + Send + 'static,
+    F: FnMut(Frame<'_>) -> T + Send + 'static,
 {
     if *shared.closing.borrow() {
         return Err(shutting_down());
@@ -84,6 +145,7 @@ where
         slot,
         account_id,
         refresh,
+        deltas,
     };
     tokio::spawn(serve(stream_of, out, render));
     Ok(stream)
@@ -96,13 +158,14 @@ struct StreamOf {
     slot: StreamSlot,
     account_id: String,
     refresh: Option<Duration>,
+    deltas: Deltas,
 }
 
 /// Forwards the peer's updates until it hangs up, must be cut off, or
 /// opens too many streams (this one being its oldest).
 async fn serve<T, F>(stream: StreamOf, out: mpsc::Sender<Result<T, Status>>, mut render: F)
 where
-    F: FnMut(Option<&PeerMap>, &[String], u64) -> T,
+    F: FnMut(Frame<'_>) -> T,
 {
     let StreamOf {
         shared,
@@ -110,8 +173,19 @@ where
         slot,
         account_id,
         refresh,
+        deltas,
     } = stream;
-    let mut sent: Option<(Arc<PeerMap>, Arc<[String]>, u64)> = None;
+    // The last map sent and its paths.
+    let mut sent: Option<(Held, Arc<[String]>)> = None;
+    // What the peer holds, for a delta stream: at first the map it names,
+    // when the hub still knows it.
+    let mut base: Option<Arc<PeerMap>> = match deltas {
+        Deltas::On {
+            held: Some((serial, digest)),
+        } => subscription.acknowledged(serial, &digest),
+        _ => None,
+    };
+    let deltas = matches!(deltas, Deltas::On { .. });
     let mut closing = shared.closing.clone();
     // Without `refresh` the timer never fires.
     let period = refresh.unwrap_or(Duration::from_secs(u64::from(u32::MAX)));
@@ -129,8 +203,16 @@ where
             }
             () = tokio::time::sleep_until(refresh_at), if refresh.is_some() => {
                 refresh_at += period;
-                if let Some((_, paths, serial)) = &sent {
-                    if out.send(Ok(render(None, paths, *serial))).await.is_err() {
+                if let Some((held, paths)) = &sent {
+                    let frame = Frame {
+                        map: None,
+                        base: None,
+                        digest: &held.digest,
+                        deltas,
+                        paths,
+                        serial: held.serial,
+                    };
+                    if out.send(Ok(render(frame))).await.is_err() {
                         break;
                     }
                 }
@@ -143,21 +225,35 @@ where
                 map,
                 process_check_paths: paths,
                 serial,
+                digest,
             }) => {
                 if sent
                     .as_ref()
-                    .is_some_and(|(m, p, _)| *m == map && *p == paths)
+                    .is_some_and(|(held, p)| held.map == map && *p == paths)
                 {
                     continue;
                 }
-                if out
-                    .send(Ok(render(Some(&map), &paths, serial)))
-                    .await
-                    .is_err()
-                {
+                let frame = Frame {
+                    map: Some(&map),
+                    base: base.as_deref(),
+                    digest: &digest,
+                    deltas,
+                    paths: &paths,
+                    serial,
+                };
+                if out.send(Ok(render(frame))).await.is_err() {
                     break;
                 }
-                sent = Some((map, paths, serial));
+                let held = Held {
+                    serial,
+                    digest,
+                    map,
+                };
+                if deltas {
+                    base = Some(held.map.clone());
+                    subscription.sent(held.clone());
+                }
+                sent = Some((held, paths));
             }
             Some(Update::Close { code, message }) => {
                 let _ = out.send(Err(Status::new(code, message))).await;
@@ -171,6 +267,25 @@ where
         if let Err(e) = disconnect(&shared, &account_id, &peer_id).await {
             tracing::warn!(peer = peer_id, error = %e, "peer not marked disconnected");
         }
+    }
+}
+
+/// Answers AckMap: the peer holding `key` holds the map of the request's
+/// serial and digest. Refused with FAILED_PRECONDITION when that is not the
+/// map this server sent with the serial (the peer then opens Sync again
+/// without naming a map, and gets the whole one); an acknowledgement of a
+/// map this server did not send last (an older one, or one another server
+/// sent, or from a peer without a stream here) is accepted and changes
+/// nothing. Acknowledgements come from every peer after every change, so
+/// this reads no store.
+pub fn ack(shared: &Shared, key: &str, request: AckMapRequest) -> Result<AckMapResponse, Status> {
+    let digest = from_digest_bytes("digest", &request.digest)
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    match shared.hubs.ack(key, request.serial, &digest) {
+        Ack::Holds | Ack::Unknown => Ok(AckMapResponse {}),
+        Ack::Differs => Err(Status::failed_precondition(
+            "the map held is not the one sent with this serial: open Sync again for the whole map",
+        )),
     }
 }
 

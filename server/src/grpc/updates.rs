@@ -11,6 +11,13 @@
 //! it differs, converted into the protocol of the stream (ours or
 //! NetBird's, [`crate::netbird`]).
 //!
+//! For streams that take deltas the hub also remembers, per peer, the last
+//! map sent and the last map the peer acknowledged holding (one of each,
+//! shared with the snapshot that computed it): a stream diffs against what
+//! it sent last, and a reconnecting peer that names its acknowledged map
+//! gets a delta from it. Entries of peers no longer in the account are
+//! dropped at each computation, and all of them when the hub ends.
+//!
 //! Bursts are coalesced: the first change after a quiet spell is recomputed
 //! at once, later ones at most once per [`COALESCE`], so a change reaches
 //! peers well within a second however busy the REST API is. Without any
@@ -23,6 +30,7 @@ use std::time::Duration;
 
 use meshplane_core::index::AccountIndex;
 use meshplane_core::model::Account;
+use meshplane_core::netmap::delta::{digest, MapDigest};
 use meshplane_core::netmap::{MapBuilder, PeerMap};
 use meshplane_core::posture;
 use meshplane_core::registration::{check_login, RegistrationError};
@@ -54,6 +62,8 @@ pub enum Update {
         map: Arc<PeerMap>,
         process_check_paths: Arc<[String]>,
         serial: u64,
+        /// The map's digest ([`digest`]).
+        digest: MapDigest,
     },
     /// End the stream with this status (the peer was deleted, blocked, or
     /// its login expired).
@@ -86,11 +96,42 @@ struct Member {
     streams: usize,
 }
 
+/// A map a peer was sent, by the serial and digest of the response.
+#[derive(Debug, Clone)]
+pub struct Held {
+    pub serial: u64,
+    pub digest: MapDigest,
+    pub map: Arc<PeerMap>,
+}
+
+/// The maps the hub remembers for one peer.
+#[derive(Debug, Default)]
+struct PeerMaps {
+    /// The last one sent on any of its delta streams.
+    sent: Option<Held>,
+    /// The last one it acknowledged holding.
+    acked: Option<Held>,
+}
+
+/// What an acknowledgement told the hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ack {
+    /// The peer holds the map last sent; remembered as its base.
+    Holds,
+    /// It names a map this hub did not send last (an older one, or one of
+    /// another server); nothing is remembered.
+    Unknown,
+    /// It holds another map than the one sent with that serial.
+    Differs,
+}
+
 /// The shared state of one account's hub.
 #[derive(Debug)]
 struct Hub {
     snapshots: watch::Sender<Arc<Snapshot>>,
     members: Mutex<BTreeMap<String, Member>>,
+    /// By peer id; see the module documentation.
+    maps: Mutex<HashMap<String, PeerMaps>>,
     /// Asks for a recomputation (a new stream wants its first map).
     poke: Notify,
 }
@@ -103,12 +144,17 @@ pub struct Hubs {
     /// beginning or ending recomputes its account's maps.
     expose: Expose,
     hubs: Arc<Mutex<HashMap<String, Arc<Hub>>>>,
+    /// The account and peer id of each key with an open stream, so that an
+    /// acknowledgement finds its hub without reading the store.
+    keys: Arc<Mutex<HashMap<String, (String, String)>>>,
 }
 
 /// An open stream's view of its account's hub.
 #[derive(Debug)]
 pub struct Subscription {
     hub: Arc<Hub>,
+    keys: Arc<Mutex<HashMap<String, (String, String)>>>,
+    key: String,
     peer_id: String,
     seen: u64,
     snapshots: watch::Receiver<Arc<Snapshot>>,
@@ -125,6 +171,7 @@ impl Hubs {
             store,
             expose,
             hubs: Arc::default(),
+            keys: Arc::default(),
         }
     }
 
@@ -138,6 +185,7 @@ impl Hubs {
                 let hub = Arc::new(Hub {
                     snapshots: watch::Sender::new(Arc::default()),
                     members: Mutex::default(),
+                    maps: Mutex::default(),
                     poke: Notify::new(),
                 });
                 tokio::spawn(run(self.clone(), account.to_string(), hub.clone()));
@@ -154,15 +202,42 @@ impl Hubs {
                 }
             })
             .streams += 1;
+        locked(&self.keys).insert(key.to_string(), (account.to_string(), peer_id.to_string()));
         let snapshots = hub.snapshots.subscribe();
         let seen = snapshots.borrow().generation;
         hub.poke.notify_one();
         Subscription {
             hub,
+            keys: self.keys.clone(),
+            key: key.to_string(),
             peer_id: peer_id.to_string(),
             seen,
             snapshots,
             left: false,
+        }
+    }
+
+    /// Records that the peer holding `key` holds the map of `serial` with
+    /// `digest`. Reads no store: a peer without an open stream here has
+    /// nothing to acknowledge ([`Ack::Unknown`]).
+    pub fn ack(&self, key: &str, serial: u64, digest: &MapDigest) -> Ack {
+        let Some((account, peer_id)) = locked(&self.keys).get(key).cloned() else {
+            return Ack::Unknown;
+        };
+        let Some(hub) = locked(&self.hubs).get(&account).cloned() else {
+            return Ack::Unknown;
+        };
+        let mut maps = locked(&hub.maps);
+        let Some(entry) = maps.get_mut(&peer_id) else {
+            return Ack::Unknown;
+        };
+        match &entry.sent {
+            Some(sent) if sent.serial == serial && sent.digest == *digest => {
+                entry.acked = Some(sent.clone());
+                Ack::Holds
+            }
+            Some(sent) if sent.serial == serial => Ack::Differs,
+            _ => Ack::Unknown,
         }
     }
 
@@ -195,6 +270,22 @@ impl Subscription {
         }
     }
 
+    /// The map this peer acknowledged holding, if it is the one of
+    /// `serial` and `digest`.
+    pub fn acknowledged(&self, serial: u64, digest: &MapDigest) -> Option<Arc<PeerMap>> {
+        let maps = locked(&self.hub.maps);
+        let acked = maps.get(&self.peer_id)?.acked.as_ref()?;
+        (acked.serial == serial && acked.digest == *digest).then(|| acked.map.clone())
+    }
+
+    /// Records the map just sent to this peer as a delta stream's base.
+    pub fn sent(&self, held: Held) {
+        locked(&self.hub.maps)
+            .entry(self.peer_id.clone())
+            .or_default()
+            .sent = Some(held);
+    }
+
     /// The peer this stream serves.
     pub fn peer_id(&self) -> &str {
         &self.peer_id
@@ -220,6 +311,7 @@ impl Subscription {
         }
         members.remove(&self.peer_id);
         crate::metrics::peer_connected(false);
+        locked(&self.keys).remove(&self.key);
         true
     }
 }
@@ -278,7 +370,7 @@ async fn run(hubs: Hubs, account: String, hub: Arc<Hub>) {
         let now = ids::now();
         // A serial that only grows, also across hubs and restarts.
         serial = u64::try_from(now.as_millis()).unwrap_or(0).max(serial + 1);
-        match compute(&hubs, &account, members, now, serial).await {
+        match compute(&hubs, &hub, &account, members, now, serial).await {
             Ok(updates) => {
                 crate::metrics::maps_computed(last.map(|at| at.elapsed()), updates.len());
                 generation += 1;
@@ -296,6 +388,7 @@ async fn run(hubs: Hubs, account: String, hub: Arc<Hub>) {
 /// the access its expose sessions grant.
 async fn compute(
     hubs: &Hubs,
+    hub: &Hub,
     account_id: &str,
     members: Vec<(String, String)>,
     now: Timestamp,
@@ -317,6 +410,7 @@ async fn compute(
         .await
         .map_err(internal)?;
     drop(tx);
+    locked(&hub.maps).retain(|id, _| account.peers.iter().any(|p| p.id.as_str() == id));
     let account = hubs.expose.granted(&account).await;
     crate::cpu::run(move || updates(&account, &members, now, serial))
         .await
@@ -342,11 +436,15 @@ fn updates(
                 }
                 Ok(_) => match index.rank(id) {
                     None => Update::close(&RegistrationError::NotRegistered),
-                    Some(rank) => Update::Map {
-                        map: Arc::new(PeerMap::from(&maps.map(rank))),
-                        process_check_paths: posture::process_paths(&index, rank).into(),
-                        serial,
-                    },
+                    Some(rank) => {
+                        let map = PeerMap::from(&maps.map(rank));
+                        Update::Map {
+                            digest: digest(&map),
+                            map: Arc::new(map),
+                            process_check_paths: posture::process_paths(&index, rank).into(),
+                            serial,
+                        }
+                    }
                 },
             };
             (id.clone(), update)

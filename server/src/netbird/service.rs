@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use crypto_box::PublicKey;
-use meshplane_core::netmap::PeerMap;
 use meshplane_proto::netbird::management_service_server::ManagementService;
 use meshplane_proto::netbird::{
     self as nb, Empty, EncryptedMessage, LoginRequest, ServerKeyResponse, SyncMetaRequest,
@@ -27,7 +26,7 @@ use super::config::netbird_config;
 use super::expose;
 use super::peer::{self, login_request, peer_meta};
 use super::sealed::{open, seal, Nonces, Opened};
-use crate::grpc::{self, Shared};
+use crate::grpc::{self, MapDeltas, MapFrame as Frame, Shared};
 use crate::ids;
 use crate::relay::Authority;
 
@@ -123,10 +122,10 @@ impl ManagementService for NetBird {
             opened.sender.clone(),
             opened.key.clone(),
         );
-        let render = move |map: Option<&PeerMap>, paths: &[String], serial| {
+        let render = move |frame: Frame<'_>| {
             let config = netbird_config(authority.as_ref(), shared.relay(), ids::now());
-            let mut response = match map {
-                Some(map) => netbird_map::sync_response(map, &key, Some(config), serial),
+            let mut response = match frame.map {
+                Some(map) => netbird_map::sync_response(map, &key, Some(config), frame.serial),
                 // A refresh of the relay token alone.
                 None => nb::SyncResponse {
                     netbird_config: Some(config),
@@ -136,7 +135,7 @@ impl ManagementService for NetBird {
             // The paths the client reports on (`files` of its meta), as
             // NetBird's server lists them for process checks.
             response.checks = vec![nb::Checks {
-                files: paths.to_vec(),
+                files: frame.paths.to_vec(),
             }];
             seal(&response, shared.secret(), &to)
         };
@@ -148,6 +147,7 @@ impl ManagementService for NetBird {
             &opened.key,
             meta,
             Some(refresh),
+            MapDeltas::Off,
             render,
         )
         .await
