@@ -18,14 +18,14 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::procs::{
-    accepts, cli, free_port, log_file, wait_until, Daemon, Proc, Rest, ScratchDir, Server,
+    accepts, backend, cli, free_port, log_file, wait_until, Daemon, Proc, Rest, ScratchDir, Server,
     MESHPLANE,
 };
 use serde_json::{json, Value};
@@ -419,30 +419,6 @@ fn dechunk(mut rest: &str) -> String {
         rest = after[size..].trim_start_matches("\r\n");
     }
     out
-}
-
-/// A local HTTP server answering every request with `body`; its port.
-fn backend(body: &'static str) -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(&stream);
-                let mut line = String::new();
-                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
-                    line.clear();
-                }
-                let _ = write!(
-                    &stream,
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
-                     Connection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            });
-        }
-    });
-    port
 }
 
 /// A running `meshplane expose`, its standard output read line by line.

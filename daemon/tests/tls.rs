@@ -22,14 +22,15 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::procs::{
-    cli, free_port, log_file, wait_until, Daemon, Proc, Rest, ScratchDir, Server, MESHPLANE,
+    backend, cli, free_port, log_file, wait_until, Daemon, Proc, Rest, ScratchDir, Server,
+    MESHPLANE,
 };
 use serde_json::{json, Value};
 
@@ -174,29 +175,6 @@ fn daemons_join_over_https_and_ping_through_the_tls_relay() {
     assert!(err.contains("use its https:// URL"), "{err}");
     assert_eq!(c.status()["up"], false);
     assert_eq!(server.get("/api/peers").as_array().unwrap().len(), 2);
-}
-
-/// A local HTTP server answering [`BODY`] to every request; its port.
-fn backend() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(&stream);
-                let mut line = String::new();
-                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
-                    line.clear();
-                }
-                let _ = write!(
-                    &stream,
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{BODY}",
-                    BODY.len()
-                );
-            });
-        }
-    });
-    port
 }
 
 /// `meshplane proxy` for [`PROXY_DOMAIN`] on `port`, joined over the
@@ -351,7 +329,7 @@ fn the_proxy_joins_over_https_and_expose_prints_the_url_it_serves() {
     daemon.wait_for(WITHIN, "the daemon connected", |s| {
         s["management_connected"] == true
     });
-    let local = backend();
+    let local = backend(BODY);
 
     // Plain HTTP on its own port: that is the URL, and it serves.
     let port = free_port();

@@ -77,6 +77,14 @@ pub fn binding_response(packet: &[u8], from: SocketAddr) -> Option<Vec<u8>> {
     if !is_stun(packet) {
         return None;
     }
+    Some(mapped_success(packet, from)?.finish())
+}
+
+/// A binding success response to `packet` naming `from` in
+/// XOR-MAPPED-ADDRESS, still open for more attributes; `None` when
+/// `packet` is no binding request. Both the plain answer and the answer
+/// to an ICE check start from it.
+fn mapped_success(packet: &[u8], from: SocketAddr) -> Option<MessageWriteVec> {
     let request = Message::from_bytes(packet).ok()?;
     if !request.has_method(BINDING) || !request.has_class(MessageClass::Request) {
         return None;
@@ -88,7 +96,7 @@ pub fn binding_response(packet: &[u8], from: SocketAddr) -> Option<Vec<u8>> {
             request.transaction_id(),
         ))
         .ok()?;
-    Some(response.finish())
+    Some(response)
 }
 
 /// PRIORITY (RFC 8445 §16.1): the priority a peer-reflexive candidate
@@ -202,17 +210,7 @@ pub fn parse_ice_request(packet: &[u8], local_ufrag: &str, local_pwd: &str) -> O
 /// the request was keyed by) and FINGERPRINT. `None` when `packet` is no
 /// binding request.
 pub fn ice_response(packet: &[u8], from: SocketAddr, local_pwd: &str) -> Option<Vec<u8>> {
-    let request = Message::from_bytes(packet).ok()?;
-    if !request.has_method(BINDING) || !request.has_class(MessageClass::Request) {
-        return None;
-    }
-    let mut response = Message::builder_success(&request, MessageWriteVec::new());
-    response
-        .add_attribute(&XorMappedAddress::new(
-            SocketAddr::new(from.ip().to_canonical(), from.port()),
-            request.transaction_id(),
-        ))
-        .ok()?;
+    let mut response = mapped_success(packet, from)?;
     add_integrity(&mut response, local_pwd)?;
     Some(response.finish())
 }

@@ -6,6 +6,7 @@
 use std::cell::RefCell;
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -640,4 +641,28 @@ pub fn kill_and_restart(
     wait_until(within, "the daemon connected again", || {
         server.peer_by_ip(ip)["connected"] == true
     });
+}
+
+/// A local HTTP server answering every request with `body`; its port.
+pub fn backend(body: &'static str) -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a loopback port");
+    let port = listener.local_addr().expect("the bound address").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(&stream);
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    line.clear();
+                }
+                let _ = write!(
+                    &stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+                     Connection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    port
 }
