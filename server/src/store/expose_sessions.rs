@@ -142,7 +142,7 @@ impl Tx {
         .await?;
         let inserted = done.rows_affected() == 1;
         if inserted {
-            self.touched.insert(account.to_string());
+            self.announce_to_other_servers(account);
         }
         Ok(inserted)
     }
@@ -184,9 +184,22 @@ impl Tx {
             .await?;
         let deleted = done.rows_affected() == 1;
         if deleted {
-            self.touched.insert(account.to_string());
+            self.announce_to_other_servers(account);
         }
         Ok(deleted)
+    }
+
+    /// Makes the commit raise `account`'s version, whose notice tells the
+    /// other servers sharing a PostgreSQL database to reload its sessions.
+    /// On SQLite no other server exists: this server's own views follow
+    /// the session table's change broadcast, and raising the version would
+    /// only throw away the account's cached decode (and the senders'
+    /// cache) at every create and end, which costs a large account more
+    /// than the session itself.
+    fn announce_to_other_servers(&mut self, account: &str) {
+        if self.postgres {
+            self.touched.insert(account.to_string());
+        }
     }
 
     /// Raises the counter of `account`'s session changes (see
