@@ -20,7 +20,6 @@
 //! which lets readers reuse an account they decoded before ([`Snapshots`]),
 //! and is announced to the live views of every server ([`notify`]).
 
-mod expose_sessions;
 mod notify;
 
 use std::collections::{BTreeSet, HashMap};
@@ -36,7 +35,6 @@ use thiserror::Error;
 use tokio::sync::{broadcast, Mutex, OnceCell, OwnedMutexGuard};
 use tokio::task::AbortHandle;
 
-pub use expose_sessions::SessionScope;
 use notify::Changes;
 
 /// How many committed-write notices a slow listener may fall behind before
@@ -215,11 +213,6 @@ impl Store {
             locked: self.postgres.then(BTreeSet::new),
             _timer: TxTimer::start("write"),
         })
-    }
-
-    /// Whether other servers may share the database (PostgreSQL).
-    pub fn shared(&self) -> bool {
-        self.postgres
     }
 
     /// Accounts decoded by earlier reads (see [`Snapshots`]).

@@ -2,10 +2,8 @@
 //! peer's local HTTP service through the account's reverse proxy for as
 //! long as its session lives.
 //!
-//! - [`sessions`]: the sessions, kept in the store so that every server
-//!   sharing the database serves the same ones, decided by the core's
-//!   session table; each server's replica of them, its reaper, audit and
-//!   change notices;
+//! - [`sessions`]: the one in-memory session table (the core's), its
+//!   reaper, audit and change notices;
 //! - [`rpc`]: CreateExpose / RenewExpose / StopExpose for the exposing peer,
 //!   whose sender [`senders`] checks;
 //! - [`watch`](mod@watch): WatchServices, the proxy's stream of the services it serves;

@@ -176,9 +176,7 @@ impl Fixture {
                     proxy_domain: "proxy.localhost".parse().unwrap(),
                     proxy_group: "proxies".to_string(),
                 },
-            )
-            .await
-            .unwrap();
+            );
             (router(App { store, expose }), token)
         });
         let mut fixture = Fixture {
