@@ -37,14 +37,29 @@ step "npm pack"
 (cd bindings-node && npx napi artifacts --output-dir . --npm-dir npm >/dev/null)
 pack() { (cd "$1" && npm pack --silent --pack-destination "$work" | tail -n 1); }
 wasm_tgz=$work/$(pack bindings-wasm)
-node_tgz=$work/$(pack bindings-node)
+# The main Node package as `napi prepublish` leaves it at publish time: its
+# manifest pins each napi target's platform package in optionalDependencies.
+# The checked-in manifest has no pin, since `npm ci` in bindings-node would
+# need the platform package in the lock file and from the registry.
+node_stage=$work/node-stage
+mkdir -p "$node_stage"
+cp bindings-node/index.js bindings-node/index.d.ts bindings-node/README.md "$node_stage/"
+node -e '
+const fs = require("fs");
+const [src, dst] = process.argv.slice(1);
+const p = JSON.parse(fs.readFileSync(src, "utf8"));
+p.optionalDependencies = {};
+for (const dir of fs.readdirSync("bindings-node/npm"))
+  p.optionalDependencies[`${p.name}-${dir}`] = p.version;
+fs.writeFileSync(dst, JSON.stringify(p, null, 2) + "\n");
+' bindings-node/package.json "$node_stage/package.json"
+node_tgz=$work/$(pack "$node_stage")
 platform_tgz=$work/$(pack bindings-node/npm/linux-x64-gnu)
 for t in "$wasm_tgz" "$node_tgz" "$platform_tgz" "$wheel"; do
     printf '%8d KiB  %s\n' $(($(stat -c %s "$t") / 1024)) "$(basename "$t")"
 done
 
-# One version everywhere: Cargo's, the wheel's, each package.json's, and the
-# main Node package's pin of its platform package.
+# One version everywhere: Cargo's, the wheel's and each package.json's.
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
 node -e '
 const [version, ...files] = process.argv.slice(1);
@@ -52,8 +67,6 @@ const fs = require("fs");
 for (const f of files) {
   const p = JSON.parse(fs.readFileSync(f, "utf8"));
   if (p.version !== version) throw new Error(`${f}: version ${p.version}, Cargo has ${version}`);
-  for (const [dep, want] of Object.entries(p.optionalDependencies ?? {}))
-    if (want !== version) throw new Error(`${f}: ${dep} pinned at ${want}, not ${version}`);
 }' "$version" bindings-wasm/package.json bindings-node/package.json bindings-node/npm/*/package.json
 case $(basename "$wheel") in
 meshplane-"$version"-*) ;;
