@@ -17,19 +17,22 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use common::client::{assert_status, now, reusable, run, set_expose, Peer, PROMPT};
-use common::netbird::{pinging_channel, NbPeer};
+use common::netbird::{
+    body, map_until, next_signal, pinging_channel, wireguard_ping, IceLink, NbPeer, Wire,
+};
 use common::{meshplane_binary, Server};
-use meshplane_proto::envelope::parse_public_key;
 use meshplane_proto::netbird::{
     DeviceAuthorizationFlowRequest, Empty, ExposeServiceRequest, ExposeServiceResponse, NetworkMap,
     PkceAuthorizationFlowRequest, RenewExposeRequest, StopExposeRequest, SyncResponse,
 };
 use meshplane_proto::signal::body::Type;
-use meshplane_proto::signal::client::{SignalClient, SignalError, SignalStream};
-use meshplane_proto::signal::Body;
+use meshplane_proto::signal::client::{SignalClient, SignalError};
 use meshplane_relay::{PeerId, RelayClient, Token};
 use serde_json::json;
 use tonic::{Code, Streaming};
+
+/// A NetBird peer's Sync stream.
+type SyncStream = Streaming<meshplane_proto::netbird::EncryptedMessage>;
 
 /// The proxy domain of the test servers.
 const PROXY_DOMAIN: &str = "proxy.localhost";
@@ -58,52 +61,14 @@ fn rest_peer(s: &Server, name: &str) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no peer {name}"))
 }
 
-/// The next map on `stream` for which `done` holds, skipping the ones
-/// computed before a change reached it.
-async fn map_until(
-    peer: &NbPeer,
-    stream: &mut Streaming<meshplane_proto::netbird::EncryptedMessage>,
-    done: impl Fn(&NetworkMap) -> bool,
-) -> NetworkMap {
-    loop {
-        let response = peer.next_sync(stream).await.unwrap();
-        if let Some(map) = response.network_map {
-            if done(&map) {
-                return map;
-            }
-        }
-    }
-}
-
 /// The status a stream ends with.
-async fn ended(
-    peer: &NbPeer,
-    stream: &mut Streaming<meshplane_proto::netbird::EncryptedMessage>,
-) -> tonic::Status {
+async fn ended(peer: &NbPeer, stream: &mut SyncStream) -> tonic::Status {
     loop {
         match peer.next_sync(stream).await {
             Ok(_) => continue,
             Err(status) => return status,
         }
     }
-}
-
-fn body(kind: Type, payload: &str) -> Body {
-    Body {
-        r#type: kind.into(),
-        payload: payload.into(),
-        wg_listen_port: 51820,
-        net_bird_version: "0.60.0".into(),
-        ..Body::default()
-    }
-}
-
-async fn next_signal(stream: &mut SignalStream) -> meshplane_proto::signal::client::Received {
-    tokio::time::timeout(PROMPT, stream.recv())
-        .await
-        .expect("a message within 2 s")
-        .expect("no error")
-        .expect("not the end")
 }
 
 /// Sends until the server refuses with `code` (visibility follows store
@@ -129,7 +94,7 @@ fn netbird_peers_register_sync_signal_and_relay() {
         let key = reusable(&s);
         // Pings every second: the server must take them as stock clients'
         // 30 s pings, without closing the connection.
-        let channel = pinging_channel(&s, Duration::from_secs(1)).await;
+        let channel = pinging_channel(&s.base, Duration::from_secs(1)).await;
         let mut a = NbPeer::connect(channel.clone(), "nb-alpha").await;
         let mut b = NbPeer::connect(channel.clone(), "nb-beta").await;
 
@@ -574,10 +539,8 @@ async fn ice_checks(
     hold: Option<&Daemon>,
 ) {
     use meshplane_core::connect::Candidate;
-    use meshplane_proto::ice::{Credentials, IceAgent, Received};
-    use meshplane_proto::stun::{parse_ice_request, IceRole};
+    use meshplane_proto::stun::IceRole;
 
-    let daemon_key = daemon_key.to_string();
     let login = nb.up(key).await.unwrap();
     let address = login.peer_config.unwrap().address;
     let nb_ip: Ipv4Addr = address.split('/').next().unwrap().parse().unwrap();
@@ -586,72 +549,28 @@ async fn ice_checks(
         m.remote_peers.iter().any(|p| p.wg_pub_key == daemon_key)
     })
     .await;
-    let nb_key = nb.key.clone();
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let local = socket.local_addr().unwrap();
-    let mut agent = IceAgent::new(Credentials::random());
-    let signal = SignalClient::new(channel, nb.secret.clone());
-    let mut stream = signal.connect().await.unwrap();
-    let mut offer = body(Type::Offer, &agent.local().to_string());
-    offer.wg_listen_port = u32::from(local.port());
-    signal.send(&daemon_key, &offer).await.unwrap();
-    signal
-        .send(
-            &daemon_key,
-            &body(Type::Candidate, &Candidate::host(local).to_string()),
-        )
-        .await
-        .unwrap();
+    let host = [Candidate::host(local)];
+    let mut ice = IceLink::offer(&nb, channel, daemon_key, socket, &host).await;
 
     // The daemon's answer carries its credentials, then its candidates.
-    let mut remote = None;
-    let mut port = None;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while remote.is_none() || port.is_none() {
-        assert!(Instant::now() < deadline, "no answer and candidate");
-        let got = next_signal(&mut stream).await;
-        if got.from != daemon_key {
-            continue;
-        }
-        match Type::try_from(got.body.r#type) {
-            Ok(Type::Answer | Type::Offer) => {
-                assert!(got.body.net_bird_version.starts_with("meshplane/"));
-                remote = Some(Credentials::parse(&got.body.payload).unwrap());
-            }
-            Ok(Type::Candidate) => {
-                let candidate: Candidate = got.body.payload.parse().unwrap();
-                port = Some(candidate.addr.port());
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    let remote = remote.unwrap();
-    let target: std::net::SocketAddr = ([127, 0, 0, 1], port.unwrap()).into();
-    // NetBird's rule: the higher key as base64 text controls.
-    let daemon_controls = daemon_key > nb_key;
-    let now = Instant::now;
-    agent.set_remote(daemon_key.clone(), remote, !daemon_controls, now());
-    agent.set_candidates(&daemon_key, &[target], now());
+    let (remote, candidates) = ice.answer().await;
+    let target: std::net::SocketAddr = ([127, 0, 0, 1], candidates[0].addr.port()).into();
+    let daemon_controls = ice.remote_controls(&nb.key);
+    ice.check(&nb.key, remote, &[target]);
 
     let mut answered = false;
     let mut checked = false;
     let mut nominated = false;
-    let mut buf = [0u8; 1500];
     let deadline = Instant::now() + Duration::from_secs(15);
     while !(answered && checked && nominated == daemon_controls) {
         assert!(
             Instant::now() < deadline,
             "answered {answered}, checked {checked}, nominated {nominated}"
         );
-        for (to, check) in agent.poll_transmit(now()) {
-            socket.send_to(&check, to).await.unwrap();
-        }
-        let wait = tokio::time::timeout(Duration::from_millis(100), socket.recv_from(&mut buf));
-        let Ok(Ok((n, from))) = wait.await else {
-            continue;
-        };
-        let packet = &buf[..n];
-        if let Some(check) = parse_ice_request(packet, &agent.local().ufrag, &agent.local().pwd) {
+        let step = ice.step().await;
+        if let Some(check) = step.checked {
             // The daemon's role is NetBird's rule's.
             match check.role {
                 Some(IceRole::Controlling(_)) => assert!(daemon_controls),
@@ -661,35 +580,20 @@ async fn ice_checks(
             checked = true;
             nominated |= check.use_candidate;
         }
-        match agent.handle(packet, from, now()) {
-            Received::Answer(answer) => {
-                socket.send_to(&answer, from).await.unwrap();
-            }
-            Received::Answered { peer, addr, .. } => {
-                assert_eq!((peer.as_str(), addr), (daemon_key.as_str(), target));
-                answered = true;
-            }
-            // WireGuard handshakes of the daemon's own path probes.
-            Received::NotOurs => {}
+        if let Some(addr) = step.answered {
+            assert_eq!(addr, target);
+            answered = true;
         }
     }
-    wireguard_ping(&socket, target, &nb, &daemon_key, nb_ip, *daemon_ip).await;
+    let mut wire = Wire::Direct(&ice.socket, target);
+    wireguard_ping(&mut wire, &nb, daemon_key, nb_ip, *daemon_ip).await;
     let Some(daemon) = hold else {
         return;
     };
+    // The daemon's WireGuard keep-alives go unanswered, as NetBird's do.
     let idle_until = Instant::now() + Duration::from_secs(8);
     while Instant::now() < idle_until {
-        for (to, check) in agent.poll_transmit(now()) {
-            socket.send_to(&check, to).await.unwrap();
-        }
-        let wait = tokio::time::timeout(Duration::from_millis(100), socket.recv_from(&mut buf));
-        let Ok(Ok((n, from))) = wait.await else {
-            continue;
-        };
-        // The daemon's WireGuard keep-alives go unanswered, as NetBird's do.
-        if let Received::Answer(answer) = agent.handle(&buf[..n], from, now()) {
-            socket.send_to(&answer, from).await.unwrap();
-        }
+        ice.step().await;
     }
     let status = tokio::task::block_in_place(|| daemon.status());
     let peer = status["peers"]
@@ -700,96 +604,6 @@ async fn ice_checks(
         .unwrap()
         .clone();
     assert_eq!(peer["connection"], "direct", "{peer}");
-}
-
-/// A WireGuard handshake with the daemon from `socket` to `target`, then an
-/// ICMP echo request to its mesh IP answered through the tunnel.
-async fn wireguard_ping(
-    socket: &tokio::net::UdpSocket,
-    target: std::net::SocketAddr,
-    nb: &NbPeer,
-    daemon_key: &str,
-    nb_ip: Ipv4Addr,
-    daemon_ip: Ipv4Addr,
-) {
-    use boringtun::noise::{Tunn, TunnResult};
-    use boringtun::x25519::{PublicKey as WgPublic, StaticSecret};
-
-    let daemon = parse_public_key(daemon_key).unwrap();
-    let mut tunn = Tunn::new(
-        StaticSecret::from(nb.secret.to_bytes()),
-        WgPublic::from(*daemon.as_bytes()),
-        None,
-        None,
-        1,
-        None,
-    );
-    let echo = echo_request(nb_ip, daemon_ip);
-    let mut out = vec![0u8; 2048];
-    let mut buf = [0u8; 2048];
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        assert!(Instant::now() < deadline, "no echo reply through WireGuard");
-        // Queued until the handshake is done; sent again every round.
-        if let TunnResult::WriteToNetwork(p) = tunn.encapsulate(&echo, &mut out) {
-            socket.send_to(p, target).await.unwrap();
-        }
-        let until = Instant::now() + Duration::from_millis(300);
-        while let Ok(Ok((n, from))) =
-            tokio::time::timeout_at(until.into(), socket.recv_from(&mut buf)).await
-        {
-            let mut result = tunn.decapsulate(Some(from.ip()), &buf[..n], &mut out);
-            loop {
-                match result {
-                    TunnResult::WriteToNetwork(p) => {
-                        socket.send_to(p, from).await.unwrap();
-                        // Packets queued behind the handshake follow.
-                        result = tunn.decapsulate(None, &[], &mut out);
-                    }
-                    TunnResult::WriteToTunnelV4(packet, src) => {
-                        // An echo reply (ICMP type 0) from the daemon.
-                        if src == daemon_ip
-                            && packet.len() > 20
-                            && packet[9] == 1
-                            && packet[20] == 0
-                        {
-                            return;
-                        }
-                        break;
-                    }
-                    _ => break,
-                }
-            }
-        }
-    }
-}
-
-/// An ICMP echo request from `src` to `dst`.
-fn echo_request(src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
-    fn checksum(data: &[u8]) -> u16 {
-        let mut sum: u32 = data
-            .chunks(2)
-            .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-            .sum();
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        !(sum as u16)
-    }
-    let mut icmp = vec![8, 0, 0, 0, 0x12, 0x34, 0, 1];
-    icmp.extend_from_slice(b"meshplane ice test");
-    let sum = checksum(&icmp);
-    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
-    let total = u16::try_from(20 + icmp.len()).unwrap();
-    let mut packet = vec![0x45, 0];
-    packet.extend_from_slice(&total.to_be_bytes());
-    packet.extend_from_slice(&[0, 1, 0, 0, 64, 1, 0, 0]);
-    packet.extend_from_slice(&src.octets());
-    packet.extend_from_slice(&dst.octets());
-    let sum = checksum(&packet);
-    packet[10..12].copy_from_slice(&sum.to_be_bytes());
-    packet.extend_from_slice(&icmp);
-    packet
 }
 
 /// Approval as for our daemons: a NetBird peer that must be approved

@@ -271,8 +271,11 @@ fn metrics_count_peers_streams_maps_and_relay_sessions() {
         a.next_map(&mut stream_a).await;
         let mut stream_b = b.sync().await;
         b.next_map(&mut stream_b).await;
-        let mut nb =
-            NbPeer::connect(pinging_channel(&s, Duration::from_secs(10)).await, "nb").await;
+        let mut nb = NbPeer::connect(
+            pinging_channel(&s.base, Duration::from_secs(10)).await,
+            "nb",
+        )
+        .await;
         nb.up(&key).await.unwrap();
         let mut stream_nb = nb.sync().await.unwrap();
         nb.next_sync(&mut stream_nb).await.unwrap();

@@ -7,6 +7,9 @@ pub mod dns;
 pub mod lan;
 #[cfg(target_os = "linux")]
 pub mod nat;
+/// The NetBird-protocol test peer, shared with the server's tests.
+#[path = "../../../server/tests/common/netbird.rs"]
+pub mod netbird;
 #[cfg(target_os = "linux")]
 pub mod netns;
 #[cfg(target_os = "linux")]
