@@ -606,6 +606,24 @@ async fn ice_checks(
     assert_eq!(peer["connection"], "direct", "{peer}");
 }
 
+/// NetBird peers `nb-alpha` and `nb-beta` registered with a reusable
+/// key, each with its Sync stream open.
+async fn alpha_and_beta(
+    s: &Server,
+    channel: &tonic::transport::Channel,
+) -> ((NbPeer, SyncStream), (NbPeer, SyncStream)) {
+    let key = reusable(s);
+    let mut synced = Vec::new();
+    for name in ["nb-alpha", "nb-beta"] {
+        let mut peer = NbPeer::connect(channel.clone(), name).await;
+        peer.up(&key).await.unwrap();
+        let stream = peer.sync().await.unwrap();
+        synced.push((peer, stream));
+    }
+    let b = synced.pop().unwrap();
+    (synced.pop().unwrap(), b)
+}
+
 /// Approval as for our daemons: a NetBird peer that must be approved
 /// reaches nothing and is reached by nothing (its map and the other peer's
 /// lose each other), and approving it gives both back, all on the open
@@ -614,14 +632,8 @@ async fn ice_checks(
 fn a_netbird_peer_pending_approval_reaches_nothing_until_approved() {
     let s = Server::start(common::Backend::Sqlite);
     run(async {
-        let key = reusable(&s);
         let channel = s.channel().await;
-        let mut a = NbPeer::connect(channel.clone(), "nb-alpha").await;
-        let mut b = NbPeer::connect(channel.clone(), "nb-beta").await;
-        a.up(&key).await.unwrap();
-        b.up(&key).await.unwrap();
-        let mut a_sync = a.sync().await.unwrap();
-        let mut b_sync = b.sync().await.unwrap();
+        let ((a, mut a_sync), (b, mut b_sync)) = alpha_and_beta(&s, &channel).await;
         let sees = |key: &str| {
             let key = key.to_string();
             move |m: &NetworkMap| keys(m) == [key.as_str()]
@@ -639,6 +651,87 @@ fn a_netbird_peer_pending_approval_reaches_nothing_until_approved() {
         s.put(&format!("/api/peers/{b_id}"), approval(false));
         map_until(&a, &mut a_sync, sees(&b.key)).await;
         map_until(&b, &mut b_sync, sees(&a.key)).await;
+    });
+}
+
+/// Login expiry for a NetBird peer. It applies to peers a user added
+/// through the identity provider, never to setup-key peers (SEMANTICS.md,
+/// as in NetBird), and a NetBird client registers here with a setup key
+/// only (the server offers no SSO flow): such a peer logs in whatever its
+/// last login. Made a user's in the store, as a peer that logged in
+/// through the identity provider is, with its last login two hours back
+/// under a one-hour expiration, it is cut off: its open Sync stream ends,
+/// Login and Sync answer PERMISSION_DENIED with NetBird's message (what
+/// makes a NetBird client ask for a new login), signal to it is refused,
+/// REST marks it `login_expired`, and the other peer's map lists it as an
+/// offline peer only. Turning expiry off for the account lets it back.
+#[test]
+fn a_netbird_peer_whose_login_expired_is_refused_and_listed_offline() {
+    let s = Server::start(common::Backend::Sqlite);
+    let account = s.get("/api/accounts")[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let expiry = |enabled: bool| {
+        let settings = json!({"peer_login_expiration_enabled": enabled,
+            "peer_login_expiration": 3600});
+        s.put(
+            &format!("/api/accounts/{account}"),
+            json!({ "settings": settings }),
+        );
+    };
+    expiry(true);
+    run(async {
+        let channel = s.channel().await;
+        let ((a, mut a_sync), (mut b, mut b_sync)) = alpha_and_beta(&s, &channel).await;
+        map_until(&a, &mut a_sync, |m| keys(m) == [b.key.as_str()]).await;
+        let b_id = rest_peer(&s, "nb-beta")["id"].as_str().unwrap().to_string();
+        let two_hours_ago = now().as_millis() - 2 * 3600 * 1000;
+
+        // A setup-key peer does not expire.
+        let edit = |user: Option<String>| {
+            move |peer: &mut serde_json::Value| {
+                peer["last_login"] = json!(two_hours_ago);
+                peer["login_expiration_enabled"] = json!(true);
+                if let Some(user) = user {
+                    peer["user_id"] = json!(user);
+                }
+            }
+        };
+        // Direct store writes, from outside the runtime.
+        let edit_b = |user: Option<String>| {
+            std::thread::scope(|t| t.spawn(|| s.edit_peer(&b_id, edit(user))).join().unwrap());
+        };
+        edit_b(None);
+        assert_eq!(rest_peer(&s, "nb-beta")["login_expired"], false);
+        b.login("").await.unwrap();
+
+        // A user's peer whose last login is older than the expiration is.
+        let user = s.post(
+            "/api/users",
+            json!({"email": "nb@example.com", "name": "nb", "role": "user",
+                "auto_groups": [], "is_service_user": false}),
+        );
+        edit_b(Some(user["id"].as_str().unwrap().to_string()));
+        assert_eq!(ended(&b, &mut b_sync).await.code(), Code::PermissionDenied);
+        let expired = "peer login has expired, please log in once more";
+        assert_status(b.login("").await, Code::PermissionDenied, expired);
+        assert_status(b.sync().await, Code::PermissionDenied, expired);
+        assert_eq!(rest_peer(&s, "nb-beta")["login_expired"], true);
+        let a_map = map_until(&a, &mut a_sync, |m| m.remote_peers.is_empty()).await;
+        let offline: Vec<&str> = a_map
+            .offline_peers
+            .iter()
+            .map(|p| p.wg_pub_key.as_str())
+            .collect();
+        assert_eq!(offline, [b.key.as_str()]);
+        let a_signal = SignalClient::new(channel.clone(), a.secret.clone());
+        until_refused(&a_signal, &b.key, Code::PermissionDenied).await;
+
+        // Expiry off for the account: the same peer logs in and is back.
+        expiry(false);
+        b.login("").await.unwrap();
+        map_until(&a, &mut a_sync, |m| keys(m) == [b.key.as_str()]).await;
     });
 }
 

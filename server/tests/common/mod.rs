@@ -575,9 +575,18 @@ impl Server {
     /// Makes `user_id` the user of peer `peer_id` in the store, as a peer
     /// that logged in through the identity provider has one.
     pub fn set_peer_user(&self, peer_id: &str, user_id: &str) {
+        let user_id = Value::from(user_id);
+        self.edit_peer(peer_id, |peer| peer["user_id"] = user_id);
+    }
+
+    /// Changes the stored peer `peer_id` with `edit` (its JSON), straight in
+    /// the store, and bumps the account's version so the server's cache
+    /// and maps follow: for what no API sets, such as the user that added
+    /// a peer or its last login.
+    pub fn edit_peer(&self, peer_id: &str, edit: impl FnOnce(&mut Value)) {
         let account = self.account_id();
         let url = self.store_url.clone();
-        let (peer_id, user_id) = (peer_id.to_string(), user_id.to_string());
+        let peer_id = peer_id.to_string();
         block_on(async move {
             use sqlx::Row;
             let mut conn = store_connection(&url).await;
@@ -590,7 +599,7 @@ impl Server {
             .await
             .unwrap();
             let mut peer: Value = serde_json::from_str(&row.get::<String, _>("data")).unwrap();
-            peer["user_id"] = Value::from(user_id);
+            edit(&mut peer);
             sqlx::query(
                 "UPDATE objects SET data = $1 WHERE account_id = $2 AND kind = 'peer' AND id = $3",
             )
