@@ -654,6 +654,59 @@ fn a_netbird_peer_pending_approval_reaches_nothing_until_approved() {
     });
 }
 
+/// The shortest login expiration the API takes, in seconds.
+const LOGIN_EXPIRATION: i64 = 3600;
+/// What the server answers a peer whose login expired, as NetBird's does.
+const LOGIN_EXPIRED: &str = "peer login has expired, please log in once more";
+
+/// Turns login expiry on or off for the account, at [`LOGIN_EXPIRATION`].
+fn login_expiry(s: &Server, enabled: bool) {
+    let account = s.get("/api/accounts")[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let settings = json!({"peer_login_expiration_enabled": enabled,
+        "peer_login_expiration": LOGIN_EXPIRATION});
+    s.put(
+        &format!("/api/accounts/{account}"),
+        json!({ "settings": settings }),
+    );
+}
+
+/// A new user of the account (not blocked); its id.
+fn new_user(s: &Server) -> String {
+    let user = s.post(
+        "/api/users",
+        json!({"email": "nb@example.com", "name": "nb", "role": "user",
+            "auto_groups": [], "is_service_user": false}),
+    );
+    user["id"].as_str().unwrap().to_string()
+}
+
+/// Sets, straight in the store (from a thread of its own, off the
+/// caller's runtime), the last login of the peer `name` to `last_login`
+/// (Unix milliseconds) with login expiry on for it, and makes it `user`'s
+/// when given, as a peer that logged in through the identity provider is.
+fn last_login(s: &Server, name: &str, last_login: i64, user: Option<&str>) {
+    let id = rest_peer(s, name)["id"].as_str().unwrap().to_string();
+    let edit = |peer: &mut serde_json::Value| {
+        peer["last_login"] = json!(last_login);
+        peer["login_expiration_enabled"] = json!(true);
+        if let Some(user) = user {
+            peer["user_id"] = json!(user);
+        }
+    };
+    std::thread::scope(|t| t.spawn(|| s.edit_peer(&id, edit)).join().unwrap());
+}
+
+/// The offline peers' keys of a map.
+fn offline(map: &NetworkMap) -> Vec<&str> {
+    map.offline_peers
+        .iter()
+        .map(|p| p.wg_pub_key.as_str())
+        .collect()
+}
+
 /// Login expiry for a NetBird peer. It applies to peers a user added
 /// through the identity provider, never to setup-key peers (SEMANTICS.md,
 /// as in NetBird), and a NetBird client registers here with a setup key
@@ -668,70 +721,72 @@ fn a_netbird_peer_pending_approval_reaches_nothing_until_approved() {
 #[test]
 fn a_netbird_peer_whose_login_expired_is_refused_and_listed_offline() {
     let s = Server::start(common::Backend::Sqlite);
-    let account = s.get("/api/accounts")[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let expiry = |enabled: bool| {
-        let settings = json!({"peer_login_expiration_enabled": enabled,
-            "peer_login_expiration": 3600});
-        s.put(
-            &format!("/api/accounts/{account}"),
-            json!({ "settings": settings }),
-        );
-    };
-    expiry(true);
+    login_expiry(&s, true);
     run(async {
         let channel = s.channel().await;
         let ((a, mut a_sync), (mut b, mut b_sync)) = alpha_and_beta(&s, &channel).await;
         map_until(&a, &mut a_sync, |m| keys(m) == [b.key.as_str()]).await;
-        let b_id = rest_peer(&s, "nb-beta")["id"].as_str().unwrap().to_string();
-        let two_hours_ago = now().as_millis() - 2 * 3600 * 1000;
+        let two_hours_ago = now().as_millis() - 2 * LOGIN_EXPIRATION * 1000;
 
         // A setup-key peer does not expire.
-        let edit = |user: Option<String>| {
-            move |peer: &mut serde_json::Value| {
-                peer["last_login"] = json!(two_hours_ago);
-                peer["login_expiration_enabled"] = json!(true);
-                if let Some(user) = user {
-                    peer["user_id"] = json!(user);
-                }
-            }
-        };
-        // Direct store writes, from outside the runtime.
-        let edit_b = |user: Option<String>| {
-            std::thread::scope(|t| t.spawn(|| s.edit_peer(&b_id, edit(user))).join().unwrap());
-        };
-        edit_b(None);
+        last_login(&s, "nb-beta", two_hours_ago, None);
         assert_eq!(rest_peer(&s, "nb-beta")["login_expired"], false);
         b.login("").await.unwrap();
 
         // A user's peer whose last login is older than the expiration is.
-        let user = s.post(
-            "/api/users",
-            json!({"email": "nb@example.com", "name": "nb", "role": "user",
-                "auto_groups": [], "is_service_user": false}),
-        );
-        edit_b(Some(user["id"].as_str().unwrap().to_string()));
+        let user = new_user(&s);
+        last_login(&s, "nb-beta", two_hours_ago, Some(&user));
         assert_eq!(ended(&b, &mut b_sync).await.code(), Code::PermissionDenied);
-        let expired = "peer login has expired, please log in once more";
-        assert_status(b.login("").await, Code::PermissionDenied, expired);
-        assert_status(b.sync().await, Code::PermissionDenied, expired);
+        assert_status(b.login("").await, Code::PermissionDenied, LOGIN_EXPIRED);
+        assert_status(b.sync().await, Code::PermissionDenied, LOGIN_EXPIRED);
         assert_eq!(rest_peer(&s, "nb-beta")["login_expired"], true);
         let a_map = map_until(&a, &mut a_sync, |m| m.remote_peers.is_empty()).await;
-        let offline: Vec<&str> = a_map
-            .offline_peers
-            .iter()
-            .map(|p| p.wg_pub_key.as_str())
-            .collect();
-        assert_eq!(offline, [b.key.as_str()]);
+        assert_eq!(offline(&a_map), [b.key.as_str()]);
         let a_signal = SignalClient::new(channel.clone(), a.secret.clone());
         until_refused(&a_signal, &b.key, Code::PermissionDenied).await;
 
         // Expiry off for the account: the same peer logs in and is back.
-        expiry(false);
+        login_expiry(&s, false);
         b.login("").await.unwrap();
         map_until(&a, &mut a_sync, |m| keys(m) == [b.key.as_str()]).await;
+    });
+}
+
+/// A NetBird peer's login expiring with time alone, nothing changing in
+/// the store: its Sync stream ends with PERMISSION_DENIED and NetBird's
+/// message once the expiration passed, at the account's next revalidation
+/// (every 15 s at the most), and the other peer's map lists it as offline.
+#[test]
+fn a_netbird_peer_is_cut_off_when_its_login_expires_with_time_alone() {
+    const LEFT_MS: i64 = 2000;
+    let s = Server::start(common::Backend::Sqlite);
+    login_expiry(&s, true);
+    run(async {
+        let channel = s.channel().await;
+        let ((a, mut a_sync), (b, mut b_sync)) = alpha_and_beta(&s, &channel).await;
+        map_until(&a, &mut a_sync, |m| keys(m) == [b.key.as_str()]).await;
+        let user = new_user(&s);
+        let expires = Instant::now() + Duration::from_millis(LEFT_MS as u64);
+        let logged_in = now().as_millis() - LOGIN_EXPIRATION * 1000 + LEFT_MS;
+        last_login(&s, "nb-beta", logged_in, Some(&user));
+
+        let end = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                match b_sync.message().await {
+                    Ok(Some(_)) => continue,
+                    Ok(None) => panic!("the stream ended without a status"),
+                    Err(status) => return status,
+                }
+            }
+        });
+        let status = end.await.expect("the stream ends within 20 s");
+        let ended = Instant::now();
+        assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+        assert_eq!(status.message(), LOGIN_EXPIRED);
+        assert!(ended >= expires, "cut off before the login expired");
+        eprintln!("cut off {:?} after the expiry", ended - expires);
+        let a_map = map_until(&a, &mut a_sync, |m| m.remote_peers.is_empty()).await;
+        assert_eq!(offline(&a_map), [b.key.as_str()]);
     });
 }
 
