@@ -311,6 +311,11 @@ impl Server {
         self.dir.join("data")
     }
 
+    /// Whether the server's database may be shared (PostgreSQL).
+    pub fn shared(&self) -> bool {
+        self.store_url.starts_with("postgres")
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
     }
