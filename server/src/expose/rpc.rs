@@ -22,7 +22,7 @@ use tonic::Status;
 
 use super::domains::custom_domains;
 use super::senders::Sender;
-use super::sessions::SessionError;
+use super::sessions::{Drafted, SessionError};
 use super::Expose;
 use crate::grpc::internal;
 use crate::store::Store;
@@ -113,12 +113,16 @@ pub async fn create(
                 custom_domains: domains,
                 peer: exposing,
             };
-            expose_.draft(&ctx, request)
+            expose_.draft(&record.id, &ctx, request)
         })
         .await
         .map_err(internal)?
         .map_err(|e| from_core(&e))?;
-        match expose.admit(&account, draft).await {
+        let admitted = match draft {
+            Drafted::Created(created) => Ok(created),
+            Drafted::Draft(draft) => expose.admit(&account, draft).await,
+        };
+        match admitted {
             Err(SessionError::Refused(ExposeError::DomainTaken)) if attempt < DRAFTS => {
                 attempt += 1;
             }

@@ -42,10 +42,12 @@
 //! cluster does: a restarting server loads them, and those whose daemons
 //! stop renewing end by their TTL on any server.
 //!
-//! A PIN or password is hashed (tens of milliseconds) on a copy of the
-//! peer's sessions ([`Expose::draft`]), outside the table's lock and any
-//! transaction; the table then [`admit`](Expose::admit)s the result,
-//! checking the limit and the domain again.
+//! A create runs on a blocking thread, as a PIN or password is hashed
+//! (tens of milliseconds) there ([`Expose::draft`]): in memory on the table
+//! itself; for the store on a copy of the peer's sessions, outside any
+//! transaction, after which the stored sessions
+//! [`admit`](Expose::admit) the result, checking the limit and the domain
+//! again.
 //!
 //! Every server runs a reaper that sleeps until the table's next deadline
 //! (or until the table changes) and then expires the due sessions of each
@@ -277,6 +279,15 @@ struct Decided {
     version: Option<i64>,
 }
 
+/// What [`Expose::draft`] made.
+#[derive(Debug)]
+pub enum Drafted {
+    /// A session created (in memory).
+    Created(Session),
+    /// A session for the store to [`admit`](Expose::admit).
+    Draft(Session),
+}
+
 /// A renewal waiting for the next batch.
 #[derive(Debug)]
 struct Renewal {
@@ -290,8 +301,9 @@ struct Renewal {
 struct Inner {
     config: ExposeConfig,
     store: Store,
-    /// An async mutex: a stored operation may wait for the store while
-    /// callers queue behind it, which must not block the async workers.
+    /// An async mutex: a create in memory holds it while hashing a PIN or
+    /// password (tens of milliseconds, on a blocking thread), and calls
+    /// waiting meanwhile must not block the async workers.
     state: Mutex<State>,
     persistence: Persistence,
     /// Held while stored sessions are read into the table or a commit's
@@ -400,27 +412,43 @@ impl Expose {
         self.inner.state.lock().await
     }
 
-    /// A session of the peer in `ctx`, made on a copy of the peer's
-    /// sessions as this server knows them: it still has to be
+    /// Creates a session of the peer in `ctx`, of `account`: in memory on
+    /// the table itself; for the store on a copy of the peer's sessions as
+    /// this server knows them, a draft that still has to be
     /// [`admit`](Self::admit)ted. Hashes a PIN or password (argon2, tens of
     /// milliseconds) and blocks on the table's lock: call it on a blocking
     /// thread.
     pub fn draft(
         &self,
+        account: &str,
         ctx: &ExposeContext<'_>,
         request: &ExposeRequest,
-    ) -> Result<Session, ExposeError> {
-        let mut copy = table(&self.inner.config);
-        for session in self
-            .inner
-            .state
-            .blocking_lock()
-            .table
-            .sessions_of(&ctx.peer.id)
-        {
-            copy.restore(session.clone());
-        }
-        copy.create(ctx, request, &mut OsRng, ids::now())
+    ) -> Result<Drafted, ExposeError> {
+        let Persistence::Memory { audit } = &self.inner.persistence else {
+            let mut copy = table(&self.inner.config);
+            for session in self
+                .inner
+                .state
+                .blocking_lock()
+                .table
+                .sessions_of(&ctx.peer.id)
+            {
+                copy.restore(session.clone());
+            }
+            return Ok(Drafted::Draft(copy.create(
+                ctx,
+                request,
+                &mut OsRng,
+                ids::now(),
+            )?));
+        };
+        let mut state = self.inner.state.blocking_lock();
+        let created = state.table.create(ctx, request, &mut OsRng, ids::now());
+        let events = state.drain(account);
+        let created = created.map(|session| state.served(account, session));
+        drop(state);
+        self.settle(audit, events);
+        Ok(Drafted::Created(created?))
     }
 
     /// Adds a [`draft`](Self::draft)ed session of `account`: refused with
@@ -580,13 +608,19 @@ impl Expose {
         let done = op(&mut state.table, ids::now());
         let events = state.drain(account);
         drop(state);
+        self.settle(audit, events);
+        Ok(done?)
+    }
+
+    /// Publishes the `events` of the table in memory and hands them to the
+    /// audit writer.
+    fn settle(&self, audit: &mpsc::UnboundedSender<Audit>, events: Vec<(String, ExposeEvent)>) {
         let touched: BTreeSet<String> = events.iter().map(|(a, _)| a.clone()).collect();
         self.publish(events.iter().map(|(_, e)| e), touched);
         for (account, event) in events {
             // The writer only stops with the runtime.
             let _ = audit.send(Audit::Event(account, event));
         }
-        Ok(done?)
     }
 
     /// Runs `op` at `now` on the stored sessions of `account` in `scope`
