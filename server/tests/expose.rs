@@ -148,6 +148,9 @@ fn sessions_reach_rest_proxy_and_maps(s: &mut Server) {
         // REST: the service, marked as an ephemeral session of `a`.
         let listed = services(s);
         assert_eq!(listed.len(), 1, "{listed:?}");
+        // Stored only where servers may share the database: a SQLite
+        // server keeps its sessions in memory.
+        assert_eq!(s.stored_sessions(), usize::from(s.shared()));
         let service = &listed[0];
         assert_eq!(service["id"], created.domain.as_str());
         assert_eq!(service["domain"], created.domain.as_str());

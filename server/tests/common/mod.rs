@@ -617,6 +617,24 @@ impl Server {
             .to_string()
     }
 
+    /// How many expose sessions the store's own table holds (read straight
+    /// from the database, on a thread of its own so async tests may ask).
+    pub fn stored_sessions(&self) -> usize {
+        let url = self.store_url.clone();
+        std::thread::spawn(move || {
+            block_on(async move {
+                let mut conn = store_connection(&url).await;
+                let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM expose_sessions")
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap();
+                usize::try_from(n).unwrap()
+            })
+        })
+        .join()
+        .unwrap()
+    }
+
     /// The activity codes of the audit log, newest first.
     pub fn activities(&self) -> Vec<String> {
         let events = self.get("/api/events/audit");
