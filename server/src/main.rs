@@ -106,7 +106,8 @@ async fn serve(settings: &Settings) -> Result<(), String> {
         .local_addr()
         .map_err(|e| format!("cannot read the listening address: {e}"))?;
     tokio::spawn(stun::serve(stun::bind(stun_at).await?));
-    // A start begins with no expose sessions: the seed's restart clears them.
+    // On SQLite a start begins with no expose sessions (the seed's restart
+    // clears them); on PostgreSQL they live as long as the cluster does.
     let expose = expose::Expose::start(
         store.clone(),
         expose::ExposeConfig {
@@ -114,7 +115,9 @@ async fn serve(settings: &Settings) -> Result<(), String> {
             proxy_domain: settings.proxy_domain.clone(),
             proxy_group: settings.proxy_group.clone(),
         },
-    );
+    )
+    .await
+    .map_err(|e| format!("cannot load the expose sessions: {e}"))?;
     let issuer = std::sync::Arc::new(
         relay::Issuer::load(&store, settings.relay_urls.clone())
             .await?

@@ -20,6 +20,7 @@
 //! which lets readers reuse an account they decoded before ([`Snapshots`]),
 //! and is announced to the live views of every server ([`notify`]).
 
+mod expose_sessions;
 mod notify;
 
 use std::collections::{BTreeSet, HashMap};
@@ -35,6 +36,7 @@ use thiserror::Error;
 use tokio::sync::{broadcast, Mutex, OnceCell, OwnedMutexGuard};
 use tokio::task::AbortHandle;
 
+pub use expose_sessions::SessionScope;
 use notify::Changes;
 
 /// How many committed-write notices a slow listener may fall behind before
@@ -215,6 +217,11 @@ impl Store {
         })
     }
 
+    /// Whether other servers may share the database (PostgreSQL).
+    pub fn shared(&self) -> bool {
+        self.postgres
+    }
+
     /// Accounts decoded by earlier reads (see [`Snapshots`]).
     pub fn accounts(&self) -> &Snapshots<Account> {
         &self.accounts
@@ -307,18 +314,21 @@ fn decode<T: DeserializeOwned>(row: &AnyRow) -> Result<T, StoreError> {
     Ok(serde_json::from_str(&data)?)
 }
 
+/// The per-account counters a write transaction raises.
+#[derive(Debug, Clone, Copy)]
+enum Counter {
+    /// `account_versions`: every committed write to the account.
+    AccountVersions,
+    /// `expose_versions`: every expose session begun or ended.
+    ExposeVersions,
+}
+
 impl Tx {
     pub async fn commit(mut self) -> Result<(), StoreError> {
-        let mut versions = Vec::with_capacity(self.touched.len());
-        for account in &self.touched {
-            let version: i64 = sqlx::query_scalar(
-                "INSERT INTO account_versions (account_id, version) VALUES ($1, 1) \
-                 ON CONFLICT (account_id) DO UPDATE SET version = account_versions.version + 1 \
-                 RETURNING version",
-            )
-            .bind(account)
-            .fetch_one(&mut *self.tx)
-            .await?;
+        let touched = std::mem::take(&mut self.touched);
+        let mut versions = Vec::with_capacity(touched.len());
+        for account in &touched {
+            let version = self.raise(Counter::AccountVersions, account).await?;
             if self.postgres {
                 notify::send(&mut self.tx, account, version).await?;
             }
@@ -331,6 +341,28 @@ impl Tx {
             }
         }
         Ok(())
+    }
+
+    /// Raises `account`'s `counter` (from 0 when it has none); the new
+    /// value.
+    async fn raise(&mut self, counter: Counter, account: &str) -> Result<i64, StoreError> {
+        let sql = match counter {
+            Counter::AccountVersions => {
+                "INSERT INTO account_versions (account_id, version) VALUES ($1, 1) \
+                 ON CONFLICT (account_id) DO UPDATE SET version = account_versions.version + 1 \
+                 RETURNING version"
+            }
+            Counter::ExposeVersions => {
+                "INSERT INTO expose_versions (account_id, version) VALUES ($1, 1) \
+                 ON CONFLICT (account_id) DO UPDATE SET version = expose_versions.version + 1 \
+                 RETURNING version"
+            }
+        };
+        let version = sqlx::query_scalar(sql)
+            .bind(account)
+            .fetch_one(&mut *self.tx)
+            .await?;
+        Ok(version)
     }
 
     /// Takes `account`'s advisory lock the first time this write

@@ -81,8 +81,11 @@ fn expose_throughput() {
         json!({ "settings": settings }),
     );
     let key = reusable(&s);
+    // Borrowed: the server is dropped (its PostgreSQL database dropped
+    // with it) outside the runtime.
+    let s = &s;
     run(async move {
-        let template = Peer::connect(&s, "template").await;
+        let template = Peer::connect(s, "template").await;
         let mut clients = Vec::new();
         for _ in 0..CONNECTIONS {
             clients.push(ManagementClient::connect(s.base.clone()).await.unwrap());

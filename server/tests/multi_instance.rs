@@ -1,7 +1,8 @@
 //! Two server processes on one PostgreSQL database: concurrent writes that
 //! check before they write (a free port range, a unique name, the next
 //! audit sequence number) must not interleave across the processes, and a
-//! change made through one server reaches the Sync streams the other holds.
+//! change made through one server reaches the Sync streams the other holds,
+//! and expose sessions work whichever server a call lands on.
 //! Runs only when `MESHPLANE_TEST_POSTGRES_URL` is set.
 
 // A failed unwrap is a failed test here.
@@ -9,15 +10,24 @@
 
 mod common;
 
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::client::{listed, reusable, run, Peer};
+use common::client::{assert_status, listed, reusable, run, set_expose, Peer};
 use common::{Backend, Server, PG_ENV};
+use futures_util::future::BoxFuture;
 use meshplane_core::netmap::PeerMap;
-use meshplane_proto::v1::{SealedMessage, SyncResponse};
+use meshplane_proto::v1::{
+    CreateExposeRequest, ExposeSession, SealedMessage, ServiceTable, SyncResponse,
+};
+use meshplane_proxy::{Config, Conn, Dialer, Proxy, Service, Tls};
 use serde_json::{json, Value};
-use tonic::Streaming;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+use tonic::{Code, Status, Streaming};
 
 /// Concurrent requests per server.
 const WRITERS: usize = 8;
@@ -136,13 +146,17 @@ fn two_servers_on_one_database_do_not_lose_updates() {
     ids.sort_unstable();
     let all: Vec<i64> = (1..=ids.len() as i64).collect();
     assert_eq!(ids, all);
-    let allocations = events
+    assert_eq!(audited(&events, "ingress.ports.create").len(), 2 * WRITERS);
+}
+
+/// The audit events of `activity` among `events` (an audit log answer).
+fn audited<'a>(events: &'a Value, activity: &str) -> Vec<&'a Value> {
+    events
         .as_array()
         .unwrap()
         .iter()
-        .filter(|e| e["activity_code"] == "ingress.ports.create")
-        .count();
-    assert_eq!(allocations, 2 * WRITERS);
+        .filter(|e| e["activity_code"] == activity)
+        .collect()
 }
 
 /// Ends the servers' listening connections: the last statement each ran
@@ -154,6 +168,27 @@ const LISTENERS_TERMINATE: &str = "SELECT pg_terminate_backend(pid) FROM pg_stat
 /// held by another (generous: the figure is printed, not asserted).
 const ACROSS: Duration = Duration::from_secs(10);
 
+/// Opens messages from `stream` until `pick` takes one, within
+/// [`ACROSS`]; what it took and how long that took.
+async fn opened_where<M: prost::Message + Default, T>(
+    peer: &mut Peer,
+    stream: &mut Streaming<SealedMessage>,
+    pick: impl Fn(M) -> Option<T>,
+) -> (T, Duration) {
+    let start = Instant::now();
+    loop {
+        let left = ACROSS.saturating_sub(start.elapsed());
+        let sealed = tokio::time::timeout(left, stream.message())
+            .await
+            .expect("the change reaches the stream within 10 s")
+            .expect("a message, not an error")
+            .expect("a message, not the end");
+        if let Some(picked) = pick(peer.open(&sealed)) {
+            return (picked, start.elapsed());
+        }
+    }
+}
+
 /// Reads maps from `stream` until one satisfies `check`, within [`ACROSS`];
 /// that map and how long it took.
 async fn map_where(
@@ -161,21 +196,12 @@ async fn map_where(
     stream: &mut Streaming<SealedMessage>,
     check: impl Fn(&Value) -> bool,
 ) -> (Value, Duration) {
-    let start = Instant::now();
-    loop {
-        let left = ACROSS.saturating_sub(start.elapsed());
-        let sealed = tokio::time::timeout(left, stream.message())
-            .await
-            .expect("the change reaches the stream within 10 s")
-            .expect("a map, not an error")
-            .expect("a map, not the end");
-        let response: SyncResponse = peer.open(&sealed);
+    opened_where(peer, stream, |response: SyncResponse| {
         let map = response.network_map.expect("a map in the response");
         let map = serde_json::to_value(PeerMap::try_from(map).unwrap()).unwrap();
-        if check(&map) {
-            return (map, start.elapsed());
-        }
-    }
+        check(&map).then_some(map)
+    })
+    .await
 }
 
 #[test]
@@ -250,5 +276,299 @@ fn changes_through_one_server_reach_streams_on_the_other() {
             "{}",
             two.log()
         );
+    });
+}
+
+/// The proxy domain of the servers in these tests (the default).
+const PROXY_DOMAIN: &str = "proxy.localhost";
+/// What the exposed service answers.
+const BODY: &str = "served from the exposing peer";
+const LIMIT: &str = "peer has reached the maximum number of active expose sessions (10)";
+
+/// The proxy's way to the exposing peer in this test: the mesh is not
+/// here, so a target on the peer's mesh address is the port of the same
+/// number on loopback, where the test's service listens.
+struct Loopback(Ipv4Addr);
+
+impl Dialer for Loopback {
+    fn dial(&self, target: SocketAddrV4) -> BoxFuture<'static, io::Result<Box<dyn Conn>>> {
+        let peer = self.0;
+        Box::pin(async move {
+            if *target.ip() != peer {
+                return Err(io::Error::new(
+                    io::ErrorKind::ConnectionRefused,
+                    format!("no peer at {target}"),
+                ));
+            }
+            let stream =
+                tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, target.port())).await?;
+            Ok(Box::new(stream) as Box<dyn Conn>)
+        })
+    }
+}
+
+/// The proxy's services from a WatchServices table (unprotected ones are
+/// enough here).
+fn proxied(table: &ServiceTable) -> Arc<Vec<Service>> {
+    Arc::new(
+        table
+            .services
+            .iter()
+            .map(|s| Service {
+                domain: s.domain.clone(),
+                target: SocketAddrV4::new(
+                    s.target_ip.parse().unwrap(),
+                    u16::try_from(s.target_port).unwrap(),
+                ),
+                backend_tls: false,
+                pin_hash: None,
+                password_hash: None,
+                user_groups: Vec::new(),
+            })
+            .collect(),
+    )
+}
+
+/// A local HTTP service answering [`BODY`] to every request; its port.
+async fn service() -> u16 {
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{BODY}",
+                    BODY.len()
+                );
+                let _ = conn.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+/// GET / through the proxy at `proxy` for `host`: the status and body.
+async fn visit(proxy: SocketAddr, host: &str) -> (u16, String) {
+    let mut conn = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    let request = format!("GET / HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n");
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).await.unwrap();
+    let status = answer[9..12].parse().unwrap();
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The domains of the services `s` lists over REST.
+fn domains(s: &Server) -> Vec<String> {
+    let mut domains: Vec<String> = s
+        .get("/api/reverse-proxies/services")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["domain"].as_str().unwrap().to_string())
+        .collect();
+    domains.sort();
+    domains
+}
+
+/// Waits until `s` lists exactly `expected` (sorted) within [`ACROSS`].
+fn wait_for_domains(s: &Server, expected: &[String]) {
+    let start = Instant::now();
+    while domains(s) != expected {
+        assert!(
+            start.elapsed() < ACROSS,
+            "{} lists {:?}, not {expected:?}",
+            s.base,
+            domains(s)
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Reads tables from the proxy's `stream` until one lists exactly
+/// `expected` (sorted), within [`ACROSS`]; that table.
+async fn table_where(
+    proxy: &mut Peer,
+    stream: &mut Streaming<SealedMessage>,
+    expected: &[String],
+) -> ServiceTable {
+    let (table, _) = opened_where(proxy, stream, |table: ServiceTable| {
+        let mut listed: Vec<String> = table.services.iter().map(|s| s.domain.clone()).collect();
+        listed.sort();
+        (listed == expected).then_some(table)
+    })
+    .await;
+    table
+}
+
+/// Whether `map` lets the proxy out to `port`.
+fn lets_out(map: &Value, port: u16) -> bool {
+    map["firewall_rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["direction"] == "out" && r["port"] == port)
+}
+
+fn http(port: u16) -> CreateExposeRequest {
+    CreateExposeRequest {
+        port: u32::from(port),
+        ..CreateExposeRequest::default()
+    }
+}
+
+/// An expose session created through one server is served by a proxy
+/// watching the other, renewed and stopped through the other, counts
+/// toward the peer's limit on both, and expires once.
+#[test]
+fn expose_sessions_span_the_servers() {
+    if std::env::var(PG_ENV).is_err() {
+        eprintln!("{PG_ENV} not set: PostgreSQL multi-instance test skipped");
+        return;
+    }
+    let mut one = Server::start(Backend::Postgres);
+    one.restart_with(&["--expose-ttl-secs", "3"]);
+    let two = one.another_instance();
+    run(async {
+        let key = reusable(&one);
+        set_expose(&one, true, &[]);
+        // The exposing daemon calls the first server; the proxy the second.
+        let mut a = Peer::connect(&one, "laptop").await;
+        let a_id = a.login(&key).await.unwrap().peer_id;
+        let mut x = Peer::connect(&two, "proxy").await;
+        let x_id = x.login(&key).await.unwrap().peer_id;
+        one.post("/api/groups", json!({"name": "proxies", "peers": [x_id]}));
+        let a_ip: Ipv4Addr = one.get(&format!("/api/peers/{a_id}"))["ip"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let mut tables = x.watch_services(PROXY_DOMAIN).await.unwrap();
+        table_where(&mut x, &mut tables, &[]).await;
+        let mut maps = x.sync().await;
+        let (feed, services) = watch::channel(Arc::new(Vec::new()));
+        let proxy = Proxy::start(
+            Config {
+                domain: PROXY_DOMAIN.to_string(),
+                listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+                tls: Tls::Plain,
+                oidc: None,
+                state_dir: None,
+            },
+            Arc::new(Loopback(a_ip)),
+            services,
+        )
+        .await
+        .unwrap();
+        let port = service().await;
+
+        // Created through the first server: the proxy on the second serves
+        // it, both list it, the second's maps grant the proxy the port.
+        let created = a.create_expose(http(port)).await.unwrap();
+        let started = Instant::now();
+        let only = [created.domain.clone()];
+        let table = table_where(&mut x, &mut tables, &only).await;
+        eprintln!(
+            "a session created on one server reached the proxy on the other in {:?}",
+            started.elapsed()
+        );
+        feed.send(proxied(&table)).unwrap();
+        assert_eq!(
+            visit(proxy.local_addr(), &created.domain).await,
+            (200, BODY.to_string())
+        );
+        wait_for_domains(&one, &only);
+        wait_for_domains(&two, &only);
+        map_where(&mut x, &mut maps, |m| lets_out(m, port)).await;
+
+        // Renewed through the second server, and again through the first.
+        let mut a_two = a.on(&two).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let renewed = a_two.renew_expose(&created.domain).await.unwrap();
+        assert!(renewed > created.expires_at_ms);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(a.renew_expose(&created.domain).await.unwrap() > renewed);
+
+        // Nine more through both servers at once: the tenth and later
+        // creates fail whichever server they reach.
+        let attempts = (0..12u16).map(|n| {
+            let (one, two) = (&one, &two);
+            let a = &a;
+            async move {
+                let mut caller = a.on(if n % 2 == 0 { one } else { two }).await;
+                caller.create_expose(http(port + 1 + n)).await
+            }
+        });
+        let answers = futures_util::future::join_all(attempts).await;
+        let made: Vec<ExposeSession> = answers.iter().filter_map(|r| r.clone().ok()).collect();
+        let refused: Vec<&Status> = answers.iter().filter_map(|r| r.as_ref().err()).collect();
+        assert_eq!((made.len(), refused.len()), (9, 3), "{answers:?}");
+        for status in refused {
+            assert_eq!(
+                (status.code(), status.message()),
+                (Code::ResourceExhausted, LIMIT)
+            );
+        }
+        let mut all: Vec<String> = made.iter().map(|s| s.domain.clone()).collect();
+        all.push(created.domain.clone());
+        all.sort();
+        wait_for_domains(&one, &all);
+        wait_for_domains(&two, &all);
+        table_where(&mut x, &mut tables, &all).await;
+        // Every session renewed through both servers at once (both batch
+        // their renewals and take the account's lock).
+        let renewals = all
+            .iter()
+            .flat_map(|d| [(d, &one), (d, &two)])
+            .map(|(d, s)| {
+                let a = &a;
+                async move { a.on(s).await.renew_expose(d).await }
+            });
+        let renewed = futures_util::future::join_all(renewals).await;
+        assert!(renewed.iter().all(Result::is_ok), "{renewed:?}");
+
+        // Stopped through the second server: gone everywhere.
+        a_two.stop_expose(&created.domain).await.unwrap();
+        all.retain(|d| d != &created.domain);
+        let table = table_where(&mut x, &mut tables, &all).await;
+        feed.send(proxied(&table)).unwrap();
+        assert_ne!(visit(proxy.local_addr(), &created.domain).await.0, 200);
+        wait_for_domains(&one, &all);
+        wait_for_domains(&two, &all);
+        map_where(&mut x, &mut maps, |m| !lets_out(m, port)).await;
+        assert_status(
+            a.stop_expose(&created.domain).await,
+            Code::NotFound,
+            &format!("no active expose session for service {}", created.domain),
+        );
+
+        // Nobody renews the others: each expires once, though both
+        // servers' reapers see it due.
+        wait_for_domains(&one, &[]);
+        wait_for_domains(&two, &[]);
+        table_where(&mut x, &mut tables, &[]).await;
+        let events = two.get("/api/events/audit");
+        let mut expired: Vec<String> = audited(&events, "service.peer.expose.expire")
+            .iter()
+            .map(|e| e["meta"]["domain"].as_str().unwrap().to_string())
+            .collect();
+        expired.sort();
+        assert_eq!(expired, all);
+        assert_eq!(audited(&events, "service.peer.unexpose").len(), 1);
+        proxy.shutdown().await;
     });
 }

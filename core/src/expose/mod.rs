@@ -4,10 +4,14 @@
 //! Two state machines live here, both sans-IO (time is an argument, outputs
 //! are drained with `poll_*`):
 //!
-//! - [`SessionTable`] is the management server's in-memory table of
-//!   ephemeral services. It checks permission and limits, generates the
-//!   service name, keeps a TTL per session that every renewal resets, and
-//!   reports audit events ([`ExposeEvent`]).
+//! - [`SessionTable`] is the management server's table of ephemeral
+//!   services. It checks permission and limits, generates the service name,
+//!   keeps a TTL per session that every renewal resets, and reports audit
+//!   events ([`ExposeEvent`]). A server that keeps its sessions elsewhere
+//!   (servers sharing a database) restores them into a table, lets it
+//!   decide, and stores what changed; a session created on a copy of the
+//!   table is [`admit`](SessionTable::admit)ted to the shared one, which
+//!   checks the limit and the name again.
 //! - [`KeepAlive`] is what the daemon runs for one exposed service: it renews
 //!   every 30 s, gives up when a renewal fails or times out, and sends a stop
 //!   on Ctrl+C.

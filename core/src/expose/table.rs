@@ -242,10 +242,42 @@ impl SessionTable {
             created_at: now,
             deadline: now + self.config.ttl,
         };
+        self.admit(session, now)
+    }
+
+    /// Adds a session [`create`](Self::create) made on another copy of the
+    /// table (a server sharing its sessions with others creates on a copy,
+    /// then admits the result to the shared one), checking again what may
+    /// have changed meanwhile: the peer's limit and whether the domain is
+    /// free. Answers the session.
+    pub fn admit(&mut self, session: Session, now: Timestamp) -> Result<Session, ExposeError> {
+        self.handle_timeout(now);
+        let active = self.sessions_of(&session.peer_id).count();
+        if active >= self.config.max_sessions_per_peer {
+            return Err(ExposeError::LimitReached(self.config.max_sessions_per_peer));
+        }
+        if self.sessions.contains_key(&session.domain) {
+            return Err(ExposeError::DomainTaken);
+        }
         self.insert(session.clone());
         self.events
             .push_back(ExposeEvent::new(ExposeEventKind::Exposed, &session, now));
         Ok(session)
+    }
+
+    /// Puts back a session that was admitted before (read from where a
+    /// server keeps its sessions), with no event: the table then decides
+    /// about it as if it had created it. An older session on the same
+    /// domain is replaced.
+    pub fn restore(&mut self, session: Session) {
+        self.unlink(&session.domain);
+        self.insert(session);
+    }
+
+    /// Drops the session on `domain` with no event (it ended where the
+    /// server keeps its sessions, and that end was reported there).
+    pub fn forget(&mut self, domain: &str) -> Option<Session> {
+        self.unlink(domain)
     }
 
     /// Draws names until one gives a domain nobody holds.
@@ -309,6 +341,15 @@ impl SessionTable {
         self.deadlines.first().map(|(t, _)| *t)
     }
 
+    /// The sessions whose deadline is at or before `now`, the earliest
+    /// first: what [`handle_timeout`](Self::handle_timeout) would expire.
+    pub fn due(&self, now: Timestamp) -> impl Iterator<Item = &Session> {
+        self.deadlines
+            .iter()
+            .take_while(move |(deadline, _)| *deadline <= now)
+            .filter_map(|(_, domain)| self.sessions.get(domain))
+    }
+
     /// Expires every session whose deadline is at or before `now`.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         while let Some((deadline, domain)) = self.deadlines.first().cloned() {
@@ -370,11 +411,16 @@ impl SessionTable {
         self.sessions.insert(session.domain.clone(), session);
     }
 
-    /// Removes a session from every index and reports how it ended.
+    /// Removes a session and reports how it ended.
     fn end(&mut self, domain: &str, kind: ExposeEventKind, at: Timestamp) {
-        let Some(session) = self.sessions.remove(domain) else {
-            return;
-        };
+        if let Some(session) = self.unlink(domain) {
+            self.events.push_back(ExposeEvent::new(kind, &session, at));
+        }
+    }
+
+    /// Removes the session on `domain` from every index.
+    fn unlink(&mut self, domain: &str) -> Option<Session> {
+        let session = self.sessions.remove(domain)?;
         self.deadlines
             .remove(&(session.deadline, session.domain.clone()));
         if let Some(set) = self.by_peer.get_mut(&session.peer_id) {
@@ -383,7 +429,7 @@ impl SessionTable {
                 self.by_peer.remove(&session.peer_id);
             }
         }
-        self.events.push_back(ExposeEvent::new(kind, &session, at));
+        Some(session)
     }
 }
 
@@ -558,6 +604,66 @@ mod tests {
         assert!(table.is_empty());
         assert_eq!(table.poll_event().unwrap().activity, 112);
         assert_eq!(table.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_copy_creates_and_the_shared_table_admits() {
+        let s = settings(true, &[]);
+        let a = peer("a", &[]);
+        let ctx = ExposeContext {
+            settings: &s,
+            groups: &[],
+            custom_domains: &[],
+            peer: &a,
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let mut shared = SessionTable::new(TableConfig::default());
+        for i in 0..9 {
+            shared
+                .create(&ctx, &http(1000 + i), &mut rng, secs(0))
+                .unwrap();
+        }
+        // Two copies of the shared table each create the tenth session.
+        let mut copy = SessionTable::new(TableConfig::default());
+        for session in shared.sessions() {
+            copy.restore(session.clone());
+        }
+        copy.restore(shared.sessions().next().unwrap().clone());
+        assert_eq!(copy.len(), 9);
+        assert!(copy.poll_event().is_none());
+        let first = copy
+            .clone()
+            .create(&ctx, &http(1), &mut rng, secs(1))
+            .unwrap();
+        let second = copy.create(&ctx, &http(2), &mut rng, secs(1)).unwrap();
+        let _ = std::iter::from_fn(|| shared.poll_event()).count();
+        assert_eq!(shared.admit(first.clone(), secs(2)), Ok(first.clone()));
+        assert_eq!(shared.poll_event().unwrap().kind, ExposeEventKind::Exposed);
+        assert_eq!(
+            shared.admit(second, secs(2)),
+            Err(ExposeError::LimitReached(10))
+        );
+        shared.stop(&a.id, &first.domain, secs(3)).unwrap();
+        let again = shared.admit(first.clone(), secs(3)).unwrap();
+        assert_eq!(again.domain, first.domain);
+        let other = peer("b", &[]);
+        let taken = Session {
+            peer_id: other.id.clone(),
+            ..first
+        };
+        assert_eq!(shared.admit(taken, secs(3)), Err(ExposeError::DomainTaken));
+        // A restored session expires at its own deadline.
+        assert_eq!(shared.poll_timeout(), Some(secs(90)));
+        assert_eq!(shared.due(secs(89)).count(), 0);
+        assert_eq!(shared.due(secs(90)).count(), 9);
+        // A forgotten session ends without an event.
+        let _ = std::iter::from_fn(|| shared.poll_event()).count();
+        assert_eq!(
+            shared.forget(&again.domain).map(|s| s.domain),
+            Some(again.domain.clone())
+        );
+        assert_eq!(shared.forget(&again.domain), None);
+        assert!(shared.poll_event().is_none());
     }
 
     #[test]

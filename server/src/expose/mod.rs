@@ -2,8 +2,10 @@
 //! peer's local HTTP service through the account's reverse proxy for as
 //! long as its session lives.
 //!
-//! - [`sessions`]: the one in-memory session table (the core's), its
-//!   reaper, audit and change notices;
+//! - [`sessions`]: each server's table of sessions (the core's), in memory
+//!   alone on SQLite, a replica of the stored ones on PostgreSQL so that
+//!   every server sharing the database serves the same ones; its reaper,
+//!   audit and change notices;
 //! - [`rpc`]: CreateExpose / RenewExpose / StopExpose for the exposing peer,
 //!   whose sender [`senders`] checks;
 //! - [`watch`](mod@watch): WatchServices, the proxy's stream of the services it serves;

@@ -5,9 +5,13 @@
 //! gRPC-status mapping (the limit as RESOURCE_EXHAUSTED).
 //!
 //! The sender is checked by [`super::senders`], which keeps the few rows
-//! those checks read, so a renewal costs no database round trip.
+//! those checks read, so on SQLite a renewal costs no database round trip,
+//! and on PostgreSQL a share of one batched write transaction (the stored
+//! session's new deadline).
 
-use meshplane_core::expose::{ExposeContext, ExposePeer, ExposeRequest, Session};
+use std::sync::Arc;
+
+use meshplane_core::expose::{ExposeContext, ExposeError, ExposePeer, ExposeRequest, Session};
 use meshplane_core::model::Group;
 use meshplane_proto::status::from_core;
 use meshplane_proto::v1::{
@@ -18,6 +22,7 @@ use tonic::Status;
 
 use super::domains::custom_domains;
 use super::senders::Sender;
+use super::sessions::{Drafted, SessionError};
 use super::Expose;
 use crate::grpc::internal;
 use crate::store::Store;
@@ -55,6 +60,22 @@ fn session(s: &Session) -> ExposeSession {
     }
 }
 
+/// Drafts of one create: a draft whose domain was taken meanwhile (by
+/// another peer, or through another server) is drawn again (with a new random name), this many times at
+/// most before the create fails with `domain already taken`.
+const DRAFTS: usize = 3;
+
+/// The status of a failed session operation: the table's refusals through
+/// the core-kind mapping, the store's as INTERNAL, UNAVAILABLE when the
+/// server is stopping.
+fn status(e: SessionError) -> Status {
+    match e {
+        SessionError::Refused(e) => from_core(&e),
+        SessionError::Store(e) => internal(e),
+        stopping @ SessionError::Stopping => Status::unavailable(stopping.to_string()),
+    }
+}
+
 /// CreateExpose for the peer holding `key`.
 pub async fn create(
     expose: &Expose,
@@ -78,24 +99,40 @@ pub async fn create(
         id: peer.id,
         name: peer.name,
     };
-    let request = request(req);
-    let expose = expose.clone();
-    // PIN and password hashing take tens of milliseconds.
-    let created = tokio::task::spawn_blocking(move || {
-        let ctx = ExposeContext {
-            settings: &record.settings,
-            groups: &groups,
-            custom_domains: &domains,
-            peer: &exposing,
+    let account = record.id.clone();
+    let drafting = Arc::new((record, groups, domains, exposing, request(req)));
+    let mut attempt = 1;
+    loop {
+        let (expose_, drafting_) = (expose.clone(), drafting.clone());
+        // PIN and password hashing take tens of milliseconds.
+        let draft = tokio::task::spawn_blocking(move || {
+            let (record, groups, domains, exposing, request) = &*drafting_;
+            let ctx = ExposeContext {
+                settings: &record.settings,
+                groups,
+                custom_domains: domains,
+                peer: exposing,
+            };
+            expose_.draft(&record.id, &ctx, request)
+        })
+        .await
+        .map_err(internal)?
+        .map_err(|e| from_core(&e))?;
+        let admitted = match draft {
+            Drafted::Created(created) => Ok(created),
+            Drafted::Draft(draft) => expose.admit(&account, draft).await,
         };
-        expose.create(&record.id, &ctx, &request)
-    })
-    .await
-    .map_err(internal)?
-    .map_err(|e| from_core(&e))?;
-    Ok(CreateExposeResponse {
-        session: Some(session(&created)),
-    })
+        match admitted {
+            Err(SessionError::Refused(ExposeError::DomainTaken)) if attempt < DRAFTS => {
+                attempt += 1;
+            }
+            admitted => {
+                return Ok(CreateExposeResponse {
+                    session: Some(session(&admitted.map_err(status)?)),
+                })
+            }
+        }
+    }
 }
 
 /// RenewExpose for the peer holding `key`.
@@ -104,11 +141,11 @@ pub async fn renew(
     key: &str,
     req: RenewExposeRequest,
 ) -> Result<RenewExposeResponse, Status> {
-    let peer = expose.senders().check(key).await?.peer;
+    let Sender { record, peer } = expose.senders().check(key).await?;
     let deadline = expose
-        .renew(&peer.id, &req.domain)
+        .renew(&record.id, &peer.id, &req.domain)
         .await
-        .map_err(|e| from_core(&e))?;
+        .map_err(status)?;
     Ok(RenewExposeResponse {
         expires_at_ms: deadline.as_millis(),
     })
@@ -120,11 +157,11 @@ pub async fn stop(
     key: &str,
     req: StopExposeRequest,
 ) -> Result<StopExposeResponse, Status> {
-    let peer = expose.senders().check(key).await?.peer;
+    let Sender { record, peer } = expose.senders().check(key).await?;
     expose
-        .stop(&peer.id, &req.domain)
+        .stop(&record.id, &peer.id, &req.domain)
         .await
-        .map_err(|e| from_core(&e))?;
+        .map_err(status)?;
     Ok(StopExposeResponse {})
 }
 

@@ -176,7 +176,9 @@ impl Fixture {
                     proxy_domain: "proxy.localhost".parse().unwrap(),
                     proxy_group: "proxies".to_string(),
                 },
-            );
+            )
+            .await
+            .unwrap();
             (router(App { store, expose }), token)
         });
         let mut fixture = Fixture {

@@ -77,6 +77,20 @@ impl Peer {
         }
     }
 
+    /// The same peer (the same key) calling `s`: a daemon whose next call
+    /// lands on another server sharing the database.
+    pub async fn on(&self, s: &Server) -> Peer {
+        let mut other = Peer::connect(s, &self.hostname).await;
+        assert_eq!(
+            other.server.as_bytes(),
+            self.server.as_bytes(),
+            "servers sharing a database share their key"
+        );
+        other.secret = self.secret.clone();
+        other.key = self.key.clone();
+        other
+    }
+
     pub fn seal<M: Message>(&self, message: &M) -> SealedMessage {
         seal(
             message,

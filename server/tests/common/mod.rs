@@ -311,6 +311,11 @@ impl Server {
         self.dir.join("data")
     }
 
+    /// Whether the server's database may be shared (PostgreSQL).
+    pub fn shared(&self) -> bool {
+        self.store_url.starts_with("postgres")
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
     }
@@ -619,6 +624,24 @@ impl Server {
             .as_str()
             .expect("an account id")
             .to_string()
+    }
+
+    /// How many expose sessions the store's own table holds (read straight
+    /// from the database, on a thread of its own so async tests may ask).
+    pub fn stored_sessions(&self) -> usize {
+        let url = self.store_url.clone();
+        std::thread::spawn(move || {
+            block_on(async move {
+                let mut conn = store_connection(&url).await;
+                let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM expose_sessions")
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap();
+                usize::try_from(n).unwrap()
+            })
+        })
+        .join()
+        .unwrap()
     }
 
     /// The activity codes of the audit log, newest first.
