@@ -28,7 +28,7 @@ pub enum Format {
 /// through go to stderr in `format`. An invalid filter falls back to
 /// `info` rather than silencing the program.
 pub fn init(format: Format, filter: &str) {
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = filter_of(filter);
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
@@ -36,5 +36,41 @@ pub fn init(format: Format, filter: &str) {
     match format {
         Format::Text => builder.init(),
         Format::Json => builder.json().init(),
+    }
+}
+
+/// Library targets held at `error` unless the filter names them: their
+/// warnings describe other programs' well-formed packets, not faults.
+/// NetBird's ICE puts an attribute after FINGERPRINT in every connectivity
+/// check (which RFC 5389 says to ignore), and `stun_types` warns about each
+/// one, several lines a second for every NetBird peer.
+const QUIET: &[&str] = &["stun_types"];
+
+/// The filter `init` installs: `filter` (or `info` when it is invalid),
+/// plus `error` for each [`QUIET`] target it does not mention.
+fn filter_of(filter: &str) -> EnvFilter {
+    let mut parsed = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    for target in QUIET.iter().filter(|t| !filter.contains(*t)) {
+        let directive = format!("{target}=error")
+            .parse()
+            .expect("a target=level directive parses");
+        parsed = parsed.add_directive(directive);
+    }
+    parsed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::filter_of;
+
+    #[test]
+    fn quiet_targets_log_errors_only_unless_named() {
+        let default = filter_of("info").to_string();
+        assert!(default.contains("stun_types=error"), "{default}");
+        let named = filter_of("info,stun_types=debug").to_string();
+        assert!(named.contains("stun_types=debug"), "{named}");
+        assert!(!named.contains("stun_types=error"), "{named}");
+        let invalid = filter_of("=[").to_string();
+        assert!(invalid.contains("stun_types=error"), "{invalid}");
     }
 }
