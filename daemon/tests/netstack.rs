@@ -7,6 +7,7 @@ mod common;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
+use common::netbird::echo_request;
 use common::{allow_all, echo_server, join, rule, Side, IP_A, IP_B};
 use ipnet::Ipv4Net;
 use meshplane::engine::netstack::{Netstack, TcpStream};
@@ -222,36 +223,6 @@ async fn a_roaming_peer_is_followed() {
     drop(stack_b);
 }
 
-/// An ICMP echo request with a correct checksum, from A to B.
-fn echo_request(ident: u16, seq: u16) -> Vec<u8> {
-    fn checksum(data: &[u8]) -> u16 {
-        let mut sum: u32 = data
-            .chunks(2)
-            .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-            .sum();
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        !(sum as u16)
-    }
-    let mut icmp = vec![8, 0, 0, 0];
-    icmp.extend_from_slice(&ident.to_be_bytes());
-    icmp.extend_from_slice(&seq.to_be_bytes());
-    icmp.extend_from_slice(b"meshplane ping");
-    let c = checksum(&icmp).to_be_bytes();
-    icmp[2..4].copy_from_slice(&c);
-    let total = (20 + icmp.len()) as u16;
-    let mut ip = vec![0x45, 0];
-    ip.extend_from_slice(&total.to_be_bytes());
-    ip.extend_from_slice(&[0, 1, 0, 0, 64, 1, 0, 0]);
-    ip.extend_from_slice(&IP_A.octets());
-    ip.extend_from_slice(&IP_B.octets());
-    let c = checksum(&ip).to_be_bytes();
-    ip[10..12].copy_from_slice(&c);
-    ip.extend_from_slice(&icmp);
-    ip
-}
-
 #[tokio::test]
 async fn netstack_answers_ping() {
     // A is a bare tunnel (the test plays the host); B runs the netstack.
@@ -262,7 +233,7 @@ async fn netstack_answers_ping() {
 
     tunnel_a
         .outbound
-        .send(echo_request(0x4d50, 1))
+        .send(echo_request(IP_A, IP_B, 0x4d50, b"meshplane ping"))
         .await
         .unwrap();
     let reply = timeout(WAIT, tunnel_a.inbound.recv())

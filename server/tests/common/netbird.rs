@@ -390,7 +390,7 @@ pub async fn wireguard_ping(
         1,
         None,
     );
-    let echo = echo_request(nb_ip, remote_ip);
+    let echo = echo_request(nb_ip, remote_ip, 0x1234, b"meshplane ice test");
     let mut out = vec![0u8; 2048];
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -427,8 +427,9 @@ pub async fn wireguard_ping(
     }
 }
 
-/// An ICMP echo request from `src` to `dst`.
-fn echo_request(src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
+/// An IPv4 ICMP echo request from `src` to `dst` with identifier `ident`,
+/// sequence number 1 and `payload`, both checksums filled in.
+pub fn echo_request(src: Ipv4Addr, dst: Ipv4Addr, ident: u16, payload: &[u8]) -> Vec<u8> {
     fn checksum(data: &[u8]) -> u16 {
         let mut sum: u32 = data
             .chunks(2)
@@ -439,8 +440,10 @@ fn echo_request(src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
         }
         !(sum as u16)
     }
-    let mut icmp = vec![8, 0, 0, 0, 0x12, 0x34, 0, 1];
-    icmp.extend_from_slice(b"meshplane ice test");
+    let mut icmp = vec![8, 0, 0, 0];
+    icmp.extend_from_slice(&ident.to_be_bytes());
+    icmp.extend_from_slice(&1u16.to_be_bytes());
+    icmp.extend_from_slice(payload);
     let sum = checksum(&icmp);
     icmp[2..4].copy_from_slice(&sum.to_be_bytes());
     let total = u16::try_from(20 + icmp.len()).unwrap();
