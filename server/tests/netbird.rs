@@ -425,6 +425,20 @@ impl Daemon {
         Daemon { child, socket }
     }
 
+    /// A daemon started and brought up on `s` with setup key `key`; its
+    /// WireGuard public key and mesh address.
+    fn joined(s: &Server, key: &str) -> (Daemon, String, Ipv4Addr) {
+        let daemon = Daemon::start(s);
+        daemon.cli(
+            &["up", "--management-url", &s.base],
+            &[("MESHPLANE_SETUP_KEY", key)],
+        );
+        let status = daemon.status();
+        let public_key = status["public_key"].as_str().unwrap().to_string();
+        let ip = status["ip"].as_str().unwrap().parse().unwrap();
+        (daemon, public_key, ip)
+    }
+
     /// Runs the CLI against this daemon; its stdout.
     fn cli(&self, args: &[&str], env: &[(&str, &str)]) -> String {
         let out = std::process::Command::new(meshplane_binary())
@@ -447,14 +461,7 @@ impl Daemon {
 fn a_netbird_peer_and_a_meshplane_daemon_share_a_mesh() {
     let s = Server::start(common::Backend::Sqlite);
     let key = reusable(&s);
-    let daemon = Daemon::start(&s);
-    daemon.cli(
-        &["up", "--management-url", &s.base],
-        &[("MESHPLANE_SETUP_KEY", &key)],
-    );
-    let status = daemon.status();
-    let daemon_key = status["public_key"].as_str().unwrap().to_string();
-    let daemon_ip = status["ip"].as_str().unwrap().to_string();
+    let (daemon, daemon_key, daemon_ip) = Daemon::joined(&s, &key);
     run(async {
         let channel = s.channel().await;
         let mut nb = NbPeer::connect(channel.clone(), "nb-mixed").await;
@@ -501,14 +508,7 @@ fn a_netbird_peer_and_a_meshplane_daemon_share_a_mesh() {
 fn a_meshplane_daemon_answers_and_sends_ice_checks() {
     let s = Server::start(common::Backend::Sqlite);
     let key = reusable(&s);
-    let daemon = Daemon::start(&s);
-    daemon.cli(
-        &["up", "--management-url", &s.base],
-        &[("MESHPLANE_SETUP_KEY", &key)],
-    );
-    let status = daemon.status();
-    let daemon_key = status["public_key"].as_str().unwrap().to_string();
-    let daemon_ip: Ipv4Addr = status["ip"].as_str().unwrap().parse().unwrap();
+    let (daemon, daemon_key, daemon_ip) = Daemon::joined(&s, &key);
     run(async {
         for daemon_controls in [true, false] {
             let channel = s.channel().await;

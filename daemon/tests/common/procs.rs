@@ -223,42 +223,37 @@ impl Server {
     /// The server with further `flags` (such as `--expose-ttl-secs 3`),
     /// kept for every [`launch`](Server::launch).
     pub fn start_with(dir: &Path, flags: &[&str]) -> Server {
-        let bin = server_binary();
-        let data = dir.join("server-data");
-        let token = admin_token(&bin, &data);
-        let port = free_port();
-        let mut server = Server {
-            url: format!("http://{}", SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)),
-            token,
-            bin,
-            data,
-            port,
-            log: dir.join("server.log"),
-            flags: flags.iter().map(|f| f.to_string()).collect(),
-            ca: None,
-            process: Proc::none(),
-        };
-        server.launch();
-        server
+        Server::start_as(dir, flags, None)
     }
 
     /// The server serving TLS with `cert` and `key` (for `localhost`),
     /// reached as `https://localhost:PORT` and checked against `ca`.
     pub fn start_tls(dir: &Path, cert: &Path, key: &Path, ca: &Path) -> Server {
+        let flags = ["--tls-cert", path_str(cert), "--tls-key", path_str(key)];
+        Server::start_as(dir, &flags, Some(ca))
+    }
+
+    /// Starts a server with `flags` in `dir`: over `https://localhost`
+    /// checked against `ca` when there is one, plain HTTP on 127.0.0.1
+    /// otherwise.
+    fn start_as(dir: &Path, flags: &[&str], ca: Option<&Path>) -> Server {
         let bin = server_binary();
         let data = dir.join("server-data");
         let token = admin_token(&bin, &data);
         let port = free_port();
-        let flags = ["--tls-cert", path_str(cert), "--tls-key", path_str(key)];
+        let url = match ca {
+            Some(_) => format!("https://localhost:{port}"),
+            None => format!("http://{}", SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)),
+        };
         let mut server = Server {
-            url: format!("https://localhost:{port}"),
+            url,
             token,
             bin,
             data,
             port,
             log: dir.join("server.log"),
             flags: flags.iter().map(|f| f.to_string()).collect(),
-            ca: Some(ca.to_path_buf()),
+            ca: ca.map(Path::to_path_buf),
             process: Proc::none(),
         };
         server.launch();
