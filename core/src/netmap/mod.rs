@@ -27,6 +27,7 @@
 mod classes;
 pub mod delta;
 pub mod dns;
+pub mod fanout;
 pub mod firewall;
 pub mod owned;
 mod reach;

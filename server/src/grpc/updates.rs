@@ -1,43 +1,34 @@
 //! Keeps every open Sync stream's map current.
 //!
 //! Each account with at least one open stream has a hub: one task that
-//! listens for the store's commit notices about that account, reloads the
-//! account and recomputes the maps of the peers with open streams (sharing
-//! work between them through one [`MapBuilder`]), and publishes them as one
-//! snapshot. The hub also recomputes when an expose session of the account
-//! begins or ends: the maps are computed from the account with the access
-//! its sessions grant the reverse proxy (`Expose::granted`). Streams
-//! compare their peer's map with the last one they sent and send only when
-//! it differs, converted into the protocol of the stream (ours or
-//! NetBird's, [`crate::netbird`]).
+//! drives the account's [`Fanout`] (the core decides what to recompute,
+//! when, and which peers get what) with the streams opening and closing,
+//! the store's commit notices, expose sessions beginning and ending (the
+//! maps are computed from the account with the access its sessions grant
+//! the reverse proxy, `Expose::granted`) and the machine's own deadlines.
+//! Each peer with open streams has one watch its streams read; the hub
+//! puts there what the machine hands out, converted by each stream into
+//! its protocol (ours or NetBird's, [`crate::netbird`]).
 //!
 //! For streams that take deltas the hub also remembers, per peer, the last
-//! map sent and the last map the peer acknowledged holding (one of each,
-//! shared with the snapshot that computed it): a stream diffs against what
-//! it sent last, and a reconnecting peer that names its acknowledged map
-//! gets a delta from it. Entries of peers no longer in the account are
-//! dropped at each computation, and all of them when the hub ends.
-//!
-//! Bursts are coalesced: the first change after a quiet spell is recomputed
-//! at once, later ones at most once per [`COALESCE`], so a change reaches
-//! peers well within a second however busy the REST API is. Without any
-//! change the maps are still recomputed every [`REVALIDATE`], because a
-//! login expires with time alone. A hub ends when its last stream does.
+//! map sent and the last map the peer acknowledged holding: a stream diffs
+//! against what it sent last, and a reconnecting peer that names its
+//! acknowledged map gets a delta from it. Entries of peers no longer in the
+//! account are dropped at each load, and all of them when the hub ends. A
+//! hub ends when its last stream does.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use meshplane_core::index::AccountIndex;
 use meshplane_core::model::Account;
-use meshplane_core::netmap::delta::{digest, MapDigest};
-use meshplane_core::netmap::{MapBuilder, PeerMap};
-use meshplane_core::posture;
-use meshplane_core::registration::{check_login, RegistrationError};
+use meshplane_core::netmap::delta::MapDigest;
+use meshplane_core::netmap::fanout::{self, Fanout};
+use meshplane_core::netmap::PeerMap;
 use meshplane_core::{ErrorCode, Timestamp};
 use meshplane_proto::status::code_of;
-use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-use tokio::sync::{watch, Notify};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tonic::{Code, Status};
 
@@ -47,11 +38,6 @@ use crate::expose::Expose;
 use crate::ids;
 use crate::records::AccountRecord;
 use crate::store::Store;
-
-/// Least time between two recomputations of one account.
-const COALESCE: Duration = Duration::from_millis(100);
-/// Longest time between two recomputations of one account.
-const REVALIDATE: Duration = Duration::from_secs(15);
 
 /// What a stream should do for its peer.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,23 +63,6 @@ impl Update {
             message: e.to_string(),
         }
     }
-}
-
-/// One computation of an account's maps.
-#[derive(Debug, Default)]
-struct Snapshot {
-    /// Counts computations; a stream waits for one newer than it.
-    generation: u64,
-    /// By peer id, for the peers that had streams when it was computed.
-    updates: BTreeMap<String, Update>,
-}
-
-/// A peer with open streams.
-#[derive(Debug)]
-struct Member {
-    /// Its WireGuard key, for the login checks.
-    key: String,
-    streams: usize,
 }
 
 /// A map a peer was sent, by the serial and digest of the response.
@@ -125,15 +94,33 @@ pub enum Ack {
     Differs,
 }
 
+/// A peer with open streams.
+#[derive(Debug)]
+struct Member {
+    streams: usize,
+    /// What its streams are to hold; `None` until its first map.
+    updates: watch::Sender<Option<Update>>,
+}
+
+/// What a stream tells its account's [`Fanout`] through the hub task.
+#[derive(Debug)]
+enum Command {
+    /// The first stream of a peer opened.
+    Subscribe { peer_id: String, key: String },
+    /// The last stream of a peer closed.
+    Unsubscribe { peer_id: String },
+}
+
 /// The shared state of one account's hub.
 #[derive(Debug)]
 struct Hub {
-    snapshots: watch::Sender<Arc<Snapshot>>,
+    /// One receiver per open stream: the hub ends when none is left.
+    alive: watch::Sender<()>,
     members: Mutex<BTreeMap<String, Member>>,
     /// By peer id; see the module documentation.
     maps: Mutex<HashMap<String, PeerMaps>>,
-    /// Asks for a recomputation (a new stream wants its first map).
-    poke: Notify,
+    /// To the hub task, in the order the streams opened and closed.
+    commands: mpsc::UnboundedSender<Command>,
 }
 
 /// Every account's hub.
@@ -156,8 +143,10 @@ pub struct Subscription {
     keys: Arc<Mutex<HashMap<String, (String, String)>>>,
     key: String,
     peer_id: String,
-    seen: u64,
-    snapshots: watch::Receiver<Arc<Snapshot>>,
+    updates: watch::Receiver<Option<Update>>,
+    /// Whether the update held when the stream opened is still to be read.
+    first: bool,
+    _alive: watch::Receiver<()>,
     left: bool,
 }
 
@@ -176,43 +165,58 @@ impl Hubs {
     }
 
     /// Joins the hub of `account` for the peer `peer_id` holding `key`,
-    /// starting the hub if it is not running; asks for a fresh computation.
+    /// starting the hub if it is not running. A peer that already has a
+    /// stream shares its map at once; another one's is computed.
     pub fn subscribe(&self, account: &str, peer_id: &str, key: &str) -> Subscription {
         let mut hubs = locked(&self.hubs);
         let hub = hubs
             .entry(account.to_string())
             .or_insert_with(|| {
+                let (commands, received) = mpsc::unbounded_channel();
                 let hub = Arc::new(Hub {
-                    snapshots: watch::Sender::new(Arc::default()),
+                    alive: watch::Sender::new(()),
                     members: Mutex::default(),
                     maps: Mutex::default(),
-                    poke: Notify::new(),
+                    commands,
                 });
-                tokio::spawn(run(self.clone(), account.to_string(), hub.clone()));
+                tokio::spawn(run(
+                    self.clone(),
+                    account.to_string(),
+                    hub.clone(),
+                    received,
+                ));
                 hub
             })
             .clone();
-        locked(&hub.members)
-            .entry(peer_id.to_string())
-            .or_insert_with(|| {
+        let alive = hub.alive.subscribe();
+        drop(hubs);
+        let updates = {
+            let mut members = locked(&hub.members);
+            let member = members.entry(peer_id.to_string()).or_insert_with(|| {
                 crate::metrics::peer_connected(true);
-                Member {
+                // Sent under the lock, so the task sees the first and last
+                // streams of a peer in the order they happened.
+                let _ = hub.commands.send(Command::Subscribe {
+                    peer_id: peer_id.to_string(),
                     key: key.to_string(),
+                });
+                Member {
                     streams: 0,
+                    updates: watch::Sender::new(None),
                 }
-            })
-            .streams += 1;
+            });
+            member.streams += 1;
+            member.updates.subscribe()
+        };
         locked(&self.keys).insert(key.to_string(), (account.to_string(), peer_id.to_string()));
-        let snapshots = hub.snapshots.subscribe();
-        let seen = snapshots.borrow().generation;
-        hub.poke.notify_one();
         Subscription {
             hub,
             keys: self.keys.clone(),
             key: key.to_string(),
             peer_id: peer_id.to_string(),
-            seen,
-            snapshots,
+            updates,
+            first: true,
+            _alive: alive,
             left: false,
         }
     }
@@ -244,7 +248,7 @@ impl Hubs {
     /// Removes the hub of `account` if no stream uses it any more.
     fn retire(&self, account: &str, hub: &Hub) -> bool {
         let mut hubs = locked(&self.hubs);
-        if hub.snapshots.receiver_count() > 0 {
+        if hub.alive.receiver_count() > 0 {
             return false;
         }
         hubs.remove(account);
@@ -253,20 +257,16 @@ impl Hubs {
 }
 
 impl Subscription {
-    /// The next update for this peer, computed after the subscription
-    /// began; `None` when the hub stopped.
+    /// The next update for this peer: at first the one its other streams
+    /// hold, if any; `None` when the hub stopped.
     pub async fn next(&mut self) -> Option<Update> {
         loop {
-            {
-                let snapshot = self.snapshots.borrow_and_update();
-                if snapshot.generation > self.seen {
-                    self.seen = snapshot.generation;
-                    if let Some(update) = snapshot.updates.get(&self.peer_id) {
-                        return Some(update.clone());
-                    }
-                }
+            if !std::mem::take(&mut self.first) {
+                self.updates.changed().await.ok()?;
             }
-            self.snapshots.changed().await.ok()?;
+            if let Some(update) = self.updates.borrow_and_update().clone() {
+                return Some(update);
+            }
         }
     }
 
@@ -310,6 +310,9 @@ impl Subscription {
             return false;
         }
         members.remove(&self.peer_id);
+        let _ = self.hub.commands.send(Command::Unsubscribe {
+            peer_id: self.peer_id.clone(),
+        });
         crate::metrics::peer_connected(false);
         locked(&self.keys).remove(&self.key);
         true
@@ -322,132 +325,147 @@ impl Drop for Subscription {
     }
 }
 
-/// The hub task of `account`.
-async fn run(hubs: Hubs, account: String, hub: Arc<Hub>) {
+/// The hub task of `account`: drives its [`Fanout`] with the streams'
+/// commands, the store's commit notices, expose sessions beginning and
+/// ending, and the machine's own deadlines, and hands each update to the
+/// streams of its peer.
+async fn run(
+    hubs: Hubs,
+    account: String,
+    hub: Arc<Hub>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+) {
     let mut changes = hubs.store.changes();
     let mut sessions = hubs.expose.changes();
-    let mut generation = 0;
-    let mut serial = 0;
-    let mut last: Option<Instant> = None;
+    let mut fanout = Fanout::new();
     loop {
+        let wake = fanout.poll_timeout().map(instant_of);
         tokio::select! {
-            () = hub.snapshots.closed() => {
+            () = hub.alive.closed() => {
                 if hubs.retire(&account, &hub) {
                     return;
                 }
                 continue;
             }
-            () = hub.poke.notified() => {}
-            () = tokio::time::sleep(REVALIDATE) => {}
+            Some(command) = commands.recv() => match command {
+                Command::Subscribe { peer_id, key } => {
+                    fanout.handle_subscribe(&peer_id, &key, ids::now());
+                }
+                Command::Unsubscribe { peer_id } => fanout.handle_unsubscribe(&peer_id),
+            },
+            () = sleep_until_some(wake) => {
+                let now = ids::now();
+                match computing(fanout, move |f| f.handle_timeout(now)).await {
+                    Some(f) => fanout = f,
+                    None => return,
+                }
+            }
             change = changes.recv() => match change {
                 Ok(touched) if touched != account => continue,
-                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Ok(_) | Err(RecvError::Lagged(_)) => fanout.handle_change(ids::now()),
                 Err(RecvError::Closed) => return,
             },
             change = sessions.recv() => match change {
                 Ok(touched) if touched != account => continue,
-                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Ok(_) | Err(RecvError::Lagged(_)) => fanout.handle_change(ids::now()),
                 Err(RecvError::Closed) => return,
             },
         }
-        if let Some(at) = last {
-            tokio::time::sleep_until(at + COALESCE).await;
-        }
-        // Whatever was committed until now is in the account read below.
-        while !matches!(
-            changes.try_recv(),
-            Err(TryRecvError::Empty | TryRecvError::Closed)
-        ) {}
-        while !matches!(
-            sessions.try_recv(),
-            Err(TryRecvError::Empty | TryRecvError::Closed)
-        ) {}
-        last = Some(Instant::now());
-        let members: Vec<(String, String)> = locked(&hub.members)
-            .iter()
-            .map(|(id, m)| (id.clone(), m.key.clone()))
-            .collect();
-        let now = ids::now();
-        // A serial that only grows, also across hubs and restarts.
-        serial = u64::try_from(now.as_millis()).unwrap_or(0).max(serial + 1);
-        match compute(&hubs, &hub, &account, members, now, serial).await {
-            Ok(updates) => {
-                crate::metrics::maps_computed(last.map(|at| at.elapsed()), updates.len());
-                generation += 1;
-                hub.snapshots.send_replace(Arc::new(Snapshot {
-                    generation,
-                    updates,
-                }));
+        if fanout.poll_load() {
+            match load(&hubs, &account).await {
+                Ok(loaded) => {
+                    let now = ids::now();
+                    match computing(fanout, move |f| f.handle_account(loaded, now)).await {
+                        Some(f) => fanout = f,
+                        None => return,
+                    }
+                    if let Some(account) = fanout.account() {
+                        locked(&hub.maps)
+                            .retain(|id, _| account.peers.iter().any(|p| p.id.as_str() == id));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(account, error = %e, "network maps not recomputed");
+                    fanout.handle_load_failed(ids::now());
+                }
             }
-            Err(e) => tracing::warn!(account, error = %e, "network maps not recomputed"),
+        }
+        let members = locked(&hub.members);
+        while let Some((peer_id, update)) = fanout.poll_send() {
+            if let Some(member) = members.get(&peer_id) {
+                member.updates.send_replace(Some(Update::from(update)));
+            }
         }
     }
 }
 
-/// The updates of `members` (peer id, key) from the stored account, with
-/// the access its expose sessions grant.
-async fn compute(
-    hubs: &Hubs,
-    hub: &Hub,
-    account_id: &str,
-    members: Vec<(String, String)>,
-    now: Timestamp,
-    serial: u64,
-) -> Result<BTreeMap<String, Update>, Status> {
+/// Runs `work` on the machine on a CPU thread, timing the maps it builds;
+/// `None` if the thread failed.
+async fn computing(
+    mut fanout: Fanout,
+    work: impl FnOnce(&mut Fanout) + Send + 'static,
+) -> Option<Fanout> {
+    let began = Instant::now();
+    let fanout = crate::cpu::run(move || {
+        work(&mut fanout);
+        fanout
+    })
+    .await
+    .inspect_err(|e| tracing::error!(error = %e, "network map computation failed"))
+    .ok()?;
+    if fanout.computed() > 0 {
+        crate::metrics::maps_computed(Some(began.elapsed()), fanout.computed());
+    }
+    Some(fanout)
+}
+
+/// The stored account with the access its expose sessions grant; `None`
+/// when it no longer exists.
+async fn load(hubs: &Hubs, account_id: &str) -> Result<Option<Account>, Status> {
     let mut tx = hubs.store.read().await.map_err(internal)?;
     let record = tx
         .get::<AccountRecord>(account_id, account_id)
         .await
         .map_err(internal)?;
     if record.is_none() {
-        let gone = Update::close(&RegistrationError::NotRegistered);
-        return Ok(members
-            .into_iter()
-            .map(|(id, _)| (id, gone.clone()))
-            .collect());
+        return Ok(None);
     }
     let account = snapshot(&hubs.store, &mut tx, account_id)
         .await
         .map_err(internal)?;
     drop(tx);
-    locked(&hub.maps).retain(|id, _| account.peers.iter().any(|p| p.id.as_str() == id));
-    let account = hubs.expose.granted(&account).await;
-    crate::cpu::run(move || updates(&account, &members, now, serial))
-        .await
-        .map_err(internal)
+    Ok(Some(hubs.expose.granted(&account).await))
 }
 
-/// Each member's map, or why its stream must end. CPU-bound.
-fn updates(
-    account: &Account,
-    members: &[(String, String)],
-    now: Timestamp,
-    serial: u64,
-) -> BTreeMap<String, Update> {
-    let index = AccountIndex::new(account);
-    let mut maps = MapBuilder::new(&index, now);
-    members
-        .iter()
-        .map(|(id, key)| {
-            let update = match check_login(account, key, now) {
-                Err(e) => Update::close(&e),
-                Ok(peer) if peer.id.as_str() != id => {
-                    Update::close(&RegistrationError::NotRegistered)
-                }
-                Ok(_) => match index.rank(id) {
-                    None => Update::close(&RegistrationError::NotRegistered),
-                    Some(rank) => {
-                        let map = PeerMap::from(&maps.map(rank));
-                        Update::Map {
-                            digest: digest(&map),
-                            map: Arc::new(map),
-                            process_check_paths: posture::process_paths(&index, rank).into(),
-                            serial,
-                        }
-                    }
-                },
-            };
-            (id.clone(), update)
-        })
-        .collect()
+/// The tokio instant of a machine deadline on the wall clock.
+fn instant_of(at: Timestamp) -> Instant {
+    let wait = (at - ids::now()).as_millis().max(0);
+    Instant::now() + Duration::from_millis(wait.unsigned_abs())
+}
+
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl From<fanout::Update> for Update {
+    fn from(update: fanout::Update) -> Update {
+        match update {
+            fanout::Update::Map {
+                map,
+                process_check_paths,
+                serial,
+                digest,
+            } => Update::Map {
+                map,
+                process_check_paths,
+                serial,
+                digest,
+            },
+            fanout::Update::Close(e) => Update::close(&e),
+        }
+    }
 }
