@@ -30,6 +30,9 @@
 //!   changes maps with time alone is a login expiring, and the machine
 //!   wakes at the exact instant the next one does.
 
+#[cfg(feature = "sim")]
+pub mod sim;
+
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
