@@ -9,35 +9,32 @@
 //! computed once ([`AccountView`]: every peer's visible set as a bit set
 //! over peer ranks) and kept until the store announces a commit to that
 //! account or one of its expose sessions begins or ends (the invalidation
-//! task [`Visibility::follow`]), or it is older than [`REVALIDATE`] —
-//! logins expire with time alone. Concurrent askers of one account share
-//! one computation. A key's account is remembered with the view, so a
+//! task [`Visibility::follow`]), or until the next login of the account
+//! expires (logins expire with time alone). After a commit the account is
+//! read again, and a commit that changed nothing the maps read (a peer
+//! connecting or disconnecting) keeps the view as it was. Concurrent askers
+//! of one account share one computation. A key's account is remembered with the view, so a
 //! message costs two hash lookups; a key that is no peer costs one indexed
 //! store lookup and is not remembered (no memory for strangers).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use meshplane_core::index::{AccountIndex, PeerSet};
 use meshplane_core::model::{Account, Peer};
+use meshplane_core::netmap::fanout::{next_login_expiry, same_for_maps};
 use meshplane_core::netmap::MapBuilder;
 use meshplane_core::registration::{check_login, RegistrationError};
 use meshplane_core::Timestamp;
 use thiserror::Error;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::OnceCell;
-use tokio::time::Instant;
 
 use crate::domain::account_view::{mapped, ViewError};
 use crate::expose::Expose;
 use crate::grpc::key_entry;
 use crate::ids;
 use crate::store::{Store, StoreError};
-
-/// Longest time a computed view is used: a login that expires with time
-/// alone stops being able to signal within this.
-pub const REVALIDATE: Duration = Duration::from_secs(15);
 
 /// Why a key may not signal, or a message not pass.
 #[derive(Debug, Error)]
@@ -80,22 +77,26 @@ enum Admission {
 /// One account's answer at one time.
 #[derive(Debug)]
 struct AccountView {
-    computed: Instant,
+    /// The account it was computed from.
+    account: Arc<Account>,
+    /// When the next login of the account expires: the view holds until
+    /// then.
+    until: Option<Timestamp>,
     /// By peer key: its rank and admission.
     peers: HashMap<String, (u32, Admission)>,
 }
 
 impl AccountView {
     /// Every peer's visible set in `account` at `now`. CPU-bound.
-    fn compute(account: &Account, now: Timestamp) -> AccountView {
-        let index = AccountIndex::new(account);
+    fn compute(account: Arc<Account>, now: Timestamp) -> AccountView {
+        let index = AccountIndex::new(&account);
         let mut maps = MapBuilder::new(&index, now).all();
         let mut peers = HashMap::with_capacity(account.peers.len());
         for peer in &account.peers {
             let Some(rank) = index.rank(peer.id.as_str()) else {
                 continue;
             };
-            let admission = match check_login(account, &peer.key, now) {
+            let admission = match check_login(&account, &peer.key, now) {
                 Err(e) => Admission::Refused(e),
                 Ok(_) if !index.approved().contains(rank) => Admission::Pending,
                 Ok(_) => {
@@ -112,10 +113,18 @@ impl AccountView {
             };
             peers.insert(peer.key.clone(), (rank, admission));
         }
+        drop(maps);
+        drop(index);
         AccountView {
-            computed: Instant::now(),
+            until: next_login_expiry(&account, now),
+            account,
             peers,
         }
+    }
+
+    /// Whether the view still holds at `now`.
+    fn fresh(&self, now: Timestamp) -> bool {
+        self.until.is_none_or(|at| now < at)
     }
 
     /// Whom the holder of `key` may signal, or why it may not.
@@ -137,6 +146,9 @@ type Slot = Arc<OnceCell<Arc<AccountView>>>;
 #[derive(Debug, Default)]
 struct Cache {
     accounts: HashMap<String, Slot>,
+    /// The last view computed of each account, kept across invalidations
+    /// for commits that change nothing it depends on.
+    last: HashMap<String, Arc<AccountView>>,
     /// The account of each key seen in a computed view.
     keys: HashMap<String, String>,
 }
@@ -217,7 +229,7 @@ impl Visibility {
                 .get_or_try_init(|| self.compute(account))
                 .await?
                 .clone();
-            if view.computed.elapsed() < REVALIDATE {
+            if view.fresh(ids::now()) {
                 return Ok(view);
             }
             self.invalidate_if(account, &slot);
@@ -227,17 +239,25 @@ impl Visibility {
         self.compute(account).await
     }
 
-    /// Computes the view of `account` and remembers its keys.
+    /// Computes the view of `account` (the last one, when what it depends
+    /// on did not change) and remembers its keys.
     async fn compute(&self, account: &str) -> Result<Arc<AccountView>, Refusal> {
         let mut tx = self.store.read().await?;
         let snapshot = mapped(&self.store, &self.expose, &mut tx, account).await?;
         drop(tx);
         let now = ids::now();
-        let view = crate::cpu::run(move || AccountView::compute(&snapshot, now))
+        let last = self.cache().last.get(account).cloned();
+        if let Some(last) = last {
+            if last.fresh(now) && same_for_maps(&last.account, &snapshot) {
+                return Ok(last);
+            }
+        }
+        let view = crate::cpu::run(move || AccountView::compute(snapshot, now))
             .await
             .map_err(|e| Refusal::Compute(e.to_string()))?;
         let view = Arc::new(view);
         let mut cache = self.cache();
+        cache.last.insert(account.to_string(), view.clone());
         for key in view.peers.keys() {
             cache.keys.insert(key.clone(), account.to_string());
         }
