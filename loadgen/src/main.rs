@@ -69,6 +69,11 @@ struct Cli {
     /// deltas) instead of taking deltas and acknowledging each map.
     #[arg(long)]
     full_maps: bool,
+
+    /// Seconds every stream stays open with nothing changing, after they
+    /// all hold their first map (the `idle` line: the server's CPU share).
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    idle_secs: u64,
 }
 
 fn main() -> ExitCode {
@@ -105,6 +110,7 @@ fn main() -> ExitCode {
         phase_timeout: Duration::from_secs(cli.phase_timeout_secs),
         change_timeout: Duration::from_secs(cli.change_timeout_secs),
         deltas: !cli.full_maps,
+        idle: Duration::from_secs(cli.idle_secs),
     };
     match run(&config) {
         Ok(report) => {

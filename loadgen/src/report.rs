@@ -66,6 +66,12 @@ impl PhaseReport {
     pub fn server_cpu_secs(&self) -> Option<f64> {
         Some(self.server_after?.cpu_secs - self.server_before?.cpu_secs)
     }
+
+    /// The server's CPU time in the phase as a share of one core's time,
+    /// in percent.
+    pub fn server_cpu_percent(&self) -> Option<f64> {
+        Some(100.0 * self.server_cpu_secs()? / self.wall.as_secs_f64().max(1e-9))
+    }
 }
 
 fn ms(d: Duration) -> String {
@@ -100,10 +106,14 @@ impl fmt::Display for PhaseReport {
         } else {
             write!(f, " | {} bytes in {} messages", self.bytes, self.messages)?;
         }
-        match (self.server_cpu_secs(), self.server_after) {
-            (Some(cpu), Some(after)) => write!(
+        match (
+            self.server_cpu_secs(),
+            self.server_cpu_percent(),
+            self.server_after,
+        ) {
+            (Some(cpu), Some(percent), Some(after)) => write!(
                 f,
-                " | server CPU {cpu:.2} s, peak RSS {} MiB",
+                " | server CPU {cpu:.2} s ({percent:.1} % of a core), peak RSS {} MiB",
                 mib(after.peak_rss_kib)
             ),
             _ => write!(f, " | server CPU n/a, peak RSS n/a"),

@@ -52,6 +52,9 @@ pub struct Config {
     pub change_timeout: Duration,
     /// Peers take map deltas (and acknowledge maps); else whole maps.
     pub deltas: bool,
+    /// How long every stream stays open with nothing changing, to measure
+    /// what the server spends on idle streams.
+    pub idle: Duration,
 }
 
 /// Why a run failed.
@@ -148,6 +151,10 @@ impl<'a> Driver<'a> {
 
         let peers = self.register(&connections, &setup_key).await?;
         self.connect(peers).await?;
+
+        let phase = self.begin("idle")?;
+        tokio::time::sleep(self.config.idle).await;
+        self.end(phase)?;
 
         let mut phase = self.begin("policy change")?;
         for i in 0..self.config.changes {

@@ -1,6 +1,7 @@
 //! The harness end to end, as CI runs it: the real binary starts the real
-//! server, registers 50 peers over the sealed gRPC path, makes two policy
-//! changes and two joins, and every peer must converge on each.
+//! server, registers 50 peers over the sealed gRPC path, leaves the streams
+//! idle for a while (nothing may be sent on them), makes two policy changes
+//! and two joins, and every peer must converge on each.
 
 // A failed unwrap is a failed test here.
 #![allow(clippy::unwrap_used)]
@@ -20,6 +21,7 @@ fn fifty_peers_converge_on_two_policy_changes_and_two_joins() {
     let out = Command::new(LOADGEN)
         .args(["--peers", "50", "--policy-changes", "2"])
         .args(["--change-timeout-secs", "60", "--phase-timeout-secs", "120"])
+        .args(["--idle-secs", "2"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -39,7 +41,12 @@ fn fifty_peers_converge_on_two_policy_changes_and_two_joins() {
     assert!(phase("policy change").contains("over 100 peer results"));
     assert!(phase("peer join").contains("over 103 peer results"));
     assert!(phase("policy change").contains("2 changes"));
-    assert!(figure(phase("policy change"), "server CPU", "s,") > 0.0);
+    assert!(figure(phase("policy change"), "server CPU", " s (") > 0.0);
+    assert!(
+        phase("idle").contains("| 0 bytes in 0 messages |"),
+        "{}",
+        phase("idle")
+    );
 
     let last = *lines.last().unwrap();
     assert!(last.starts_with("converged: max "), "{last}");
