@@ -183,7 +183,11 @@ pub fn evaluate(
 }
 
 /// Why an endpoint can take part in no connection, if it cannot.
-fn unreachable_reason(index: &AccountIndex<'_>, end: Endpoint, now: Timestamp) -> Option<String> {
+pub(crate) fn unreachable_reason(
+    index: &AccountIndex<'_>,
+    end: Endpoint,
+    now: Timestamp,
+) -> Option<String> {
     match end {
         Endpoint::Peer(rank) => {
             let peer = index.peer(rank);
@@ -202,7 +206,7 @@ fn unreachable_reason(index: &AccountIndex<'_>, end: Endpoint, now: Timestamp) -
     }
 }
 
-fn deciding_rule(index: &AccountIndex<'_>, rule: &IndexedRule) -> DecidingRule {
+pub(crate) fn deciding_rule(index: &AccountIndex<'_>, rule: &IndexedRule) -> DecidingRule {
     let (policy, r) = index.policy_rule(rule);
     DecidingRule {
         policy_id: policy.id.clone(),
@@ -259,10 +263,19 @@ pub(crate) fn query_matches(rule: &IndexedRule, protocol: Protocol, port: Option
 /// no drop rule among them also matches. This is what makes two peers see
 /// each other in their maps.
 pub(crate) fn some_query_allowed<'r>(rules: impl Iterator<Item = &'r IndexedRule> + Clone) -> bool {
+    first_allowing(rules).is_some()
+}
+
+/// The first accept rule among `rules` (all matching one pair of endpoints)
+/// that some query passes without a drop rule among them matching it too:
+/// the rule that makes the pair connect, when there is one.
+pub(crate) fn first_allowing<'r>(
+    rules: impl Iterator<Item = &'r IndexedRule> + Clone,
+) -> Option<&'r IndexedRule> {
     let drops: Vec<&IndexedRule> = rules.clone().filter(|r| r.action == Action::Drop).collect();
     rules
         .filter(|r| r.action == Action::Accept)
-        .any(|accept| !fully_dropped(accept, &drops))
+        .find(|accept| !fully_dropped(accept, &drops))
 }
 
 /// Whether every query `accept` matches is also matched by one of `drops`.

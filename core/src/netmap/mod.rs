@@ -29,7 +29,7 @@ pub mod delta;
 pub mod dns;
 pub mod firewall;
 pub mod owned;
-mod reach;
+pub(crate) mod reach;
 pub mod routes;
 
 use std::collections::{BTreeMap, HashMap};
