@@ -21,7 +21,7 @@ use crate::index::{side_id, AccountIndex, IndexedRule, SideId, SideOf};
 use crate::model::{Account, Action, PeerId, Policy};
 use crate::netmap::reach::Reach;
 use crate::policy::{
-    deciding_rule, first_allowing, unreachable_reason, DecidingRule, Endpoint, PolicyError,
+    first_allowing, peer_rank, unreachable_reason, DecidingRule, Decision, Endpoint, PolicyError,
 };
 use crate::time::Timestamp;
 
@@ -74,9 +74,7 @@ pub fn explain_peer(
     peer_id: &str,
     now: Timestamp,
 ) -> Result<Vec<PeerVerdict>, PolicyError> {
-    let me = index
-        .rank(peer_id)
-        .ok_or_else(|| PolicyError::PeerNotFound(peer_id.to_string()))?;
+    let me = peer_rank(index, peer_id)?;
     let reach = Reach::new(index, now);
     reach.evaluate_posture();
     let my_sides = reach.member_sides(me);
@@ -327,33 +325,19 @@ fn pair_verdict(index: &AccountIndex<'_>, a: &[SideId], b: &[SideId]) -> Verdict
     let rules = index.rules();
     let direction = |from, to| matching(rules, from, to);
     let allowing = first_allowing(direction(a, b)).or_else(|| first_allowing(direction(b, a)));
-    if let Some(rule) = allowing {
-        let decided = deciding_rule(index, rule);
-        let reason = format!(
-            "allowed by policy \"{}\" rule \"{}\"",
-            decided.policy_name, decided.rule_name
-        );
-        return Verdict {
-            connected: true,
-            decided_by: Some(decided),
-            reason,
-        };
-    }
-    let dropping = direction(a, b)
-        .chain(direction(b, a))
-        .filter(|r| r.action == Action::Drop)
-        .min_by_key(|r| (r.policy, r.rule));
-    match dropping {
+    let dropping = || {
+        direction(a, b)
+            .chain(direction(b, a))
+            .filter(|r| r.action == Action::Drop)
+            .min_by_key(|r| (r.policy, r.rule))
+    };
+    match allowing.or_else(dropping) {
         Some(rule) => {
-            let decided = deciding_rule(index, rule);
-            let reason = format!(
-                "denied by drop rule \"{}\" of policy \"{}\"",
-                decided.rule_name, decided.policy_name
-            );
+            let decision = Decision::by(index, rule);
             Verdict {
-                connected: false,
-                decided_by: Some(decided),
-                reason,
+                connected: decision.allowed,
+                decided_by: decision.decided_by,
+                reason: decision.reason,
             }
         }
         None => Verdict {

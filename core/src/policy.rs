@@ -99,16 +99,10 @@ pub fn evaluate(
     query: &AccessQuery,
     now: Timestamp,
 ) -> Result<Decision, PolicyError> {
-    let src = index
-        .rank(query.source.as_str())
-        .ok_or_else(|| PolicyError::PeerNotFound(query.source.to_string()))?;
+    let src = peer_rank(index, query.source.as_str())?;
     let (dst, dst_name) = match &query.destination {
         Destination::Peer(id) => (
-            Endpoint::Peer(
-                index
-                    .rank(id.as_str())
-                    .ok_or_else(|| PolicyError::PeerNotFound(id.to_string()))?,
-            ),
+            Endpoint::Peer(peer_rank(index, id.as_str())?),
             id.to_string(),
         ),
         Destination::Resource(id) => (
@@ -140,16 +134,7 @@ pub fn evaluate(
         }
         match rule.action {
             Action::Drop => {
-                let decided = deciding_rule(index, rule);
-                let reason = format!(
-                    "denied by drop rule \"{}\" of policy \"{}\"",
-                    decided.rule_name, decided.policy_name
-                );
-                return Ok(Decision {
-                    allowed: false,
-                    decided_by: Some(decided),
-                    reason,
-                });
+                return Ok(Decision::by(index, rule));
             }
             Action::Accept => {
                 first_accept.get_or_insert(rule);
@@ -157,18 +142,7 @@ pub fn evaluate(
         }
     }
     Ok(match first_accept {
-        Some(rule) => {
-            let decided = deciding_rule(index, rule);
-            let reason = format!(
-                "allowed by policy \"{}\" rule \"{}\"",
-                decided.policy_name, decided.rule_name
-            );
-            Decision {
-                allowed: true,
-                decided_by: Some(decided),
-                reason,
-            }
-        }
+        Some(rule) => Decision::by(index, rule),
         None => {
             let what = match query.port {
                 Some(p) => format!("{}/{p}", query.protocol.as_str()),
@@ -180,6 +154,13 @@ pub fn evaluate(
             ))
         }
     })
+}
+
+/// The rank of a peer of the account, or `peer_not_found`.
+pub(crate) fn peer_rank(index: &AccountIndex<'_>, id: &str) -> Result<u32, PolicyError> {
+    index
+        .rank(id)
+        .ok_or_else(|| PolicyError::PeerNotFound(id.to_string()))
 }
 
 /// Why an endpoint can take part in no connection, if it cannot.
@@ -206,7 +187,30 @@ pub(crate) fn unreachable_reason(
     }
 }
 
-pub(crate) fn deciding_rule(index: &AccountIndex<'_>, rule: &IndexedRule) -> DecidingRule {
+impl Decision {
+    /// The decision `rule` makes: allowed by an accept rule, denied by a
+    /// drop rule, with the rule named in the reason.
+    pub(crate) fn by(index: &AccountIndex<'_>, rule: &IndexedRule) -> Decision {
+        let decided = deciding_rule(index, rule);
+        let reason = match decided.action {
+            Action::Accept => format!(
+                "allowed by policy \"{}\" rule \"{}\"",
+                decided.policy_name, decided.rule_name
+            ),
+            Action::Drop => format!(
+                "denied by drop rule \"{}\" of policy \"{}\"",
+                decided.rule_name, decided.policy_name
+            ),
+        };
+        Decision {
+            allowed: decided.action == Action::Accept,
+            decided_by: Some(decided),
+            reason,
+        }
+    }
+}
+
+fn deciding_rule(index: &AccountIndex<'_>, rule: &IndexedRule) -> DecidingRule {
     let (policy, r) = index.policy_rule(rule);
     DecidingRule {
         policy_id: policy.id.clone(),
@@ -342,9 +346,7 @@ pub fn accessible_peers(
     peer_id: &str,
     now: Timestamp,
 ) -> Result<Vec<PeerId>, PolicyError> {
-    let rank = index
-        .rank(peer_id)
-        .ok_or_else(|| PolicyError::PeerNotFound(peer_id.to_string()))?;
+    let rank = peer_rank(index, peer_id)?;
     let map = crate::netmap::MapBuilder::new(index, now).map(rank);
     let mut ids: Vec<PeerId> = map.peers().map(|p| p.id.clone()).collect();
     ids.sort_unstable();

@@ -9,7 +9,7 @@
 // script adds 50 groups splitting the peers, when they are missing, so the
 // preview has group rules to weigh. CHROMIUM overrides the browser path.
 import { parseArgs } from 'node:util';
-import { chromium } from 'playwright-core';
+import { launchChromium, restClient } from '../test/support.mjs';
 
 const { values } = parseArgs({ options: { 'server-url': { type: 'string' }, token: { type: 'string' } } });
 const base = values['server-url'];
@@ -19,17 +19,8 @@ if (!base || !token) {
   process.exit(2);
 }
 const GROUPS = 50;
+const rest = restClient(base, token);
 
-async function rest(method, path, body) {
-  const response = await fetch(`${base}/api${path}`, {
-    method,
-    headers: { Authorization: `Token ${token}`, 'Content-Type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const data = await response.json();
-  if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${data.message}`);
-  return data;
-}
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const fmt = (ms) => `${ms.toFixed(1)} ms`;
@@ -44,11 +35,7 @@ if (!groups.some((g) => g.name === 'bench-0')) {
 }
 console.log(`account: ${peers.length} peers, ${GROUPS} groups`);
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
-});
+const browser = await launchChromium();
 const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
 await page.goto(`${base}/`);
 await page.getByLabel('Personal access token').fill(token);

@@ -2,6 +2,7 @@
 // and empty states, tables, and the page frame.
 
 import { h, uid, type Child } from './dom';
+import { del, get } from './api';
 
 /** A labelled control with a slot for its inline error. */
 export interface Field<E extends HTMLElement> { row: HTMLElement; input: E; error: HTMLElement; setError(m: string | null): void }
@@ -96,4 +97,35 @@ export async function loading(slot: HTMLElement, work: () => Promise<Child>): Pr
   } catch (e) {
     slot.replaceChildren(errorBox((e as Error).message));
   }
+}
+
+/** A form that runs `onSubmit` instead of navigating. */
+export function form(cls: string, onSubmit: () => unknown, ...children: Child[]): HTMLFormElement {
+  return h('form', {
+    class: cls,
+    on: {
+      submit: (e) => {
+        e.preventDefault();
+        void onSubmit();
+      },
+    },
+  }, ...children);
+}
+
+/** A "Delete" button for one row: the server's refusal shows in its cell. */
+export function deleteButton(path: string, then: () => Promise<void>, label = 'Delete'): HTMLButtonElement {
+  return button(label, async (e) => {
+    const slot = (e.target as HTMLElement).closest('td') ?? (e.target as HTMLElement).parentElement as HTMLElement;
+    if (await attempt(slot, () => del(path).then(() => undefined))) await then();
+  }, 'danger small');
+}
+
+/** A list fetched from `path`, drawn by `draw` (or an empty state), that can refresh itself. */
+export function remoteList<T>(path: string, emptyText: string, draw: (items: T[], refresh: () => Promise<void>) => Child) {
+  const el = h('div', { class: 'stack' });
+  const refresh = (): Promise<void> => loading(el, async () => {
+    const items = await get<T[]>(path);
+    return items.length === 0 ? empty(emptyText) : draw(items, refresh);
+  });
+  return { el, refresh };
 }

@@ -20,7 +20,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { launchChromium, restClient } from './support.mjs';
 
 const root = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const artifacts = join(root, 'artifacts');
@@ -37,6 +37,7 @@ let browser;
 let page;
 let base;
 let token;
+let rest;
 
 /** A free TCP port on loopback. */
 function freePort() {
@@ -75,16 +76,6 @@ async function until(what, probe, seconds = 60) {
   }
 }
 
-async function rest(method, path, body) {
-  const response = await fetch(`${base}/api${path}`, {
-    method,
-    headers: { Authorization: `Token ${token}`, 'Content-Type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const data = await response.json();
-  if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${data.message}`);
-  return data;
-}
 
 async function shot(name) {
   await page.screenshot({ path: join(artifacts, `dashboard-${name}.png`), fullPage: true });
@@ -101,13 +92,10 @@ before(async () => {
   base = `http://127.0.0.1:${port}`;
   const data = join(dir, 'data');
   token = execFileSync(serverBin, ['admin-token', '--data-dir', data], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  rest = restClient(base, token);
   start('server', serverBin, ['--data-dir', data, '--listen', `127.0.0.1:${port}`], { MESHPLANE_LOG: 'warn' });
   await until('the server', async () => (await fetch(`${base}/health`)).ok);
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
-  });
+  browser = await launchChromium();
   page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   page.on('pageerror', (e) => { throw e; });
 });

@@ -1,30 +1,23 @@
 // DNS: nameserver groups and the groups whose DNS is not managed.
 
-import { del, get, post, put } from '../api';
+import { get, post, put } from '../api';
 import { h } from '../dom';
 import { invalid } from '../core';
 import type { RestGroup } from '../types';
-import { attempt, badge, button, empty, field, input, loading, page, panel, select, selected, table } from '../ui';
+import { attempt, badge, deleteButton, field, form, input, loading, page, panel, remoteList, select, selected, table } from '../ui';
 
 interface NsGroup { id: string; name: string; description: string; nameservers: { ip: string; ns_type: string; port: number }[]; enabled: boolean; groups: string[]; primary: boolean; domains: string[] }
 
 export function dnsPage(): HTMLElement {
-  const list = h('div', {});
   const settingsSlot = h('div', {});
   let groups: RestGroup[] = [];
   const groupName = (id: string) => groups.find((g) => g.id === id)?.name ?? id;
-  const refresh = () => loading(list, async () => {
-    const ns = await get<NsGroup[]>('/dns/nameservers');
-    if (ns.length === 0) return empty('No nameserver groups: peers keep their own DNS.');
-    return table(['Name', 'Nameservers', 'Domains', 'Groups', 'State', ''], ns.map((n) => [
+  const list = remoteList<NsGroup>('/dns/nameservers', 'No nameserver groups: peers keep their own DNS.', (ns, refresh) =>
+    table(['Name', 'Nameservers', 'Domains', 'Groups', 'State', ''], ns.map((n) => [
       n.name, n.nameservers.map((s) => `${s.ip}:${s.port}`).join(', '), n.primary ? 'all (primary)' : n.domains.join(', '),
       n.groups.map(groupName).join(', '), badge(n.enabled ? 'enabled' : 'disabled', n.enabled ? 'ok' : 'muted'),
-      button('Delete', async (e) => {
-        const slot = (e.target as HTMLElement).closest('td') as HTMLElement;
-        if (await attempt(slot, () => del(`/dns/nameservers/${n.id}`).then(() => undefined))) await refresh();
-      }, 'danger small'),
-    ]), 'Nameserver groups');
-  });
+      deleteButton(`/dns/nameservers/${n.id}`, refresh),
+    ]), 'Nameserver groups'));
   const name = field('Name', input({ name: 'ns-name' }));
   const ip = field('Nameserver IP', input({ name: 'ns-ip', placeholder: '1.1.1.1' }));
   const port = field('Port', input({ type: 'number', name: 'ns-port', value: '53' }));
@@ -37,47 +30,35 @@ export function dnsPage(): HTMLElement {
     domains.setError(bad ?? null);
     ip.setError(ip.input.value ? invalid('validate_cidr', `${ip.input.value}/32`) : null);
   };
-  const form = h('form', {
-    class: 'grid-form',
-    on: {
-      input: checks,
-      submit: async (e) => {
-        e.preventDefault();
-        checks();
-        if ([port, domains, ip].some((f) => f.error.textContent)) return;
-        const list2 = domains.input.value.split(/[\s,]+/).filter(Boolean);
-        if (await attempt(result, async () => {
-          await post('/dns/nameservers', {
-            name: name.input.value.trim(), description: '', enabled: true, groups: selected(target.input),
-            nameservers: [{ ip: ip.input.value.trim(), ns_type: 'udp', port: Number(port.input.value) }],
-            primary: list2.length === 0, domains: list2, search_domains_enabled: false,
-          });
-        })) await refresh();
-      },
-    },
+  const create = form('grid-form', async () => {
+    checks();
+    if ([port, domains, ip].some((f) => f.error.textContent)) return;
+    const names = domains.input.value.split(/[\s,]+/).filter(Boolean);
+    if (await attempt(result, async () => {
+      await post('/dns/nameservers', {
+        name: name.input.value.trim(), description: '', enabled: true, groups: selected(target.input),
+        nameservers: [{ ip: ip.input.value.trim(), ns_type: 'udp', port: Number(port.input.value) }],
+        primary: names.length === 0, domains: names, search_domains_enabled: false,
+      });
+    })) await list.refresh();
   }, name.row, ip.row, port.row, domains.row, target.row,
   h('div', { class: 'form-actions' }, h('button', { type: 'submit', class: 'btn primary' }, 'Add nameserver group')), result);
+  create.addEventListener('input', checks);
   void get<RestGroup[]>('/groups').then(async (g) => {
     groups = g;
     target.input.replaceChildren(...g.map((x) => h('option', { value: x.id }, x.name)));
-    await refresh();
+    await list.refresh();
     await loading(settingsSlot, async () => {
       const s = await get<{ disabled_management_groups: string[] }>('/dns/settings');
       const off = field('Groups whose DNS is not managed', select(g.map((x): [string, string] => [x.id, x.name]), undefined, true));
       for (const o of off.input.options) o.selected = s.disabled_management_groups.includes(o.value);
       const saved = h('div', {});
-      return h('form', {
-        class: 'inline-form',
-        on: {
-          submit: async (e) => {
-            e.preventDefault();
-            if (await attempt(saved, async () => { await put('/dns/settings', { disabled_management_groups: selected(off.input) }); })) {
-              saved.replaceChildren(h('p', { class: 'ok-text', role: 'status' }, 'Saved.'));
-            }
-          },
-        },
+      return form('inline-form', async () => {
+        if (await attempt(saved, async () => { await put('/dns/settings', { disabled_management_groups: selected(off.input) }); })) {
+          saved.replaceChildren(h('p', { class: 'ok-text', role: 'status' }, 'Saved.'));
+        }
       }, off.row, h('button', { type: 'submit', class: 'btn' }, 'Save'), saved);
     });
-  }, () => refresh());
-  return page('DNS', [], panel('New nameserver group', form, result), list, panel('DNS settings', settingsSlot));
+  }, () => list.refresh());
+  return page('DNS', [], panel('New nameserver group', create), list.el, panel('DNS settings', settingsSlot));
 }

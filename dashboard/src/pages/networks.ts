@@ -1,10 +1,10 @@
 // Networks with their resources and routers.
 
-import { del, get, post } from '../api';
+import { get, post } from '../api';
 import { h } from '../dom';
 import { invalid } from '../core';
 import type { RestGroup, RestNetwork, RestResource, RestRouter } from '../types';
-import { attempt, badge, button, empty, field, input, loading, page, panel, select, table } from '../ui';
+import { attempt, badge, deleteButton, empty, field, form, input, loading, page, panel, select, table } from '../ui';
 
 export function networksPage(): HTMLElement {
   const list = h('div', { class: 'stack' });
@@ -18,10 +18,7 @@ export function networksPage(): HTMLElement {
         get<RestResource[]>(`/networks/${n.id}/resources`), get<RestRouter[]>(`/networks/${n.id}/routers`),
       ]);
       return h('section', { class: 'panel', aria: { label: n.name } },
-        h('header', { class: 'page-head' }, h('h2', {}, n.name), button('Delete network', async (e) => {
-          const slot = (e.target as HTMLElement).parentElement as HTMLElement;
-          if (await attempt(slot, () => del(`/networks/${n.id}`).then(() => undefined))) await refresh();
-        }, 'danger small')),
+        h('header', { class: 'page-head' }, h('h2', {}, n.name), deleteButton(`/networks/${n.id}`, refresh, 'Delete network')),
         resources.length === 0 ? h('p', { class: 'muted' }, 'No resources.') : table(['Resource', 'Address', 'Type', 'Groups', 'State'],
           resources.map((r) => [r.name, h('span', { class: 'mono' }, r.address), r.type, (r.groups ?? []).map((g) => g.name).join(', '),
             badge(r.enabled ? 'enabled' : 'disabled', r.enabled ? 'ok' : 'muted')]), `Resources of ${n.name}`),
@@ -33,17 +30,11 @@ export function networksPage(): HTMLElement {
   });
   const name = field('Name', input({ name: 'network-name' }));
   const result = h('div', {});
-  const form = h('form', {
-    class: 'inline-form',
-    on: {
-      submit: async (e) => {
-        e.preventDefault();
-        if (await attempt(result, async () => { await post('/networks', { name: name.input.value.trim(), description: '' }); })) await refresh();
-      },
-    },
+  const create = form('inline-form', async () => {
+    if (await attempt(result, async () => { await post('/networks', { name: name.input.value.trim(), description: '' }); })) await refresh();
   }, name.row, h('button', { type: 'submit', class: 'btn primary' }, 'Create network'));
   void get<RestGroup[]>('/groups').then((g) => { groups = g; void refresh(); }, () => refresh());
-  return page('Networks', [], panel('New network', form, result), list);
+  return page('Networks', [], panel('New network', create, result), list);
 }
 
 /** A resource (address checked by the core as a CIDR or a domain) and a router. */
@@ -58,31 +49,19 @@ function addToNetwork(n: RestNetwork, groups: RestGroup[], refresh: () => Promis
     const asCidr = a.includes('/') || /^[\d.]+$/.test(a) ? invalid('validate_cidr', a.includes('/') ? a : `${a}/32`) : invalid('validate_domain', a);
     address.setError(a ? asCidr : null);
   };
+  address.input.addEventListener('input', check);
   return h('div', { class: 'two' },
-    h('form', {
-      class: 'inline-form',
-      on: {
-        input: check,
-        submit: async (e) => {
-          e.preventDefault();
-          check();
-          if (address.error.textContent) return;
-          if (await attempt(result, async () => {
-            await post(`/networks/${n.id}/resources`, { name: name.input.value.trim(), address: address.input.value.trim(), enabled: true, groups: [group.input.value], description: '' });
-          })) await refresh();
-        },
-      },
+    form('inline-form', async () => {
+      check();
+      if (address.error.textContent) return;
+      if (await attempt(result, async () => {
+        await post(`/networks/${n.id}/resources`, { name: name.input.value.trim(), address: address.input.value.trim(), enabled: true, groups: [group.input.value], description: '' });
+      })) await refresh();
     }, name.row, address.row, group.row, h('button', { type: 'submit', class: 'btn' }, 'Add resource')),
-    h('form', {
-      class: 'inline-form',
-      on: {
-        submit: async (e) => {
-          e.preventDefault();
-          if (await attempt(result, async () => {
-            await post(`/networks/${n.id}/routers`, { peer_groups: [routerGroup.input.value], metric: 9999, masquerade: true, enabled: true });
-          })) await refresh();
-        },
-      },
+    form('inline-form', async () => {
+      if (await attempt(result, async () => {
+        await post(`/networks/${n.id}/routers`, { peer_groups: [routerGroup.input.value], metric: 9999, masquerade: true, enabled: true });
+      })) await refresh();
     }, routerGroup.row, h('button', { type: 'submit', class: 'btn' }, 'Add router')),
     result);
 }

@@ -2,12 +2,12 @@
 // type and previews, before saving, which peer pairs gain or lose access
 // and which rule decides, on the account this page loaded.
 
-import { del, get, post, put } from '../api';
+import { get, post, put } from '../api';
 import { fill, h } from '../dom';
 import { corePolicy, loadAccount, policyProblem, previewPolicy, type Loaded, type Preview } from '../core';
 import { navigate } from '../nav';
 import type { RestPolicy, RestRule } from '../types';
-import { attempt, badge, button, empty, errorBox, field, input, loading, page, panel, select, selected, table } from '../ui';
+import { attempt, badge, deleteButton, empty, errorBox, field, input, loading, page, panel, select, selected, table } from '../ui';
 
 export function policiesPage(): HTMLElement {
   const list = h('div', {});
@@ -18,10 +18,7 @@ export function policiesPage(): HTMLElement {
       h('a', { href: `/policies/${encodeURIComponent(p.id)}` }, p.name),
       badge(p.enabled ? 'enabled' : 'disabled', p.enabled ? 'ok' : 'muted'),
       p.rules.map(describeRule).join('; '),
-      button('Delete', async (e) => {
-        const slot = (e.target as HTMLElement).closest('td') as HTMLElement;
-        if (await attempt(slot, () => del(`/policies/${p.id}`).then(() => undefined))) await refresh();
-      }, 'danger small'),
+      deleteButton(`/policies/${p.id}`, refresh),
     ]), 'Policies');
   });
   void refresh();
