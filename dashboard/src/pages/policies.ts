@@ -169,7 +169,7 @@ function editor(loaded: Loaded, existing?: RestPolicy): HTMLElement {
           rules: [restRule, ...(existing?.rules.slice(1).map((x) => ({ ...x, sources: (x.sources ?? []).map((g) => g.id), destinations: (x.destinations ?? []).map((g) => g.id) })) ?? [])],
         };
         const ok = await attempt(result, async () => {
-          if (existing) await put(`/policies/${existing.id}`, { ...bodyOut, id: existing.id });
+          if (existing) await put(`/policies/${existing.id}`, bodyOut);
           else await post('/policies', bodyOut);
         });
         if (ok) navigate('/policies');
