@@ -37,6 +37,6 @@ echo "== registering $peers peers with meshplane-loadgen"
 if ! "$bin/meshplane-loadgen" --peers "$peers" --policy-changes 1 --server-url "$url" --token "$token" >"$dir/loadgen.log" 2>&1; then
     echo "(meshplane-loadgen stopped after registering: $(tail -n 1 "$dir/loadgen.log"))"
 fi
-grep '^register' "$dir/loadgen.log" || true
+grep -m 1 '^register' "$dir/loadgen.log" || true
 echo "== the dashboard in Chromium"
 (cd dashboard && node bench/bench.mjs --server-url "$url" --token "$token" --peers "$peers")

@@ -26,8 +26,8 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const fmt = (ms) => `${ms.toFixed(1)} ms`;
 
 const peers = await rest('GET', '/peers');
-if (values.peers && peers.length !== Number(values.peers)) {
-  console.error(`bench: the account holds ${peers.length} peers, not the ${values.peers} asked for`);
+if (values.peers && peers.length < Number(values.peers)) {
+  console.error(`bench: the account holds ${peers.length} peers, fewer than the ${values.peers} asked for`);
   process.exit(1);
 }
 const groups = await rest('GET', '/groups');
