@@ -65,10 +65,9 @@ export async function loadAccount(): Promise<Loaded> {
     ]);
     return { n, resources, routers };
   }));
-  const members = new Map<string, string[]>();
-  for (const p of peers) {
-    for (const g of p.groups ?? []) members.set(g.id, [...(members.get(g.id) ?? []), p.id]);
-  }
+  // Members as the groups list them (the peers list leaves out some, such
+  // as the reverse proxies' memberships).
+  const members = new Map<string, string[]>(groups.map((g) => [g.id, (g.peers ?? []).map((p) => p.id)]));
   const account: CoreAccount = {
     id: accounts[0]?.id ?? '',
     domain: accounts[0]?.domain ?? '',
