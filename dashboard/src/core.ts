@@ -41,7 +41,7 @@ export function coreRule(r: RestRule) {
     sourceResource: r.sourceResource ?? undefined, destinationResource: r.destinationResource ?? undefined,
   };
 }
-export function corePolicy(p: RestPolicy) {
+function corePolicy(p: RestPolicy) {
   return {
     id: p.id, name: p.name, description: p.description ?? '', enabled: p.enabled,
     source_posture_checks: p.source_posture_checks ?? [], rules: p.rules.map(coreRule),

@@ -4,7 +4,7 @@
 
 import { get, post, put } from '../api';
 import { fill, h } from '../dom';
-import { corePolicy, loadAccount, policyProblem, previewPolicy, type Loaded, type Preview } from '../core';
+import { coreRule, loadAccount, policyProblem, previewPolicy, type Loaded, type Preview } from '../core';
 import { navigate } from '../nav';
 import type { RestPolicy, RestRule } from '../types';
 import { attempt, badge, deleteButton, empty, errorBox, field, input, loading, page, panel, select, selected, table } from '../ui';
@@ -95,7 +95,7 @@ function editor(loaded: Loaded, existing?: RestPolicy): HTMLElement {
           action: action.input.value, bidirectional: bidirectional.checked, protocol: protocol.input.value,
           ports: p, port_ranges, sources: selected(sources.input), destinations: selected(destinations.input),
         },
-        ...(existing?.rules.slice(1).map((r) => corePolicy({ ...existing, rules: [r] }).rules[0]) ?? []),
+        ...(existing?.rules.slice(1).map(coreRule) ?? []),
       ],
     };
   };
