@@ -297,6 +297,15 @@ test('a newcomer manages the account from the dashboard', async (t) => {
     await shot('settings');
     await open('Exposed services');
     await page.getByText('No exposed services').waitFor();
+    // The command builder checks each value with the core as it is typed.
+    await page.getByLabel('Local port').fill('8080');
+    await page.getByLabel('Name prefix').fill('My_Svc');
+    await page.getByText('invalid name prefix "My_Svc": must be lowercase alphanumeric with optional hyphens, 1-32 characters').waitFor();
+    await page.getByLabel('Name prefix').fill('demo');
+    await page.getByLabel('PIN').fill('12345');
+    await page.getByText('invalid pin: must be exactly 6 digits').waitFor();
+    await page.getByLabel('PIN').fill('123456');
+    await page.locator('code.command').filter({ hasText: 'meshplane expose 8080 --with-name-prefix demo --with-pin 123456' }).waitFor();
     const webPort = await freePort();
     const site = join(dir, 'site');
     mkdirSync(site);

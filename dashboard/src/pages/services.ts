@@ -4,7 +4,8 @@
 
 import { get } from '../api';
 import { ago, h } from '../dom';
-import { empty, errorBox, page, table } from '../ui';
+import { invalid } from '../core';
+import { empty, errorBox, field, input, page, panel, table } from '../ui';
 
 interface Service {
   id: string; name: string; domain: string; url?: string; enabled: boolean; source?: string; source_peer?: string;
@@ -45,5 +46,29 @@ export function servicesPage(_: string[], signal: AbortSignal): HTMLElement {
     if (!signal.aborted) window.setTimeout(poll, EVERY_MS);
   };
   void poll();
-  return page('Exposed services', [], h('p', { class: 'muted' }, 'Updated live.'), slot);
+  return page('Exposed services', [], h('p', { class: 'muted' }, 'Updated live.'), slot, commandBuilder());
+}
+
+/**
+ * Services are published from the peer that runs them: this writes the
+ * `meshplane expose` command, checking each value as the core (and so the
+ * server) will.
+ */
+function commandBuilder(): HTMLElement {
+  const port = field('Local port', input({ type: 'number', name: 'expose-port', placeholder: '8080' }));
+  const prefix = field('Name prefix', input({ name: 'expose-prefix', placeholder: 'myapp' }), 'Optional: the start of the service name');
+  const pin = field('PIN', input({ name: 'expose-pin', placeholder: '6 digits', autocomplete: 'off' }), 'Optional: visitors must enter it');
+  const command = h('code', { class: 'command', aria: { live: 'polite' } });
+  const update = () => {
+    port.setError(port.input.value ? invalid('validate_port', Number(port.input.value)) : null);
+    prefix.setError(prefix.input.value ? invalid('validate_name_prefix', prefix.input.value) : null);
+    pin.setError(pin.input.value ? invalid('validate_pin', pin.input.value) : null);
+    const bad = [port, prefix, pin].some((f) => f.error.textContent) || !port.input.value;
+    command.textContent = bad ? '' : ['meshplane expose', port.input.value,
+      prefix.input.value && `--with-name-prefix ${prefix.input.value}`, pin.input.value && `--with-pin ${pin.input.value}`]
+      .filter(Boolean).join(' ');
+  };
+  for (const f of [port, prefix, pin]) f.input.addEventListener('input', update);
+  return panel('Expose a service from a peer', h('div', { class: 'grid-form' }, port.row, prefix.row, pin.row),
+    h('p', { class: 'muted' }, 'Run on the peer:'), command);
 }
