@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job, for a newcomer: builds and starts the management server with
-# its embedded SQLite store, walks through the API once (token, groups, a
+# The main job, for a newcomer: builds the web dashboard (when npm is
+# there) and the management server with its embedded SQLite store, starts
+# it, walks through the API once (token, groups, a
 # setup key, a policy, the audit log), then exposes a local web page to the
 # "internet" the way `meshplane expose` does: a reverse-proxy peer, a laptop
 # peer (userspace WireGuard, no root needed) and a local HTTP server, all on
@@ -28,6 +29,12 @@ api="http://$listen/api"
 if [ -n "${MESHPLANE_DEMO_BIN:-}" ]; then
     bin=$MESHPLANE_DEMO_BIN
 else
+    # The server embeds the dashboard built before it; without npm it
+    # serves a page on / saying how to build one.
+    if command -v npm >/dev/null 2>&1 && command -v wasm-bindgen >/dev/null 2>&1; then
+        echo "== building the web dashboard"
+        scripts/build-dashboard.sh >/dev/null
+    fi
     cargo build --release -q -p meshplane-server -p meshplane
     bin=${CARGO_TARGET_DIR:-target}/release
 fi
@@ -166,6 +173,9 @@ echo "(the management API lists the ephemeral service:)"
 call GET /reverse-proxies/services | python3 -c "import json,sys; [print(' ', s['domain'], s.get('source'), s.get('source_peer')) for s in json.load(sys.stdin)]"
 
 cat <<MSG
+
+== The dashboard: open http://$listen/ and sign in with the token
+   $token
 
 == Everything keeps running. Try, in another terminal:
    curl -H "Authorization: Token $token" $api/groups

@@ -2,8 +2,9 @@
 # Installs what the language bindings need on a fresh Debian machine (run as
 # root): the wasm32 target, wasm-bindgen-cli at the exact wasm-bindgen version
 # in Cargo.lock, a Python venv with maturin / pytest / mypy / jsonschema, the
-# npm packages of both JavaScript packages (from their package-lock.json), and
-# Debian's chromium for the browser test. Idempotent: when everything is
+# npm packages of both JavaScript packages and of the dashboard (from their
+# package-lock.json), and Debian's chromium for the browser tests.
+# Idempotent: when everything is
 # there already it only checks, in a few seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,7 +47,7 @@ if ! cmp -s "$reqs" "$venv/.requirements"; then
     cp "$reqs" "$venv/.requirements"
 fi
 
-for pkg in bindings-node bindings-wasm; do
+for pkg in bindings-node bindings-wasm dashboard; do
     if [ ! -f "$pkg/node_modules/.package-lock.json" ] ||
         [ "$pkg/package-lock.json" -nt "$pkg/node_modules/.package-lock.json" ]; then
         log "npm ci in $pkg"

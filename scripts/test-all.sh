@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every check and test of the project: formatting, lints, the wasm32
 # build of the core, the Rust tests (core, conformance, server on SQLite and
-# PostgreSQL), and the bindings' shared conformance suite with the browser
-# test. Needs the tools scripts/setup.sh installs.
+# PostgreSQL), the web dashboard (built first, so the server embeds it, and
+# driven in Chromium), and the bindings' shared conformance suite with the
+# browser test. Needs the tools scripts/setup.sh installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,8 +25,14 @@ if [ -z "${MESHPLANE_TEST_POSTGRES_URL:-}" ] && command -v pg_ctlcluster >/dev/n
     export MESHPLANE_TEST_POSTGRES_URL
 fi
 
+step "dashboard: npm ci + type check + build (before the server is built, which embeds it)"
+scripts/build-dashboard.sh
+
 step "cargo test (workspace)"
 cargo test --workspace --locked
+
+step "dashboard in Chromium against a real server, proxy and daemons"
+scripts/test-dashboard.sh
 
 step "schemathesis against the running server's OpenAPI document"
 # `cargo test --workspace` built the server binary (its tests run it), with

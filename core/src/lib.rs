@@ -58,6 +58,7 @@
 //! );
 //! ```
 
+pub mod access;
 pub mod api;
 pub mod backoff;
 pub mod connect;

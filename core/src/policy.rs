@@ -99,16 +99,10 @@ pub fn evaluate(
     query: &AccessQuery,
     now: Timestamp,
 ) -> Result<Decision, PolicyError> {
-    let src = index
-        .rank(query.source.as_str())
-        .ok_or_else(|| PolicyError::PeerNotFound(query.source.to_string()))?;
+    let src = peer_rank(index, query.source.as_str())?;
     let (dst, dst_name) = match &query.destination {
         Destination::Peer(id) => (
-            Endpoint::Peer(
-                index
-                    .rank(id.as_str())
-                    .ok_or_else(|| PolicyError::PeerNotFound(id.to_string()))?,
-            ),
+            Endpoint::Peer(peer_rank(index, id.as_str())?),
             id.to_string(),
         ),
         Destination::Resource(id) => (
@@ -140,16 +134,7 @@ pub fn evaluate(
         }
         match rule.action {
             Action::Drop => {
-                let decided = deciding_rule(index, rule);
-                let reason = format!(
-                    "denied by drop rule \"{}\" of policy \"{}\"",
-                    decided.rule_name, decided.policy_name
-                );
-                return Ok(Decision {
-                    allowed: false,
-                    decided_by: Some(decided),
-                    reason,
-                });
+                return Ok(Decision::by(index, rule));
             }
             Action::Accept => {
                 first_accept.get_or_insert(rule);
@@ -157,18 +142,7 @@ pub fn evaluate(
         }
     }
     Ok(match first_accept {
-        Some(rule) => {
-            let decided = deciding_rule(index, rule);
-            let reason = format!(
-                "allowed by policy \"{}\" rule \"{}\"",
-                decided.policy_name, decided.rule_name
-            );
-            Decision {
-                allowed: true,
-                decided_by: Some(decided),
-                reason,
-            }
-        }
+        Some(rule) => Decision::by(index, rule),
         None => {
             let what = match query.port {
                 Some(p) => format!("{}/{p}", query.protocol.as_str()),
@@ -182,8 +156,19 @@ pub fn evaluate(
     })
 }
 
+/// The rank of a peer of the account, or `peer_not_found`.
+pub(crate) fn peer_rank(index: &AccountIndex<'_>, id: &str) -> Result<u32, PolicyError> {
+    index
+        .rank(id)
+        .ok_or_else(|| PolicyError::PeerNotFound(id.to_string()))
+}
+
 /// Why an endpoint can take part in no connection, if it cannot.
-fn unreachable_reason(index: &AccountIndex<'_>, end: Endpoint, now: Timestamp) -> Option<String> {
+pub(crate) fn unreachable_reason(
+    index: &AccountIndex<'_>,
+    end: Endpoint,
+    now: Timestamp,
+) -> Option<String> {
     match end {
         Endpoint::Peer(rank) => {
             let peer = index.peer(rank);
@@ -198,6 +183,29 @@ fn unreachable_reason(index: &AccountIndex<'_>, end: Endpoint, now: Timestamp) -
         Endpoint::Resource(pos) => {
             let res = index.resource_at(pos);
             (!res.enabled).then(|| format!("resource {} is disabled", res.id))
+        }
+    }
+}
+
+impl Decision {
+    /// The decision `rule` makes: allowed by an accept rule, denied by a
+    /// drop rule, with the rule named in the reason.
+    pub(crate) fn by(index: &AccountIndex<'_>, rule: &IndexedRule) -> Decision {
+        let decided = deciding_rule(index, rule);
+        let reason = match decided.action {
+            Action::Accept => format!(
+                "allowed by policy \"{}\" rule \"{}\"",
+                decided.policy_name, decided.rule_name
+            ),
+            Action::Drop => format!(
+                "denied by drop rule \"{}\" of policy \"{}\"",
+                decided.rule_name, decided.policy_name
+            ),
+        };
+        Decision {
+            allowed: decided.action == Action::Accept,
+            decided_by: Some(decided),
+            reason,
         }
     }
 }
@@ -259,10 +267,19 @@ pub(crate) fn query_matches(rule: &IndexedRule, protocol: Protocol, port: Option
 /// no drop rule among them also matches. This is what makes two peers see
 /// each other in their maps.
 pub(crate) fn some_query_allowed<'r>(rules: impl Iterator<Item = &'r IndexedRule> + Clone) -> bool {
+    first_allowing(rules).is_some()
+}
+
+/// The first accept rule among `rules` (all matching one pair of endpoints)
+/// that some query passes without a drop rule among them matching it too:
+/// the rule that makes the pair connect, when there is one.
+pub(crate) fn first_allowing<'r>(
+    rules: impl Iterator<Item = &'r IndexedRule> + Clone,
+) -> Option<&'r IndexedRule> {
     let drops: Vec<&IndexedRule> = rules.clone().filter(|r| r.action == Action::Drop).collect();
     rules
         .filter(|r| r.action == Action::Accept)
-        .any(|accept| !fully_dropped(accept, &drops))
+        .find(|accept| !fully_dropped(accept, &drops))
 }
 
 /// Whether every query `accept` matches is also matched by one of `drops`.
@@ -329,9 +346,7 @@ pub fn accessible_peers(
     peer_id: &str,
     now: Timestamp,
 ) -> Result<Vec<PeerId>, PolicyError> {
-    let rank = index
-        .rank(peer_id)
-        .ok_or_else(|| PolicyError::PeerNotFound(peer_id.to_string()))?;
+    let rank = peer_rank(index, peer_id)?;
     let map = crate::netmap::MapBuilder::new(index, now).map(rank);
     let mut ids: Vec<PeerId> = map.peers().map(|p| p.id.clone()).collect();
     ids.sort_unstable();

@@ -61,6 +61,11 @@ fn the_demo_runs_twice_in_a_row_and_refuses_foreign_data() {
             text.contains("resetting the previous demo's data"),
             "{text}"
         );
+        // It ends with where the dashboard is and the token to sign in with.
+        assert!(
+            text.contains("== The dashboard: open http://127.0.0.1:"),
+            "run {run}: {text}"
+        );
         // The server's own log lines go to its file, named at the end.
         assert!(!text.contains("meshplane_server"), "run {run}: {text}");
         assert!(text.contains("server.log"), "{text}");

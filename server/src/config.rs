@@ -30,7 +30,7 @@ pub const SQLITE_FILE: &str = "meshplane.db";
 /// Every option can also be set with the environment variable shown, or as a
 /// key of the TOML file given with --config (keys: data_dir, store, listen,
 /// log, log_format, ephemeral_offline_secs, expose_ttl_secs, proxy_domain, proxy_group,
-/// relay_urls (a list), relay_token_refresh_secs, tls_cert, tls_key, metrics_listen, and the connection limits in a `[limits]` table: header_read_timeout_secs,
+/// relay_urls (a list), relay_token_refresh_secs, tls_cert, tls_key, metrics_listen, no_dashboard, and the connection limits in a `[limits]` table: header_read_timeout_secs,
 /// idle_timeout_secs, ...). Flags win over environment variables, which win
 /// over the file.
 #[derive(Debug, Parser)]
@@ -172,6 +172,10 @@ pub struct Cli {
     )]
     pub tls_key: Option<PathBuf>,
 
+    /// Do not serve the web dashboard at / (the API is unchanged).
+    #[arg(long, env = "MESHPLANE_NO_DASHBOARD", global = true)]
+    pub no_dashboard: bool,
+
     #[command(flatten)]
     pub limits: LimitOptions,
 
@@ -209,6 +213,7 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     metrics_listen: Option<SocketAddr>,
+    no_dashboard: Option<bool>,
     #[serde(default)]
     limits: LimitOptions,
 }
@@ -268,6 +273,8 @@ pub struct Settings {
     pub tls: Option<TlsFiles>,
     /// Where to serve metrics, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// Whether `/` serves the web dashboard.
+    pub dashboard: bool,
 }
 
 /// Where the listener's certificate and key are.
@@ -366,6 +373,7 @@ impl Cli {
             relay_token_refresh: StdDuration::from_secs(u64::from(refresh)),
             tls,
             metrics_listen: self.metrics_listen.or(file.metrics_listen),
+            dashboard: !(self.no_dashboard || file.no_dashboard.unwrap_or(false)),
             store_url,
             data_dir,
             limits,

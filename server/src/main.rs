@@ -128,6 +128,7 @@ async fn serve(settings: &Settings) -> Result<(), String> {
     let app = http::router(http::App {
         store: store.clone(),
         expose: expose.clone(),
+        dashboard: settings.dashboard,
     })
     .merge(relay_routes)
     .merge(health::routes(store.clone()))

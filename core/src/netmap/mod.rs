@@ -30,7 +30,7 @@ pub mod dns;
 pub mod fanout;
 pub mod firewall;
 pub mod owned;
-mod reach;
+pub(crate) mod reach;
 pub mod routes;
 
 use std::collections::{BTreeMap, HashMap};

@@ -179,7 +179,14 @@ impl Fixture {
             )
             .await
             .unwrap();
-            (router(App { store, expose }), token)
+            (
+                router(App {
+                    store,
+                    expose,
+                    dashboard: false,
+                }),
+                token,
+            )
         });
         let mut fixture = Fixture {
             runtime,

@@ -4,6 +4,7 @@
 mod accounts;
 pub mod auth;
 mod crud;
+mod dashboard;
 #[cfg(test)]
 mod decoding_props;
 mod dns;
@@ -44,6 +45,8 @@ pub struct App {
     pub store: Store,
     /// The expose sessions (services, and the sessions a deleted peer ends).
     pub expose: crate::expose::Expose,
+    /// Serve the web dashboard at `/` (off with `--no-dashboard`).
+    pub dashboard: bool,
 }
 
 /// The whole API.
@@ -71,7 +74,7 @@ pub fn router(app: App) -> Router {
             app.clone(),
             permissions::authorize,
         ))
-        .fallback(|| async { Failure::new(StatusCode::NOT_FOUND, "no such endpoint") })
+        .fallback(unrouted)
         .method_not_allowed_fallback(|| async {
             Failure::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         })
@@ -80,6 +83,23 @@ pub fn router(app: App) -> Router {
         ))
         .layer(axum::middleware::from_fn(refuse_oversized_bodies))
         .with_state(app)
+}
+
+/// A request no route takes: the dashboard for GETs outside `/api` when it
+/// is on, otherwise 404.
+async fn unrouted(
+    axum::extract::State(app): axum::extract::State<App>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let path = uri.path();
+    let api = path == "/api" || path.starts_with("/api/");
+    let read = method == axum::http::Method::GET || method == axum::http::Method::HEAD;
+    if app.dashboard && read && !api {
+        return dashboard::serve(path);
+    }
+    Failure::new(StatusCode::NOT_FOUND, "no such endpoint").into_response()
 }
 
 /// 413 before any of the body is read when its declared length is over
