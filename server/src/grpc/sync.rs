@@ -16,7 +16,9 @@ use std::time::Duration;
 use meshplane_core::model::Peer;
 use meshplane_core::netmap::delta::{diff, MapDigest};
 use meshplane_core::netmap::PeerMap;
+use meshplane_core::ErrorCode;
 use meshplane_proto::delta::{digest_bytes, from_digest_bytes};
+use meshplane_proto::status::code_of;
 use meshplane_proto::v1::{
     AckMapRequest, AckMapResponse, NetworkMap, PeerSystemMeta, SyncRequest, SyncResponse,
 };
@@ -255,8 +257,9 @@ where
                 }
                 sent = Some((held, paths));
             }
-            Some(Update::Close { code, message }) => {
-                let _ = out.send(Err(Status::new(code, message))).await;
+            Some(Update::Close(why)) => {
+                let status = Status::new(code_of(why.kind()), why.to_string());
+                let _ = out.send(Err(status)).await;
                 break;
             }
             None => break,

@@ -23,14 +23,14 @@ use std::time::Duration;
 
 use meshplane_core::model::Account;
 use meshplane_core::netmap::delta::MapDigest;
-use meshplane_core::netmap::fanout::{self, Fanout};
+use meshplane_core::netmap::fanout::Fanout;
+pub use meshplane_core::netmap::fanout::Update;
 use meshplane_core::netmap::PeerMap;
-use meshplane_core::{ErrorCode, Timestamp};
-use meshplane_proto::status::code_of;
+use meshplane_core::Timestamp;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-use tonic::{Code, Status};
+use tonic::Status;
 
 use super::internal;
 use crate::domain::account_view::snapshot;
@@ -38,32 +38,6 @@ use crate::expose::Expose;
 use crate::ids;
 use crate::records::AccountRecord;
 use crate::store::Store;
-
-/// What a stream should do for its peer.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Update {
-    /// Send this map and these process paths (those the posture checks
-    /// applying to the peer name) unless both are the ones last sent.
-    Map {
-        map: Arc<PeerMap>,
-        process_check_paths: Arc<[String]>,
-        serial: u64,
-        /// The map's digest ([`digest`]).
-        digest: MapDigest,
-    },
-    /// End the stream with this status (the peer was deleted, blocked, or
-    /// its login expired).
-    Close { code: Code, message: String },
-}
-
-impl Update {
-    fn close(e: &impl ErrorCode) -> Update {
-        Update::Close {
-            code: code_of(e.kind()),
-            message: e.to_string(),
-        }
-    }
-}
 
 /// A map a peer was sent, by the serial and digest of the response.
 #[derive(Debug, Clone)]
@@ -393,7 +367,7 @@ async fn run(
         let members = locked(&hub.members);
         while let Some((peer_id, update)) = fanout.poll_send() {
             if let Some(member) = members.get(&peer_id) {
-                member.updates.send_replace(Some(Update::from(update)));
+                member.updates.send_replace(Some(update));
             }
         }
     }
@@ -448,24 +422,5 @@ async fn sleep_until_some(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-impl From<fanout::Update> for Update {
-    fn from(update: fanout::Update) -> Update {
-        match update {
-            fanout::Update::Map {
-                map,
-                process_check_paths,
-                serial,
-                digest,
-            } => Update::Map {
-                map,
-                process_check_paths,
-                serial,
-                digest,
-            },
-            fanout::Update::Close(e) => Update::close(&e),
-        }
     }
 }
