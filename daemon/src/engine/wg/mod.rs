@@ -33,6 +33,7 @@
 
 mod dataplane;
 mod peers;
+mod udp;
 
 use std::collections::BTreeMap;
 use std::io;
