@@ -15,8 +15,9 @@
 //!   the tunnel, B's route filter and B's kernel forwarding, against the
 //!   same transfer peer to peer (A to B's mesh IP).
 //!
-//! `cargo bench -p meshplane --bench throughput`; `MESHPLANE_BENCH_BYTES`
-//! sets the transfer size (default 1 GiB).
+//! Each tunnelled path's throughput is also given as a share of plain TCP
+//! on the same path. `cargo bench -p meshplane --bench throughput`;
+//! `MESHPLANE_BENCH_BYTES` sets the transfer size (default 1 GiB).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -32,12 +33,23 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 const CHUNK: usize = 256 * 1024;
 
-fn report(what: &str, bytes: u64, took: Duration) {
+fn report(what: &str, bytes: u64, took: Duration) -> Duration {
     let secs = took.as_secs_f64();
     println!(
         "{what:<48} {bytes} bytes in {secs:>7.2} s = {:>8.1} MiB/s ({:.2} Gbit/s)",
         bytes as f64 / secs / (1 << 20) as f64,
         bytes as f64 * 8.0 / secs / 1e9
+    );
+    took
+}
+
+/// Prints a tunnelled transfer's throughput as a share of plain TCP's on
+/// the same path (the same byte count, so the inverse ratio of times).
+fn ratio(what: &str, tunnelled: Duration, plain: Duration) {
+    println!(
+        "{:<48} {:.1} % of plain TCP on the same path",
+        format!("  {what}"),
+        plain.as_secs_f64() / tunnelled.as_secs_f64() * 100.0
     );
 }
 
@@ -206,6 +218,7 @@ fn tun_mode(len: u64) {
         },
     );
     common::netns::ip(&["-n", &ns.a, "route", "add", "10.50.0.0/24", "dev", "mp0"]);
+    let mut took = Vec::new();
     for (what, to) in [
         (
             "TUN tunnel (namespaces over veth)",
@@ -224,11 +237,13 @@ fn tun_mode(len: u64) {
         let server = count_server(at, to);
         let start = Instant::now();
         let got = send_bytes(&ns.a, to, len).expect("transfer");
-        let took = start.elapsed();
+        let elapsed = start.elapsed();
         server.join().expect("server thread");
-        assert_eq!(got, len, "every byte arrived");
-        report(what, len, took);
+        assert_eq!(got, len, "every byte arrived intact");
+        took.push(report(what, len, elapsed));
     }
+    ratio("TUN tunnel", took[0], took[1]);
+    ratio("TUN tunnel forwarded by B to H", took[2], took[1]);
     a.stop();
     b.stop();
 }
@@ -308,21 +323,23 @@ fn main() -> std::io::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    report(
+    let stacks = report(
         "netstack tunnel (loopback, smoltcp both ends)",
         len,
         rt.block_on(netstack(len))?,
     );
-    report(
+    let socks = report(
         "SOCKS5 -> tunnel -> forwarder -> loopback sink",
         len,
         rt.block_on(socks_forward(len))?,
     );
-    report(
+    let plain = report(
         "plain TCP on loopback (no tunnel)",
         len,
         rt.block_on(plain_loopback(len))?,
     );
+    ratio("netstack tunnel", stacks, plain);
+    ratio("SOCKS5 application path", socks, plain);
     #[cfg(target_os = "linux")]
     tun_mode(len);
     Ok(())
