@@ -15,6 +15,9 @@
 //!   the tunnel, B's route filter and B's kernel forwarding, against the
 //!   same transfer peer to peer (A to B's mesh IP).
 //!
+//! - Ping (TUN mode): the average round trip of 50 ICMP echoes from A to B
+//!   through the tunnel, against the same over the veth, with no load.
+//!
 //! Each tunnelled path's throughput is also given as a share of plain TCP
 //! on the same path. `cargo bench -p meshplane --bench throughput`;
 //! `MESHPLANE_BENCH_BYTES` sets the transfer size (default 1 GiB).
@@ -218,6 +221,14 @@ fn tun_mode(len: u64) {
         },
     );
     common::netns::ip(&["-n", &ns.a, "route", "add", "10.50.0.0/24", "dev", "mp0"]);
+    match (ping_rtt(&ns.a, IP_B), ping_rtt(&ns.a, UNDERLAY_B)) {
+        (Some(tunnel), Some(plain)) => println!(
+            "{:<48} {tunnel:.3} ms, plain veth {plain:.3} ms ({:.1}x)",
+            "ping round trip through the TUN tunnel (avg)",
+            tunnel / plain
+        ),
+        _ => println!("ping round trip skipped: `ping` did not answer"),
+    }
     let mut took = Vec::new();
     for (what, to) in [
         (
@@ -246,6 +257,27 @@ fn tun_mode(len: u64) {
     ratio("TUN tunnel forwarded by B to H", took[2], took[1]);
     a.stop();
     b.stop();
+}
+
+/// The average round trip in ms of 50 pings from `ns` to `to`, from
+/// ping's summary line; `None` when ping is missing or nothing answered.
+#[cfg(target_os = "linux")]
+fn ping_rtt(ns: &str, to: Ipv4Addr) -> Option<f64> {
+    let out = common::netns::exec_in(ns, "ping")
+        .args(["-q", "-c", "50", "-i", "0.01", "-W", "1"])
+        .arg(to.to_string())
+        .output()
+        .ok()?;
+    // "rtt min/avg/max/mdev = 0.031/0.045/0.094/0.011 ms"
+    let summary = String::from_utf8_lossy(&out.stdout);
+    let line = summary.lines().find(|l| l.contains("min/avg/max"))?;
+    line.split('=')
+        .nth(1)?
+        .trim()
+        .split('/')
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// H's namespace on a veth behind `b` (10.50.0.1 on b's side, H at
