@@ -178,12 +178,7 @@ fn split_tcp(ip: &[u8], mss: usize, packets: &mut Vec<Vec<u8>>) -> Result<(), Of
         .chain(payload.is_empty().then_some(&[][..]))
         .enumerate()
     {
-        let mut p = Vec::with_capacity(hl + chunk.len());
-        p.extend_from_slice(&ip[..hl]);
-        p.extend_from_slice(chunk);
-        set_u16(&mut p, 2, (hl + chunk.len()) as u16);
-        set_u16(&mut p, 4, id.wrapping_add(i as u16));
-        ip_checksum(&mut p, ihl);
+        let mut p = piece(&ip[..hl], ihl, chunk, id.wrapping_add(i as u16));
         let offset = (i * mss) as u32;
         p[ihl + 4..ihl + 8].copy_from_slice(&seq.wrapping_add(offset).to_be_bytes());
         let mut f = flags;
@@ -200,6 +195,20 @@ fn split_tcp(ip: &[u8], mss: usize, packets: &mut Vec<Vec<u8>>) -> Result<(), Of
     Ok(())
 }
 
+/// One piece of a superframe: its `headers` (IP header of `ihl` bytes and
+/// transport header), then `chunk`, with the IP total length, `id` and
+/// header checksum set.
+fn piece(headers: &[u8], ihl: usize, chunk: &[u8], id: u16) -> Vec<u8> {
+    let mut p = Vec::with_capacity(headers.len() + chunk.len());
+    p.extend_from_slice(headers);
+    p.extend_from_slice(chunk);
+    let len = p.len() as u16;
+    set_u16(&mut p, 2, len);
+    set_u16(&mut p, 4, id);
+    ip_checksum(&mut p, ihl);
+    p
+}
+
 /// A UDP superframe's datagrams (UDP segmentation offload): each with the
 /// first's headers, its own lengths, IP id and checksums.
 fn split_udp(ip: &[u8], size: usize, packets: &mut Vec<Vec<u8>>) -> Result<(), OffloadError> {
@@ -213,17 +222,9 @@ fn split_udp(ip: &[u8], size: usize, packets: &mut Vec<Vec<u8>>) -> Result<(), O
     }
     let id = u16::from_be_bytes([ip[4], ip[5]]);
     for (i, chunk) in ip[hl..].chunks(size).enumerate() {
-        let mut p = Vec::with_capacity(hl + chunk.len());
-        p.extend_from_slice(&ip[..hl]);
-        p.extend_from_slice(chunk);
-        set_u16(&mut p, 2, (hl + chunk.len()) as u16);
-        set_u16(&mut p, 4, id.wrapping_add(i as u16));
-        ip_checksum(&mut p, ihl);
+        let mut p = piece(&ip[..hl], ihl, chunk, id.wrapping_add(i as u16));
         set_u16(&mut p, ihl + 4, (8 + chunk.len()) as u16);
         transport_checksum(&mut p, ihl, UDP_CSUM);
-        if p[ihl + UDP_CSUM..ihl + UDP_CSUM + 2] == [0, 0] {
-            p[ihl + UDP_CSUM..ihl + UDP_CSUM + 2].copy_from_slice(&[0xff, 0xff]);
-        }
         packets.push(p);
     }
     Ok(())
@@ -373,7 +374,11 @@ fn ip_checksum(ip: &mut [u8], ihl: usize) {
 fn transport_checksum(ip: &mut [u8], ihl: usize, field: usize) {
     set_u16(ip, ihl + field, 0);
     let len = (ip.len() - ihl) as u16;
-    let c = !fold(sum(&ip[ihl..], pseudo_header(ip, ip[9], len)));
+    let mut c = !fold(sum(&ip[ihl..], pseudo_header(ip, ip[9], len)));
+    // UDP sends a computed 0 as all ones (0 means "no checksum").
+    if c == 0 && ip[9] == PROTO_UDP {
+        c = 0xffff;
+    }
     set_u16(ip, ihl + field, c);
 }
 
