@@ -90,7 +90,17 @@ impl KernelTun {
                 while !rest.is_empty() {
                     let taken = offload::coalesce(rest, &mut frame);
                     if let Err(e) = device.send(&frame).await {
-                        tracing::debug!("tun write: {e}");
+                        tracing::debug!("tun write of {taken} packets: {e}");
+                        // A kernel that refuses the superframe may still
+                        // take its segments one by one.
+                        if taken > 1 {
+                            for packet in &rest[..taken] {
+                                offload::coalesce(std::slice::from_ref(packet), &mut frame);
+                                if let Err(e) = device.send(&frame).await {
+                                    tracing::debug!("tun write: {e}");
+                                }
+                            }
+                        }
                     }
                     rest = &rest[taken..];
                 }
