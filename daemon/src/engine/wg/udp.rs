@@ -87,15 +87,14 @@ impl Outbox {
         let Some(to) = self.to.take() else {
             return;
         };
+        let mut refused = false;
         if self.count > 1 && self.gso {
             match send_segmented(socket, to, &self.buf, self.segment).await {
                 Ok(()) => return self.clear(),
                 // No checksum offload on the route's device, or no GSO.
                 Err(e) if is_gso_refusal(&e) => {
-                    tracing::debug!(
-                        "udp segmentation offload refused ({e}); one datagram per call"
-                    );
-                    self.gso = false;
+                    tracing::debug!("udp segmentation offload refused: {e}");
+                    refused = true;
                 }
                 Err(e) => {
                     tracing::debug!("udp send to {to}: {e}");
@@ -107,6 +106,14 @@ impl Outbox {
             if let Err(e) = socket.send_to(datagram, to).await {
                 tracing::debug!("udp send to {to}: {e}");
                 break;
+            }
+            // The same datagrams pass one by one: the kernel cannot
+            // segment, so stop asking it to. (When they fail too, the
+            // refusal was about the datagrams, not the offload.)
+            if refused {
+                tracing::debug!("udp segmentation offload off: one datagram per call");
+                self.gso = false;
+                refused = false;
             }
         }
         self.clear();
