@@ -15,6 +15,11 @@
 //!   the tunnel, B's route filter and B's kernel forwarding, against the
 //!   same transfer peer to peer (A to B's mesh IP).
 //!
+//! - Relayed (netstack mode): the same two engines with no UDP path
+//!   between them, joined only through a relay
+//!   (`meshplane_relay::server::serve` on loopback, WebSocket over TCP);
+//!   baseline: kernel TCP over loopback, the relay's own path.
+//!
 //! - Ping (TUN mode): the average round trip of 50 ICMP echoes from A to B
 //!   through the tunnel, against the same over the veth, with no load.
 //!
@@ -154,6 +159,84 @@ async fn socks_forward(len: u64) -> std::io::Result<Duration> {
     timed(
         accepted,
         socks_connect(proxy_at, SocketAddrV4::new(IP_B, port)),
+        len,
+    )
+    .await
+}
+
+/// Two engines whose peers have no address to try (so no direct path),
+/// each connected to a relay on loopback; smoltcp both ends.
+async fn relayed(len: u64) -> std::io::Result<Duration> {
+    use meshplane::engine::wg::{Engine, EngineConfig, Underlay};
+    use meshplane::key::PrivateKey;
+    use meshplane_relay::{Limits, PeerId, Relay, RelayClient, TokenSigner};
+
+    let signer = TokenSigner::generate().map_err(std::io::Error::other)?;
+    let relay = Relay::new(signer.verifier(), Limits::default());
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+    let url = format!("rel://{}", listener.local_addr()?);
+    tokio::spawn(meshplane_relay::server::serve(
+        listener,
+        relay,
+        axum::Router::new(),
+        std::future::pending(),
+    ));
+    let expires = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(std::io::Error::other)?
+        .as_secs() as i64
+        + 3600;
+    let mut sides = Vec::new();
+    for ip in [IP_A, IP_B] {
+        let key = PrivateKey::generate();
+        let (engine, tunnel, underlay) = Engine::start_with_underlay(EngineConfig {
+            private_key: key.clone(),
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            mesh_ip: ip,
+        })
+        .await?;
+        let own = key.public_key().to_string();
+        let token = signer.mint(&PeerId::from_public_key(&own), expires);
+        let (sender, mut receiver) = RelayClient::connect(&url, &own, &token)
+            .await
+            .map_err(std::io::Error::other)?;
+        let Underlay {
+            mut relay_out,
+            relay_in,
+            ..
+        } = underlay;
+        // What the daemon's relay task does with a connection: neither
+        // side waits for the other, a full queue drops.
+        tokio::spawn(async move {
+            while let Some((to, payload)) = relay_out.recv().await {
+                let id = PeerId::from_public_key(&to.to_string());
+                if sender.try_send(&id, &payload).is_err() {
+                    return;
+                }
+            }
+        });
+        tokio::spawn(async move {
+            while let Some((_, payload)) = receiver.recv().await {
+                let _ = relay_in.try_send(payload);
+            }
+        });
+        engine.relay(true).await.map_err(std::io::Error::other)?;
+        let stack = meshplane::engine::netstack::Netstack::start(
+            ipnet::Ipv4Net::new(ip, 10).expect("prefix"),
+            tunnel,
+        );
+        sides.push((common::Side { key, ip, engine }, stack));
+    }
+    let (b, stack_b) = sides.pop().expect("two sides");
+    let (a, stack_a) = sides.pop().expect("two sides");
+    // No endpoints: the relay is the only way.
+    a.map(vec![b.as_peer(false)], allow_all()).await;
+    b.map(vec![a.as_peer(false)], allow_all()).await;
+    let mut listener = stack_b.listen(5201)?;
+    let accepted = async move { Ok(listener.accept().await?.0) };
+    timed(
+        accepted,
+        stack_a.connect(SocketAddrV4::new(IP_B, 5201)),
         len,
     )
     .await
@@ -370,8 +453,14 @@ fn main() -> std::io::Result<()> {
         len,
         rt.block_on(plain_loopback(len))?,
     );
+    let relay = report(
+        "relayed tunnel (netstack, relay on loopback)",
+        len,
+        rt.block_on(relayed(len))?,
+    );
     ratio("netstack tunnel", stacks, plain);
     ratio("SOCKS5 application path", socks, plain);
+    ratio("relayed tunnel", relay, plain);
     #[cfg(target_os = "linux")]
     tun_mode(len);
     Ok(())
