@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 
 use common::{allow_all, joined_stacks, IP_A, IP_B};
 use meshplane::engine::forward::Forwarder;
+use meshplane::engine::netstack::Netstack;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 const CHUNK: usize = 256 * 1024;
@@ -118,8 +119,12 @@ where
     Ok(took)
 }
 
-async fn netstack(len: u64) -> std::io::Result<Duration> {
-    let (_a, _b, stack_a, stack_b) = joined_stacks().await;
+/// A transfer from A's smoltcp stack to B's.
+async fn stack_to_stack(
+    stack_a: &Netstack,
+    stack_b: &Netstack,
+    len: u64,
+) -> std::io::Result<Duration> {
     let mut listener = stack_b.listen(5201)?;
     let accepted = async move { Ok(listener.accept().await?.0) };
     timed(
@@ -128,6 +133,11 @@ async fn netstack(len: u64) -> std::io::Result<Duration> {
         len,
     )
     .await
+}
+
+async fn netstack(len: u64) -> std::io::Result<Duration> {
+    let (_a, _b, stack_a, stack_b) = joined_stacks().await;
+    stack_to_stack(&stack_a, &stack_b, len).await
 }
 
 /// A SOCKS5 CONNECT to `to` through the proxy at `proxy`.
@@ -228,10 +238,7 @@ async fn relayed(len: u64) -> std::io::Result<Duration> {
             }
         });
         engine.relay(true).await.map_err(std::io::Error::other)?;
-        let stack = meshplane::engine::netstack::Netstack::start(
-            ipnet::Ipv4Net::new(ip, 10).expect("prefix"),
-            tunnel,
-        );
+        let stack = Netstack::start(ipnet::Ipv4Net::new(ip, 10).expect("prefix"), tunnel);
         sides.push((common::Side { key, ip, engine }, stack));
     }
     let (b, stack_b) = sides.pop().expect("two sides");
@@ -239,14 +246,7 @@ async fn relayed(len: u64) -> std::io::Result<Duration> {
     // No endpoints: the relay is the only way.
     a.map(vec![b.as_peer(false)], allow_all()).await;
     b.map(vec![a.as_peer(false)], allow_all()).await;
-    let mut listener = stack_b.listen(5201)?;
-    let accepted = async move { Ok(listener.accept().await?.0) };
-    timed(
-        accepted,
-        stack_a.connect(SocketAddrV4::new(IP_B, 5201)),
-        len,
-    )
-    .await
+    stack_to_stack(&stack_a, &stack_b, len).await
 }
 
 async fn plain_loopback(len: u64) -> std::io::Result<Duration> {
