@@ -43,8 +43,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 const CHUNK: usize = 256 * 1024;
 /// The relayed transfer's cap: the relay path is two orders of magnitude
-/// slower than the others, and a transfer that outlasts the relay's 25 s
-/// health-check interval stalls (see BENCHMARKS.md).
+/// slower than the others, and a longer transfer stalls in the stacks'
+/// TCP after the losses at the relay's queues (see BENCHMARKS.md).
 const RELAYED_BYTES: u64 = 64 << 20;
 
 /// Prints a transfer's figures; returns its rate in bytes per second.
