@@ -15,8 +15,18 @@
 //!   the tunnel, B's route filter and B's kernel forwarding, against the
 //!   same transfer peer to peer (A to B's mesh IP).
 //!
-//! `cargo bench -p meshplane --bench throughput`; `MESHPLANE_BENCH_BYTES`
-//! sets the transfer size (default 1 GiB).
+//! - Relayed (netstack mode): the same two engines with no UDP path
+//!   between them, joined only through a relay
+//!   (`meshplane_relay::server::serve` on loopback, WebSocket over TCP);
+//!   baseline: kernel TCP over loopback, the relay's own path. At most
+//!   64 MiB; the share of plain TCP compares rates.
+//!
+//! - Ping (TUN mode): the average round trip of 50 ICMP echoes from A to B
+//!   through the tunnel, against the same over the veth, with no load.
+//!
+//! Each tunnelled path's throughput is also given as a share of plain TCP
+//! on the same path. `cargo bench -p meshplane --bench throughput`;
+//! `MESHPLANE_BENCH_BYTES` sets the transfer size (default 1 GiB).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -28,16 +38,34 @@ use std::time::{Duration, Instant};
 
 use common::{allow_all, joined_stacks, IP_A, IP_B};
 use meshplane::engine::forward::Forwarder;
+use meshplane::engine::netstack::Netstack;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 const CHUNK: usize = 256 * 1024;
+/// The relayed transfer's cap: the relay path is two orders of magnitude
+/// slower than the others, and a longer transfer stalls in the stacks'
+/// TCP after the losses at the relay's queues (see BENCHMARKS.md).
+const RELAYED_BYTES: u64 = 64 << 20;
 
-fn report(what: &str, bytes: u64, took: Duration) {
-    let secs = took.as_secs_f64();
+/// Prints a transfer's figures; returns its rate in bytes per second.
+fn report(what: &str, bytes: u64, took: Duration) -> f64 {
+    let rate = bytes as f64 / took.as_secs_f64();
     println!(
-        "{what:<48} {bytes} bytes in {secs:>7.2} s = {:>8.1} MiB/s ({:.2} Gbit/s)",
-        bytes as f64 / secs / (1 << 20) as f64,
-        bytes as f64 * 8.0 / secs / 1e9
+        "{what:<48} {bytes} bytes in {:>7.2} s = {:>8.1} MiB/s ({:.2} Gbit/s)",
+        took.as_secs_f64(),
+        rate / (1 << 20) as f64,
+        rate * 8.0 / 1e9
+    );
+    rate
+}
+
+/// Prints a tunnelled transfer's throughput as a share of plain TCP's on
+/// the same path.
+fn ratio(what: &str, tunnelled: f64, plain: f64) {
+    println!(
+        "{:<48} {:.1} % of plain TCP on the same path",
+        format!("  {what}"),
+        tunnelled / plain * 100.0
     );
 }
 
@@ -91,8 +119,12 @@ where
     Ok(took)
 }
 
-async fn netstack(len: u64) -> std::io::Result<Duration> {
-    let (_a, _b, stack_a, stack_b) = joined_stacks().await;
+/// A transfer from A's smoltcp stack to B's.
+async fn stack_to_stack(
+    stack_a: &Netstack,
+    stack_b: &Netstack,
+    len: u64,
+) -> std::io::Result<Duration> {
     let mut listener = stack_b.listen(5201)?;
     let accepted = async move { Ok(listener.accept().await?.0) };
     timed(
@@ -101,6 +133,11 @@ async fn netstack(len: u64) -> std::io::Result<Duration> {
         len,
     )
     .await
+}
+
+async fn netstack(len: u64) -> std::io::Result<Duration> {
+    let (_a, _b, stack_a, stack_b) = joined_stacks().await;
+    stack_to_stack(&stack_a, &stack_b, len).await
 }
 
 /// A SOCKS5 CONNECT to `to` through the proxy at `proxy`.
@@ -142,6 +179,74 @@ async fn socks_forward(len: u64) -> std::io::Result<Duration> {
         len,
     )
     .await
+}
+
+/// Two engines whose peers have no address to try (so no direct path),
+/// each connected to a relay on loopback; smoltcp both ends.
+async fn relayed(len: u64) -> std::io::Result<Duration> {
+    use meshplane::engine::wg::{Engine, EngineConfig, Underlay};
+    use meshplane::key::PrivateKey;
+    use meshplane_relay::{Limits, PeerId, Relay, RelayClient, TokenSigner};
+
+    let signer = TokenSigner::generate().map_err(std::io::Error::other)?;
+    let relay = Relay::new(signer.verifier(), Limits::default());
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+    let url = format!("rel://{}", listener.local_addr()?);
+    tokio::spawn(meshplane_relay::server::serve(
+        listener,
+        relay,
+        axum::Router::new(),
+        std::future::pending(),
+    ));
+    let expires = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(std::io::Error::other)?
+        .as_secs() as i64
+        + 3600;
+    let mut sides = Vec::new();
+    for ip in [IP_A, IP_B] {
+        let key = PrivateKey::generate();
+        let (engine, tunnel, underlay) = Engine::start_with_underlay(EngineConfig {
+            private_key: key.clone(),
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            mesh_ip: ip,
+        })
+        .await?;
+        let own = key.public_key().to_string();
+        let token = signer.mint(&PeerId::from_public_key(&own), expires);
+        let (sender, mut receiver) = RelayClient::connect(&url, &own, &token)
+            .await
+            .map_err(std::io::Error::other)?;
+        let Underlay {
+            mut relay_out,
+            relay_in,
+            ..
+        } = underlay;
+        // What the daemon's relay task does with a connection: neither
+        // side waits for the other, a full queue drops.
+        tokio::spawn(async move {
+            while let Some((to, payload)) = relay_out.recv().await {
+                let id = PeerId::from_public_key(&to.to_string());
+                if sender.try_send(&id, &payload).is_err() {
+                    return;
+                }
+            }
+        });
+        tokio::spawn(async move {
+            while let Some((_, payload)) = receiver.recv().await {
+                let _ = relay_in.try_send(payload);
+            }
+        });
+        engine.relay(true).await.map_err(std::io::Error::other)?;
+        let stack = Netstack::start(ipnet::Ipv4Net::new(ip, 10).expect("prefix"), tunnel);
+        sides.push((common::Side { key, ip, engine }, stack));
+    }
+    let (b, stack_b) = sides.pop().expect("two sides");
+    let (a, stack_a) = sides.pop().expect("two sides");
+    // No endpoints: the relay is the only way.
+    a.map(vec![b.as_peer(false)], allow_all()).await;
+    b.map(vec![a.as_peer(false)], allow_all()).await;
+    stack_to_stack(&stack_a, &stack_b, len).await
 }
 
 async fn plain_loopback(len: u64) -> std::io::Result<Duration> {
@@ -206,6 +311,15 @@ fn tun_mode(len: u64) {
         },
     );
     common::netns::ip(&["-n", &ns.a, "route", "add", "10.50.0.0/24", "dev", "mp0"]);
+    match (ping_rtt(&ns.a, IP_B), ping_rtt(&ns.a, UNDERLAY_B)) {
+        (Some(tunnel), Some(plain)) => println!(
+            "{:<48} {tunnel:.3} ms, plain veth {plain:.3} ms ({:.1}x)",
+            "ping round trip through the TUN tunnel (avg)",
+            tunnel / plain
+        ),
+        _ => println!("ping round trip skipped: `ping` did not answer"),
+    }
+    let mut took = Vec::new();
     for (what, to) in [
         (
             "TUN tunnel (namespaces over veth)",
@@ -224,13 +338,36 @@ fn tun_mode(len: u64) {
         let server = count_server(at, to);
         let start = Instant::now();
         let got = send_bytes(&ns.a, to, len).expect("transfer");
-        let took = start.elapsed();
+        let elapsed = start.elapsed();
         server.join().expect("server thread");
-        assert_eq!(got, len, "every byte arrived");
-        report(what, len, took);
+        assert_eq!(got, len, "every byte arrived intact");
+        took.push(report(what, len, elapsed));
     }
+    ratio("TUN tunnel", took[0], took[1]);
+    ratio("TUN tunnel forwarded by B to H", took[2], took[1]);
     a.stop();
     b.stop();
+}
+
+/// The average round trip in ms of 50 pings from `ns` to `to`, from
+/// ping's summary line; `None` when ping is missing or nothing answered.
+#[cfg(target_os = "linux")]
+fn ping_rtt(ns: &str, to: Ipv4Addr) -> Option<f64> {
+    let out = common::netns::exec_in(ns, "ping")
+        .args(["-q", "-c", "50", "-i", "0.01", "-W", "1"])
+        .arg(to.to_string())
+        .output()
+        .ok()?;
+    // "rtt min/avg/max/mdev = 0.031/0.045/0.094/0.011 ms"
+    let summary = String::from_utf8_lossy(&out.stdout);
+    let line = summary.lines().find(|l| l.contains("min/avg/max"))?;
+    line.split('=')
+        .nth(1)?
+        .trim()
+        .split('/')
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// H's namespace on a veth behind `b` (10.50.0.1 on b's side, H at
@@ -308,21 +445,30 @@ fn main() -> std::io::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    report(
+    let stacks = report(
         "netstack tunnel (loopback, smoltcp both ends)",
         len,
         rt.block_on(netstack(len))?,
     );
-    report(
+    let socks = report(
         "SOCKS5 -> tunnel -> forwarder -> loopback sink",
         len,
         rt.block_on(socks_forward(len))?,
     );
-    report(
+    let plain = report(
         "plain TCP on loopback (no tunnel)",
         len,
         rt.block_on(plain_loopback(len))?,
     );
+    let relay_len = len.min(RELAYED_BYTES);
+    let relay = report(
+        "relayed tunnel (netstack, relay on loopback)",
+        relay_len,
+        rt.block_on(relayed(relay_len))?,
+    );
+    ratio("netstack tunnel", stacks, plain);
+    ratio("SOCKS5 application path", socks, plain);
+    ratio("relayed tunnel", relay, plain);
     #[cfg(target_os = "linux")]
     tun_mode(len);
     Ok(())

@@ -96,12 +96,14 @@ fn pattern(len: usize) -> Vec<u8> {
 
 #[tokio::test]
 async fn tcp_carries_data_both_ways_and_status_shows_it() {
+    // A few MiB each way, compared byte for byte: the smoke test of the
+    // batched paths (throughput itself is measured by the bench).
     let p = pair().await;
     join(&p.a, allow_all(), &p.b, allow_all()).await;
     let _server = echo_server(&p.stack_b, 7000);
 
     let mut s = p.connect(7000).await;
-    let data = pattern(1 << 20);
+    let data = pattern(4 << 20);
     let echoed = timeout(WAIT * 4, round_trip(&mut s, &data))
         .await
         .expect("echo in time");

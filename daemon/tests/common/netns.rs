@@ -174,8 +174,15 @@ pub fn ns_peer(key: &PrivateKey, mesh_ip: Ipv4Addr, underlay: Ipv4Addr) -> PeerC
     }
 }
 
+/// Byte `i` of every transfer is `i % 251`: a prime period that no chunk
+/// or segment size divides, so lost, repeated or misplaced data shows.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
 /// Listens in `ns` on `at`, accepts one connection, reads to EOF and
-/// answers with the number of bytes read.
+/// answers with the number of bytes read that followed the pattern
+/// [`send_bytes`] writes (it stops reading at the first that does not).
 pub fn count_server(ns: &str, at: SocketAddrV4) -> JoinHandle<()> {
     let (tx, rx) = std::sync::mpsc::channel();
     let h = in_netns(ns, move || {
@@ -183,9 +190,11 @@ pub fn count_server(ns: &str, at: SocketAddrV4) -> JoinHandle<()> {
         tx.send(()).expect("caller waits");
         if let Ok((mut s, _)) = listener.accept() {
             let mut buf = vec![0u8; 256 * 1024];
+            let expected = pattern(buf.len() + 251);
             let mut total: u64 = 0;
             while let Ok(n) = s.read(&mut buf) {
-                if n == 0 {
+                let at = (total % 251) as usize;
+                if n == 0 || buf[..n] != expected[at..at + n] {
                     break;
                 }
                 total += n as u64;
@@ -197,13 +206,14 @@ pub fn count_server(ns: &str, at: SocketAddrV4) -> JoinHandle<()> {
     h
 }
 
-/// Sends `len` bytes from `ns` to `to`; the count the server read, or the
-/// error.
+/// Sends `len` bytes of the pattern from `ns` to `to`; the count of intact
+/// bytes the server read, or the error.
 pub fn send_bytes(ns: &str, to: SocketAddrV4, len: u64) -> std::io::Result<u64> {
     in_netns(ns, move || {
         let mut s = TcpStream::connect_timeout(&to.into(), Duration::from_secs(3))?;
         s.set_read_timeout(Some(Duration::from_secs(30)))?;
-        let chunk = vec![0x5au8; 256 * 1024];
+        // A whole number of periods, so every write continues the pattern.
+        let chunk = pattern(251 * 1024);
         let mut left = len;
         while left > 0 {
             let n = left.min(chunk.len() as u64) as usize;

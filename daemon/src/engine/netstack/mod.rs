@@ -118,6 +118,21 @@ impl State {
         });
     }
 
+    /// Lets smoltcp send more: it emits at most one segment per socket per
+    /// poll, so without this a bulk sender hands the tunnel one packet per
+    /// driver round, and the engine can batch nothing. Stops when a round
+    /// emits nothing or [`BATCH`] packets wait.
+    fn egress_burst(&mut self, now: smoltcp::time::Instant) {
+        while self.device.tx.len() < BATCH {
+            let before = self.device.tx.len();
+            self.iface
+                .poll_egress(now, &mut self.device, &mut self.sockets);
+            if self.device.tx.len() == before {
+                break;
+            }
+        }
+    }
+
     /// Whether a new connection from this stack to `remote` may start.
     fn check_reachable(&self, remote: Ipv4Addr) -> io::Result<()> {
         if self.stopped {
@@ -304,6 +319,7 @@ async fn drive(shared: Arc<Shared>, mut tunnel: Tunnel) {
             let mut st = shared.state();
             let now = shared.now();
             st.poll(now);
+            st.egress_burst(now);
             let outgoing: Vec<Vec<u8>> = st.device.tx.drain(..).collect();
             let State { iface, sockets, .. } = &mut *st;
             let delay = iface

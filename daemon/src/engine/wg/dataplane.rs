@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::MissedTickBehavior;
 
 use super::peers::{Peer, PeerTable};
+use super::udp::{Inbox, Outbox};
 use super::{Command, ConnectionKind, EngineConfig, PeerStatus, Reach, Status};
 use crate::engine::flows::FlowLog;
 use crate::engine::packet;
@@ -38,7 +39,8 @@ const REJECT_AFTER: Duration = Duration::from_secs(180);
 const COOKIE_REPLY_LEN: usize = 64;
 /// Room for the largest datagram plus WireGuard's overhead.
 const BUF: usize = 65_536 + 64;
-/// Packets handled per wake-up before the other sources get a turn.
+/// Packets (or coalesced receives) handled per wake-up before the other
+/// sources get a turn.
 const BATCH: usize = 64;
 /// WireGuard's rekey timeout: how long an initiation waits for its answer.
 const REKEY_TIMEOUT_MS: i64 = 5_000;
@@ -82,6 +84,9 @@ pub(super) struct UnderlayEnds {
 /// Where datagrams leave: the UDP socket or the relay.
 struct Wire {
     socket: Arc<UdpSocket>,
+    /// Datagrams waiting to leave on the socket together; flushed before
+    /// the engine waits for its next event.
+    outbox: Outbox,
     relay: mpsc::Sender<(PublicKey, Vec<u8>)>,
     /// Addresses the host routes into the tunnel: the mesh network and the
     /// prefixes of the routes in use (a default route excepted: an exit
@@ -102,19 +107,20 @@ impl Wire {
 }
 
 impl Wire {
-    /// Sends one WireGuard datagram to `peer` over `path`. The relay's
+    /// Sends one WireGuard datagram to `peer` over `path`. Direct ones are
+    /// queued in the outbox ([`Wire::flush`] sends them). The relay's
     /// queue is bounded: when it is full the datagram is dropped, as a full
     /// socket buffer would.
-    async fn send(&self, peer: &mut Peer, path: Path, datagram: &[u8]) {
+    async fn send(&mut self, peer: &mut Peer, path: Path, datagram: &[u8]) {
         let sent = match path {
             Path::Direct(to) if self.tunnelled(to.ip()) => false,
-            Path::Direct(to) => match self.socket.send_to(datagram, to).await {
-                Ok(_) => true,
-                Err(e) => {
-                    tracing::debug!("udp send to {to}: {e}");
-                    false
+            Path::Direct(to) => {
+                if !self.outbox.fits(to, datagram.len()) {
+                    self.outbox.flush(&self.socket).await;
                 }
-            },
+                self.outbox.push(to, datagram);
+                true
+            }
             Path::Relay => self
                 .relay
                 .try_send((peer.public_key, datagram.to_vec()))
@@ -128,11 +134,16 @@ impl Wire {
     /// Sends a datagram boringtun made on the peer's selected path; with
     /// none selected yet it is dropped, and a handshake initiation is kept
     /// for the probes.
-    async fn send_selected(&self, peer: &mut Peer, datagram: &[u8]) {
+    async fn send_selected(&mut self, peer: &mut Peer, datagram: &[u8]) {
         remember_initiation(peer, datagram);
         if let Some(path) = peer.paths.selected() {
             self.send(peer, path, datagram).await;
         }
+    }
+
+    /// Sends the queued direct datagrams.
+    async fn flush(&mut self) {
+        self.outbox.flush(&self.socket).await;
     }
 }
 
@@ -152,7 +163,7 @@ enum Kind {
 }
 
 enum Event {
-    Datagram(std::io::Result<(usize, SocketAddr)>),
+    Readable(std::io::Result<()>),
     Relayed(Option<Vec<u8>>),
     Outbound(Option<Vec<u8>>),
     Command(Option<Command>),
@@ -178,6 +189,7 @@ impl Dataplane {
         Dataplane {
             wire: Wire {
                 socket,
+                outbox: Outbox::default(),
                 relay,
                 tunnelled: Vec::new(),
             },
@@ -215,7 +227,7 @@ impl Dataplane {
         mut from_host: mpsc::Receiver<Vec<u8>>,
         mut from_relay: mpsc::Receiver<Vec<u8>>,
     ) {
-        let mut recv = vec![0u8; BUF];
+        let mut inbox = Inbox::new(&self.wire.socket);
         let mut out = vec![0u8; BUF];
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -225,24 +237,31 @@ impl Dataplane {
         let socket = Arc::clone(&self.wire.socket);
         loop {
             let event = tokio::select! {
-                r = socket.recv_from(&mut recv) => Event::Datagram(r),
+                r = socket.readable() => Event::Readable(r),
                 p = from_relay.recv(), if relay_open => Event::Relayed(p),
                 p = from_host.recv(), if host_open => Event::Outbound(p),
                 c = commands.recv() => Event::Command(c),
                 _ = tick.tick() => Event::Tick,
             };
             match event {
-                Event::Datagram(Ok((n, from))) => {
-                    self.on_udp(&recv[..n], from, &mut out).await;
-                    // Take the rest of a burst without going back to select.
-                    for _ in 1..BATCH {
-                        match socket.try_recv_from(&mut recv) {
-                            Ok((n, from)) => self.on_udp(&recv[..n], from, &mut out).await,
-                            Err(_) => break,
+                Event::Readable(Ok(())) => {
+                    // Take a burst without going back to select.
+                    for _ in 0..BATCH {
+                        match inbox.try_recv(&socket) {
+                            Ok((from, datagrams)) => {
+                                for datagram in datagrams {
+                                    self.on_udp(datagram, from, &mut out).await;
+                                }
+                            }
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                            Err(e) => {
+                                tracing::debug!("udp receive: {e}");
+                                break;
+                            }
                         }
                     }
                 }
-                Event::Datagram(Err(e)) => tracing::debug!("udp receive: {e}"),
+                Event::Readable(Err(e)) => tracing::debug!("udp receive: {e}"),
                 Event::Relayed(Some(p)) => {
                     self.on_datagram(&p, Path::Relay, &mut out).await;
                     for _ in 1..BATCH {
@@ -277,6 +296,7 @@ impl Dataplane {
                     }
                 }
             }
+            self.wire.flush().await;
         }
     }
 

@@ -25,6 +25,11 @@
 //! path it selects. Relayed datagrams go through the same tunnel, checks
 //! and firewall as direct ones.
 //!
+//! Datagrams cross the socket in batches (module `udp`): consecutive ones to one
+//! address leave in one system call (UDP segmentation offload) and a run
+//! from one sender arrives in one (receive offload); each is still
+//! decrypted, checked, filtered and counted on its own.
+//!
 //! The UDP socket also carries this peer's STUN binding requests (so the
 //! server sees the NAT mapping WireGuard uses); STUN messages that arrive
 //! on it are handed to discovery through [`Underlay::stun`].
@@ -33,6 +38,7 @@
 
 mod dataplane;
 mod peers;
+mod udp;
 
 use std::collections::BTreeMap;
 use std::io;
