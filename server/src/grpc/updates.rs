@@ -33,10 +33,9 @@ use tokio::time::Instant;
 use tonic::Status;
 
 use super::internal;
-use crate::domain::account_view::snapshot;
+use crate::domain::account_view::{mapped, ViewError};
 use crate::expose::Expose;
 use crate::ids;
-use crate::records::AccountRecord;
 use crate::store::Store;
 
 /// A map a peer was sent, by the serial and digest of the response.
@@ -393,22 +392,15 @@ async fn computing(
     Some(fanout)
 }
 
-/// The stored account with the access its expose sessions grant; `None`
-/// when it no longer exists.
-async fn load(hubs: &Hubs, account_id: &str) -> Result<Option<Account>, Status> {
+/// The account as the maps see it (with the access its expose sessions
+/// grant); `None` when it no longer exists.
+async fn load(hubs: &Hubs, account_id: &str) -> Result<Option<Arc<Account>>, Status> {
     let mut tx = hubs.store.read().await.map_err(internal)?;
-    let record = tx
-        .get::<AccountRecord>(account_id, account_id)
-        .await
-        .map_err(internal)?;
-    if record.is_none() {
-        return Ok(None);
+    match mapped(&hubs.store, &hubs.expose, &mut tx, account_id).await {
+        Ok(account) => Ok(Some(account)),
+        Err(ViewError::Missing(_)) => Ok(None),
+        Err(ViewError::Store(e)) => Err(internal(e)),
     }
-    let account = snapshot(&hubs.store, &mut tx, account_id)
-        .await
-        .map_err(internal)?;
-    drop(tx);
-    Ok(Some(hubs.expose.granted(&account).await))
 }
 
 /// The tokio instant of a machine deadline on the wall clock.

@@ -197,7 +197,7 @@ impl Fanout {
     /// every member is closed). Recomputes every map when anything the maps
     /// read changed, and the maps of members without one in any case.
     /// CPU-bound.
-    pub fn handle_account(&mut self, account: Option<Account>, now: Timestamp) {
+    pub fn handle_account(&mut self, account: Option<Arc<Account>>, now: Timestamp) {
         self.loading = false;
         let Some(account) = account else {
             self.account = None;
@@ -217,7 +217,7 @@ impl Fanout {
         if !same {
             self.all = true;
         }
-        self.account = Some(Arc::new(account));
+        self.account = Some(account);
         self.compute(now);
     }
 
@@ -460,7 +460,7 @@ mod tests {
         while fanout.poll_timeout().is_some_and(|at| at <= now) {
             fanout.handle_timeout(now);
             if fanout.poll_load() {
-                fanout.handle_account(Some(account.clone()), now);
+                fanout.handle_account(Some(Arc::new(account.clone())), now);
             }
         }
         std::iter::from_fn(|| fanout.poll_send()).collect()
@@ -488,7 +488,7 @@ mod tests {
         fanout.handle_timeout(T0);
         assert!(fanout.poll_load());
         assert!(!fanout.poll_load(), "one load per step");
-        fanout.handle_account(Some(account.clone()), T0);
+        fanout.handle_account(Some(Arc::new(account.clone())), T0);
         let sent: Vec<_> = std::iter::from_fn(|| fanout.poll_send()).collect();
         assert_eq!(sent.len(), 1);
         assert_eq!(*map_of(&sent[0].1), expected(&account, "peer-0", T0));
@@ -584,7 +584,7 @@ mod tests {
         assert!(fanout.poll_load());
         fanout.handle_change(T0);
         assert_eq!(fanout.poll_timeout(), None, "waits for the load");
-        fanout.handle_account(Some(account.clone()), T0);
+        fanout.handle_account(Some(Arc::new(account.clone())), T0);
         assert_eq!(fanout.poll_timeout(), Some(T0 + COALESCE));
         account.policies[0].rules[0].action = Action::Drop;
         let sent = settle(&mut fanout, &account, T0 + COALESCE);

@@ -237,7 +237,8 @@ impl<'a> Sim<'a> {
             self.now = self.now.max(next);
             if load == Some(next) {
                 let (_, account) = self.load.take().expect("a load in flight");
-                self.fanout.handle_account(Some(account), self.now);
+                self.fanout
+                    .handle_account(Some(Arc::new(account)), self.now);
                 self.report.computed += self.fanout.computed() as u64;
             } else {
                 self.fanout.handle_timeout(self.now);
