@@ -24,7 +24,8 @@ use crate::dns_label;
 use crate::error::{ErrorCode, Kind};
 use crate::ipam::{self, IpamError};
 use crate::model::{
-    Account, GroupId, Peer, PeerId, PeerMeta, SetupKey, SetupKeyState, SetupKeyType, UserStatus,
+    Account, AccountSettings, GroupId, Peer, PeerId, PeerMeta, SetupKey, SetupKeyState,
+    SetupKeyType, User, UserStatus,
 };
 use crate::time::{Duration, Timestamp};
 use crate::validate::{self, Cidr, ValidationError};
@@ -262,20 +263,33 @@ pub fn check_login<'a>(
         .iter()
         .find(|p| p.key == wg_key)
         .ok_or(RegistrationError::NotRegistered)?;
-    if let Some(user_id) = &peer.user_id {
-        let blocked = account
-            .users
-            .iter()
-            .find(|u| &u.id == user_id)
-            .is_none_or(|u| u.is_blocked || u.status == UserStatus::Blocked);
-        if blocked {
-            return Err(RegistrationError::UserBlocked);
-        }
+    let owner = peer
+        .user_id
+        .as_ref()
+        .and_then(|id| account.users.iter().find(|u| &u.id == id));
+    check_peer_login(peer, owner, &account.settings, now)?;
+    Ok(peer)
+}
+
+/// [`check_login`] for a peer already found, with the user that added it
+/// (`None` when it names a user the account no longer has) and its
+/// account's settings: what a server that looks the peer up by its key
+/// needs, without the rest of the account.
+pub fn check_peer_login(
+    peer: &Peer,
+    owner: Option<&User>,
+    settings: &AccountSettings,
+    now: Timestamp,
+) -> Result<(), RegistrationError> {
+    if peer.user_id.is_some()
+        && owner.is_none_or(|u| u.is_blocked || u.status == UserStatus::Blocked)
+    {
+        return Err(RegistrationError::UserBlocked);
     }
-    if peer.login_expired(&account.settings, now) {
+    if peer.login_expired(settings, now) {
         return Err(RegistrationError::LoginExpired);
     }
-    Ok(peer)
+    Ok(())
 }
 
 /// How long an ephemeral peer may stay offline before the server deletes

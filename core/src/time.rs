@@ -64,20 +64,38 @@ impl Serialize for Timestamp {
     }
 }
 
+/// Accepts milliseconds since the epoch or RFC 3339 text. A visitor rather
+/// than an untagged enum: the server decodes every stored peer's timestamps
+/// on each account load, and an untagged enum buffers each value and builds
+/// an error message for every variant that does not match.
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Millis(i64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Millis(ms) => Ok(Timestamp(ms)),
-            Raw::Text(s) => Timestamp::parse_rfc3339(&s).ok_or_else(|| {
-                serde::de::Error::custom(format!("invalid timestamp {s:?}: expected RFC 3339"))
-            }),
-        }
+        d.deserialize_any(TimestampVisitor)
+    }
+}
+
+struct TimestampVisitor;
+
+impl serde::de::Visitor<'_> for TimestampVisitor {
+    type Value = Timestamp;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a timestamp: milliseconds since the epoch or RFC 3339 text")
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, ms: i64) -> Result<Timestamp, E> {
+        Ok(Timestamp(ms))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, ms: u64) -> Result<Timestamp, E> {
+        i64::try_from(ms)
+            .map(Timestamp)
+            .map_err(|_| E::custom(format!("timestamp {ms} is out of range")))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Timestamp, E> {
+        Timestamp::parse_rfc3339(s)
+            .ok_or_else(|| E::custom(format!("invalid timestamp {s:?}: expected RFC 3339")))
     }
 }
 

@@ -209,7 +209,33 @@ fn diff_dns(old: &Dns, new: &Dns) -> DnsDelta {
 /// same order as far as a greedy walk finds it; everything else is removed
 /// or added. The core's lists are sorted, so kept entries keep their order
 /// and the walk keeps every entry both lists hold.
+///
+/// Entries both lists share at their start and end are kept without
+/// hashing them: most changes leave most of a list as it was (a policy
+/// change leaves every peer entry alone), and comparing in place is far
+/// cheaper than hashing every entry of both lists for every peer.
 fn diff_list<T: Clone + Eq + Hash>(old: &[T], new: &[T]) -> ListDelta<T> {
+    let head = old.iter().zip(new).take_while(|(o, n)| o == n).count();
+    let tail = old[head..]
+        .iter()
+        .rev()
+        .zip(new[head..].iter().rev())
+        .take_while(|(o, n)| o == n)
+        .count();
+    let middle = diff_middle(&old[head..old.len() - tail], &new[head..new.len() - tail]);
+    let shift = |at: u32| position(head).saturating_add(at);
+    ListDelta {
+        removed: middle.removed.into_iter().map(shift).collect(),
+        added: middle
+            .added
+            .into_iter()
+            .map(|(at, entry)| (shift(at), entry))
+            .collect(),
+    }
+}
+
+/// [`diff_list`] for the parts of the lists that differ at both ends.
+fn diff_middle<T: Clone + Eq + Hash>(old: &[T], new: &[T]) -> ListDelta<T> {
     let mut wanted: HashMap<&T, usize> = HashMap::with_capacity(new.len());
     for entry in new {
         *wanted.entry(entry).or_default() += 1;
@@ -395,6 +421,22 @@ mod tests {
         check(&[1, 2, 3], &[3, 2, 1]);
         check(&[1, 1, 2], &[2, 1, 1, 1]);
         check(&[1, 2, 4, 5], &[0, 1, 3, 4, 6]);
+        check(&[1, 2, 3, 9, 9], &[1, 2, 9, 9]);
+        check(&[7, 1, 2, 7], &[7, 2, 1, 7]);
+        check(&[5, 5, 5], &[5, 5]);
+        check(&[5, 5], &[5, 5, 5]);
+    }
+
+    #[test]
+    fn a_change_inside_a_long_list_names_only_what_changed() {
+        let old: Vec<u32> = (0..1000).collect();
+        let mut new = old.clone();
+        new[500] = 5000;
+        new.insert(700, 7000);
+        let delta = diff_list(&old, &new);
+        assert_eq!(delta.removed, vec![500]);
+        assert_eq!(delta.added, vec![(500, 5000), (700, 7000)]);
+        check(&old, &new);
     }
 
     #[test]

@@ -11,10 +11,10 @@ use std::net::IpAddr;
 
 use meshplane_core::index::AccountIndex;
 use meshplane_core::keys::hash_secret;
-use meshplane_core::model::{Account, Activity, AuditEvent, Group, Peer, PeerId, SetupKey};
+use meshplane_core::model::{Account, Activity, AuditEvent, Group, Peer, PeerId, SetupKey, User};
 use meshplane_core::posture;
 use meshplane_core::registration::{
-    check_login, register_with_setup_key, RegistrationError, RegistrationRequest,
+    check_login, check_peer_login, register_with_setup_key, RegistrationError, RegistrationRequest,
 };
 use meshplane_core::validate::Cidr;
 use meshplane_core::Timestamp;
@@ -56,20 +56,35 @@ pub async fn account_of(tx: &mut Tx, key: &str) -> Result<Option<Account>, Statu
     }
 }
 
-/// The registered peer holding `key` and its account, if it may log in (or
-/// sync, or report) at `now`; NOT_FOUND or PERMISSION_DENIED otherwise.
+/// The registered peer holding `key` and its account's record, if it may
+/// log in (or sync, or report) at `now`; NOT_FOUND or PERMISSION_DENIED
+/// otherwise. Reads the peer, its account's record and the user that added
+/// it, not the whole account: every stream a peer opens starts here.
 pub async fn checked_peer(
     tx: &mut Tx,
     key: &str,
     now: Timestamp,
-) -> Result<(Account, Peer), Status> {
-    let account = account_of(tx, key)
-        .await?
-        .ok_or_else(|| from_core(&RegistrationError::NotRegistered))?;
-    let peer = check_login(&account, key, now)
-        .map_err(|e| from_core(&e))?
-        .clone();
-    Ok((account, peer))
+) -> Result<(AccountRecord, Peer), Status> {
+    let not_registered = || from_core(&RegistrationError::NotRegistered);
+    let (account_id, peer) = tx
+        .find_secret::<Peer>(&key_entry(key))
+        .await
+        .map_err(internal)?
+        .ok_or_else(not_registered)?;
+    let record = tx
+        .get::<AccountRecord>(&account_id, &account_id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(not_registered)?;
+    let owner = match &peer.user_id {
+        Some(user) => tx
+            .get::<User>(&account_id, user.as_str())
+            .await
+            .map_err(internal)?,
+        None => None,
+    };
+    check_peer_login(&peer, owner.as_ref(), &record.settings, now).map_err(|e| from_core(&e))?;
+    Ok((record, peer))
 }
 
 /// Records that the peer is online now, with what it reports (if it did).

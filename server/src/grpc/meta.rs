@@ -180,9 +180,9 @@ pub async fn sync_meta(
     }
     shared.meta_limiter.admit(key, Instant::now())?;
     let mut tx = shared.store.write().await.map_err(internal)?;
-    let (account, mut peer) = checked_peer(&mut tx, key, ids::now()).await?;
+    let (record, mut peer) = checked_peer(&mut tx, key, ids::now()).await?;
     if store(&mut peer, reported) {
-        tx.put(account.id.as_str(), &peer).await.map_err(internal)?;
+        tx.put(&record.id, &peer).await.map_err(internal)?;
         tx.commit().await.map_err(internal)?;
     }
     Ok(SyncMetaResponse {})

@@ -133,9 +133,9 @@ where
     let reported = meta.map(meta::checked).transpose()?;
     let now = ids::now();
     let mut tx = shared.store.write().await.map_err(internal)?;
-    let (account, mut peer) = checked_peer(&mut tx, key, now).await?;
+    let (record, mut peer) = checked_peer(&mut tx, key, now).await?;
     mark_seen(&mut peer, reported, now);
-    let account_id = account.id.to_string();
+    let account_id = record.id;
     tx.put(&account_id, &peer).await.map_err(internal)?;
     tx.commit().await.map_err(internal)?;
     let slot = shared.syncs.open(key);

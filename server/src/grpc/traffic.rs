@@ -12,7 +12,7 @@
 
 use std::net::Ipv4Addr;
 
-use meshplane_core::model::{Account, Peer};
+use meshplane_core::model::{Group, Peer};
 use meshplane_core::Timestamp;
 use meshplane_proto::v1::{FlowDirection, FlowEvent, FlowEventType, ReportTrafficRequest};
 use tonic::Status;
@@ -22,7 +22,8 @@ use super::login::checked_peer;
 use super::service::Shared;
 use crate::domain::traffic_events::Reported;
 use crate::ids;
-use crate::store::TrafficRow;
+use crate::records::AccountRecord;
+use crate::store::{TrafficRow, Tx};
 
 /// Most events one report may carry.
 pub const MAX_EVENTS: usize = 1000;
@@ -41,7 +42,7 @@ pub async fn report(
     let received = ids::now();
     let mut tx = shared.store.write().await.map_err(internal)?;
     let (account, peer) = checked_peer(&mut tx, key, received).await?;
-    logging_enabled(&account, &peer)?;
+    logging_enabled(&mut tx, &account, &peer).await?;
     let counted = account
         .settings
         .extra
@@ -69,7 +70,7 @@ pub async fn report(
         );
     }
     let stored = tx
-        .append_traffic(account.id.as_str(), &rows)
+        .append_traffic(&account.id, &rows)
         .await
         .map_err(internal)?;
     tx.commit().await.map_err(internal)?;
@@ -77,7 +78,7 @@ pub async fn report(
 }
 
 /// FAILED_PRECONDITION unless the account logs this peer's traffic.
-fn logging_enabled(account: &Account, peer: &Peer) -> Result<(), Status> {
+async fn logging_enabled(tx: &mut Tx, account: &AccountRecord, peer: &Peer) -> Result<(), Status> {
     let extra = &account.settings.extra;
     if !extra.network_traffic_logs_enabled {
         return Err(Status::failed_precondition(
@@ -85,12 +86,18 @@ fn logging_enabled(account: &Account, peer: &Peer) -> Result<(), Status> {
         ));
     }
     let groups = &extra.network_traffic_logs_groups;
-    let member = account
-        .groups
-        .iter()
-        .filter(|g| groups.contains(&g.id))
-        .any(|g| g.peers.contains(&peer.id));
-    if !groups.is_empty() && !member {
+    if groups.is_empty() {
+        return Ok(());
+    }
+    let mut member = false;
+    for id in groups {
+        let group = tx
+            .get::<Group>(&account.id, id.as_str())
+            .await
+            .map_err(internal)?;
+        member |= group.is_some_and(|g| g.peers.contains(&peer.id));
+    }
+    if !member {
         return Err(Status::failed_precondition(
             "network traffic logging is not enabled for this peer's groups",
         ));

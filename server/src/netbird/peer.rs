@@ -60,8 +60,8 @@ pub fn peer_config(answer: &v1::LoginResponse) -> nb::PeerConfig {
 pub async fn log_out(shared: &Shared, key: &str) -> Result<(), Status> {
     let now = ids::now();
     let mut tx = shared.store.write().await.map_err(internal)?;
-    let (account, peer) = grpc::checked_peer(&mut tx, key, now).await?;
-    let account_id = account.id.as_str();
+    let (record, peer) = grpc::checked_peer(&mut tx, key, now).await?;
+    let account_id = record.id.as_str();
     delete_peer(&mut tx, account_id, &peer)
         .await
         .map_err(|e| Status::failed_precondition(e.to_string()))?;
