@@ -11,6 +11,7 @@
 //! - An unchanged map gives an empty delta.
 
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use ipnet::Ipv4Net;
 use meshplane_core::generate::bench_account;
@@ -153,8 +154,8 @@ fn peer_map() -> impl Strategy<Value = PeerMap> {
                         fqdn: "me.mesh".to_string(),
                         ssh_enabled: ssh,
                     },
-                    peers,
-                    offline_peers: offline,
+                    peers: peers.into_iter().map(Arc::new).collect(),
+                    offline_peers: offline.into_iter().map(Arc::new).collect(),
                     firewall_rules: rules,
                     routes,
                     route_firewall_rules: route_rules,
@@ -164,7 +165,7 @@ fn peer_map() -> impl Strategy<Value = PeerMap> {
                             .into_iter()
                             .map(|(d, records)| CustomZone {
                                 domain: format!("zone{d}"),
-                                records,
+                                records: records.into_iter().map(Arc::new).collect(),
                             })
                             .collect(),
                         nameserver_groups: groups,

@@ -6,6 +6,8 @@
 //! message; a list's positions and entries travel as two parallel lists,
 //! which must have the same length.
 
+use std::sync::Arc;
+
 use meshplane_core::netmap::delta::{DnsDelta, ListDelta, MapDelta, MapDigest, ZonesDelta};
 use meshplane_core::netmap::owned;
 
@@ -82,7 +84,7 @@ list_delta!(
     peers,
     from_peers,
     RemotePeerListDelta,
-    owned::RemotePeer,
+    Arc<owned::RemotePeer>,
     remote_peer,
     from_remote_peer
 );
@@ -114,7 +116,7 @@ list_delta!(
     records,
     from_records,
     RecordListDelta,
-    owned::Record,
+    Arc<owned::Record>,
     record,
     |_, r| Ok::<_, MapError>(from_record(r))
 );

@@ -12,6 +12,7 @@
 //! this side does not know (or left unspecified), a port above 65535.
 
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use ipnet::Ipv4Net;
 use meshplane_core::model::{
@@ -226,7 +227,9 @@ fn from_protocol(field: &'static str, value: i32) -> Result<Protocol, MapError> 
     }
 }
 
-pub(crate) fn remote_peer(p: owned::RemotePeer) -> v1::RemotePeer {
+/// Takes the entry's text without copying it when no other map shares it.
+pub(crate) fn remote_peer(p: Arc<owned::RemotePeer>) -> v1::RemotePeer {
+    let p = Arc::unwrap_or_clone(p);
     v1::RemotePeer {
         id: p.id.0,
         name: p.name,
@@ -241,15 +244,15 @@ pub(crate) fn remote_peer(p: owned::RemotePeer) -> v1::RemotePeer {
 pub(crate) fn from_remote_peer(
     field: &'static str,
     p: v1::RemotePeer,
-) -> Result<owned::RemotePeer, MapError> {
-    Ok(owned::RemotePeer {
+) -> Result<Arc<owned::RemotePeer>, MapError> {
+    Ok(Arc::new(owned::RemotePeer {
         id: PeerId(p.id),
         name: p.name,
         key: p.key,
         ip: from_address(field, &p.ip)?,
         fqdn: p.fqdn,
         ssh_enabled: p.ssh_enabled,
-    })
+    }))
 }
 
 pub(crate) fn firewall_rule(r: owned::FirewallRule) -> v1::FirewallRule {
@@ -362,7 +365,8 @@ pub(crate) fn from_custom_zone(z: v1::CustomZone) -> owned::CustomZone {
     }
 }
 
-pub(crate) fn record(r: owned::Record) -> v1::SimpleRecord {
+pub(crate) fn record(r: Arc<owned::Record>) -> v1::SimpleRecord {
+    let r = Arc::unwrap_or_clone(r);
     v1::SimpleRecord {
         name: r.name,
         r#type: r.kind,
@@ -372,14 +376,14 @@ pub(crate) fn record(r: owned::Record) -> v1::SimpleRecord {
     }
 }
 
-pub(crate) fn from_record(r: v1::SimpleRecord) -> owned::Record {
-    owned::Record {
+pub(crate) fn from_record(r: v1::SimpleRecord) -> Arc<owned::Record> {
+    Arc::new(owned::Record {
         name: r.name,
         kind: r.r#type,
         class: r.class,
         ttl: r.ttl,
         rdata: r.rdata,
-    }
+    })
 }
 
 pub(crate) fn nameserver_group(g: owned::NameserverGroup) -> v1::NameserverGroup {

@@ -80,7 +80,7 @@ pub fn network_map(map: &PeerMap, own_key: &str, serial: u64) -> nb::NetworkMap 
     nb::NetworkMap {
         serial,
         peer_config: Some(peer_config(&map.peer_config)),
-        remote_peers: map.peers.iter().map(remote_peer).collect(),
+        remote_peers: map.peers.iter().map(|p| remote_peer(p)).collect(),
         remote_peers_is_empty: map.peers.is_empty(),
         routes: map
             .routes
@@ -88,7 +88,7 @@ pub fn network_map(map: &PeerMap, own_key: &str, serial: u64) -> nb::NetworkMap 
             .filter_map(|r| route(r, keys.get(&r.peer_ip).copied()?))
             .collect(),
         dns_config: Some(dns(&map.dns, &map.network.dns_domain)),
-        offline_peers: map.offline_peers.iter().map(remote_peer).collect(),
+        offline_peers: map.offline_peers.iter().map(|p| remote_peer(p)).collect(),
         firewall_rules: map.firewall_rules.iter().map(firewall_rule).collect(),
         firewall_rules_is_empty: map.firewall_rules.is_empty(),
         routes_firewall_rules: map
@@ -317,8 +317,8 @@ mod tests {
                 fqdn: "a.mesh.example".into(),
                 ssh_enabled: false,
             },
-            peers: vec![remote("b", [100, 64, 0, 2], "key-b")],
-            offline_peers: vec![remote("c", [100, 64, 0, 3], "key-c")],
+            peers: vec![remote("b", [100, 64, 0, 2], "key-b").into()],
+            offline_peers: vec![remote("c", [100, 64, 0, 3], "key-c").into()],
             firewall_rules: vec![
                 FirewallRule {
                     policy_id: PolicyId::new("pol"),
@@ -399,7 +399,8 @@ mod tests {
                         class: "IN".into(),
                         ttl: 300,
                         rdata: "100.64.0.2".into(),
-                    }],
+                    }
+                    .into()],
                 }],
                 nameserver_groups: vec![NameserverGroup {
                     id: NameserverGroupId::new("ns"),

@@ -4,6 +4,7 @@
 //! at fault.
 
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use ipnet::Ipv4Net;
 use meshplane_core::generate::{bench_account, with_posture_on_default};
@@ -221,8 +222,11 @@ fn dns() -> impl Strategy<Value = Dns> {
             rdata,
         },
     );
-    let zone = (text(), prop::collection::vec(record, 0..4))
-        .prop_map(|(domain, records)| CustomZone { domain, records });
+    let zone =
+        (text(), prop::collection::vec(record, 0..4)).prop_map(|(domain, records)| CustomZone {
+            domain,
+            records: records.into_iter().map(Arc::new).collect(),
+        });
     let nameserver = (text(), text(), any::<u16>()).prop_map(|(ip, ns_type, port)| Nameserver {
         ip,
         ns_type,
@@ -291,8 +295,8 @@ fn peer_map() -> impl Strategy<Value = PeerMap> {
                     fqdn,
                     ssh_enabled,
                 },
-                peers,
-                offline_peers,
+                peers: peers.into_iter().map(Arc::new).collect(),
+                offline_peers: offline_peers.into_iter().map(Arc::new).collect(),
                 firewall_rules,
                 routes,
                 route_firewall_rules,

@@ -26,6 +26,7 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::io;
+use std::sync::Arc;
 
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
@@ -70,8 +71,8 @@ pub struct MapDelta {
     pub network: Option<Network>,
     /// The peer's new own config, when it changed.
     pub peer_config: Option<OwnConfig>,
-    pub peers: ListDelta<RemotePeer>,
-    pub offline_peers: ListDelta<RemotePeer>,
+    pub peers: ListDelta<Arc<RemotePeer>>,
+    pub offline_peers: ListDelta<Arc<RemotePeer>>,
     pub firewall_rules: ListDelta<FirewallRule>,
     pub routes: ListDelta<Route>,
     pub route_firewall_rules: ListDelta<RouteFirewallRule>,
@@ -93,7 +94,7 @@ pub struct DnsDelta {
 pub enum ZonesDelta {
     /// The same zones (domains, in order) as before; each one's records
     /// changed as its list delta says, one per zone.
-    Records(Vec<ListDelta<Record>>),
+    Records(Vec<ListDelta<Arc<Record>>>),
     /// Other zones than before: all of them, whole.
     Replaced(Vec<CustomZone>),
 }

@@ -345,7 +345,11 @@ impl<'a> NetworkMap<'a> {
 
     /// The peer at `rank` as maps list it.
     fn view(&self, rank: u32) -> PeerView<'a> {
-        let index = self.index;
+        Self::view_of(self.index, rank)
+    }
+
+    /// The peer at `rank` of `index` as maps list it.
+    fn view_of(index: &'a AccountIndex<'a>, rank: u32) -> PeerView<'a> {
         let p = index.peer(rank);
         PeerView {
             id: &p.id,

@@ -14,13 +14,16 @@
 //! JSON form is the same for any account the bindings accept, even one
 //! whose text would not parse.
 
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use ipnet::Ipv4Net;
 use serde::Serialize;
 
 use super::firewall::Direction;
 use super::NetworkMap;
+use crate::index::AccountIndex;
 use crate::model::{
     AccountId, Action, Nameserver, NameserverGroupId, PeerId, PolicyId, PortRange, Protocol, RuleId,
 };
@@ -33,9 +36,9 @@ pub struct PeerMap {
     pub network: Network,
     pub peer_config: OwnConfig,
     /// Remote peers this peer may reach or be reached by, in IP order.
-    pub peers: Vec<RemotePeer>,
+    pub peers: Vec<Arc<RemotePeer>>,
     /// Peers it would see whose login has expired, in IP order.
-    pub offline_peers: Vec<RemotePeer>,
+    pub offline_peers: Vec<Arc<RemotePeer>>,
     pub firewall_rules: Vec<FirewallRule>,
     pub routes: Vec<Route>,
     /// Rules for the routes and resources this peer serves.
@@ -139,7 +142,7 @@ pub struct Dns {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct CustomZone {
     pub domain: String,
-    pub records: Vec<Record>,
+    pub records: Vec<Arc<Record>>,
 }
 
 /// A resource record in its text form.
@@ -170,110 +173,279 @@ pub struct NameserverGroup {
 impl PeerMap {
     /// The remote peer with WireGuard key `key`.
     pub fn peer_by_key(&self, key: &str) -> Option<&RemotePeer> {
-        self.peers.iter().find(|p| p.key == key)
+        self.peers.iter().find(|p| p.key == key).map(|p| &**p)
+    }
+
+    /// The map of `map`'s peer, taking its remote-peer entries and records
+    /// from `entries` (see [`SharedEntries`]).
+    ///
+    /// # Panics
+    /// If `entries` serves another index than the one `map` was computed
+    /// from.
+    pub fn with_shared(map: &NetworkMap<'_>, entries: &mut Entries<'_, '_>) -> PeerMap {
+        assert!(
+            std::ptr::eq(map.index, entries.index),
+            "entries of another index"
+        );
+        let entries = std::cell::RefCell::new(entries);
+        build(
+            map,
+            &mut |rank| entries.borrow_mut().peer(rank),
+            &mut |rank| entries.borrow_mut().record(rank),
+        )
+    }
+}
+
+/// Remote-peer entries and records that the maps of one account's peers
+/// share: every map listing peer X holds the same entry for it, so a
+/// server that keeps the map of each of N peers keeps each entry once, not
+/// up to N times, and builds it once per computation instead of once per
+/// map. An entry is kept across computations while it stays the same, so
+/// the map a stream was sent and its next one share their unchanged
+/// entries (which then compare equal by address alone).
+#[derive(Debug, Default)]
+pub struct SharedEntries {
+    peers: HashMap<PeerId, Arc<RemotePeer>>,
+    records: HashMap<PeerId, Arc<Record>>,
+}
+
+impl SharedEntries {
+    /// Serves the maps of one computation from `index`; forgets the
+    /// entries of peers its account no longer has.
+    pub fn entries<'s, 'a>(&'s mut self, index: &'a AccountIndex<'a>) -> Entries<'s, 'a> {
+        self.peers.retain(|id, _| index.rank(id.as_str()).is_some());
+        self.records
+            .retain(|id, _| index.rank(id.as_str()).is_some());
+        let count = index.account.peers.len();
+        Entries {
+            shared: self,
+            index,
+            peers: vec![None; count],
+            records: vec![None; count],
+        }
+    }
+}
+
+/// The entries of one computation, by rank; see [`SharedEntries::entries`].
+#[derive(Debug)]
+pub struct Entries<'s, 'a> {
+    shared: &'s mut SharedEntries,
+    index: &'a AccountIndex<'a>,
+    peers: Vec<Option<Arc<RemotePeer>>>,
+    records: Vec<Option<Arc<Record>>>,
+}
+
+impl Entries<'_, '_> {
+    fn peer(&mut self, rank: u32) -> Arc<RemotePeer> {
+        let index = self.index;
+        let kept = &mut self.shared.peers;
+        self.peers[rank as usize]
+            .get_or_insert_with(|| {
+                let fresh = remote_peer(index, rank);
+                match kept.get(&fresh.id) {
+                    Some(entry) if **entry == fresh => entry.clone(),
+                    _ => {
+                        let entry = Arc::new(fresh);
+                        kept.insert(entry.id.clone(), entry.clone());
+                        entry
+                    }
+                }
+            })
+            .clone()
+    }
+
+    fn record(&mut self, rank: u32) -> Arc<Record> {
+        let index = self.index;
+        let kept = &mut self.shared.records;
+        self.records[rank as usize]
+            .get_or_insert_with(|| {
+                let fresh = record(index, rank);
+                let id = &index.peer(rank).id;
+                match kept.get(id) {
+                    Some(entry) if **entry == fresh => entry.clone(),
+                    _ => {
+                        let entry = Arc::new(fresh);
+                        kept.insert(id.clone(), entry.clone());
+                        entry
+                    }
+                }
+            })
+            .clone()
+    }
+}
+
+fn remote_peer(index: &AccountIndex<'_>, rank: u32) -> RemotePeer {
+    let p = NetworkMap::view_of(index, rank);
+    RemotePeer {
+        id: p.id.clone(),
+        name: p.name.to_string(),
+        key: p.key.to_string(),
+        ip: p.ip,
+        fqdn: p.fqdn.to_string(),
+        ssh_enabled: p.ssh_enabled,
+    }
+}
+
+fn record(index: &AccountIndex<'_>, rank: u32) -> Record {
+    let r = super::dns::Record::of(index, rank);
+    Record {
+        name: r.name.to_string(),
+        kind: r.kind.to_string(),
+        class: r.class.to_string(),
+        ttl: r.ttl,
+        rdata: r.rdata.to_string(),
     }
 }
 
 impl From<&NetworkMap<'_>> for PeerMap {
     fn from(map: &NetworkMap<'_>) -> Self {
         let index = map.index;
-        let account = index.account;
-        let settings = &account.settings;
-        let remote = |p: super::PeerView<'_>| RemotePeer {
-            id: p.id.clone(),
-            name: p.name.to_string(),
-            key: p.key.to_string(),
-            ip: p.ip,
-            fqdn: p.fqdn.to_string(),
-            ssh_enabled: p.ssh_enabled,
-        };
-        let records: Vec<Record> = map
-            .records()
-            .map(|r| Record {
-                name: r.name.to_string(),
-                kind: r.kind.to_string(),
-                class: r.class.to_string(),
-                ttl: r.ttl,
-                rdata: r.rdata.to_string(),
+        build(
+            map,
+            &mut |rank| Arc::new(remote_peer(index, rank)),
+            &mut |rank| Arc::new(record(index, rank)),
+        )
+    }
+}
+
+/// The owned map of `map`, with its remote-peer entries and records made
+/// by `peer` and `record` from their peers' ranks.
+fn build(
+    map: &NetworkMap<'_>,
+    peer: &mut dyn FnMut(u32) -> Arc<RemotePeer>,
+    record: &mut dyn FnMut(u32) -> Arc<Record>,
+) -> PeerMap {
+    let index = map.index;
+    let account = index.account;
+    let settings = &account.settings;
+    let records: Vec<Arc<Record>> = map.record_ranks().map(&mut *record).collect();
+    let on = map.dns_enabled();
+    PeerMap {
+        serial: account.serial,
+        network: Network {
+            id: account.id.clone(),
+            net: settings.network_range.clone(),
+            dns_domain: settings.dns_domain.clone(),
+        },
+        peer_config: OwnConfig {
+            address: map.address(),
+            fqdn: index.fqdn(map.rank).to_string(),
+            ssh_enabled: map.peer().ssh_enabled,
+        },
+        peers: map.ranks(false).map(&mut *peer).collect(),
+        offline_peers: map.ranks(true).map(&mut *peer).collect(),
+        firewall_rules: map
+            .firewall_rules()
+            .map(|r| FirewallRule {
+                policy_id: r.policy_id.clone(),
+                rule_id: r.rule_id.clone(),
+                peer_ip: r.peer_ip,
+                direction: r.direction,
+                action: r.action,
+                protocol: r.protocol,
+                port: r.port,
+                port_range: r.port_range,
             })
-            .collect();
-        let on = map.dns_enabled();
-        PeerMap {
-            serial: account.serial,
-            network: Network {
-                id: account.id.clone(),
-                net: settings.network_range.clone(),
-                dns_domain: settings.dns_domain.clone(),
-            },
-            peer_config: OwnConfig {
-                address: map.address(),
-                fqdn: index.fqdn(map.rank).to_string(),
-                ssh_enabled: map.peer().ssh_enabled,
-            },
-            peers: map.peer_views().map(remote).collect(),
-            offline_peers: map.offline_peer_views().map(remote).collect(),
-            firewall_rules: map
-                .firewall_rules()
-                .map(|r| FirewallRule {
-                    policy_id: r.policy_id.clone(),
-                    rule_id: r.rule_id.clone(),
-                    peer_ip: r.peer_ip,
-                    direction: r.direction,
-                    action: r.action,
-                    protocol: r.protocol,
-                    port: r.port,
-                    port_range: r.port_range,
+            .collect(),
+        routes: map
+            .routes()
+            .into_iter()
+            .map(|r| Route {
+                id: r.id.to_string(),
+                network_id: r.network_id.to_string(),
+                network: r.network.map(|n| n.into_owned()),
+                domains: r.domains.to_vec(),
+                peer: r.peer.clone(),
+                peer_ip: r.peer_ip,
+                metric: r.metric,
+                masquerade: r.masquerade,
+                keep_route: r.keep_route,
+            })
+            .collect(),
+        route_firewall_rules: map
+            .route_firewall_rules()
+            .map(|r| RouteFirewallRule {
+                route_id: r.route_id.to_string(),
+                source_ranges: r.source_ranges.prefixes().collect(),
+                action: r.action,
+                destination: r.destination.into_owned(),
+                domains: r.domains.to_vec(),
+                protocol: r.protocol,
+                port: r.port,
+                port_range: r.port_range,
+            })
+            .collect(),
+        dns: Dns {
+            service_enable: on,
+            custom_zones: on
+                .then(|| CustomZone {
+                    domain: settings.dns_domain.clone(),
+                    records,
                 })
-                .collect(),
-            routes: map
-                .routes()
                 .into_iter()
-                .map(|r| Route {
-                    id: r.id.to_string(),
-                    network_id: r.network_id.to_string(),
-                    network: r.network.map(|n| n.into_owned()),
-                    domains: r.domains.to_vec(),
-                    peer: r.peer.clone(),
-                    peer_ip: r.peer_ip,
-                    metric: r.metric,
-                    masquerade: r.masquerade,
-                    keep_route: r.keep_route,
+                .collect(),
+            nameserver_groups: map
+                .nameserver_groups()
+                .map(|g| NameserverGroup {
+                    id: g.id.clone(),
+                    name: g.name.to_string(),
+                    nameservers: g.nameservers.to_vec(),
+                    primary: g.primary,
+                    domains: g.domains.to_vec(),
+                    search_domains_enabled: g.search_domains_enabled,
                 })
                 .collect(),
-            route_firewall_rules: map
-                .route_firewall_rules()
-                .map(|r| RouteFirewallRule {
-                    route_id: r.route_id.to_string(),
-                    source_ranges: r.source_ranges.prefixes().collect(),
-                    action: r.action,
-                    destination: r.destination.into_owned(),
-                    domains: r.domains.to_vec(),
-                    protocol: r.protocol,
-                    port: r.port,
-                    port_range: r.port_range,
-                })
-                .collect(),
-            dns: Dns {
-                service_enable: on,
-                custom_zones: on
-                    .then(|| CustomZone {
-                        domain: settings.dns_domain.clone(),
-                        records,
-                    })
-                    .into_iter()
-                    .collect(),
-                nameserver_groups: map
-                    .nameserver_groups()
-                    .map(|g| NameserverGroup {
-                        id: g.id.clone(),
-                        name: g.name.to_string(),
-                        nameservers: g.nameservers.to_vec(),
-                        primary: g.primary,
-                        domains: g.domains.to_vec(),
-                        search_domains_enabled: g.search_domains_enabled,
-                    })
-                    .collect(),
-            },
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generate::bench_account;
+    use crate::netmap::MapBuilder;
+    use crate::time::Timestamp;
+
+    const T0: Timestamp = Timestamp::from_secs(1_800_000_000);
+
+    /// Every peer's map with entries from `shared`, by rank.
+    fn maps(account: &crate::model::Account, shared: &mut SharedEntries) -> Vec<PeerMap> {
+        let index = AccountIndex::new(account);
+        let mut builder = MapBuilder::new(&index, T0);
+        let mut entries = shared.entries(&index);
+        (0..u32::try_from(account.peers.len()).unwrap())
+            .map(|rank| PeerMap::with_shared(&builder.map(rank), &mut entries))
+            .collect()
+    }
+
+    #[test]
+    fn shared_maps_are_the_maps_and_hold_each_entry_once() {
+        let mut account = bench_account(40, 3, T0);
+        account.settings.dns_domain = "mesh.example".to_string();
+        let mut shared = SharedEntries::default();
+        let first = maps(&account, &mut shared);
+        let index = AccountIndex::new(&account);
+        let mut builder = MapBuilder::new(&index, T0);
+        for (rank, map) in first.iter().enumerate() {
+            let plain = PeerMap::from(&builder.map(u32::try_from(rank).unwrap()));
+            assert_eq!(*map, plain);
+        }
+        // Any two maps listing one peer hold one entry for it.
+        let mut seen: HashMap<&PeerId, &Arc<RemotePeer>> = HashMap::new();
+        for entry in first.iter().flat_map(|m| m.peers.iter()) {
+            let kept = *seen.entry(&entry.id).or_insert(entry);
+            assert!(Arc::ptr_eq(kept, entry), "{} held twice", entry.id);
+        }
+        assert!(seen.len() > 1);
+
+        // A renamed peer gets a new entry; the others are kept.
+        let renamed = account.peers[5].id.clone();
+        account.peers[5].name = "renamed".to_string();
+        let second = maps(&account, &mut shared);
+        for (old, new) in first.iter().zip(&second) {
+            for (a, b) in old.peers.iter().zip(&new.peers) {
+                assert_eq!(Arc::ptr_eq(a, b), a.id != renamed, "{}", a.id);
+            }
         }
     }
 }

@@ -340,13 +340,13 @@ mod tests {
             service_enable: true,
             custom_zones: vec![CustomZone {
                 domain: "mesh.test".to_string(),
-                records: vec![MapRecord {
+                records: vec![std::sync::Arc::new(MapRecord {
                     name: "a.mesh.test".to_string(),
                     kind: "A".to_string(),
                     class: "IN".to_string(),
                     ttl: 300,
                     rdata: "100.64.0.1".to_string(),
-                }],
+                })],
             }],
             nameserver_groups: Vec::new(),
         };

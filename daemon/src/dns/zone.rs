@@ -165,14 +165,14 @@ mod tests {
 
     use super::*;
 
-    fn record(name: &str, ip: &str) -> MapRecord {
-        MapRecord {
+    fn record(name: &str, ip: &str) -> std::sync::Arc<MapRecord> {
+        std::sync::Arc::new(MapRecord {
             name: name.to_string(),
             kind: "A".to_string(),
             class: "IN".to_string(),
             ttl: 300,
             rdata: ip.to_string(),
-        }
+        })
     }
 
     fn zones() -> Zones {

@@ -37,6 +37,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use super::delta::{digest, MapDigest};
+use super::owned::SharedEntries;
 use super::{MapBuilder, PeerMap};
 use crate::index::AccountIndex;
 use crate::model::{Account, Peer};
@@ -101,6 +102,8 @@ pub struct Fanout {
     /// When the next login of the account expires.
     expiry: Option<Timestamp>,
     serial: u64,
+    /// The entries the members' maps share.
+    shared: SharedEntries,
     /// How many maps the last computation built.
     computed: usize,
     outbox: VecDeque<(String, Update)>,
@@ -292,6 +295,9 @@ impl Fanout {
             .max(self.serial + 1);
         let index = AccountIndex::new(&account);
         let mut maps = MapBuilder::new(&index, now);
+        // Taken out for the loop, which also closes members.
+        let mut shared = std::mem::take(&mut self.shared);
+        let mut entries = shared.entries(&index);
         for id in targets {
             let Some(member) = self.members.get(&id) else {
                 continue;
@@ -309,7 +315,7 @@ impl Fanout {
                 continue;
             };
             self.computed += 1;
-            let map = PeerMap::from(&maps.map(rank));
+            let map = PeerMap::with_shared(&maps.map(rank), &mut entries);
             let paths: Arc<[String]> = posture::process_paths(&index, rank).into();
             let map_digest = digest(&map);
             let Some(member) = self.members.get_mut(&id) else {
@@ -334,6 +340,8 @@ impl Fanout {
                 },
             ));
         }
+        drop(entries);
+        self.shared = shared;
     }
 }
 
