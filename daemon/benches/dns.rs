@@ -33,12 +33,15 @@ fn mesh_zone() -> Dns {
         custom_zones: vec![CustomZone {
             domain: "netbird.cloud".to_string(),
             records: (0..PEERS)
-                .map(|i| Record {
-                    name: format!("peer-{i}.netbird.cloud"),
-                    kind: "A".to_string(),
-                    class: "IN".to_string(),
-                    ttl: 300,
-                    rdata: Ipv4Addr::from(0x6440_0001 + i).to_string(),
+                .map(|i| {
+                    Record {
+                        name: format!("peer-{i}.netbird.cloud"),
+                        kind: "A".to_string(),
+                        class: "IN".to_string(),
+                        ttl: 300,
+                        rdata: Ipv4Addr::from(0x6440_0001 + i).to_string(),
+                    }
+                    .into()
                 })
                 .collect(),
         }],

@@ -128,8 +128,15 @@ pub enum DeltaError {
     Digest,
 }
 
-/// The SHA-256 of a map's JSON form (its canonical form: the core fixes
-/// every list's order, and a delta reproduces it).
+/// A digest of a map: equal digests mean equal maps.
+///
+/// It is the SHA-256 of the map's JSON form (its canonical form: the core
+/// fixes every list's order, and a delta reproduces it) with each remote
+/// peer and each record standing as the SHA-256 of its own JSON form
+/// ([`entry_hash`]) rather than as its text. A server keeps those per
+/// entry, which every map listing the entry shares (see
+/// [`super::owned::SharedEntries`]), so the digest of each of N maps hashes
+/// 32 bytes per entry instead of formatting and hashing its text again.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MapDigest(pub [u8; 32]);
 
@@ -158,12 +165,87 @@ impl io::Write for HashWriter {
 
 /// The digest of `map`; see [`MapDigest`].
 pub fn digest(map: &PeerMap) -> MapDigest {
+    digest_with(map, &mut |p| entry_hash(&**p), &mut |r| entry_hash(&**r))
+}
+
+/// [`digest`], with the hashes of remote peers and records from `peer` and
+/// `record` (which must answer what [`entry_hash`] would).
+pub fn digest_with(
+    map: &PeerMap,
+    peer: &mut dyn FnMut(&Arc<RemotePeer>) -> [u8; 32],
+    record: &mut dyn FnMut(&Arc<Record>) -> [u8; 32],
+) -> MapDigest {
+    /// The map without its lists of remote peers and records.
+    #[derive(Serialize)]
+    struct Frame<'a> {
+        serial: u64,
+        network: &'a Network,
+        peer_config: &'a OwnConfig,
+        firewall_rules: &'a [FirewallRule],
+        routes: &'a [Route],
+        route_firewall_rules: &'a [RouteFirewallRule],
+        service_enable: bool,
+        zones: Vec<&'a str>,
+        nameserver_groups: &'a [NameserverGroup],
+    }
+    let frame = Frame {
+        serial: map.serial,
+        network: &map.network,
+        peer_config: &map.peer_config,
+        firewall_rules: &map.firewall_rules,
+        routes: &map.routes,
+        route_firewall_rules: &map.route_firewall_rules,
+        service_enable: map.dns.service_enable,
+        zones: map
+            .dns
+            .custom_zones
+            .iter()
+            .map(|z| z.domain.as_str())
+            .collect(),
+        nameserver_groups: &map.dns.nameserver_groups,
+    };
     let mut writer = HashWriter(Sha256::new());
-    // Writing into a hash cannot fail, and a PeerMap always serialises.
-    if let Err(e) = serde_json::to_writer(&mut writer, map) {
+    // Writing into a hash cannot fail, and the frame always serialises.
+    if let Err(e) = serde_json::to_writer(&mut writer, &frame) {
         unreachable!("a map that does not serialise: {e}");
     }
-    MapDigest(writer.0.finalize().into())
+    let mut hash = writer.0;
+    // Each list as its length and its entries' hashes, in the map's order;
+    // the frame's JSON ends with its closing brace, so nothing is ambiguous.
+    fn list(hash: &mut Sha256, hashes: &mut dyn Iterator<Item = [u8; 32]>, len: usize) {
+        hash.update((len as u64).to_le_bytes());
+        for h in hashes {
+            hash.update(h);
+        }
+    }
+    list(
+        &mut hash,
+        &mut map.peers.iter().map(&mut *peer),
+        map.peers.len(),
+    );
+    list(
+        &mut hash,
+        &mut map.offline_peers.iter().map(&mut *peer),
+        map.offline_peers.len(),
+    );
+    for zone in &map.dns.custom_zones {
+        list(
+            &mut hash,
+            &mut zone.records.iter().map(&mut *record),
+            zone.records.len(),
+        );
+    }
+    MapDigest(hash.finalize().into())
+}
+
+/// The SHA-256 of an entry's JSON form.
+pub fn entry_hash<T: Serialize>(entry: &T) -> [u8; 32] {
+    let mut writer = HashWriter(Sha256::new());
+    // Writing into a hash cannot fail, and map entries always serialise.
+    if let Err(e) = serde_json::to_writer(&mut writer, entry) {
+        unreachable!("a map entry that does not serialise: {e}");
+    }
+    writer.0.finalize().into()
 }
 
 /// What turns `old` into `new`: `apply(old, diff(old, new))` is `new`.

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use ipnet::Ipv4Net;
 use serde::Serialize;
 
+use super::delta::{digest_with, entry_hash, MapDigest};
 use super::firewall::Direction;
 use super::NetworkMap;
 use crate::index::AccountIndex;
@@ -205,23 +206,78 @@ impl PeerMap {
 /// entries (which then compare equal by address alone).
 #[derive(Debug, Default)]
 pub struct SharedEntries {
-    peers: HashMap<PeerId, Arc<RemotePeer>>,
-    records: HashMap<PeerId, Arc<Record>>,
+    peers: Kept<RemotePeer>,
+    records: Kept<Record>,
 }
 
 impl SharedEntries {
     /// Serves the maps of one computation from `index`; forgets the
     /// entries of peers its account no longer has.
     pub fn entries<'s, 'a>(&'s mut self, index: &'a AccountIndex<'a>) -> Entries<'s, 'a> {
-        self.peers.retain(|id, _| index.rank(id.as_str()).is_some());
-        self.records
-            .retain(|id, _| index.rank(id.as_str()).is_some());
+        self.peers.retain(index);
+        self.records.retain(index);
         let count = index.account.peers.len();
         Entries {
             shared: self,
             index,
             peers: vec![None; count],
             records: vec![None; count],
+        }
+    }
+}
+
+/// The entries of one kind kept across computations, by peer id, with the
+/// hash of each ([`entry_hash`]) by the entry's address: an address stands
+/// for one entry only while the entry is kept here, so an entry's hash is
+/// forgotten when the entry is.
+#[derive(Debug)]
+struct Kept<T> {
+    by_id: HashMap<PeerId, Arc<T>>,
+    hashes: HashMap<usize, [u8; 32]>,
+}
+
+impl<T> Default for Kept<T> {
+    fn default() -> Self {
+        Kept {
+            by_id: HashMap::new(),
+            hashes: HashMap::new(),
+        }
+    }
+}
+
+impl<T: Serialize + PartialEq> Kept<T> {
+    /// The kept entry of `id` when it equals `fresh`; otherwise `fresh`,
+    /// kept from now on in place of the old one.
+    fn get_or_keep(&mut self, id: &PeerId, fresh: T) -> Arc<T> {
+        if let Some(entry) = self.by_id.get(id).filter(|e| ***e == fresh) {
+            return entry.clone();
+        }
+        let entry = Arc::new(fresh);
+        self.hashes
+            .insert(Arc::as_ptr(&entry).addr(), entry_hash(&*entry));
+        if let Some(old) = self.by_id.insert(id.clone(), entry.clone()) {
+            self.hashes.remove(&Arc::as_ptr(&old).addr());
+        }
+        entry
+    }
+
+    /// Forgets the entries of peers `index`'s account no longer has.
+    fn retain(&mut self, index: &AccountIndex<'_>) {
+        let hashes = &mut self.hashes;
+        self.by_id.retain(|id, entry| {
+            let keep = index.rank(id.as_str()).is_some();
+            if !keep {
+                hashes.remove(&Arc::as_ptr(entry).addr());
+            }
+            keep
+        });
+    }
+
+    /// The entry's [`entry_hash`], kept or computed.
+    fn hash(&self, entry: &Arc<T>) -> [u8; 32] {
+        match self.hashes.get(&Arc::as_ptr(entry).addr()) {
+            Some(hash) => *hash,
+            None => entry_hash(&**entry),
         }
     }
 }
@@ -236,40 +292,26 @@ pub struct Entries<'s, 'a> {
 }
 
 impl Entries<'_, '_> {
+    /// The [`digest`](super::delta::digest) of `map`, with the hashes of
+    /// the entries kept here.
+    pub fn digest(&self, map: &PeerMap) -> MapDigest {
+        let shared = &*self.shared;
+        digest_with(map, &mut |p| shared.peers.hash(p), &mut |r| {
+            shared.records.hash(r)
+        })
+    }
+
     fn peer(&mut self, rank: u32) -> Arc<RemotePeer> {
-        let index = self.index;
-        let kept = &mut self.shared.peers;
+        let (index, kept) = (self.index, &mut self.shared.peers);
         self.peers[rank as usize]
-            .get_or_insert_with(|| {
-                let fresh = remote_peer(index, rank);
-                match kept.get(&fresh.id) {
-                    Some(entry) if **entry == fresh => entry.clone(),
-                    _ => {
-                        let entry = Arc::new(fresh);
-                        kept.insert(entry.id.clone(), entry.clone());
-                        entry
-                    }
-                }
-            })
+            .get_or_insert_with(|| kept.get_or_keep(&index.peer(rank).id, remote_peer(index, rank)))
             .clone()
     }
 
     fn record(&mut self, rank: u32) -> Arc<Record> {
-        let index = self.index;
-        let kept = &mut self.shared.records;
+        let (index, kept) = (self.index, &mut self.shared.records);
         self.records[rank as usize]
-            .get_or_insert_with(|| {
-                let fresh = record(index, rank);
-                let id = &index.peer(rank).id;
-                match kept.get(id) {
-                    Some(entry) if **entry == fresh => entry.clone(),
-                    _ => {
-                        let entry = Arc::new(fresh);
-                        kept.insert(id.clone(), entry.clone());
-                        entry
-                    }
-                }
-            })
+            .get_or_insert_with(|| kept.get_or_keep(&index.peer(rank).id, record(index, rank)))
             .clone()
     }
 }
@@ -408,13 +450,18 @@ mod tests {
 
     const T0: Timestamp = Timestamp::from_secs(1_800_000_000);
 
-    /// Every peer's map with entries from `shared`, by rank.
+    /// Every peer's map with entries from `shared`, by rank; checks that
+    /// the digest from the kept hashes is the digest.
     fn maps(account: &crate::model::Account, shared: &mut SharedEntries) -> Vec<PeerMap> {
         let index = AccountIndex::new(account);
         let mut builder = MapBuilder::new(&index, T0);
         let mut entries = shared.entries(&index);
         (0..u32::try_from(account.peers.len()).unwrap())
-            .map(|rank| PeerMap::with_shared(&builder.map(rank), &mut entries))
+            .map(|rank| {
+                let map = PeerMap::with_shared(&builder.map(rank), &mut entries);
+                assert_eq!(entries.digest(&map), crate::netmap::delta::digest(&map));
+                map
+            })
             .collect()
     }
 

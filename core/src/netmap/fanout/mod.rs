@@ -36,7 +36,7 @@ pub mod sim;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
-use super::delta::{digest, MapDigest};
+use super::delta::MapDigest;
 use super::owned::SharedEntries;
 use super::{MapBuilder, PeerMap};
 use crate::index::AccountIndex;
@@ -317,7 +317,7 @@ impl Fanout {
             self.computed += 1;
             let map = PeerMap::with_shared(&maps.map(rank), &mut entries);
             let paths: Arc<[String]> = posture::process_paths(&index, rank).into();
-            let map_digest = digest(&map);
+            let map_digest = entries.digest(&map);
             let Some(member) = self.members.get_mut(&id) else {
                 continue;
             };
