@@ -6,6 +6,7 @@
 //!
 //! [`run::run`] does a whole run; the binary is its command line.
 
+pub mod entries;
 pub mod peer;
 pub mod report;
 pub mod rest;

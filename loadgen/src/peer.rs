@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crypto_box::{PublicKey, SecretKey};
-use meshplane_core::netmap::delta::{apply_checked, MapDelta};
+use meshplane_core::netmap::delta::MapDelta;
 use meshplane_core::netmap::PeerMap;
 use meshplane_core::Timestamp;
 use meshplane_proto::delta::from_digest_bytes;
@@ -25,6 +25,7 @@ use thiserror::Error;
 use tonic::transport::{Channel, Endpoint};
 use tonic::Streaming;
 
+use crate::entries::SharedEntries;
 use crate::track::Tracker;
 
 /// How long connecting or one unary call may take.
@@ -215,7 +216,12 @@ impl Peer {
     /// every map to `tracker`. With `deltas` the peer takes map deltas and
     /// acknowledges each map, as a daemon does; without, every message
     /// carries the whole map.
-    pub async fn sync(mut self, tracker: Arc<Tracker>, deltas: bool) -> Result<(), PeerError> {
+    pub async fn sync(
+        mut self,
+        tracker: Arc<Tracker>,
+        entries: Arc<SharedEntries>,
+        deltas: bool,
+    ) -> Result<(), PeerError> {
         let sealed = self.seal(&SyncRequest {
             meta: Some(self.meta()),
             accepts_deltas: deltas,
@@ -227,7 +233,7 @@ impl Peer {
             .map_err(|s| self.refused("Sync", s.message().to_string()))?
             .into_inner();
         tokio::spawn(async move {
-            if let Err(e) = self.follow(stream, &tracker).await {
+            if let Err(e) = self.follow(stream, &tracker, &entries).await {
                 tracker.fail(e.to_string());
             }
         });
@@ -242,6 +248,7 @@ impl Peer {
         &mut self,
         mut stream: Streaming<SealedMessage>,
         tracker: &Tracker,
+        entries: &SharedEntries,
     ) -> Result<(), PeerError> {
         let mut held: Option<PeerMap> = None;
         loop {
@@ -261,7 +268,11 @@ impl Peer {
                 open(&sealed, &self.secret, &self.server, &mut self.guard, now())
                     .map_err(|e| protocol(e.to_string()))?;
             let map = match (response.network_map, response.delta) {
-                (Some(m), _) => PeerMap::try_from(m).map_err(|e| protocol(e.to_string()))?,
+                (Some(m), _) => {
+                    let mut map = PeerMap::try_from(m).map_err(|e| protocol(e.to_string()))?;
+                    entries.share_map(&mut map);
+                    map
+                }
                 (None, Some(delta)) => {
                     let delta = MapDelta::try_from(delta).map_err(|e| protocol(e.to_string()))?;
                     let sent = from_digest_bytes("digest", &response.digest)
@@ -269,7 +280,8 @@ impl Peer {
                     let mut map = held
                         .take()
                         .ok_or_else(|| protocol("a delta before any map".to_string()))?;
-                    apply_checked(&mut map, &delta, &sent)
+                    entries
+                        .apply_checked(&mut map, delta, &sent)
                         .map_err(|e| protocol(format!("map delta: {e}")))?;
                     map
                 }

@@ -12,6 +12,7 @@ use thiserror::Error;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::entries::SharedEntries;
 use crate::peer::{ConnectionPlan, Connections, Peer, PeerError};
 use crate::report::{PhaseReport, Report};
 use crate::rest::{Rest, RestError};
@@ -121,6 +122,8 @@ struct Driver<'a> {
     rest: Rest,
     pid: Option<u32>,
     tracker: Arc<Tracker>,
+    /// The map entries every simulated peer shares.
+    entries: Arc<SharedEntries>,
     report: Report,
 }
 
@@ -132,6 +135,7 @@ impl<'a> Driver<'a> {
             rest: Rest::new(url, token),
             pid,
             tracker: Arc::new(Tracker::default()),
+            entries: Arc::new(SharedEntries::default()),
             report: Report::default(),
         }
     }
@@ -183,7 +187,12 @@ impl<'a> Driver<'a> {
             );
             peer.login(&setup_key).await?;
             let answered = Instant::now();
-            peer.sync(self.tracker.clone(), self.config.deltas).await?;
+            peer.sync(
+                self.tracker.clone(),
+                self.entries.clone(),
+                self.config.deltas,
+            )
+            .await?;
             self.converge(
                 &mut phase,
                 answered,
@@ -250,10 +259,11 @@ impl<'a> Driver<'a> {
         let deltas = self.config.deltas;
         for peer in peers {
             let tracker = self.tracker.clone();
+            let entries = self.entries.clone();
             let limit = limit.clone();
             tasks.spawn(async move {
                 let _slot = limit.acquire_owned().await;
-                peer.sync(tracker, deltas).await
+                peer.sync(tracker, entries, deltas).await
             });
         }
         let deadline = phase.started + self.config.phase_timeout;
