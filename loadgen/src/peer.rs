@@ -225,6 +225,7 @@ impl Peer {
         let sealed = self.seal(&SyncRequest {
             meta: Some(self.meta()),
             accepts_deltas: deltas,
+            entry_digests: true,
             ..SyncRequest::default()
         });
         let stream = tokio::time::timeout(CALL_TIMEOUT, self.client.sync(sealed))

@@ -3,7 +3,8 @@
 //! with the digest of the map it leads to; AckMap confirms the map held
 //! and refuses another; a reconnecting peer that names its acknowledged map
 //! gets a delta from it, one naming an unknown map the whole map; a peer
-//! that does not accept deltas keeps getting whole maps.
+//! that does not accept deltas keeps getting whole maps; a daemon of an
+//! earlier release, which checks whole-JSON digests, gets those.
 
 // A failed unwrap is a failed test here.
 #![allow(clippy::unwrap_used)]
@@ -12,7 +13,7 @@ mod common;
 
 use common::client::{assert_status, reusable, run, Peer, PROMPT};
 use common::Server;
-use meshplane_core::netmap::delta::{apply_checked, digest, MapDelta};
+use meshplane_core::netmap::delta::{apply, apply_checked, digest, json_digest, MapDelta};
 use meshplane_core::netmap::PeerMap;
 use meshplane_proto::delta::from_digest_bytes;
 use meshplane_proto::v1::{
@@ -24,11 +25,21 @@ use tonic::{Code, Status, Streaming};
 
 impl Peer {
     async fn sync_deltas(&mut self, held: Option<(u64, Vec<u8>)>) -> Streaming<SealedMessage> {
+        self.sync_with(held, true).await
+    }
+
+    /// A delta stream; without `entry_digests`, as an earlier daemon opens it.
+    async fn sync_with(
+        &mut self,
+        held: Option<(u64, Vec<u8>)>,
+        entry_digests: bool,
+    ) -> Streaming<SealedMessage> {
         let (held_serial, held_digest) = held.unwrap_or_default();
         let sealed = self.seal(&SyncRequest {
             accepts_deltas: true,
             held_serial,
             held_digest,
+            entry_digests,
             ..SyncRequest::default()
         });
         self.client.sync(sealed).await.unwrap().into_inner()
@@ -158,4 +169,50 @@ fn deltas_follow_changes_and_acks_prove_the_map(s: &mut Server) {
     });
 }
 
-both_stores!(deltas_follow_changes_and_acks_prove_the_map);
+/// A daemon of an earlier release checks every digest as the SHA-256 of the
+/// whole map's JSON, acknowledges with it and names its map with it.
+fn an_earlier_daemon_gets_whole_json_digests(s: &mut Server) {
+    run(async {
+        let key = reusable(s);
+        let mut a = Peer::connect(s, "alpha").await;
+        let mut b = Peer::connect(s, "beta").await;
+        a.login(&key).await.unwrap();
+        b.login(&key).await.unwrap();
+        let json = |r: &SyncResponse| from_digest_bytes("digest", &r.digest).unwrap();
+        // b's stream keeps the account's hub, and what it remembers, running.
+        let sb = b.sync().await;
+
+        let mut sa = a.sync_with(None, false).await;
+        let (first, _) = a.response(&mut sa).await;
+        let mut held = PeerMap::try_from(first.network_map.clone().expect("a map")).unwrap();
+        assert_eq!(json_digest(&held), json(&first));
+        assert_ne!(digest(&held), json(&first));
+        a.ack(first.serial, first.digest.clone()).await.unwrap();
+
+        let mut c = Peer::connect(s, "gamma").await;
+        c.login(&key).await.unwrap();
+        let (joined, _) = a.response(&mut sa).await;
+        let delta = MapDelta::try_from(joined.delta.clone().expect("a delta")).unwrap();
+        apply(&mut held, &delta).unwrap();
+        assert_eq!(json_digest(&held), json(&joined));
+        a.ack(joined.serial, joined.digest.clone()).await.unwrap();
+
+        // Reconnecting with the acknowledged map: a delta from it.
+        drop(sa);
+        let mut sa = a
+            .sync_with(Some((joined.serial, joined.digest.clone())), false)
+            .await;
+        let (again, _) = a.response(&mut sa).await;
+        assert!(again.network_map.is_none(), "a delta from the map named");
+        let delta = MapDelta::try_from(again.delta.clone().expect("a delta")).unwrap();
+        apply(&mut held, &delta).unwrap();
+        assert_eq!(json_digest(&held), json(&again));
+        drop(sa);
+        drop(sb);
+    });
+}
+
+both_stores!(
+    deltas_follow_changes_and_acks_prove_the_map,
+    an_earlier_daemon_gets_whole_json_digests
+);

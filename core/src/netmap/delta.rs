@@ -238,6 +238,12 @@ pub fn digest_with(
     MapDigest(hash.finalize().into())
 }
 
+/// The SHA-256 of the whole JSON form of `map`: the digest of earlier
+/// releases, which their daemons still check. Costs formatting the map.
+pub fn json_digest(map: &PeerMap) -> MapDigest {
+    MapDigest(entry_hash(map))
+}
+
 /// The SHA-256 of an entry's JSON form.
 pub fn entry_hash<T: Serialize>(entry: &T) -> [u8; 32] {
     let mut writer = HashWriter(Sha256::new());

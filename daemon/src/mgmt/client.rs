@@ -289,6 +289,7 @@ impl Session {
         let request = SyncRequest {
             meta: Some(meta),
             accepts_deltas: true,
+            entry_digests: true,
             held_serial: held.as_ref().map_or(0, |h| h.serial),
             held_digest: held
                 .as_ref()

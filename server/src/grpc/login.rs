@@ -8,13 +8,17 @@
 //! the number of accounts, and deleting the peer removes the entry too.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use meshplane_core::index::AccountIndex;
 use meshplane_core::keys::hash_secret;
-use meshplane_core::model::{Account, Activity, AuditEvent, Group, Peer, PeerId, SetupKey, User};
+use meshplane_core::model::{
+    Account, AccountSettings, Activity, AuditEvent, Group, Peer, PeerId, PostureCheck, SetupKey,
+    User,
+};
 use meshplane_core::posture;
 use meshplane_core::registration::{
-    check_login, check_peer_login, register_with_setup_key, RegistrationError, RegistrationRequest,
+    check_peer_login, register_with_setup_key, RegistrationError, RegistrationRequest,
 };
 use meshplane_core::validate::Cidr;
 use meshplane_core::Timestamp;
@@ -26,7 +30,7 @@ use tonic::Status;
 use super::internal;
 use super::meta::{self as system_meta, Reported};
 use super::service::Shared;
-use crate::domain::account_view::aggregate;
+use crate::domain::account_view::{aggregate, snapshot};
 use crate::domain::audit::meta;
 use crate::ids;
 use crate::records::AccountRecord;
@@ -37,45 +41,30 @@ pub(crate) fn key_entry(key: &str) -> String {
     format!("wg:{key}")
 }
 
-/// The account holding the peer with WireGuard key `key`, if any.
-pub async fn account_of(tx: &mut Tx, key: &str) -> Result<Option<Account>, Status> {
-    let Some((account_id, _)) = tx
+/// The registered peer holding `key` and its account's record, if it may
+/// log in (or sync, or report) at `now`: `None` when no peer holds the key,
+/// PERMISSION_DENIED when it may not. Reads the peer, its account's record
+/// and the user that added it, not the whole account: every login and
+/// every stream a peer opens starts here.
+async fn registered_peer(
+    tx: &mut Tx,
+    key: &str,
+    now: Timestamp,
+) -> Result<Option<(AccountRecord, Peer)>, Status> {
+    let Some((account_id, peer)) = tx
         .find_secret::<Peer>(&key_entry(key))
         .await
         .map_err(internal)?
     else {
         return Ok(None);
     };
-    let record = tx
-        .get::<AccountRecord>(&account_id, &account_id)
-        .await
-        .map_err(internal)?;
-    match record {
-        Some(record) => Ok(Some(aggregate(tx, &record).await.map_err(internal)?)),
-        None => Ok(None),
-    }
-}
-
-/// The registered peer holding `key` and its account's record, if it may
-/// log in (or sync, or report) at `now`; NOT_FOUND or PERMISSION_DENIED
-/// otherwise. Reads the peer, its account's record and the user that added
-/// it, not the whole account: every stream a peer opens starts here.
-pub async fn checked_peer(
-    tx: &mut Tx,
-    key: &str,
-    now: Timestamp,
-) -> Result<(AccountRecord, Peer), Status> {
-    let not_registered = || from_core(&RegistrationError::NotRegistered);
-    let (account_id, peer) = tx
-        .find_secret::<Peer>(&key_entry(key))
-        .await
-        .map_err(internal)?
-        .ok_or_else(not_registered)?;
-    let record = tx
+    let Some(record) = tx
         .get::<AccountRecord>(&account_id, &account_id)
         .await
         .map_err(internal)?
-        .ok_or_else(not_registered)?;
+    else {
+        return Ok(None);
+    };
     let owner = match &peer.user_id {
         Some(user) => tx
             .get::<User>(&account_id, user.as_str())
@@ -84,7 +73,18 @@ pub async fn checked_peer(
         None => None,
     };
     check_peer_login(&peer, owner.as_ref(), &record.settings, now).map_err(|e| from_core(&e))?;
-    Ok((record, peer))
+    Ok(Some((record, peer)))
+}
+
+/// [`registered_peer`], NOT_FOUND when no peer holds `key`.
+pub async fn checked_peer(
+    tx: &mut Tx,
+    key: &str,
+    now: Timestamp,
+) -> Result<(AccountRecord, Peer), Status> {
+    registered_peer(tx, key, now)
+        .await?
+        .ok_or_else(|| from_core(&RegistrationError::NotRegistered))
 }
 
 /// Records that the peer is online now, with what it reports (if it did).
@@ -108,21 +108,18 @@ pub async fn login(
     let now = ids::now();
     let reported = req.meta.take().map(system_meta::checked).transpose()?;
     let mut tx = shared.store.write().await.map_err(internal)?;
-    let (account, peer) = match account_of(&mut tx, key).await? {
-        Some(account) => {
-            let mut peer = check_login(&account, key, now)
-                .map_err(|e| from_core(&e))?
-                .clone();
+    let (account_id, settings, peer, account) = match registered_peer(&mut tx, key, now).await? {
+        Some((record, mut peer)) => {
             peer.last_login = now;
             if connection_ip.is_some() {
                 peer.connection_ip = connection_ip;
             }
             mark_seen(&mut peer, reported, now);
-            tx.put(account.id.as_str(), &peer).await.map_err(internal)?;
-            (account, peer)
+            tx.put(&record.id, &peer).await.map_err(internal)?;
+            (record.id, record.settings, peer, None)
         }
         None => {
-            register(
+            let (account, peer) = register(
                 &mut tx,
                 key,
                 req,
@@ -130,19 +127,43 @@ pub async fn login(
                 connection_ip,
                 now,
             )
-            .await?
+            .await?;
+            let settings = account.settings.clone();
+            (account.id.to_string(), settings, peer, Some(account))
         }
     };
     tx.commit().await.map_err(internal)?;
-    let mut answer = answer(&account, &peer)?;
-    answer.process_check_paths = process_check_paths(account, peer).await?;
+    let mut answer = answer(&settings, &peer)?;
+    answer.process_check_paths = process_check_paths(shared, &account_id, account, peer).await?;
     Ok(answer)
 }
 
-/// The process paths the peer must report on ([`posture::process_paths`]).
-/// Indexing the account costs as much as a map, so it is done off the
-/// async threads, and only when the account has a process check at all.
-async fn process_check_paths(account: Account, peer: Peer) -> Result<Vec<String>, Status> {
+/// The process paths the peer must report on ([`posture::process_paths`]),
+/// from `account` when the caller has it whole. Reading and indexing the
+/// account costs as much as a map, so it is done only when the account has
+/// a process check at all, and off the async threads.
+async fn process_check_paths(
+    shared: &Shared,
+    account_id: &str,
+    account: Option<Account>,
+    peer: Peer,
+) -> Result<Vec<String>, Status> {
+    let account = match account {
+        Some(account) => Arc::new(account),
+        None => {
+            let mut tx = shared.store.read().await.map_err(internal)?;
+            let checks = tx
+                .list::<PostureCheck>(account_id)
+                .await
+                .map_err(internal)?;
+            if checks.iter().all(|c| c.checks.process_check.is_none()) {
+                return Ok(Vec::new());
+            }
+            snapshot(&shared.store, &mut tx, account_id)
+                .await
+                .map_err(internal)?
+        }
+    };
     let asks = account
         .posture_checks
         .iter()
@@ -224,7 +245,7 @@ async fn register(
     let details = meta([
         ("name", peer.name.as_str()),
         ("ip", &peer.ip.to_string()),
-        ("fqdn", &fqdn(&account, &peer)),
+        ("fqdn", &fqdn(&account.settings, &peer)),
         ("setup_key_name", &setup_key.name),
     ]);
     tx.append_event(account_id, |seq| {
@@ -249,21 +270,21 @@ async fn register(
 }
 
 /// `<label>.<dns domain>`.
-fn fqdn(account: &Account, peer: &Peer) -> String {
-    format!("{}.{}", peer.dns_label, account.settings.dns_domain)
+fn fqdn(settings: &AccountSettings, peer: &Peer) -> String {
+    format!("{}.{}", peer.dns_label, settings.dns_domain)
 }
 
 /// The login answer: who the peer is in the mesh.
-fn answer(account: &Account, peer: &Peer) -> Result<LoginResponse, Status> {
-    let range = &account.settings.network_range;
+fn answer(settings: &AccountSettings, peer: &Peer) -> Result<LoginResponse, Status> {
+    let range = &settings.network_range;
     let network: Cidr = range
         .parse()
         .map_err(|_| from_core(&RegistrationError::BadNetwork(range.clone())))?;
     Ok(LoginResponse {
         peer_id: peer.id.to_string(),
         address: format!("{}/{}", peer.ip, network.0.prefix_len()),
-        fqdn: fqdn(account, peer),
-        dns_domain: account.settings.dns_domain.clone(),
+        fqdn: fqdn(settings, peer),
+        dns_domain: settings.dns_domain.clone(),
         // Filled in by the service, which knows the address dialled.
         relay: None,
         // Filled in by `login`, off the async threads.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meshplane_core::model::Peer;
-use meshplane_core::netmap::delta::{diff, MapDigest};
+use meshplane_core::netmap::delta::{diff, json_digest, MapDigest};
 use meshplane_core::netmap::PeerMap;
 use meshplane_core::ErrorCode;
 use meshplane_proto::delta::{digest_bytes, from_digest_bytes};
@@ -53,7 +53,10 @@ pub async fn start(
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
             Some((request.held_serial, digest))
         };
-        Deltas::On { held }
+        Deltas::On {
+            held,
+            json_digests: !request.entry_digests,
+        }
     } else {
         Deltas::Off
     };
@@ -88,8 +91,13 @@ pub(crate) enum Deltas {
     /// that do not take deltas).
     Off,
     /// After the first whole map, deltas; `held` names the map the peer
-    /// holds from an earlier stream.
-    On { held: Option<(u64, MapDigest)> },
+    /// holds from an earlier stream. With `json_digests` (a daemon of an
+    /// earlier release) each map's digest is [`json_digest`], which the
+    /// stream computes itself.
+    On {
+        held: Option<(u64, MapDigest)>,
+        json_digests: bool,
+    },
 }
 
 /// One message a stream sends, for `render` to put in its protocol.
@@ -184,9 +192,17 @@ where
     let mut base: Option<Arc<PeerMap>> = match deltas {
         Deltas::On {
             held: Some((serial, digest)),
+            ..
         } => subscription.acknowledged(serial, &digest),
         _ => None,
     };
+    let json_digests = matches!(
+        deltas,
+        Deltas::On {
+            json_digests: true,
+            ..
+        }
+    );
     let deltas = matches!(deltas, Deltas::On { .. });
     let mut closing = shared.closing.clone();
     // Without `refresh` the timer never fires.
@@ -235,6 +251,12 @@ where
                 {
                     continue;
                 }
+                // What this stream sends and its acknowledgements name.
+                let digest = if json_digests {
+                    json_digest(&map)
+                } else {
+                    digest
+                };
                 let frame = Frame {
                     map: Some(&map),
                     base: base.as_deref(),
