@@ -148,15 +148,17 @@ async fn process_check_paths(
     account: Option<Account>,
     peer: Peer,
 ) -> Result<Vec<String>, Status> {
+    let asks = |checks: &[PostureCheck]| checks.iter().any(|c| c.checks.process_check.is_some());
     let account = match account {
-        Some(account) => Arc::new(account),
+        Some(account) if asks(&account.posture_checks) => Arc::new(account),
+        Some(_) => return Ok(Vec::new()),
         None => {
             let mut tx = shared.store.read().await.map_err(internal)?;
             let checks = tx
                 .list::<PostureCheck>(account_id)
                 .await
                 .map_err(internal)?;
-            if checks.iter().all(|c| c.checks.process_check.is_none()) {
+            if !asks(&checks) {
                 return Ok(Vec::new());
             }
             snapshot(&shared.store, &mut tx, account_id)
@@ -164,13 +166,6 @@ async fn process_check_paths(
                 .map_err(internal)?
         }
     };
-    let asks = account
-        .posture_checks
-        .iter()
-        .any(|c| c.checks.process_check.is_some());
-    if !asks {
-        return Ok(Vec::new());
-    }
     crate::cpu::run(move || {
         let index = AccountIndex::new(&account);
         index
