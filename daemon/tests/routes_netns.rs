@@ -41,10 +41,13 @@ const JOIN_WITHIN: Duration = Duration::from_secs(30);
 const WEB_PORT: u16 = 8080;
 
 /// A web server that answers every GET with the client's address, so the
-/// test sees which source address reached H.
+/// test sees which source address reached H. One thread per connection and
+/// a read timeout: a connection whose request was lost while a route
+/// changed must not hold up the ones after it.
 const WHO_AM_I: &str = r#"
 import http.server, sys
 class Who(http.server.BaseHTTPRequestHandler):
+    timeout = 3
     def do_GET(self):
         body = self.client_address[0].encode()
         self.send_response(200)
@@ -53,7 +56,7 @@ class Who(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
     def log_message(self, *args):
         pass
-http.server.HTTPServer((sys.argv[1], int(sys.argv[2])), Who).serve_forever()
+http.server.ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), Who).serve_forever()
 "#;
 
 /// The source address H saw for an HTTP GET from `ns`, if the GET worked.
