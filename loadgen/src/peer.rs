@@ -4,6 +4,7 @@
 //! map decoded into the core's [`PeerMap`]). Peers share HTTP/2 connections,
 //! a bounded number of streams on each.
 
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -23,13 +24,15 @@ use prost::Message;
 use rand_core::OsRng;
 use thiserror::Error;
 use tonic::transport::{Channel, Endpoint};
-use tonic::Streaming;
+use tonic::{Code, Status, Streaming};
 
 use crate::entries::SharedEntries;
 use crate::track::Tracker;
 
 /// How long connecting or one unary call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// How many times a call whose connection was lost is sent again.
+const CONNECTION_RETRIES: usize = 2;
 
 /// Why a peer could not join or follow its stream.
 #[derive(Debug, Clone, Error)]
@@ -137,6 +140,16 @@ async fn connect(url: &str, plan: ConnectionPlan, i: usize) -> Result<Channel, P
         .map_err(|e| connect_error(url, e.to_string()))
 }
 
+/// Whether a call failed because its connection went away rather than
+/// because the server refused it (the server answers every refusal with
+/// a code of its own, never these).
+fn connection_lost(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::Cancelled | Code::Unknown
+    )
+}
+
 fn connect_error(url: &str, reason: String) -> PeerError {
     PeerError::Connect {
         url: url.to_string(),
@@ -181,6 +194,30 @@ impl Peer {
         )
     }
 
+    /// The answer to the call `send` makes (sealing its request anew each
+    /// time), sent again when the connection under it was lost: the server
+    /// closes a connection that carried no request for its idle timeout,
+    /// and a call racing that close fails without reaching it. A daemon
+    /// reconnects the same way.
+    async fn retried<T, Fut>(
+        &self,
+        call: &'static str,
+        mut send: impl FnMut() -> Fut,
+    ) -> Result<T, PeerError>
+    where
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let mut lost = 0;
+        loop {
+            match tokio::time::timeout(CALL_TIMEOUT, send()).await {
+                Err(_) => return Err(self.refused(call, "timed out".to_string())),
+                Ok(Ok(answer)) => return Ok(answer.into_inner()),
+                Ok(Err(s)) if connection_lost(&s) && lost < CONNECTION_RETRIES => lost += 1,
+                Ok(Err(s)) => return Err(self.refused(call, s.message().to_string())),
+            }
+        }
+    }
+
     fn meta(&self) -> PeerSystemMeta {
         PeerSystemMeta {
             hostname: format!("loadgen-{}", self.index),
@@ -198,12 +235,12 @@ impl Peer {
             meta: Some(self.meta()),
             extra_dns_labels: Vec::new(),
         };
-        let sealed = self.seal(&request);
-        let answer = tokio::time::timeout(CALL_TIMEOUT, self.client.login(sealed))
-            .await
-            .map_err(|_| self.refused("Login", "timed out".to_string()))?
-            .map_err(|s| self.refused("Login", s.message().to_string()))?
-            .into_inner();
+        let answer = self
+            .retried("Login", || {
+                let (mut client, sealed) = (self.client.clone(), self.seal(&request));
+                async move { client.login(sealed).await }
+            })
+            .await?;
         open(&answer, &self.secret, &self.server, &mut self.guard, now()).map_err(|e| {
             PeerError::Protocol {
                 index: self.index,
@@ -222,17 +259,18 @@ impl Peer {
         entries: Arc<SharedEntries>,
         deltas: bool,
     ) -> Result<(), PeerError> {
-        let sealed = self.seal(&SyncRequest {
+        let request = SyncRequest {
             meta: Some(self.meta()),
             accepts_deltas: deltas,
             entry_digests: true,
             ..SyncRequest::default()
-        });
-        let stream = tokio::time::timeout(CALL_TIMEOUT, self.client.sync(sealed))
-            .await
-            .map_err(|_| self.refused("Sync", "timed out".to_string()))?
-            .map_err(|s| self.refused("Sync", s.message().to_string()))?
-            .into_inner();
+        };
+        let stream = self
+            .retried("Sync", || {
+                let (mut client, sealed) = (self.client.clone(), self.seal(&request));
+                async move { client.sync(sealed).await }
+            })
+            .await?;
         tokio::spawn(async move {
             if let Err(e) = self.follow(stream, &tracker, &entries).await {
                 tracker.fail(e.to_string());
