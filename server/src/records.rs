@@ -34,10 +34,11 @@ pub struct AccountRecord {
 }
 
 macro_rules! stored {
-    ($($ty:ty => $kind:literal, |$v:ident| $key:expr, $field:literal, $label:expr;)*) => {
+    ($($ty:ty => $kind:literal, |$v:ident| $key:expr, $field:literal, $label:expr $(, in_account: $in:literal)?;)*) => {
         $(impl Stored for $ty {
             const KIND: &'static str = $kind;
             const LABEL: &'static str = $field;
+            $(const IN_ACCOUNT: bool = $in;)?
             fn key(&self) -> &str {
                 let $v = self;
                 $key
@@ -53,9 +54,9 @@ macro_rules! stored {
 stored! {
     AccountRecord => "account", |v| &v.id, "id", &v.id;
     User => "user", |v| v.id.as_str(), "name", &v.name;
-    PersonalAccessToken => "token", |v| v.id.as_str(), "name", &v.name;
+    PersonalAccessToken => "token", |v| v.id.as_str(), "name", &v.name, in_account: false;
     Group => "group", |v| v.id.as_str(), "name", &v.name;
-    SetupKey => "setup_key", |v| v.id.as_str(), "name", &v.name;
+    SetupKey => "setup_key", |v| v.id.as_str(), "name", &v.name, in_account: false;
     Policy => "policy", |v| v.id.as_str(), "name", &v.name;
     PostureCheck => "posture_check", |v| v.id.as_str(), "name", &v.name;
     Route => "route", |v| v.id.as_str(), "network_id", &v.network_id;

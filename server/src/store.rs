@@ -22,9 +22,9 @@
 
 mod expose_sessions;
 mod notify;
+mod snapshots;
 
-use std::collections::{BTreeSet, HashMap};
-use std::future::Future;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use meshplane_core::model::Account;
@@ -33,11 +33,12 @@ use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 use thiserror::Error;
-use tokio::sync::{broadcast, Mutex, OnceCell, OwnedMutexGuard};
+use tokio::sync::{broadcast, Mutex, OwnedMutexGuard};
 use tokio::task::AbortHandle;
 
 pub use expose_sessions::SessionScope;
 use notify::Changes;
+pub use snapshots::{Change, Snapshots};
 
 /// How many committed-write notices a slow listener may fall behind before
 /// it is told it lagged (and must assume every account changed).
@@ -75,67 +76,14 @@ pub trait Stored: Serialize + DeserializeOwned {
     const KIND: &'static str;
     /// The field of the stored JSON that holds [`Stored::label`].
     const LABEL: &'static str;
+    /// Whether values of this kind are part of the decoded [`Account`]:
+    /// writing one of another kind leaves an account carried forward by
+    /// [`Tx::put_carried`] as it is.
+    const IN_ACCOUNT: bool = true;
     /// The `id` column value.
     fn key(&self) -> &str;
     /// What the audit log calls it (its name, where it has one).
     fn label(&self) -> &str;
-}
-
-/// Values decoded from an account's rows, each kept with the account
-/// version it was read at: a reader whose transaction sees the same version
-/// reuses it instead of loading and decoding every row again. Readers that
-/// ask for a version nobody has decoded yet share one load: the first one
-/// decodes, the others wait for its result (after a commit, a burst of
-/// readers costs one decode, not one each).
-#[derive(Debug)]
-pub struct Snapshots<T> {
-    /// Per account, the newest version asked for and its value once loaded.
-    kept: std::sync::Mutex<HashMap<String, (i64, Slot<T>)>>,
-}
-
-/// One version's value, filled by the first reader that loads it.
-type Slot<T> = Arc<OnceCell<Arc<T>>>;
-
-impl<T> Default for Snapshots<T> {
-    fn default() -> Self {
-        Snapshots {
-            kept: std::sync::Mutex::new(HashMap::new()),
-        }
-    }
-}
-
-impl<T> Snapshots<T> {
-    /// The value of `account` at exactly `version`: the one kept, or the
-    /// one `load` makes (run by one caller at a time; when it fails, the
-    /// next waiting caller runs its own). Kept unless a newer version is.
-    pub async fn get_or_load<E, F, Fut>(
-        &self,
-        account: &str,
-        version: i64,
-        load: F,
-    ) -> Result<Arc<T>, E>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-    {
-        let cell = {
-            let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
-            match kept.get(account) {
-                Some((v, cell)) if *v == version => cell.clone(),
-                // A reader behind a newer one: its value is not kept.
-                Some((v, _)) if *v > version => Arc::new(OnceCell::new()),
-                _ => {
-                    let cell = Arc::new(OnceCell::new());
-                    kept.insert(account.to_string(), (version, cell.clone()));
-                    cell
-                }
-            }
-        };
-        let value = cell
-            .get_or_try_init(|| async { load().await.map(Arc::new) })
-            .await?;
-        Ok(value.clone())
-    }
 }
 
 /// The connection pools plus the in-process writer lock.
@@ -197,7 +145,9 @@ impl Store {
             postgres: self.postgres,
             _writer: None,
             changed: None,
+            accounts: None,
             touched: BTreeSet::new(),
+            carried: BTreeMap::new(),
             locked: None,
             _timer: TxTimer::start("read"),
         })
@@ -211,7 +161,9 @@ impl Store {
             postgres: self.postgres,
             _writer: Some(guard),
             changed: Some(self.changed.clone()),
+            accounts: Some(self.accounts.clone()),
             touched: BTreeSet::new(),
+            carried: BTreeMap::new(),
             locked: self.postgres.then(BTreeSet::new),
             _timer: TxTimer::start("write"),
         })
@@ -278,13 +230,43 @@ pub struct Tx {
     _writer: Option<OwnedMutexGuard<()>>,
     /// Where the commit announces `touched` (write transactions only).
     changed: Option<Arc<Changes>>,
+    /// Where the commit keeps the accounts it carries forward (write
+    /// transactions only).
+    accounts: Option<Arc<Snapshots<Account>>>,
     /// The accounts this transaction wrote to.
     touched: BTreeSet<String>,
+    /// Per account written to, what its writes did to the decoded account
+    /// when every one of them said so ([`Tx::put_carried`]).
+    carried: BTreeMap<String, Carried>,
     /// The accounts whose advisory lock this transaction holds (PostgreSQL
     /// write transactions only; `None` where no lock is needed).
     locked: Option<BTreeSet<String>>,
     /// Times the transaction for the metrics, until commit or rollback.
     _timer: TxTimer,
+}
+
+/// What a write transaction's writes did to one decoded account.
+enum Carried {
+    /// These changes, on the version the transaction began on.
+    Changes {
+        before: i64,
+        changes: Vec<Change<Account>>,
+    },
+    /// Something no change describes.
+    Unknown,
+}
+
+impl std::fmt::Debug for Carried {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Carried::Changes { before, changes } => f
+                .debug_struct("Changes")
+                .field("before", before)
+                .field("changes", &changes.len())
+                .finish(),
+            Carried::Unknown => f.write_str("Unknown"),
+        }
+    }
 }
 
 /// Records how long a transaction was open when it ends, committed or not.
@@ -335,6 +317,13 @@ impl Tx {
             versions.push((account, version));
         }
         self.tx.commit().await?;
+        if let Some(accounts) = &self.accounts {
+            for (account, version) in &versions {
+                if let Some(Carried::Changes { before, changes }) = self.carried.remove(*account) {
+                    accounts.carry(account, before, *version, changes);
+                }
+            }
+        }
         if let Some(changed) = self.changed {
             for (account, version) in versions {
                 changed.announce(account, version);
@@ -512,26 +501,80 @@ impl Tx {
 
     /// Inserts or replaces a resource.
     pub async fn put<T: Stored>(&mut self, account: &str, value: &T) -> Result<(), StoreError> {
-        self.lock(account).await?;
-        self.touched.insert(account.to_string());
         let data = serde_json::to_string(value)?;
+        self.put_json::<T>(account, value.key(), data).await
+    }
+
+    /// Stores `data`, the JSON of a `T` with id `key`.
+    async fn put_json<T: Stored>(
+        &mut self,
+        account: &str,
+        key: &str,
+        data: String,
+    ) -> Result<(), StoreError> {
+        self.lock(account).await?;
+        self.touch(account, T::IN_ACCOUNT);
         sqlx::query(
             "INSERT INTO objects (account_id, kind, id, data) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (account_id, kind, id) DO UPDATE SET data = excluded.data",
         )
         .bind(account)
         .bind(T::KIND)
-        .bind(value.key())
+        .bind(key)
         .bind(data)
         .execute(&mut *self.tx)
         .await?;
         Ok(())
     }
 
+    /// [`Tx::put`], saying where the value goes in the decoded account
+    /// (`place` puts it there, as a reader would decode it): when every
+    /// write of this transaction to `account` says so, the commit keeps the
+    /// account it leaves without anyone decoding it ([`Snapshots::carry`]).
+    pub async fn put_carried<T: Stored + Send + Sync + 'static>(
+        &mut self,
+        account: &str,
+        value: &T,
+        place: fn(&mut Account, &T),
+    ) -> Result<(), StoreError> {
+        let data = serde_json::to_string(value)?;
+        let stored: T = serde_json::from_str(&data)?;
+        let change: Change<Account> = Arc::new(move |a: &mut Account| place(a, &stored));
+        let carried = match self.carried.remove(account) {
+            None => Carried::Changes {
+                before: self.version(account).await?,
+                changes: Vec::new(),
+            },
+            Some(carried) => carried,
+        };
+        self.put_json::<T>(account, value.key(), data).await?;
+        let carried = match carried {
+            Carried::Changes {
+                before,
+                mut changes,
+            } => {
+                changes.push(change);
+                Carried::Changes { before, changes }
+            }
+            Carried::Unknown => Carried::Unknown,
+        };
+        self.carried.insert(account.to_string(), carried);
+        Ok(())
+    }
+
+    /// Notes a write to `account`; one that changes the decoded account
+    /// without saying how ends its carrying.
+    fn touch(&mut self, account: &str, in_account: bool) {
+        self.touched.insert(account.to_string());
+        if in_account {
+            self.carried.insert(account.to_string(), Carried::Unknown);
+        }
+    }
+
     /// Deletes a resource and any secret pointing at it; true if it existed.
     pub async fn delete<T: Stored>(&mut self, account: &str, id: &str) -> Result<bool, StoreError> {
         self.lock(account).await?;
-        self.touched.insert(account.to_string());
+        self.touch(account, T::IN_ACCOUNT);
         sqlx::query("DELETE FROM secrets WHERE account_id = $1 AND kind = $2 AND id = $3")
             .bind(account)
             .bind(T::KIND)
@@ -552,7 +595,7 @@ impl Tx {
     /// events included.
     pub async fn delete_account(&mut self, account: &str) -> Result<(), StoreError> {
         self.lock(account).await?;
-        self.touched.insert(account.to_string());
+        self.touch(account, true);
         for table in ["objects", "secrets", "events", "traffic_events"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE account_id = $1"))
                 .bind(account)
@@ -712,69 +755,4 @@ pub struct TrafficQuery {
     pub user_id: Option<String>,
     pub from_ms: i64,
     pub to_ms: i64,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// Loads `value` for `account` at `version`, counting the load.
-    async fn load(
-        snapshots: &Snapshots<String>,
-        loads: &AtomicUsize,
-        version: i64,
-        value: &str,
-    ) -> Result<Arc<String>, String> {
-        snapshots
-            .get_or_load("a", version, || async {
-                loads.fetch_add(1, Ordering::SeqCst);
-                tokio::task::yield_now().await;
-                Ok(value.to_string())
-            })
-            .await
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn readers_of_one_version_share_one_load() {
-        let snapshots = Arc::new(Snapshots::default());
-        let loads = Arc::new(AtomicUsize::new(0));
-        let readers: Vec<_> = (0..32)
-            .map(|_| {
-                let (snapshots, loads) = (snapshots.clone(), loads.clone());
-                tokio::spawn(async move { load(&snapshots, &loads, 7, "v7").await })
-            })
-            .collect();
-        let mut values = Vec::new();
-        for reader in readers {
-            values.push(reader.await.expect("reader ran").expect("loaded"));
-        }
-        assert_eq!(loads.load(Ordering::SeqCst), 1);
-        assert!(values.iter().all(|v| Arc::ptr_eq(v, &values[0])));
-        assert_eq!(*values[0], "v7");
-    }
-
-    #[tokio::test]
-    async fn a_newer_version_replaces_and_an_older_one_is_not_kept() {
-        let snapshots = Snapshots::default();
-        let loads = AtomicUsize::new(0);
-        assert_eq!(*load(&snapshots, &loads, 1, "v1").await.unwrap(), "v1");
-        assert_eq!(*load(&snapshots, &loads, 2, "v2").await.unwrap(), "v2");
-        // A reader still at version 1 decodes its own, which is not kept.
-        assert_eq!(*load(&snapshots, &loads, 1, "v1").await.unwrap(), "v1");
-        assert_eq!(*load(&snapshots, &loads, 2, "other").await.unwrap(), "v2");
-        assert_eq!(loads.load(Ordering::SeqCst), 3);
-    }
-
-    #[tokio::test]
-    async fn a_failed_load_is_not_kept() {
-        let snapshots: Snapshots<String> = Snapshots::default();
-        let failed = snapshots
-            .get_or_load("a", 1, || async { Err::<String, _>("gone".to_string()) })
-            .await;
-        assert_eq!(failed, Err("gone".to_string()));
-        let loads = AtomicUsize::new(0);
-        assert_eq!(*load(&snapshots, &loads, 1, "v1").await.unwrap(), "v1");
-        assert_eq!(loads.load(Ordering::SeqCst), 1);
-    }
 }

@@ -8,13 +8,11 @@
 //! the number of accounts, and deleting the peer removes the entry too.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use meshplane_core::index::AccountIndex;
 use meshplane_core::keys::hash_secret;
 use meshplane_core::model::{
-    Account, AccountSettings, Activity, AuditEvent, Group, Peer, PeerId, PostureCheck, SetupKey,
-    User,
+    AccountSettings, Activity, AuditEvent, Peer, PeerId, PostureCheck, SetupKey, User,
 };
 use meshplane_core::posture;
 use meshplane_core::registration::{
@@ -30,11 +28,11 @@ use tonic::Status;
 use super::internal;
 use super::meta::{self as system_meta, Reported};
 use super::service::Shared;
-use crate::domain::account_view::{aggregate, snapshot};
+use crate::domain::account_view::{put_group, put_peer, snapshot, ViewError};
 use crate::domain::audit::meta;
 use crate::ids;
 use crate::records::AccountRecord;
-use crate::store::Tx;
+use crate::store::{Store, Tx};
 
 /// The secret-index entry that leads from a WireGuard key to its peer.
 pub(crate) fn key_entry(key: &str) -> String {
@@ -108,64 +106,53 @@ pub async fn login(
     let now = ids::now();
     let reported = req.meta.take().map(system_meta::checked).transpose()?;
     let mut tx = shared.store.write().await.map_err(internal)?;
-    let (account_id, settings, peer, account) = match registered_peer(&mut tx, key, now).await? {
+    let (account_id, settings, peer) = match registered_peer(&mut tx, key, now).await? {
         Some((record, mut peer)) => {
             peer.last_login = now;
             if connection_ip.is_some() {
                 peer.connection_ip = connection_ip;
             }
             mark_seen(&mut peer, reported, now);
-            tx.put(&record.id, &peer).await.map_err(internal)?;
-            (record.id, record.settings, peer, None)
+            put_peer(&mut tx, &record.id, &peer)
+                .await
+                .map_err(internal)?;
+            (record.id, record.settings, peer)
         }
         None => {
-            let (account, peer) = register(
-                &mut tx,
+            let joining = Joining {
                 key,
                 req,
-                reported.unwrap_or_default(),
+                reported: reported.unwrap_or_default(),
                 connection_ip,
-                now,
-            )
-            .await?;
-            let settings = account.settings.clone();
-            (account.id.to_string(), settings, peer, Some(account))
+            };
+            register(&shared.store, &mut tx, joining, now).await?
         }
     };
     tx.commit().await.map_err(internal)?;
     let mut answer = answer(&settings, &peer)?;
-    answer.process_check_paths = process_check_paths(shared, &account_id, account, peer).await?;
+    answer.process_check_paths = process_check_paths(shared, &account_id, peer).await?;
     Ok(answer)
 }
 
-/// The process paths the peer must report on ([`posture::process_paths`]),
-/// from `account` when the caller has it whole. Reading and indexing the
-/// account costs as much as a map, so it is done only when the account has
-/// a process check at all, and off the async threads.
+/// The process paths the peer must report on ([`posture::process_paths`]).
+/// Indexing the account costs as much as a map, so it is done only when the
+/// account has a process check at all, and off the async threads.
 async fn process_check_paths(
     shared: &Shared,
     account_id: &str,
-    account: Option<Account>,
     peer: Peer,
 ) -> Result<Vec<String>, Status> {
-    let asks = |checks: &[PostureCheck]| checks.iter().any(|c| c.checks.process_check.is_some());
-    let account = match account {
-        Some(account) if asks(&account.posture_checks) => Arc::new(account),
-        Some(_) => return Ok(Vec::new()),
-        None => {
-            let mut tx = shared.store.read().await.map_err(internal)?;
-            let checks = tx
-                .list::<PostureCheck>(account_id)
-                .await
-                .map_err(internal)?;
-            if !asks(&checks) {
-                return Ok(Vec::new());
-            }
-            snapshot(&shared.store, &mut tx, account_id)
-                .await
-                .map_err(internal)?
-        }
-    };
+    let mut tx = shared.store.read().await.map_err(internal)?;
+    let checks = tx
+        .list::<PostureCheck>(account_id)
+        .await
+        .map_err(internal)?;
+    if !checks.iter().any(|c| c.checks.process_check.is_some()) {
+        return Ok(Vec::new());
+    }
+    let account = snapshot(&shared.store, &mut tx, account_id)
+        .await
+        .map_err(internal)?;
     crate::cpu::run(move || {
         let index = AccountIndex::new(&account);
         index
@@ -177,16 +164,31 @@ async fn process_check_paths(
     .map_err(internal)
 }
 
-/// Registers a new peer with the request's setup key, in `tx`; the account
-/// as it is with the peer.
-async fn register(
-    tx: &mut Tx,
-    key: &str,
+/// A peer asking to join with a setup key.
+struct Joining<'a> {
+    /// Its WireGuard key.
+    key: &'a str,
     req: LoginRequest,
     reported: Reported,
     connection_ip: Option<String>,
+}
+
+/// Registers a new peer with the request's setup key, in `tx`; its
+/// account's id and settings, and the peer. The account is the one this
+/// server already holds when it is current (a registration reads no peer
+/// rows), and the commit carries it forward with the peer in it.
+async fn register(
+    store: &Store,
+    tx: &mut Tx,
+    joining: Joining<'_>,
     now: Timestamp,
-) -> Result<(Account, Peer), Status> {
+) -> Result<(String, AccountSettings, Peer), Status> {
+    let Joining {
+        key,
+        req,
+        reported,
+        connection_ip,
+    } = joining;
     let setup_key = req.setup_key.trim();
     if setup_key.is_empty() {
         return Err(Status::not_found(format!(
@@ -200,12 +202,12 @@ async fn register(
         .await
         .map_err(internal)?
         .ok_or_else(|| from_core(&RegistrationError::UnknownSetupKey))?;
-    let record = tx
-        .get::<AccountRecord>(&account_id, &account_id)
+    let account = snapshot(store, tx, &account_id)
         .await
-        .map_err(internal)?
-        .ok_or_else(|| from_core(&RegistrationError::UnknownSetupKey))?;
-    let mut account = aggregate(tx, &record).await.map_err(internal)?;
+        .map_err(|e| match e {
+            ViewError::Missing(_) => from_core(&RegistrationError::UnknownSetupKey),
+            ViewError::Store(e) => internal(e),
+        })?;
     let request = RegistrationRequest {
         wg_key: key.to_string(),
         hostname: reported.hostname,
@@ -220,19 +222,18 @@ async fn register(
     done.peer.connected = true;
     let peer = done.peer.clone();
     let account_id = account_id.as_str();
-    tx.put(account_id, &peer).await.map_err(internal)?;
+    put_peer(tx, account_id, &peer).await.map_err(internal)?;
     tx.put_secret(account_id, &key_entry(key), &peer)
         .await
         .map_err(internal)?;
-    for group_id in &done.groups {
-        if let Some(mut group) = tx
-            .get::<Group>(account_id, group_id.as_str())
-            .await
-            .map_err(internal)?
-        {
-            group.peers.push(peer.id.clone());
-            tx.put(account_id, &group).await.map_err(internal)?;
-        }
+    for group in account
+        .groups
+        .iter()
+        .filter(|g| done.groups.contains(&g.id))
+    {
+        let mut group = group.clone();
+        group.peers.push(peer.id.clone());
+        put_group(tx, account_id, &group).await.map_err(internal)?;
     }
     tx.put(account_id, &done.setup_key)
         .await
@@ -255,13 +256,7 @@ async fn register(
     })
     .await
     .map_err(internal)?;
-    account.peers.push(peer.clone());
-    for group in &mut account.groups {
-        if done.groups.contains(&group.id) {
-            group.peers.push(peer.id.clone());
-        }
-    }
-    Ok((account, peer))
+    Ok((account_id.to_string(), account.settings.clone(), peer))
 }
 
 /// `<label>.<dns domain>`.

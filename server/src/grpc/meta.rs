@@ -25,6 +25,7 @@ use tonic::Status;
 use super::internal;
 use super::login::{checked_peer, key_entry};
 use super::service::Shared;
+use crate::domain::account_view::put_peer;
 use crate::ids;
 
 /// Most interface addresses a peer may report: hosts with many interfaces
@@ -182,7 +183,9 @@ pub async fn sync_meta(
     let mut tx = shared.store.write().await.map_err(internal)?;
     let (record, mut peer) = checked_peer(&mut tx, key, ids::now()).await?;
     if store(&mut peer, reported) {
-        tx.put(&record.id, &peer).await.map_err(internal)?;
+        put_peer(&mut tx, &record.id, &peer)
+            .await
+            .map_err(internal)?;
         tx.commit().await.map_err(internal)?;
     }
     Ok(SyncMetaResponse {})

@@ -32,6 +32,7 @@ use super::meta;
 use super::peer_streams::StreamSlot;
 use super::service::{Opened, SealedStream, Shared};
 use super::updates::{Ack, Held, Subscription, Update};
+use crate::domain::account_view::put_peer;
 use crate::ids;
 use crate::store::{Store, StoreError};
 
@@ -144,7 +145,9 @@ where
     let (record, mut peer) = checked_peer(&mut tx, key, now).await?;
     mark_seen(&mut peer, reported, now);
     let account_id = record.id;
-    tx.put(&account_id, &peer).await.map_err(internal)?;
+    put_peer(&mut tx, &account_id, &peer)
+        .await
+        .map_err(internal)?;
     tx.commit().await.map_err(internal)?;
     let slot = shared.syncs.open(key);
     let subscription = shared.hubs.subscribe(&account_id, peer.id.as_str(), key);
@@ -360,6 +363,8 @@ async fn disconnect(shared: &Shared, account_id: &str, peer_id: &str) -> Result<
     };
     peer.connected = false;
     peer.last_seen = ids::now();
-    tx.put(account_id, &peer).await.map_err(internal)?;
+    put_peer(&mut tx, account_id, &peer)
+        .await
+        .map_err(internal)?;
     tx.commit().await.map_err(internal)
 }
