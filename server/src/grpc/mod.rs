@@ -16,6 +16,7 @@
 //! management service.
 
 mod ephemeral;
+mod framing;
 mod login;
 mod meta;
 mod peer_streams;
@@ -89,15 +90,18 @@ pub async fn mount(
         crate::signal::Proofs::new(move |header, key| shared.check_signal_proof(header, key));
     let (signal, signal_streams) = crate::signal::service(store, expose, proofs, streams_per_peer);
     let netbird = crate::netbird::service(service.shared());
+    let framed = service.shared();
     let grpc = Routes::new(ManagementServer::new(service))
         .add_service(signal)
         .add_service(netbird)
         .prepare()
         .into_axum_router();
     let dispatch = move |mut req: Request, next: Next| {
-        let grpc = grpc.clone();
+        let (grpc, framed) = (grpc.clone(), framed.clone());
         async move {
-            if is_grpc(&req) {
+            if is_grpc(&req) && req.uri().path() == framing::SYNC_PATH {
+                framing::serve(framed, req).await
+            } else if is_grpc(&req) {
                 if let Some(authority) = authority(&req) {
                     req.extensions_mut().insert(authority);
                 }
