@@ -1,5 +1,4 @@
-//! The Sync call of our management service, framed here rather than by
-//! tonic.
+//! The Sync calls (ours and NetBird's), framed here rather than by tonic.
 //!
 //! tonic encodes a stream's messages into one buffer per stream and hands
 //! each out as a slice of it, keeping the rest of the allocation for the
@@ -10,11 +9,10 @@
 //! it. The framing is gRPC's: one request message in, a 5-byte prefix
 //! (uncompressed flag, big-endian length) before each message out, the
 //! status in the trailers, or alone in the headers when the call fails at
-//! once. Everything else about the call is [`super::sync::start`]'s, as
-//! through the generated service.
+//! once. Everything else about the calls is what the services do with
+//! them, as through the generated code.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::{Body, Bytes, HttpBody};
@@ -22,24 +20,26 @@ use axum::extract::Request;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, HeaderValue, Response};
 use hyper::body::Frame;
-use meshplane_proto::v1::{SealedMessage, SyncRequest};
 use prost::Message;
 use tonic::codegen::tokio_stream::Stream;
 use tonic::Status;
 
-use super::service::{SealedStream, Shared};
-use super::sync;
-
-/// The path of the call served here.
+/// Our Sync call.
 pub const SYNC_PATH: &str = "/meshplane.management.v1.Management/Sync";
+/// NetBird's Sync call.
+pub const NETBIRD_SYNC_PATH: &str = "/management.ManagementService/Sync";
 /// The largest request accepted, as tonic's default decoding limit.
 const MAX_REQUEST: usize = 4 * 1024 * 1024;
 /// gRPC's prefix of each message: the compressed flag and the length.
 const PREFIX: usize = 5;
 
-/// Answers one Sync call.
-pub async fn serve(shared: Arc<Shared>, request: Request) -> Response<Body> {
-    match open(shared, request).await {
+/// The answer to a call whose stream opened as `opened`.
+pub fn respond<S, M>(opened: Result<S, Status>) -> Response<Body>
+where
+    S: Stream<Item = Result<M, Status>> + Unpin + Send + 'static,
+    M: Message + 'static,
+{
+    match opened {
         Ok(messages) => {
             let mut response = Response::new(Body::new(Framed {
                 messages: Some(messages),
@@ -53,15 +53,13 @@ pub async fn serve(shared: Arc<Shared>, request: Request) -> Response<Body> {
     }
 }
 
-/// Reads the call's one message and opens the stream it asks for.
-async fn open(shared: Arc<Shared>, request: Request) -> Result<SealedStream, Status> {
+/// The call's one request message.
+pub async fn message<M: Message + Default>(request: Request) -> Result<M, Status> {
     let body = axum::body::to_bytes(request.into_body(), PREFIX + MAX_REQUEST)
         .await
         .map_err(|_| Status::resource_exhausted("the request is larger than 4 MiB"))?;
-    let sealed = SealedMessage::decode(unframe(&body)?)
-        .map_err(|e| Status::invalid_argument(format!("the request does not decode: {e}")))?;
-    let opened = shared.open::<SyncRequest>(&sealed)?;
-    sync::start(shared, opened).await
+    M::decode(unframe(&body)?)
+        .map_err(|e| Status::invalid_argument(format!("the request does not decode: {e}")))
 }
 
 /// The one message of a request body.
@@ -81,7 +79,7 @@ fn unframe(body: &[u8]) -> Result<&[u8], Status> {
 }
 
 /// A message with its gRPC prefix, in an allocation of exactly its size.
-fn frame(message: &SealedMessage) -> Bytes {
+fn frame(message: &impl Message) -> Bytes {
     let length = message.encoded_len();
     let mut out = Vec::with_capacity(PREFIX + length);
     out.push(0);
@@ -105,12 +103,16 @@ fn trailers(status: &Status) -> HeaderMap {
 }
 
 /// The response body: each message framed, then the trailers.
-struct Framed {
+struct Framed<S> {
     /// `None` once the trailers went out.
-    messages: Option<SealedStream>,
+    messages: Option<S>,
 }
 
-impl HttpBody for Framed {
+impl<S, M> HttpBody for Framed<S>
+where
+    S: Stream<Item = Result<M, Status>> + Unpin,
+    M: Message,
+{
     type Data = Bytes;
     type Error = std::convert::Infallible;
 
@@ -140,6 +142,8 @@ impl HttpBody for Framed {
 
 #[cfg(test)]
 mod tests {
+    use meshplane_proto::v1::SealedMessage;
+
     use super::*;
 
     #[test]

@@ -16,7 +16,7 @@
 //! management service.
 
 mod ephemeral;
-mod framing;
+pub(crate) mod framing;
 mod login;
 mod meta;
 mod peer_streams;
@@ -89,7 +89,7 @@ pub async fn mount(
     let proofs =
         crate::signal::Proofs::new(move |header, key| shared.check_signal_proof(header, key));
     let (signal, signal_streams) = crate::signal::service(store, expose, proofs, streams_per_peer);
-    let netbird = crate::netbird::service(service.shared());
+    let (netbird, framed_netbird) = crate::netbird::service(service.shared());
     let framed = service.shared();
     let grpc = Routes::new(ManagementServer::new(service))
         .add_service(signal)
@@ -97,17 +97,22 @@ pub async fn mount(
         .prepare()
         .into_axum_router();
     let dispatch = move |mut req: Request, next: Next| {
-        let (grpc, framed) = (grpc.clone(), framed.clone());
+        let (grpc, framed, framed_netbird) = (grpc.clone(), framed.clone(), framed_netbird.clone());
         async move {
-            if is_grpc(&req) && req.uri().path() == framing::SYNC_PATH {
-                framing::serve(framed, req).await
-            } else if is_grpc(&req) {
+            if is_grpc(&req) {
                 if let Some(authority) = authority(&req) {
                     req.extensions_mut().insert(authority);
                 }
-                match grpc.oneshot(req).await {
-                    Ok(response) => response,
-                    Err(never) => match never {},
+                // The Sync calls frame their own messages (see `framing`).
+                match req.uri().path() {
+                    framing::SYNC_PATH => framing::respond(sync::start_framed(framed, req).await),
+                    framing::NETBIRD_SYNC_PATH => {
+                        framing::respond(framed_netbird.open_framed_sync(req).await)
+                    }
+                    _ => match grpc.oneshot(req).await {
+                        Ok(response) => response,
+                        Err(never) => match never {},
+                    },
                 }
             } else {
                 next.run(req).await

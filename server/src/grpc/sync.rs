@@ -20,12 +20,14 @@ use meshplane_core::ErrorCode;
 use meshplane_proto::delta::{digest_bytes, from_digest_bytes};
 use meshplane_proto::status::code_of;
 use meshplane_proto::v1::{
-    AckMapRequest, AckMapResponse, NetworkMap, PeerSystemMeta, SyncRequest, SyncResponse,
+    AckMapRequest, AckMapResponse, NetworkMap, PeerSystemMeta, SealedMessage, SyncRequest,
+    SyncResponse,
 };
 use tokio::sync::{mpsc, watch};
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
+use super::framing;
 use super::internal;
 use super::login::{checked_peer, mark_seen};
 use super::meta;
@@ -83,6 +85,16 @@ pub async fn start(
     };
     let stream = open(shared, &opened.key, request.meta, None, deltas, render).await?;
     Ok(ReceiverStream::new(stream))
+}
+
+/// [`start`] for a call framed by [`super::framing`].
+pub async fn start_framed(
+    shared: Arc<Shared>,
+    request: axum::extract::Request,
+) -> Result<SealedStream, Status> {
+    let sealed = framing::message::<SealedMessage>(request).await?;
+    let opened = shared.open::<SyncRequest>(&sealed)?;
+    start(shared, opened).await
 }
 
 /// Whether a stream sends deltas.

@@ -27,7 +27,9 @@ use crate::grpc::Shared;
 
 pub use service::NetBird;
 
-/// The service over what our own management service shares.
-pub fn service(shared: Arc<Shared>) -> ManagementServiceServer<NetBird> {
-    ManagementServiceServer::new(NetBird::new(shared))
+/// The service over what our own management service shares, and the
+/// state it keeps (for the calls served outside tonic).
+pub fn service(shared: Arc<Shared>) -> (ManagementServiceServer<NetBird>, NetBird) {
+    let netbird = NetBird::new(shared);
+    (ManagementServiceServer::new(netbird.clone()), netbird)
 }

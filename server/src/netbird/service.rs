@@ -58,6 +58,63 @@ impl NetBird {
     fn seal<M: Message>(&self, message: &M, to: &PublicKey) -> EncryptedMessage {
         seal(message, self.shared.secret(), to)
     }
+
+    /// Opens the Sync stream `request` asks for; `authority` is the address
+    /// the client dialled (the relay and signal URLs it is given use it).
+    async fn open_sync(
+        &self,
+        authority: Option<Authority>,
+        request: &EncryptedMessage,
+    ) -> Result<EncryptedStream, Status> {
+        let opened = self.open::<SyncRequest>(request)?;
+        let (shared, to, key) = (
+            self.shared.clone(),
+            opened.sender.clone(),
+            opened.key.clone(),
+        );
+        let render = move |frame: Frame<'_>| {
+            let config = netbird_config(authority.as_ref(), shared.relay(), ids::now());
+            let mut response = match frame.map {
+                Some(map) => netbird_map::sync_response(map, &key, Some(config), frame.serial),
+                // A refresh of the relay token alone.
+                None => nb::SyncResponse {
+                    netbird_config: Some(config),
+                    ..Default::default()
+                },
+            };
+            // The paths the client reports on (`files` of its meta), as
+            // NetBird's server lists them for process checks.
+            response.checks = vec![nb::Checks {
+                files: frame.paths.to_vec(),
+            }];
+            seal(&response, shared.secret(), &to)
+        };
+        // Renewed well before the token expires (`--relay-token-refresh-secs`).
+        let refresh = self.shared.relay().refresh();
+        let meta = opened.message.meta.map(peer_meta);
+        let stream = grpc::open_map_stream(
+            self.shared.clone(),
+            &opened.key,
+            meta,
+            Some(refresh),
+            MapDeltas::Off,
+            render,
+        )
+        .await
+        .map_err(as_netbird)?;
+        let stream = ReceiverStream::new(stream).map(|item| item.map_err(as_netbird));
+        Ok(Box::pin(stream))
+    }
+
+    /// [`NetBird::open_sync`] for a call framed by [`grpc::framing`].
+    pub async fn open_framed_sync(
+        &self,
+        request: axum::extract::Request,
+    ) -> Result<EncryptedStream, Status> {
+        let authority = request.extensions().get::<Authority>().cloned();
+        let sealed = grpc::framing::message::<EncryptedMessage>(request).await?;
+        self.open_sync(authority, &sealed).await
+    }
 }
 
 /// NetBird clients take PERMISSION_DENIED, not NOT_FOUND, for an unknown or
@@ -116,44 +173,9 @@ impl ManagementService for NetBird {
         request: Request<EncryptedMessage>,
     ) -> Result<Response<EncryptedStream>, Status> {
         let authority = request.extensions().get::<Authority>().cloned();
-        let opened = self.open::<SyncRequest>(request.get_ref())?;
-        let (shared, to, key) = (
-            self.shared.clone(),
-            opened.sender.clone(),
-            opened.key.clone(),
-        );
-        let render = move |frame: Frame<'_>| {
-            let config = netbird_config(authority.as_ref(), shared.relay(), ids::now());
-            let mut response = match frame.map {
-                Some(map) => netbird_map::sync_response(map, &key, Some(config), frame.serial),
-                // A refresh of the relay token alone.
-                None => nb::SyncResponse {
-                    netbird_config: Some(config),
-                    ..Default::default()
-                },
-            };
-            // The paths the client reports on (`files` of its meta), as
-            // NetBird's server lists them for process checks.
-            response.checks = vec![nb::Checks {
-                files: frame.paths.to_vec(),
-            }];
-            seal(&response, shared.secret(), &to)
-        };
-        // Renewed well before the token expires (`--relay-token-refresh-secs`).
-        let refresh = self.shared.relay().refresh();
-        let meta = opened.message.meta.map(peer_meta);
-        let stream = grpc::open_map_stream(
-            self.shared.clone(),
-            &opened.key,
-            meta,
-            Some(refresh),
-            MapDeltas::Off,
-            render,
-        )
-        .await
-        .map_err(as_netbird)?;
-        let stream = ReceiverStream::new(stream).map(|item| item.map_err(as_netbird));
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(
+            self.open_sync(authority, request.get_ref()).await?,
+        ))
     }
 
     async fn get_server_key(
