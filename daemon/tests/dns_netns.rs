@@ -276,10 +276,15 @@ fn the_peer_resolver_answers_mesh_names_forwards_the_rest_and_configures_the_hos
         "/api/dns/settings",
         Some(json!({"disabled_management_groups": []})),
     );
-    wait_until(CHANGE_WITHIN, "A's resolver back", || {
-        resolve(&lan.a, resolver, &renamed) == [ip_b]
-    });
-    assert!(conf.text().contains(&format!("nameserver {ip_a}\n")));
+    // The resolver starts first, then the host is pointed at it.
+    wait_until(
+        CHANGE_WITHIN,
+        "A's resolver back and in resolv.conf",
+        || {
+            resolve(&lan.a, resolver, &renamed) == [ip_b]
+                && conf.text().contains(&format!("nameserver {ip_a}\n"))
+        },
+    );
 
     // `down` gives the host its resolv.conf back and stops the resolver.
     a.ok(&["down"]);
