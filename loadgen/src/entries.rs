@@ -7,14 +7,14 @@
 //! a map is computed from each shared entry's hash, kept with the entry:
 //! what the server does for its own maps.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use meshplane_core::netmap::delta::{
     apply, digest_with, entry_hash, DeltaError, ListDelta, MapDelta, MapDigest, ZonesDelta,
 };
-use meshplane_core::netmap::owned::{Record, RemotePeer};
+use meshplane_core::netmap::owned::{ByAddress, Record, RemotePeer};
 use meshplane_core::netmap::PeerMap;
 use serde::Serialize;
 
@@ -37,14 +37,14 @@ struct Kinds {
 #[derive(Debug)]
 struct Kept<T> {
     entries: HashSet<Arc<T>>,
-    hashes: HashMap<usize, [u8; 32]>,
+    hashes: ByAddress<[u8; 32]>,
 }
 
 impl<T> Default for Kept<T> {
     fn default() -> Self {
         Kept {
             entries: HashSet::new(),
-            hashes: HashMap::new(),
+            hashes: ByAddress::default(),
         }
     }
 }

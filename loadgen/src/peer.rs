@@ -9,12 +9,15 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use crypto_box::{PublicKey, SecretKey};
+use http_body_util::{BodyExt, Full};
 use meshplane_core::netmap::delta::MapDelta;
 use meshplane_core::netmap::PeerMap;
 use meshplane_core::Timestamp;
 use meshplane_proto::delta::from_digest_bytes;
-use meshplane_proto::envelope::{encode_public_key, open, parse_public_key, seal, ReplayGuard};
+use meshplane_proto::envelope::{encode_public_key, parse_public_key, Pair, ReplayGuard};
+use meshplane_proto::framing::{frame, Reassembly};
 use meshplane_proto::v1::management_client::ManagementClient;
 use meshplane_proto::v1::{
     AckMapRequest, AckMapResponse, GetServerKeyRequest, LoginRequest, LoginResponse,
@@ -24,7 +27,8 @@ use prost::Message;
 use rand_core::OsRng;
 use thiserror::Error;
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Status, Streaming};
+use tonic::{Code, Status};
+use tower::{Service, ServiceExt};
 
 use crate::entries::SharedEntries;
 use crate::track::Tracker;
@@ -33,6 +37,10 @@ use crate::track::Tracker;
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// How many times a call whose connection was lost is sent again.
 const CONNECTION_RETRIES: usize = 2;
+/// Our Sync call's path.
+const SYNC_PATH: &str = "/meshplane.management.v1.Management/Sync";
+/// The largest Sync message read, as tonic's default decoding limit.
+const MAX_MESSAGE: usize = 4 * 1024 * 1024;
 
 /// Why a peer could not join or follow its stream.
 #[derive(Debug, Clone, Error)]
@@ -112,9 +120,9 @@ impl Connections {
         self.channels.len()
     }
 
-    fn client(&self, index: usize) -> ManagementClient<Channel> {
+    fn channel(&self, index: usize) -> Channel {
         let i = (index / self.plan.streams_per_connection).min(self.channels.len() - 1);
-        ManagementClient::new(self.channels[i].clone())
+        self.channels[i].clone()
     }
 }
 
@@ -161,11 +169,12 @@ fn connect_error(url: &str, reason: String) -> PeerError {
 #[derive(Debug)]
 pub struct Peer {
     pub index: usize,
-    secret: SecretKey,
     /// Its WireGuard public key, base64.
     pub key: String,
-    server: PublicKey,
+    /// The box between its key and the server's, agreed once.
+    pair: Pair,
     guard: ReplayGuard,
+    channel: Channel,
     client: ManagementClient<Channel>,
 }
 
@@ -173,25 +182,19 @@ impl Peer {
     /// A new peer with fresh keys, on the connection its index falls on.
     pub fn new(index: usize, connections: &Connections) -> Peer {
         let secret = SecretKey::generate(&mut OsRng);
+        let channel = connections.channel(index);
         Peer {
             index,
             key: encode_public_key(&secret.public_key()),
-            secret,
-            server: connections.server.clone(),
+            pair: Pair::new(&secret, &connections.server),
             guard: ReplayGuard::default(),
-            client: connections.client(index),
+            client: ManagementClient::new(channel.clone()),
+            channel,
         }
     }
 
     fn seal<M: Message>(&self, message: &M) -> SealedMessage {
-        seal(
-            message,
-            &self.key,
-            &self.secret,
-            &self.server,
-            now(),
-            &mut OsRng,
-        )
+        self.pair.seal(message, &self.key, now(), &mut OsRng)
     }
 
     /// The answer to the call `send` makes (sealing its request anew each
@@ -241,12 +244,12 @@ impl Peer {
                 async move { client.login(sealed).await }
             })
             .await?;
-        open(&answer, &self.secret, &self.server, &mut self.guard, now()).map_err(|e| {
-            PeerError::Protocol {
+        self.pair
+            .open(&answer, &mut self.guard, now())
+            .map_err(|e| PeerError::Protocol {
                 index: self.index,
                 reason: e.to_string(),
-            }
-        })
+            })
     }
 
     /// Opens the Sync stream and follows it on a task of its own, reporting
@@ -267,8 +270,7 @@ impl Peer {
         };
         let stream = self
             .retried("Sync", || {
-                let (mut client, sealed) = (self.client.clone(), self.seal(&request));
-                async move { client.sync(sealed).await }
+                open_sync(self.channel.clone(), self.seal(&request))
             })
             .await?;
         tokio::spawn(async move {
@@ -285,13 +287,13 @@ impl Peer {
     /// when it came with a digest.
     async fn follow(
         &mut self,
-        mut stream: Streaming<SealedMessage>,
+        mut stream: SyncMessages,
         tracker: &Tracker,
         entries: &SharedEntries,
     ) -> Result<(), PeerError> {
         let mut held: Option<PeerMap> = None;
         loop {
-            let sealed = match stream.message().await {
+            let sealed = match stream.next().await {
                 Ok(Some(sealed)) => sealed,
                 Ok(None) if tracker.finished() => return Ok(()),
                 Ok(None) => return Err(self.refused("Sync", "stream ended".to_string())),
@@ -303,9 +305,12 @@ impl Peer {
                 index: self.index,
                 reason,
             };
-            let response: SyncResponse =
-                open(&sealed, &self.secret, &self.server, &mut self.guard, now())
-                    .map_err(|e| protocol(e.to_string()))?;
+            let response: SyncResponse = self
+                .pair
+                .open(&sealed, &mut self.guard, now())
+                .map_err(|e| protocol(e.to_string()))?;
+            // Not held while the acknowledgement waits for the server.
+            drop(sealed);
             let map = match (response.network_map, response.delta) {
                 (Some(m), _) => {
                     let mut map = PeerMap::try_from(m).map_err(|e| protocol(e.to_string()))?;
@@ -344,11 +349,13 @@ impl Peer {
             .map_err(|_| self.refused("AckMap", "timed out".to_string()))?
             .map_err(|s| self.refused("AckMap", s.message().to_string()))?
             .into_inner();
-        let _: AckMapResponse = open(&answer, &self.secret, &self.server, &mut self.guard, now())
+        let _: AckMapResponse = self
+            .pair
+            .open(&answer, &mut self.guard, now())
             .map_err(|e| PeerError::Protocol {
-            index: self.index,
-            reason: e.to_string(),
-        })?;
+                index: self.index,
+                reason: e.to_string(),
+            })?;
         Ok(())
     }
 
@@ -357,6 +364,87 @@ impl Peer {
             call,
             index: self.index,
             reason,
+        }
+    }
+}
+
+/// Opens a Sync stream with `sealed` on `channel`.
+async fn open_sync(
+    mut channel: Channel,
+    sealed: SealedMessage,
+) -> Result<tonic::Response<SyncMessages>, Status> {
+    let body = tonic::body::Body::new(Full::new(Bytes::from(frame(&sealed))));
+    let request = http::Request::builder()
+        .method(http::Method::POST)
+        .uri(SYNC_PATH)
+        .header(http::header::CONTENT_TYPE, "application/grpc")
+        .header(http::header::TE, "trailers")
+        .body(body)
+        .map_err(|e| Status::internal(e.to_string()))?;
+    let lost = |e: tonic::transport::Error| Status::unavailable(e.to_string());
+    let response = channel
+        .ready()
+        .await
+        .map_err(lost)?
+        .call(request)
+        .await
+        .map_err(lost)?;
+    // A call refused at once answers with its status in the headers.
+    if let Some(status) = Status::from_header_map(response.headers()) {
+        if status.code() != Code::Ok {
+            return Err(status);
+        }
+    }
+    Ok(tonic::Response::new(SyncMessages {
+        body: response.into_body(),
+        messages: Reassembly::new(MAX_MESSAGE),
+    }))
+}
+
+/// A Sync stream read without tonic's decoder, which keeps a buffer per
+/// stream as large as the largest message it carried: every simulated
+/// peer's first whole map (about 2 MB at 10,000 peers), for the whole run.
+/// Each message here is gathered in an allocation of its own and dropped
+/// once read (see [`meshplane_proto::framing`]).
+#[derive(Debug)]
+struct SyncMessages {
+    body: tonic::body::Body,
+    messages: Reassembly,
+}
+
+impl SyncMessages {
+    /// The next message; `None` when the stream ended well.
+    async fn next(&mut self) -> Result<Option<SealedMessage>, Status> {
+        let malformed = |e: String| Status::internal(format!("Sync stream: {e}"));
+        loop {
+            if let Some(message) = self.messages.next_message() {
+                return SealedMessage::decode(message.as_slice())
+                    .map(Some)
+                    .map_err(|e| malformed(e.to_string()));
+            }
+            let frame = match self.body.frame().await {
+                None => None,
+                Some(frame) => Some(frame?),
+            };
+            let trailers = match frame.map(|frame| frame.into_data()) {
+                Some(Ok(data)) => {
+                    self.messages
+                        .push(&data)
+                        .map_err(|e| malformed(e.to_string()))?;
+                    continue;
+                }
+                Some(Err(frame)) => frame.into_trailers().ok(),
+                None => None,
+            };
+            if let Some(status) = trailers.as_ref().and_then(Status::from_header_map) {
+                if status.code() != Code::Ok {
+                    return Err(status);
+                }
+            }
+            self.messages
+                .finish()
+                .map_err(|e| malformed(e.to_string()))?;
+            return Ok(None);
         }
     }
 }

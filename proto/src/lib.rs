@@ -11,6 +11,7 @@
 
 pub mod delta;
 pub mod envelope;
+pub mod framing;
 pub mod ice;
 pub mod map;
 pub mod netbird_map;

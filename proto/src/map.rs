@@ -114,11 +114,30 @@ pub(crate) fn missing(field: &'static str) -> MapError {
     MapError::Missing { field }
 }
 
+/// `items` converted by `f`, into a new allocation of their number.
+///
+/// Collecting `items.into_iter().map(f)` would reuse the allocation of
+/// `items` when a converted item is no larger than a decoded one, and keep
+/// all of it: a decoded peer entry is about 150 bytes and the entry it
+/// becomes a pointer of 8, so each map held kept 19 times the room its
+/// peer list needs (15 GB for the load harness's 10,000 maps of 10,000
+/// peers).
 pub(crate) fn collect<T, U>(
     items: Vec<T>,
-    f: impl FnMut(T) -> Result<U, MapError>,
+    mut f: impl FnMut(T) -> Result<U, MapError>,
 ) -> Result<Vec<U>, MapError> {
-    items.into_iter().map(f).collect()
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        out.push(f(item)?);
+    }
+    Ok(out)
+}
+
+/// [`collect`] for a conversion that cannot fail.
+pub(crate) fn converted<T, U>(items: Vec<T>, f: impl FnMut(T) -> U) -> Vec<U> {
+    let mut out = Vec::with_capacity(items.len());
+    out.extend(items.into_iter().map(f));
+    out
 }
 
 fn address(ip: Ipv4Addr) -> Vec<u8> {
@@ -361,7 +380,7 @@ pub(crate) fn custom_zone(z: owned::CustomZone) -> v1::CustomZone {
 pub(crate) fn from_custom_zone(z: v1::CustomZone) -> owned::CustomZone {
     owned::CustomZone {
         domain: z.domain,
-        records: z.records.into_iter().map(from_record).collect(),
+        records: converted(z.records, from_record),
     }
 }
 
@@ -427,7 +446,7 @@ pub(crate) fn from_nameserver_group(
 fn from_dns(d: v1::DnsConfig) -> Result<owned::Dns, MapError> {
     Ok(owned::Dns {
         service_enable: d.service_enable,
-        custom_zones: d.custom_zones.into_iter().map(from_custom_zone).collect(),
+        custom_zones: converted(d.custom_zones, from_custom_zone),
         nameserver_groups: collect(d.nameserver_groups, from_nameserver_group)?,
     })
 }

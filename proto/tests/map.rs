@@ -86,6 +86,21 @@ fn maps_of_generated_accounts_survive_the_wire() {
     assert!(routes > 0 && route_rules > 0 && offline > 0 && no_dns > 0);
 }
 
+/// A decoded map holds its lists in allocations of their own size, not in
+/// the (far larger) ones the protobuf entries were decoded into.
+#[test]
+fn decoded_lists_hold_no_room_of_the_decoding() {
+    let account = varied_account(200, 4);
+    let map = maps_of(&account).remove(0);
+    assert!(map.peers.len() > 100, "{} peers", map.peers.len());
+    let back = through_the_wire(&map);
+    assert_eq!(back, map);
+    assert_eq!(back.peers.capacity(), back.peers.len());
+    for zone in &back.dns.custom_zones {
+        assert_eq!(zone.records.capacity(), zone.records.len());
+    }
+}
+
 fn ip() -> impl Strategy<Value = Ipv4Addr> {
     any::<u32>().prop_map(Ipv4Addr::from)
 }

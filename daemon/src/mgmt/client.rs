@@ -9,13 +9,13 @@ use std::future::Future;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crypto_box::{PublicKey, SecretKey};
+use crypto_box::SecretKey;
 use meshplane_core::backoff::Backoff;
 use meshplane_core::netmap::delta::{apply_checked, digest, MapDelta, MapDigest};
 use meshplane_core::netmap::PeerMap;
 use meshplane_core::Timestamp;
 use meshplane_proto::delta::{digest_bytes, from_digest_bytes};
-use meshplane_proto::envelope::{open, parse_public_key, parse_secret_key, seal, ReplayGuard};
+use meshplane_proto::envelope::{parse_public_key, parse_secret_key, Pair, ReplayGuard};
 use meshplane_proto::map::MapError;
 use meshplane_proto::signal::client::SignalClient;
 use meshplane_proto::v1::management_client::ManagementClient;
@@ -148,7 +148,9 @@ pub struct Session {
     client: ManagementClient<Channel>,
     secret: SecretKey,
     key: String,
-    server: PublicKey,
+    /// The box between this peer's key and the server's, agreed once for
+    /// every message of the session.
+    pair: Pair,
     guard: ReplayGuard,
 }
 
@@ -234,31 +236,24 @@ impl Session {
             url: url.to_string(),
             channel,
             client,
-            secret,
             key: key.public_key().to_string(),
-            server,
+            pair: Pair::new(&secret, &server),
+            secret,
             guard: ReplayGuard::default(),
         })
     }
 
     fn seal<M: Message>(&self, message: &M) -> SealedMessage {
-        seal(
-            message,
-            &self.key,
-            &self.secret,
-            &self.server,
-            now(),
-            &mut OsRng,
-        )
+        self.pair.seal(message, &self.key, now(), &mut OsRng)
     }
 
     fn open<M: Message + Default>(&mut self, sealed: &SealedMessage) -> Result<M, ManagementError> {
-        open(sealed, &self.secret, &self.server, &mut self.guard, now()).map_err(|e| {
-            ManagementError::Protocol {
+        self.pair
+            .open(sealed, &mut self.guard, now())
+            .map_err(|e| ManagementError::Protocol {
                 url: self.url.clone(),
                 reason: e.to_string(),
-            }
-        })
+            })
     }
 
     /// Registers with `setup_key`, or logs in (empty key) as the peer this

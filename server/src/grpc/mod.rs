@@ -19,6 +19,7 @@ mod ephemeral;
 pub(crate) mod framing;
 mod login;
 mod meta;
+pub(crate) mod pairs;
 mod peer_streams;
 mod service;
 mod sync;

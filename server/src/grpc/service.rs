@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use axum::extract::ConnectInfo;
 
 use crypto_box::{PublicKey, SecretKey};
-use meshplane_proto::envelope::{self, encode_public_key, parse_public_key, ReplayGuard};
+use meshplane_proto::envelope::{encode_public_key, parse_public_key, ReplayGuard};
 use meshplane_proto::signal::check_proof;
 use meshplane_proto::v1::management_server;
 use meshplane_proto::v1::{
@@ -24,6 +24,7 @@ use tokio::sync::watch;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use super::pairs::Pairs;
 use super::peer_streams::PeerStreams;
 use super::updates::Hubs;
 use super::{internal, login, meta, sync, traffic};
@@ -40,9 +41,8 @@ pub type SealedStream = ReceiverStream<Result<SealedMessage, Status>>;
 #[derive(Debug)]
 pub struct Shared {
     pub store: Store,
-    secret: SecretKey,
-    /// The public half, base64, as GetServerKey answers it.
-    public: String,
+    /// The server key, and its box with each recent peer key.
+    pairs: Pairs,
     /// One guard for the whole process: a sealed message is accepted once,
     /// whichever call it is sent to.
     guard: Mutex<ReplayGuard>,
@@ -74,8 +74,10 @@ impl Shared {
     /// Opens `sealed`, refusing forgeries, stale messages and replays.
     pub fn open<M: Message + Default>(&self, sealed: &SealedMessage) -> Result<Opened<M>, Status> {
         let sender = parse_public_key(&sealed.wg_pub_key)?;
-        let mut guard = self.guard.lock().unwrap_or_else(PoisonError::into_inner);
-        let message = envelope::open(sealed, &self.secret, &sender, &mut guard, ids::now())?;
+        let message = self.pairs.open(&sender, |pair| {
+            let mut guard = self.guard.lock().unwrap_or_else(PoisonError::into_inner);
+            pair.open(sealed, &mut guard, ids::now())
+        })?;
         Ok(Opened {
             key: encode_public_key(&sender),
             sender,
@@ -88,18 +90,18 @@ impl Shared {
     /// and replay guard.
     pub fn check_signal_proof(&self, header: &str, key: &PublicKey) -> Result<(), Status> {
         let mut guard = self.guard.lock().unwrap_or_else(PoisonError::into_inner);
-        check_proof(header, key, &self.secret, &mut guard, ids::now()).map_err(Status::from)
+        check_proof(header, key, self.pairs.secret(), &mut guard, ids::now()).map_err(Status::from)
     }
 
-    /// The server's secret key, which NetBird's service opens and seals with
-    /// too.
-    pub fn secret(&self) -> &SecretKey {
-        &self.secret
+    /// The server key's boxes, which NetBird's service opens and seals
+    /// with too.
+    pub fn pairs(&self) -> &Pairs {
+        &self.pairs
     }
 
     /// The server's public key, base64.
     pub fn public(&self) -> &str {
-        &self.public
+        self.pairs.public()
     }
 
     /// The relay token issuer.
@@ -109,7 +111,9 @@ impl Shared {
 
     /// Seals `message` to the peer holding `to`.
     pub fn seal<M: Message>(&self, message: &M, to: &PublicKey) -> SealedMessage {
-        envelope::seal(message, "", &self.secret, to, ids::now(), &mut OsRng)
+        self.pairs
+            .pair(to)
+            .seal(message, "", ids::now(), &mut OsRng)
     }
 }
 
@@ -134,12 +138,10 @@ impl Management {
         relay: Arc<Issuer>,
     ) -> Result<Management, StoreError> {
         let secret = SecretKey::from(secrets::load_or_create(store, "management").await?);
-        let public = encode_public_key(&secret.public_key());
         Ok(Management {
             shared: Arc::new(Shared {
                 store: store.clone(),
-                secret,
-                public,
+                pairs: Pairs::new(secret),
                 guard: Mutex::new(ReplayGuard::default()),
                 hubs: Hubs::new(store.clone(), expose.clone()),
                 expose: expose.clone(),
@@ -160,7 +162,7 @@ impl management_server::Management for Management {
         _request: Request<GetServerKeyRequest>,
     ) -> Result<Response<GetServerKeyResponse>, Status> {
         Ok(Response::new(GetServerKeyResponse {
-            key: self.shared.public.clone(),
+            key: self.shared.public().to_string(),
             version: PROTOCOL_VERSION,
         }))
     }

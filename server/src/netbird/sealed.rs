@@ -15,13 +15,13 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, PoisonError};
 
-use crypto_box::{PublicKey, SecretKey};
-use meshplane_proto::envelope::{
-    encode_public_key, open_box, parse_public_key, seal_box, EnvelopeError, NONCE_LEN,
-};
+use crypto_box::PublicKey;
+use meshplane_proto::envelope::{encode_public_key, parse_public_key, EnvelopeError, NONCE_LEN};
 use meshplane_proto::netbird::EncryptedMessage;
 use prost::Message;
 use rand_core::OsRng;
+
+use crate::grpc::pairs::Pairs;
 
 /// Keys whose recent nonces are remembered.
 pub const KEYS: usize = 16 * 1024;
@@ -83,15 +83,15 @@ pub struct Opened<M> {
     pub message: M,
 }
 
-/// Opens `sealed` with the server's `secret`, refusing forgeries and
-/// replays.
+/// Opens `sealed` with the server key's box with its sender, refusing
+/// forgeries and replays.
 pub fn open<M: Message + Default>(
     sealed: &EncryptedMessage,
-    secret: &SecretKey,
+    pairs: &Pairs,
     nonces: &Nonces,
 ) -> Result<Opened<M>, EnvelopeError> {
     let sender = parse_public_key(&sealed.wg_pub_key)?;
-    let (nonce, plain) = open_box(&sealed.body, secret, &sender)?;
+    let (nonce, plain) = pairs.open(&sender, |pair| pair.open_box(&sealed.body))?;
     if !nonces.accept(&sender, nonce) {
         return Err(EnvelopeError::Replayed);
     }
@@ -104,10 +104,12 @@ pub fn open<M: Message + Default>(
 }
 
 /// Seals `message` from the server to the peer holding `to`.
-pub fn seal<M: Message>(message: &M, secret: &SecretKey, to: &PublicKey) -> EncryptedMessage {
+pub fn seal<M: Message>(message: &M, pairs: &Pairs, to: &PublicKey) -> EncryptedMessage {
     EncryptedMessage {
-        wg_pub_key: encode_public_key(&secret.public_key()),
-        body: seal_box(&message.encode_to_vec(), secret, to, &mut OsRng),
+        wg_pub_key: pairs.public().to_string(),
+        body: pairs
+            .pair(to)
+            .seal_box(&message.encode_to_vec(), &mut OsRng),
         version: 0,
     }
 }
@@ -115,11 +117,14 @@ pub fn seal<M: Message>(message: &M, secret: &SecretKey, to: &PublicKey) -> Encr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crypto_box::SecretKey;
+    use meshplane_proto::envelope::seal_box;
     use meshplane_proto::netbird::SyncRequest;
 
     #[test]
     fn opens_once_and_refuses_forgeries() {
         let server = SecretKey::generate(&mut OsRng);
+        let pairs = Pairs::new(server.clone());
         let peer = SecretKey::generate(&mut OsRng);
         let nonces = Nonces::default();
         let body = seal_box(
@@ -133,10 +138,10 @@ mod tests {
             body,
             version: 0,
         };
-        let opened = open::<SyncRequest>(&message, &server, &nonces).unwrap();
+        let opened = open::<SyncRequest>(&message, &pairs, &nonces).unwrap();
         assert_eq!(opened.key, message.wg_pub_key);
         assert_eq!(
-            open::<SyncRequest>(&message, &server, &nonces).unwrap_err(),
+            open::<SyncRequest>(&message, &pairs, &nonces).unwrap_err(),
             EnvelopeError::Replayed
         );
         let other = SecretKey::generate(&mut OsRng);
@@ -145,7 +150,7 @@ mod tests {
             ..message
         };
         assert_eq!(
-            open::<SyncRequest>(&forged, &server, &nonces).unwrap_err(),
+            open::<SyncRequest>(&forged, &pairs, &nonces).unwrap_err(),
             EnvelopeError::Forged
         );
     }

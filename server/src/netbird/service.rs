@@ -52,11 +52,11 @@ impl NetBird {
     }
 
     fn open<M: Message + Default>(&self, sealed: &EncryptedMessage) -> Result<Opened<M>, Status> {
-        Ok(open(sealed, self.shared.secret(), &self.nonces)?)
+        Ok(open(sealed, self.shared.pairs(), &self.nonces)?)
     }
 
     fn seal<M: Message>(&self, message: &M, to: &PublicKey) -> EncryptedMessage {
-        seal(message, self.shared.secret(), to)
+        seal(message, self.shared.pairs(), to)
     }
 
     /// Opens the Sync stream `request` asks for; `authority` is the address
@@ -87,7 +87,7 @@ impl NetBird {
             response.checks = vec![nb::Checks {
                 files: frame.paths.to_vec(),
             }];
-            seal(&response, shared.secret(), &to)
+            seal(&response, shared.pairs(), &to)
         };
         // Renewed well before the token expires (`--relay-token-refresh-secs`).
         let refresh = self.shared.relay().refresh();
