@@ -17,7 +17,7 @@ use meshplane_core::netmap::PeerMap;
 use meshplane_core::Timestamp;
 use meshplane_proto::delta::from_digest_bytes;
 use meshplane_proto::envelope::{encode_public_key, parse_public_key, Pair, ReplayGuard};
-use meshplane_proto::framing::{frame, Reassembly};
+use meshplane_proto::framing::{frame, Reassembly, MAX_MESSAGE, SYNC_PATH};
 use meshplane_proto::v1::management_client::ManagementClient;
 use meshplane_proto::v1::{
     AckMapRequest, AckMapResponse, GetServerKeyRequest, LoginRequest, LoginResponse,
@@ -37,10 +37,6 @@ use crate::track::Tracker;
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// How many times a call whose connection was lost is sent again.
 const CONNECTION_RETRIES: usize = 2;
-/// Our Sync call's path.
-const SYNC_PATH: &str = "/meshplane.management.v1.Management/Sync";
-/// The largest Sync message read, as tonic's default decoding limit.
-const MAX_MESSAGE: usize = 4 * 1024 * 1024;
 
 /// Why a peer could not join or follow its stream.
 #[derive(Debug, Clone, Error)]

@@ -20,6 +20,10 @@ use thiserror::Error;
 
 /// The bytes before each message: the compressed flag and the length.
 pub const PREFIX: usize = 5;
+/// The largest message read, as tonic's default decoding limit.
+pub const MAX_MESSAGE: usize = 4 * 1024 * 1024;
+/// Our Sync call, framed outside tonic by the server and the load harness.
+pub const SYNC_PATH: &str = "/meshplane.management.v1.Management/Sync";
 
 /// Why bytes are not the framed messages expected.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

@@ -20,17 +20,14 @@ use axum::extract::Request;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, HeaderValue, Response};
 use hyper::body::Frame;
-use meshplane_proto::framing::{frame, unframe, FramingError, PREFIX};
+use meshplane_proto::framing::{frame, unframe, FramingError, MAX_MESSAGE, PREFIX};
 use prost::Message;
 use tonic::codegen::tokio_stream::Stream;
 use tonic::Status;
 
-/// Our Sync call.
-pub const SYNC_PATH: &str = "/meshplane.management.v1.Management/Sync";
+pub use meshplane_proto::framing::SYNC_PATH;
 /// NetBird's Sync call.
 pub const NETBIRD_SYNC_PATH: &str = "/management.ManagementService/Sync";
-/// The largest request accepted, as tonic's default decoding limit.
-const MAX_REQUEST: usize = 4 * 1024 * 1024;
 
 /// The answer to a call whose stream opened as `opened`.
 pub fn respond<S, M>(opened: Result<S, Status>) -> Response<Body>
@@ -54,7 +51,7 @@ where
 
 /// The call's one request message.
 pub async fn message<M: Message + Default>(request: Request) -> Result<M, Status> {
-    let body = axum::body::to_bytes(request.into_body(), PREFIX + MAX_REQUEST)
+    let body = axum::body::to_bytes(request.into_body(), PREFIX + MAX_MESSAGE)
         .await
         .map_err(|_| Status::resource_exhausted("the request is larger than 4 MiB"))?;
     let message = unframe(&body).map_err(|e| match e {

@@ -66,8 +66,13 @@ impl<T> Clone for Derived<T> {
 }
 
 impl<T: Clone> Derived<T> {
+    /// The base with the changes applied: in place when nothing else holds
+    /// the base any more (a registration, the usual writer, has dropped the
+    /// value it read before its commit, and the version it replaced is no
+    /// longer kept), so that registering a peer does not copy and drop an
+    /// account of thousands of peers; on a copy otherwise.
     fn apply(self) -> T {
-        let mut value = T::clone(&self.base);
+        let mut value = Arc::try_unwrap(self.base).unwrap_or_else(|shared| T::clone(&shared));
         for change in &self.changes {
             change(&mut value);
         }
@@ -107,7 +112,7 @@ impl<T: Clone> Snapshots<T> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let (cell, derived) = {
+        let (cell, fallback) = {
             let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
             match kept.get(account) {
                 Some(k) if k.version == version => (k.value.clone(), k.derived.clone()),
@@ -127,8 +132,19 @@ impl<T: Clone> Snapshots<T> {
                 }
             }
         };
+        let slot = cell.clone();
         let value = cell
             .get_or_try_init(|| async move {
+                // The reader that fills the slot takes the changes out of
+                // it, so that the base can be changed in place; the copy
+                // taken above serves when a carry replaced the slot since.
+                let derived = match self.take_derived(account, &slot) {
+                    Some(derived) => {
+                        drop(fallback);
+                        Some(derived)
+                    }
+                    None => fallback,
+                };
                 match derived {
                     Some(derived) => Ok(Arc::new(derived.apply())),
                     None => load().await.map(Arc::new),
@@ -136,6 +152,15 @@ impl<T: Clone> Snapshots<T> {
             })
             .await?;
         Ok(value.clone())
+    }
+
+    /// The changes that lead to the value of `cell`, taken out of the kept
+    /// version when `cell` is still its slot.
+    fn take_derived(&self, account: &str, cell: &Slot<T>) -> Option<Derived<T>> {
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        kept.get_mut(account)
+            .filter(|k| Arc::ptr_eq(&k.value, cell))
+            .and_then(|k| k.derived.take())
     }
 
     /// Keeps `account` at `version` as its value at `before` with `changes`
@@ -260,6 +285,30 @@ mod tests {
             "abcde"
         );
         assert_eq!(loads.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_carried_base_nobody_holds_is_changed_in_place() {
+        let snapshots = Snapshots::default();
+        let base = snapshots
+            .get_or_load("a", 1, || async {
+                Ok::<_, ()>(String::with_capacity(64) + "a")
+            })
+            .await
+            .unwrap();
+        let at = base.as_ptr();
+        drop(base);
+        snapshots.carry("a", 1, 2, vec![append("b")]);
+        let unread = || async { Err::<String, ()>(()) };
+        let next = snapshots.get_or_load("a", 2, unread).await.unwrap();
+        assert_eq!(*next, "ab");
+        assert_eq!(next.as_ptr(), at, "not changed in place");
+        // Still held by a reader: the changes go to a copy, and the
+        // reader's value stays as it was.
+        snapshots.carry("a", 2, 3, vec![append("c")]);
+        let last = snapshots.get_or_load("a", 3, unread).await.unwrap();
+        assert_eq!((last.as_str(), next.as_str()), ("abc", "ab"));
+        assert_ne!(last.as_ptr(), next.as_ptr());
     }
 
     #[tokio::test]
