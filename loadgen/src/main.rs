@@ -53,9 +53,13 @@ struct Cli {
     #[arg(long, value_name = "N", default_value_t = 200)]
     connections_per_address: usize,
 
-    /// Logins or stream opens in flight at once.
+    /// Logins in flight at once.
     #[arg(long, value_name = "N", default_value_t = 64)]
     concurrency: usize,
+
+    /// Streams opened and still waiting for their first map, at once.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    first_maps_in_flight: usize,
 
     /// Seconds the registration, and the opening of the streams, may take.
     #[arg(long, value_name = "SECS", default_value_t = 300)]
@@ -107,6 +111,7 @@ fn main() -> ExitCode {
             connections_per_address: cli.connections_per_address,
         },
         concurrency: cli.concurrency,
+        first_maps_in_flight: cli.first_maps_in_flight,
         phase_timeout: Duration::from_secs(cli.phase_timeout_secs),
         change_timeout: Duration::from_secs(cli.change_timeout_secs),
         deltas: !cli.full_maps,

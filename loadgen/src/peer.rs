@@ -26,6 +26,7 @@ use meshplane_proto::v1::{
 use prost::Message;
 use rand_core::OsRng;
 use thiserror::Error;
+use tokio::sync::OwnedSemaphorePermit;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 use tower::{Service, ServiceExt};
@@ -251,12 +252,14 @@ impl Peer {
     /// Opens the Sync stream and follows it on a task of its own, reporting
     /// every map to `tracker`. With `deltas` the peer takes map deltas and
     /// acknowledges each map, as a daemon does; without, every message
-    /// carries the whole map.
+    /// carries the whole map. `slot` is dropped once the first map arrived,
+    /// so the caller can bound the whole maps in flight.
     pub async fn sync(
         mut self,
         tracker: Arc<Tracker>,
         entries: Arc<SharedEntries>,
         deltas: bool,
+        slot: Option<OwnedSemaphorePermit>,
     ) -> Result<(), PeerError> {
         let request = SyncRequest {
             meta: Some(self.meta()),
@@ -270,7 +273,7 @@ impl Peer {
             })
             .await?;
         tokio::spawn(async move {
-            if let Err(e) = self.follow(stream, &tracker, &entries).await {
+            if let Err(e) = self.follow(stream, &tracker, &entries, slot).await {
                 tracker.fail(e.to_string());
             }
         });
@@ -286,6 +289,7 @@ impl Peer {
         mut stream: SyncMessages,
         tracker: &Tracker,
         entries: &SharedEntries,
+        mut slot: Option<OwnedSemaphorePermit>,
     ) -> Result<(), PeerError> {
         let mut held: Option<PeerMap> = None;
         loop {
@@ -330,6 +334,7 @@ impl Peer {
                 }
             };
             tracker.observe(self.index, &map, bytes);
+            slot.take();
             if !response.digest.is_empty() {
                 self.ack(response.serial, response.digest).await?;
             }
