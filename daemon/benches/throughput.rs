@@ -18,8 +18,7 @@
 //! - Relayed (netstack mode): the same two engines with no UDP path
 //!   between them, joined only through a relay
 //!   (`meshplane_relay::server::serve` on loopback, WebSocket over TCP);
-//!   baseline: kernel TCP over loopback, the relay's own path. At most
-//!   64 MiB; the share of plain TCP compares rates.
+//!   baseline: kernel TCP over loopback, the relay's own path.
 //!
 //! - Ping (TUN mode): the average round trip of 50 ICMP echoes from A to B
 //!   through the tunnel, against the same over the veth, with no load.
@@ -42,10 +41,6 @@ use meshplane::engine::netstack::Netstack;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 const CHUNK: usize = 256 * 1024;
-/// The relayed transfer's cap: the relay path is two orders of magnitude
-/// slower than the others, and a longer transfer stalls in the stacks'
-/// TCP after the losses at the relay's queues (see BENCHMARKS.md).
-const RELAYED_BYTES: u64 = 64 << 20;
 
 /// Prints a transfer's figures; returns its rate in bytes per second.
 fn report(what: &str, bytes: u64, took: Duration) -> f64 {
@@ -460,11 +455,10 @@ fn main() -> std::io::Result<()> {
         len,
         rt.block_on(plain_loopback(len))?,
     );
-    let relay_len = len.min(RELAYED_BYTES);
     let relay = report(
         "relayed tunnel (netstack, relay on loopback)",
-        relay_len,
-        rt.block_on(relayed(relay_len))?,
+        len,
+        rt.block_on(relayed(len))?,
     );
     ratio("netstack tunnel", stacks, plain);
     ratio("SOCKS5 application path", socks, plain);

@@ -33,6 +33,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
+use crate::batch::write_frames;
 use crate::dial::{self, DialError, DialOptions, Io, Target};
 use crate::protocol::{self, PeerId, ProtocolError, ServerFrame, MAX_MESSAGE_SIZE};
 use crate::token::{Token, TokenError};
@@ -99,13 +100,15 @@ pub struct RelayReceiver {
 type Socket = WebSocketStream<Box<dyn Io>>;
 
 /// The WebSocket limits both sides use: no message above the relay's
-/// maximum, small buffers (a relay holds thousands of these).
+/// maximum, small buffers (a relay holds thousands of these). Writes
+/// gather up to 32 KiB before they reach the socket; the writers flush
+/// after each batch (see `batch.rs`).
 pub(crate) fn websocket_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE_SIZE))
         .max_frame_size(Some(MAX_MESSAGE_SIZE))
         .read_buffer_size(16 * 1024)
-        .write_buffer_size(0)
+        .write_buffer_size(32 * 1024)
         .max_write_buffer_size(256 * 1024)
 }
 
@@ -219,7 +222,7 @@ async fn write(
         tokio::select! {
             frame = queued.recv() => match frame {
                 Some(frame) => {
-                    if sink.send(Message::Binary(frame)).await.is_err() {
+                    if write_frames(&mut sink, frame, || queued.try_recv().ok()).await.is_err() {
                         break;
                     }
                 }

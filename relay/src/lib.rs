@@ -15,6 +15,7 @@
 //! The relay sees only ciphertext: payloads are WireGuard packets between
 //! the two peers, which it passes on without looking inside.
 
+mod batch;
 pub mod client;
 pub mod dial;
 pub mod management;

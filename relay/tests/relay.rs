@@ -130,6 +130,38 @@ async fn packets_reach_the_named_peer_with_the_senders_id() {
     assert_eq!(relay.relay.peers(), 2);
 }
 
+/// A userspace TCP sender puts its whole window on the wire at once:
+/// hundreds of full-size packets. The relay must pass such a burst whole
+/// (its queue is bounded in bytes, not in frames), or the sender's TCP
+/// stalls on the losses.
+#[tokio::test]
+async fn a_burst_of_a_windows_packets_passes_whole() {
+    const PACKETS: usize = 300;
+    let relay = TestRelay::start(Limits::default()).await;
+    let (a, _from_a) = relay.connect("key-a").await;
+    let (_b, mut from_b) = relay.connect("key-b").await;
+    let id_b = PeerId::from_public_key("key-b");
+    let received = tokio::spawn(async move {
+        let mut got = Vec::new();
+        while got.len() < PACKETS {
+            match tokio::time::timeout(Duration::from_secs(2), from_b.recv()).await {
+                Ok(Some((_, packet))) => got.push(packet),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        got
+    });
+    // Neither client drops what it is given here: only the relay could.
+    for i in 0..PACKETS {
+        a.send(&id_b, &vec![(i % 251) as u8; 1400]).await.unwrap();
+    }
+    let got = received.await.unwrap();
+    assert_eq!(got.len(), PACKETS, "packets dropped at the relay");
+    for (i, packet) in got.iter().enumerate() {
+        assert_eq!(packet, &vec![(i % 251) as u8; 1400], "packet {i}");
+    }
+}
+
 #[tokio::test]
 async fn a_peer_receives_only_what_is_addressed_to_it() {
     let relay = TestRelay::start(Limits::default()).await;

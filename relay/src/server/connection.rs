@@ -6,12 +6,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt as _, StreamExt as _};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -19,8 +18,10 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use super::admission::Admitted;
+use super::queue::{self, Queued, SendQueue};
 use super::registry::Forwarded;
 use super::Relay;
+use crate::batch::write_frames;
 use crate::protocol::{self, ClientFrame, MsgType, PeerId};
 
 type Socket = WebSocketStream<TokioIo<Upgraded>>;
@@ -55,7 +56,7 @@ pub(super) async fn run(
     };
     // Registered before the answer: a client told it is connected must
     // get what is sent to it from then on.
-    let (queue, queued) = mpsc::channel(shared.limits.send_queue);
+    let (queue, queued) = queue::send_queue(shared.limits.send_queue_bytes);
     let (stop, stopped) = watch::channel(false);
     shared
         .registry
@@ -136,7 +137,7 @@ async fn read(
     relay: &Relay,
     peer: &PeerId,
     connection: u64,
-    own_queue: &mpsc::Sender<Bytes>,
+    own_queue: &SendQueue,
     answered: &AtomicBool,
 ) {
     let registry = &relay.shared.registry;
@@ -163,7 +164,7 @@ async fn read(
                     for frame in
                         protocol::peer_state(MsgType::PeersOnline, &online).unwrap_or_default()
                     {
-                        let _ = own_queue.try_send(frame.into());
+                        own_queue.try_push(frame.into());
                     }
                 }
                 continue;
@@ -203,7 +204,7 @@ async fn read(
 /// goes out), a health check stays unanswered, or the socket fails.
 async fn write(
     mut sink: SplitSink<Socket, Message>,
-    mut queued: mpsc::Receiver<Bytes>,
+    mut queued: Queued,
     mut stopped: watch::Receiver<bool>,
     answered: Arc<AtomicBool>,
     relay: Relay,
@@ -216,7 +217,7 @@ async fn write(
         tokio::select! {
             frame = queued.recv() => {
                 let Some(frame) = frame else { break };
-                if sink.send(Message::Binary(frame)).await.is_err() {
+                if write_frames(&mut sink, frame, || queued.try_recv()).await.is_err() {
                     return;
                 }
             }

@@ -14,6 +14,7 @@
 
 mod admission;
 mod connection;
+mod queue;
 mod registry;
 mod standalone;
 
@@ -50,8 +51,11 @@ pub struct Limits {
     pub max_connections: usize,
     /// Relay connections open at once from one source address.
     pub max_connections_per_address: usize,
-    /// Frames queued for one connection before more are dropped.
-    pub send_queue: usize,
+    /// Bytes of frames queued for one connection before more are dropped
+    /// (each frame charged a little more than its length; see
+    /// `queue.rs`). 512 KiB holds a userspace TCP sender's whole window of
+    /// packets, and no more memory than 64 frames of the largest size.
+    pub send_queue_bytes: usize,
     /// Time from the upgrade to a valid auth frame.
     pub handshake_timeout: Duration,
     /// Between health checks.
@@ -66,7 +70,7 @@ impl Default for Limits {
         Limits {
             max_connections: 10_000,
             max_connections_per_address: 256,
-            send_queue: 64,
+            send_queue_bytes: 512 * 1024,
             handshake_timeout: Duration::from_secs(10),
             health_interval: Duration::from_secs(25),
             health_timeout: Duration::from_secs(20),

@@ -9,8 +9,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, PoisonError};
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
+use super::queue::SendQueue;
 use crate::protocol::{self, MsgType, PeerId};
 
 /// Peer ids one connection may subscribe to; more are ignored.
@@ -22,7 +23,7 @@ struct Entry {
     /// Which connection of this id it is.
     connection: u64,
     /// Its send queue.
-    queue: mpsc::Sender<Bytes>,
+    queue: SendQueue,
     /// Set to true to make the connection close.
     stop: watch::Sender<bool>,
     /// Ids to announce once when they come online.
@@ -53,7 +54,7 @@ impl Registry {
         &self,
         peer: PeerId,
         connection: u64,
-        queue: mpsc::Sender<Bytes>,
+        queue: SendQueue,
         stop: watch::Sender<bool>,
     ) {
         let mut peers = self.lock();
@@ -72,7 +73,7 @@ impl Registry {
         for other in peers.values_mut() {
             if other.online_interest.remove(&peer) {
                 for frame in &frames {
-                    let _ = other.queue.try_send(Bytes::from(frame.clone()));
+                    other.queue.try_push(Bytes::from(frame.clone()));
                 }
             }
         }
@@ -90,7 +91,7 @@ impl Registry {
         for other in peers.values() {
             if other.offline_interest.contains(peer) {
                 for frame in &frames {
-                    let _ = other.queue.try_send(Bytes::from(frame.clone()));
+                    other.queue.try_push(Bytes::from(frame.clone()));
                 }
             }
         }
@@ -102,9 +103,10 @@ impl Registry {
         let Some(entry) = peers.get(to) else {
             return Forwarded::NoPeer;
         };
-        match entry.queue.try_send(frame) {
-            Ok(()) => Forwarded::Sent,
-            Err(_) => Forwarded::Congested,
+        if entry.queue.try_push(frame) {
+            Forwarded::Sent
+        } else {
+            Forwarded::Congested
         }
     }
 
