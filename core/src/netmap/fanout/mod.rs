@@ -30,10 +30,11 @@
 //!   changes maps with time alone is a login expiring, and the machine
 //!   wakes at the exact instant the next one does.
 
+mod outbox;
 #[cfg(feature = "sim")]
 pub mod sim;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::delta::MapDigest;
@@ -44,6 +45,7 @@ use crate::model::{Account, Peer};
 use crate::posture;
 use crate::registration::{check_login, RegistrationError};
 use crate::time::{Duration, Timestamp};
+use outbox::Outbox;
 
 /// Least time between two computations (or loads) of one account.
 pub const COALESCE: Duration = Duration::from_millis(100);
@@ -106,7 +108,7 @@ pub struct Fanout {
     shared: SharedEntries,
     /// How many maps the last computation built.
     computed: usize,
-    outbox: VecDeque<(String, Update)>,
+    outbox: Outbox,
 }
 
 impl Fanout {
@@ -137,7 +139,7 @@ impl Fanout {
     pub fn handle_unsubscribe(&mut self, peer_id: &str) {
         self.members.remove(peer_id);
         self.pending.remove(peer_id);
-        self.outbox.retain(|(id, _)| id != peer_id);
+        self.outbox.remove(peer_id);
     }
 
     /// Something of the account was committed: it is loaded again at the
@@ -234,7 +236,7 @@ impl Fanout {
 
     /// The next update to send to a peer's streams.
     pub fn poll_send(&mut self) -> Option<(String, Update)> {
-        self.outbox.pop_front()
+        self.outbox.pop()
     }
 
     /// How many maps the last computation built.
@@ -262,8 +264,7 @@ impl Fanout {
     fn close(&mut self, id: String, why: RegistrationError) {
         if let Some(member) = self.members.get_mut(&id) {
             member.closed = true;
-            self.outbox.retain(|(other, _)| *other != id);
-            self.outbox.push_back((id, Update::Close(why)));
+            self.outbox.put(id, Update::Close(why));
         }
     }
 
@@ -329,8 +330,7 @@ impl Fanout {
                 continue;
             }
             member.given = Some((map_digest, paths.clone()));
-            self.outbox.retain(|(other, _)| *other != id);
-            self.outbox.push_back((
+            self.outbox.put(
                 id,
                 Update::Map {
                     map: Arc::new(map),
@@ -338,7 +338,7 @@ impl Fanout {
                     serial: self.serial,
                     digest: map_digest,
                 },
-            ));
+            );
         }
         drop(entries);
         self.shared = shared;
