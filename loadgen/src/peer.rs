@@ -265,6 +265,7 @@ impl Peer {
             meta: Some(self.meta()),
             accepts_deltas: deltas,
             entry_digests: true,
+            folded_digests: true,
             ..SyncRequest::default()
         };
         let stream = self

@@ -13,7 +13,9 @@ mod common;
 
 use common::client::{assert_status, reusable, run, Peer, PROMPT};
 use common::Server;
-use meshplane_core::netmap::delta::{apply, apply_checked, digest, json_digest, MapDelta};
+use meshplane_core::netmap::delta::{
+    apply, apply_checked, digest, json_digest, ordered_digest, MapDelta, MapDigest,
+};
 use meshplane_core::netmap::PeerMap;
 use meshplane_proto::delta::from_digest_bytes;
 use meshplane_proto::v1::{
@@ -25,21 +27,22 @@ use tonic::{Code, Status, Streaming};
 
 impl Peer {
     async fn sync_deltas(&mut self, held: Option<(u64, Vec<u8>)>) -> Streaming<SealedMessage> {
-        self.sync_with(held, true).await
+        self.sync_with(held, Release::Current).await
     }
 
-    /// A delta stream; without `entry_digests`, as an earlier daemon opens it.
+    /// A delta stream as a daemon of `release` opens it.
     async fn sync_with(
         &mut self,
         held: Option<(u64, Vec<u8>)>,
-        entry_digests: bool,
+        release: Release,
     ) -> Streaming<SealedMessage> {
         let (held_serial, held_digest) = held.unwrap_or_default();
         let sealed = self.seal(&SyncRequest {
             accepts_deltas: true,
             held_serial,
             held_digest,
-            entry_digests,
+            entry_digests: release != Release::First,
+            folded_digests: release == Release::Current,
             ..SyncRequest::default()
         });
         self.client.sync(sealed).await.unwrap().into_inner()
@@ -169,24 +172,49 @@ fn deltas_follow_changes_and_acks_prove_the_map(s: &mut Server) {
     });
 }
 
-/// A daemon of an earlier release checks every digest as the SHA-256 of the
-/// whole map's JSON, acknowledges with it and names its map with it.
+/// Daemons by the digest they check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Release {
+    /// The first releases with deltas: the SHA-256 of the whole map's JSON.
+    First,
+    /// The previous release: entry hashes in order, all hashed.
+    Previous,
+    Current,
+}
+
+/// A daemon of the first releases with deltas checks every digest as the
+/// SHA-256 of the whole map's JSON, acknowledges with it and names its map
+/// with it.
 fn an_earlier_daemon_gets_whole_json_digests(s: &mut Server) {
+    an_earlier_daemon_gets_its_digests(s, Release::First, json_digest);
+}
+
+/// A daemon of the previous release checks digests of its entries' hashes
+/// in order.
+fn a_previous_daemon_gets_ordered_digests(s: &mut Server) {
+    an_earlier_daemon_gets_its_digests(s, Release::Previous, ordered_digest);
+}
+
+fn an_earlier_daemon_gets_its_digests(
+    s: &mut Server,
+    release: Release,
+    its_digest: fn(&PeerMap) -> MapDigest,
+) {
     run(async {
         let key = reusable(s);
         let mut a = Peer::connect(s, "alpha").await;
         let mut b = Peer::connect(s, "beta").await;
         a.login(&key).await.unwrap();
         b.login(&key).await.unwrap();
-        let json = |r: &SyncResponse| from_digest_bytes("digest", &r.digest).unwrap();
+        let sent = |r: &SyncResponse| from_digest_bytes("digest", &r.digest).unwrap();
         // b's stream keeps the account's hub, and what it remembers, running.
         let sb = b.sync().await;
 
-        let mut sa = a.sync_with(None, false).await;
+        let mut sa = a.sync_with(None, release).await;
         let (first, _) = a.response(&mut sa).await;
         let mut held = PeerMap::try_from(first.network_map.clone().expect("a map")).unwrap();
-        assert_eq!(json_digest(&held), json(&first));
-        assert_ne!(digest(&held), json(&first));
+        assert_eq!(its_digest(&held), sent(&first));
+        assert_ne!(digest(&held), sent(&first));
         a.ack(first.serial, first.digest.clone()).await.unwrap();
 
         let mut c = Peer::connect(s, "gamma").await;
@@ -194,19 +222,19 @@ fn an_earlier_daemon_gets_whole_json_digests(s: &mut Server) {
         let (joined, _) = a.response(&mut sa).await;
         let delta = MapDelta::try_from(joined.delta.clone().expect("a delta")).unwrap();
         apply(&mut held, &delta).unwrap();
-        assert_eq!(json_digest(&held), json(&joined));
+        assert_eq!(its_digest(&held), sent(&joined));
         a.ack(joined.serial, joined.digest.clone()).await.unwrap();
 
         // Reconnecting with the acknowledged map: a delta from it.
         drop(sa);
         let mut sa = a
-            .sync_with(Some((joined.serial, joined.digest.clone())), false)
+            .sync_with(Some((joined.serial, joined.digest.clone())), release)
             .await;
         let (again, _) = a.response(&mut sa).await;
         assert!(again.network_map.is_none(), "a delta from the map named");
         let delta = MapDelta::try_from(again.delta.clone().expect("a delta")).unwrap();
         apply(&mut held, &delta).unwrap();
-        assert_eq!(json_digest(&held), json(&again));
+        assert_eq!(its_digest(&held), sent(&again));
         drop(sa);
         drop(sb);
     });
@@ -214,5 +242,6 @@ fn an_earlier_daemon_gets_whole_json_digests(s: &mut Server) {
 
 both_stores!(
     deltas_follow_changes_and_acks_prove_the_map,
-    an_earlier_daemon_gets_whole_json_digests
+    an_earlier_daemon_gets_whole_json_digests,
+    a_previous_daemon_gets_ordered_digests
 );

@@ -131,12 +131,13 @@ pub enum DeltaError {
 /// A digest of a map: equal digests mean equal maps.
 ///
 /// It is the SHA-256 of the map's JSON form (its canonical form: the core
-/// fixes every list's order, and a delta reproduces it) with each remote
-/// peer and each record standing as the SHA-256 of its own JSON form
-/// ([`entry_hash`]) rather than as its text. A server keeps those per
-/// entry, which every map listing the entry shares (see
-/// [`super::owned::SharedEntries`]), so the digest of each of N maps hashes
-/// 32 bytes per entry instead of formatting and hashing its text again.
+/// fixes every list's order, and a delta reproduces it) without its lists
+/// of remote peers and records, followed by one short fold per such list
+/// (see `ListFold`) over the SHA-256 of each entry's own JSON form
+/// ([`entry_hash`]). A server keeps those per entry, which every map
+/// listing the entry shares (see [`super::owned::SharedEntries`]), so the
+/// digest of each of N maps costs a multiply-add per entry rather than
+/// formatting the entry, or hashing its 32 bytes again, for every map.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MapDigest(pub [u8; 32]);
 
@@ -163,6 +164,48 @@ impl io::Write for HashWriter {
     }
 }
 
+/// A list of entry hashes folded into 40 bytes: its length and, in each of
+/// four 64-bit lanes, the sum of the entries' lanes, the entry at position
+/// `i` weighted by `2i + 1` (all wrapping).
+///
+/// A multiply-add per entry and lane, where hashing the 32 bytes again
+/// cost a SHA-256 block per two entries for every map. Odd weights keep
+/// the order in the fold: two entries that trade places change every lane
+/// unless their hashes agree in it. Entry hashes are SHA-256 outputs, so
+/// two different lists of one length fold alike with a chance of about
+/// 2⁻²⁵⁶. The digest is there to find maps that went apart, not to resist
+/// a forger: a server that wanted to fool its own peers could send them
+/// any map anyway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct ListFold {
+    len: u64,
+    lanes: [u64; 4],
+}
+
+impl ListFold {
+    /// The fold of the entries `hashes` gives, in order.
+    fn of(hashes: impl Iterator<Item = [u8; 32]>) -> ListFold {
+        let mut fold = ListFold::default();
+        for hash in hashes {
+            let weight = fold.len.wrapping_mul(2).wrapping_add(1);
+            for (lane, bytes) in fold.lanes.iter_mut().zip(hash.chunks_exact(8)) {
+                let mut word = [0; 8];
+                word.copy_from_slice(bytes);
+                *lane = lane.wrapping_add(u64::from_le_bytes(word).wrapping_mul(weight));
+            }
+            fold.len += 1;
+        }
+        fold
+    }
+
+    fn feed(&self, hash: &mut Sha256) {
+        hash.update(self.len.to_le_bytes());
+        for lane in self.lanes {
+            hash.update(lane.to_le_bytes());
+        }
+    }
+}
+
 /// The digest of `map`; see [`MapDigest`].
 pub fn digest(map: &PeerMap) -> MapDigest {
     digest_with(map, &mut |p| entry_hash(&**p), &mut |r| entry_hash(&**r))
@@ -175,6 +218,39 @@ pub fn digest_with(
     peer: &mut dyn FnMut(&Arc<RemotePeer>) -> [u8; 32],
     record: &mut dyn FnMut(&Arc<Record>) -> [u8; 32],
 ) -> MapDigest {
+    let mut hash = frame_hash(map);
+    // The frame's JSON ends with its closing brace and every fold is 40
+    // bytes, so nothing is ambiguous.
+    ListFold::of(map.peers.iter().map(&mut *peer)).feed(&mut hash);
+    ListFold::of(map.offline_peers.iter().map(&mut *peer)).feed(&mut hash);
+    for zone in &map.dns.custom_zones {
+        ListFold::of(zone.records.iter().map(&mut *record)).feed(&mut hash);
+    }
+    MapDigest(hash.finalize().into())
+}
+
+/// The digest daemons of the previous release check: as [`digest`], but
+/// each list stands as its length and every entry hash in order, all
+/// hashed. Costs formatting every entry of the map.
+pub fn ordered_digest(map: &PeerMap) -> MapDigest {
+    let mut hash = frame_hash(map);
+    let mut list = |hashes: Vec<[u8; 32]>| {
+        hash.update((hashes.len() as u64).to_le_bytes());
+        for h in hashes {
+            hash.update(h);
+        }
+    };
+    list(map.peers.iter().map(|p| entry_hash(&**p)).collect());
+    list(map.offline_peers.iter().map(|p| entry_hash(&**p)).collect());
+    for zone in &map.dns.custom_zones {
+        list(zone.records.iter().map(|r| entry_hash(&**r)).collect());
+    }
+    MapDigest(hash.finalize().into())
+}
+
+/// The hash of the map's JSON form without its lists of remote peers and
+/// records, ready for those lists to follow.
+fn frame_hash(map: &PeerMap) -> Sha256 {
     /// The map without its lists of remote peers and records.
     #[derive(Serialize)]
     struct Frame<'a> {
@@ -209,37 +285,12 @@ pub fn digest_with(
     if let Err(e) = serde_json::to_writer(&mut writer, &frame) {
         unreachable!("a map that does not serialise: {e}");
     }
-    let mut hash = writer.0;
-    // Each list as its length and its entries' hashes, in the map's order;
-    // the frame's JSON ends with its closing brace, so nothing is ambiguous.
-    fn list(hash: &mut Sha256, hashes: &mut dyn Iterator<Item = [u8; 32]>, len: usize) {
-        hash.update((len as u64).to_le_bytes());
-        for h in hashes {
-            hash.update(h);
-        }
-    }
-    list(
-        &mut hash,
-        &mut map.peers.iter().map(&mut *peer),
-        map.peers.len(),
-    );
-    list(
-        &mut hash,
-        &mut map.offline_peers.iter().map(&mut *peer),
-        map.offline_peers.len(),
-    );
-    for zone in &map.dns.custom_zones {
-        list(
-            &mut hash,
-            &mut zone.records.iter().map(&mut *record),
-            zone.records.len(),
-        );
-    }
-    MapDigest(hash.finalize().into())
+    writer.0
 }
 
-/// The SHA-256 of the whole JSON form of `map`: the digest of earlier
-/// releases, which their daemons still check. Costs formatting the map.
+/// The SHA-256 of the whole JSON form of `map`: the digest of the first
+/// releases with deltas, which their daemons still check. Costs formatting
+/// the map.
 pub fn json_digest(map: &PeerMap) -> MapDigest {
     MapDigest(entry_hash(map))
 }
@@ -499,6 +550,24 @@ mod tests {
             Ok(new),
             "{delta:?}"
         );
+    }
+
+    #[test]
+    fn a_fold_keeps_the_order_and_the_length() {
+        let h = |b: u8| entry_hash(&b);
+        let fold = |bytes: &[u8]| ListFold::of(bytes.iter().map(|&b| h(b)));
+        assert_eq!(fold(&[1, 2, 3]), fold(&[1, 2, 3]));
+        assert_ne!(fold(&[1, 2, 3]), fold(&[2, 1, 3]), "order");
+        assert_ne!(fold(&[1, 2, 3]), fold(&[1, 3, 2]), "order");
+        assert_ne!(fold(&[1, 2]), fold(&[1, 2, 2]), "a repeated entry");
+        assert_ne!(fold(&[]), fold(&[0]), "length");
+        // The first entry is taken at weight one.
+        let one = fold(&[9]);
+        let mut lanes = [0u64; 4];
+        for (lane, bytes) in lanes.iter_mut().zip(h(9).chunks_exact(8)) {
+            *lane = u64::from_le_bytes(bytes.try_into().unwrap_or_default());
+        }
+        assert_eq!((one.len, one.lanes), (1, lanes));
     }
 
     #[test]

@@ -522,6 +522,24 @@ mod tests {
             .collect()
     }
 
+    /// Daemons of the previous release check `ordered_digest`: it must
+    /// stay the digest they compute. The value is what that release's
+    /// `digest` gave for this map.
+    #[test]
+    fn the_ordered_digest_is_the_previous_releases() {
+        use crate::netmap::delta::{digest, ordered_digest};
+        let mut account = bench_account(40, 3, T0);
+        account.settings.dns_domain = "mesh.example".to_string();
+        let index = AccountIndex::new(&account);
+        let map = PeerMap::from(&MapBuilder::new(&index, T0).map(0));
+        let previous = [
+            167, 62, 246, 211, 214, 113, 207, 50, 100, 124, 181, 49, 31, 222, 177, 90, 94, 51, 32,
+            255, 40, 80, 205, 175, 148, 9, 186, 206, 128, 131, 218, 65,
+        ];
+        assert_eq!(ordered_digest(&map).0, previous);
+        assert_ne!(digest(&map).0, previous);
+    }
+
     #[test]
     fn shared_maps_are_the_maps_and_hold_each_entry_once() {
         let mut account = bench_account(40, 3, T0);

@@ -285,6 +285,7 @@ impl Session {
             meta: Some(meta),
             accepts_deltas: true,
             entry_digests: true,
+            folded_digests: true,
             held_serial: held.as_ref().map_or(0, |h| h.serial),
             held_digest: held
                 .as_ref()

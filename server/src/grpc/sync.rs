@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meshplane_core::model::Peer;
-use meshplane_core::netmap::delta::{diff, json_digest, MapDigest};
+use meshplane_core::netmap::delta::{diff, json_digest, ordered_digest, MapDigest};
 use meshplane_core::netmap::PeerMap;
 use meshplane_core::ErrorCode;
 use meshplane_proto::delta::{digest_bytes, from_digest_bytes};
@@ -56,10 +56,12 @@ pub async fn start(
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
             Some((request.held_serial, digest))
         };
-        Deltas::On {
-            held,
-            json_digests: !request.entry_digests,
-        }
+        let digests = match (request.entry_digests, request.folded_digests) {
+            (false, _) => Digests::Json,
+            (true, false) => Digests::Ordered,
+            (true, true) => Digests::Folded,
+        };
+        Deltas::On { held, digests }
     } else {
         Deltas::Off
     };
@@ -104,13 +106,26 @@ pub(crate) enum Deltas {
     /// that do not take deltas).
     Off,
     /// After the first whole map, deltas; `held` names the map the peer
-    /// holds from an earlier stream. With `json_digests` (a daemon of an
-    /// earlier release) each map's digest is [`json_digest`], which the
-    /// stream computes itself.
+    /// holds from an earlier stream.
     On {
         held: Option<(u64, MapDigest)>,
-        json_digests: bool,
+        digests: Digests,
     },
+}
+
+/// Which digest a delta stream's messages carry and its acknowledgements
+/// name: what the peer's release checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Digests {
+    /// [`digest`](meshplane_core::netmap::delta::digest), the one the
+    /// fan-out computes for every map.
+    Folded,
+    /// [`ordered_digest`] (daemons of the previous release), computed by
+    /// the stream.
+    Ordered,
+    /// [`json_digest`] (daemons of the first releases with deltas),
+    /// computed by the stream.
+    Json,
 }
 
 /// One message a stream sends, for `render` to put in its protocol.
@@ -211,13 +226,10 @@ where
         } => subscription.acknowledged(serial, &digest),
         _ => None,
     };
-    let json_digests = matches!(
-        deltas,
-        Deltas::On {
-            json_digests: true,
-            ..
-        }
-    );
+    let digests = match deltas {
+        Deltas::On { digests, .. } => digests,
+        Deltas::Off => Digests::Folded,
+    };
     let deltas = matches!(deltas, Deltas::On { .. });
     let mut closing = shared.closing.clone();
     // Without `refresh` the timer never fires.
@@ -267,10 +279,10 @@ where
                     continue;
                 }
                 // What this stream sends and its acknowledgements name.
-                let digest = if json_digests {
-                    json_digest(&map)
-                } else {
-                    digest
+                let digest = match digests {
+                    Digests::Folded => digest,
+                    Digests::Ordered => ordered_digest(&map),
+                    Digests::Json => json_digest(&map),
                 };
                 let frame = Frame {
                     map: Some(&map),
