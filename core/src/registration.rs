@@ -263,12 +263,22 @@ pub fn check_login<'a>(
         .iter()
         .find(|p| p.key == wg_key)
         .ok_or(RegistrationError::NotRegistered)?;
+    check_found_login(account, peer, now)?;
+    Ok(peer)
+}
+
+/// [`check_login`] for `peer` of `account`, already found (by its id
+/// through an index, say, where the search by key walks every peer).
+pub fn check_found_login(
+    account: &Account,
+    peer: &Peer,
+    now: Timestamp,
+) -> Result<(), RegistrationError> {
     let owner = peer
         .user_id
         .as_ref()
         .and_then(|id| account.users.iter().find(|u| &u.id == id));
-    check_peer_login(peer, owner, &account.settings, now)?;
-    Ok(peer)
+    check_peer_login(peer, owner, &account.settings, now)
 }
 
 /// [`check_login`] for a peer already found, with the user that added it

@@ -17,7 +17,7 @@
 //! account are dropped at each load, and all of them when the hub ends. A
 //! hub ends when its last stream does.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -353,8 +353,11 @@ async fn run(
                         None => return,
                     }
                     if let Some(account) = fanout.account() {
-                        locked(&hub.maps)
-                            .retain(|id, _| account.peers.iter().any(|p| p.id.as_str() == id));
+                        // A set, not a walk over the peers per kept map:
+                        // that was quadratic in the account's peers.
+                        let ids: HashSet<&str> =
+                            account.peers.iter().map(|p| p.id.as_str()).collect();
+                        locked(&hub.maps).retain(|id, _| ids.contains(id.as_str()));
                     }
                 }
                 Err(e) => {

@@ -43,7 +43,7 @@ use super::{MapBuilder, PeerMap};
 use crate::index::AccountIndex;
 use crate::model::{Account, Peer};
 use crate::posture;
-use crate::registration::{check_login, RegistrationError};
+use crate::registration::{check_found_login, RegistrationError};
 use crate::time::{Duration, Timestamp};
 use outbox::Outbox;
 
@@ -303,18 +303,20 @@ impl Fanout {
             let Some(member) = self.members.get(&id) else {
                 continue;
             };
-            let rank = match check_login(&account, &member.key, now) {
-                Err(e) => {
-                    self.close(id, e);
-                    continue;
-                }
-                Ok(peer) if peer.id.as_str() != id => None,
-                Ok(_) => index.rank(&id),
-            };
-            let Some(rank) = rank else {
+            // The member's peer by its id through the index, not by its key
+            // through the account: a walk over every peer for each member
+            // made a change quadratic in the members.
+            let Some(rank) = index
+                .rank(&id)
+                .filter(|&rank| index.peer(rank).key == member.key)
+            else {
                 self.close(id, RegistrationError::NotRegistered);
                 continue;
             };
+            if let Err(e) = check_found_login(&account, index.peer(rank), now) {
+                self.close(id, e);
+                continue;
+            }
             self.computed += 1;
             let map = PeerMap::with_shared(&maps.map(rank), &mut entries);
             let paths: Arc<[String]> = posture::process_paths(&index, rank).into();
@@ -628,6 +630,30 @@ mod tests {
         assert!(closed
             .iter()
             .all(|(_, u)| *u == Update::Close(RegistrationError::NotRegistered)));
+    }
+
+    /// A stream's key is checked against its peer's: a stream opened with
+    /// another peer's key, or with the key its peer had before it
+    /// registered a new one, is closed.
+    #[test]
+    fn a_stream_whose_key_is_not_its_peers_is_closed() {
+        let mut account = account();
+        let mut fanout = Fanout::new();
+        fanout.handle_subscribe("peer-0", &key(&account, 0), T0);
+        fanout.handle_subscribe("peer-1", &key(&account, 2), T0);
+        let sent = settle(&mut fanout, &account, T0);
+        assert_eq!(*map_of(&sent["peer-0"]), expected(&account, "peer-0", T0));
+        assert_eq!(
+            sent["peer-1"],
+            Update::Close(RegistrationError::NotRegistered)
+        );
+        let t1 = T0 + Duration::from_secs(1);
+        account.peers[0].key = "a key peer-0 registered since".to_string();
+        fanout.handle_change(t1);
+        assert_eq!(
+            settle(&mut fanout, &account, t1)["peer-0"],
+            Update::Close(RegistrationError::NotRegistered)
+        );
     }
 
     #[test]
